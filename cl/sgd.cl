@@ -1,0 +1,24 @@
+/* SGD. Defines: MOMENTUM, NESTEROV. Scalars: c0 lr, c1 momentum. Slots: 0 momentum. */
+#ifndef MOMENTUM
+#define MOMENTUM 0
+#endif
+#ifndef NESTEROV
+#define NESTEROV 0
+#endif
+kernel void sgd(UPDATE_ARGS) {
+    UPDATE_INDEX;
+    const real gv = LOAD(g, gi);
+    real wv = LOAD(w, wi);
+#if MOMENTUM
+    const real m = c1 * LOAD(s, SLOT(0)) - c0 * gv;
+    STORE(s, SLOT(0), m);
+#if NESTEROV
+    wv += c1 * m - c0 * gv;
+#else
+    wv += m;
+#endif
+#else
+    wv -= c0 * gv;
+#endif
+    STORE(w, wi, wv);
+}

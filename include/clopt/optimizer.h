@@ -1,0 +1,103 @@
+/* clopt: optimizers with Keras semantics. */
+#ifndef CLOPT_OPTIMIZER_H
+#define CLOPT_OPTIMIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "clopt/export.h"
+#include "clopt/status.h"
+#include "clopt/context.h"
+#include "clopt/variable.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A Keras optimizer (tf.keras.Optimizer semantics) living in one context. Opaque. */
+typedef struct clopt_optimizer clopt_optimizer;
+
+/* Creates an optimizer from the JSON Keras writes with
+ * json.dumps(keras.optimizers.serialize(opt)): {"module", "class_name", "config",
+ * "registered_name"}; the bare {"class_name", "config"} is accepted too. Class names match
+ * case-insensitively ("adam", "Adam"). Keys missing from "config" take Keras's defaults. Keras's
+ * legacy key "decay" is accepted and ignored, as Keras does. Integer JSON numbers are accepted
+ * where Keras wants a float (Python's json writes 1.0 as 1.0, so this only matters to hand-written
+ * configs).
+ *   json: borrowed, NUL-terminated. out: written only on success.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_JSON (with line and column),
+ * CLOPT_ERR_UNKNOWN_OPTIMIZER, CLOPT_ERR_UNKNOWN_KEY, CLOPT_ERR_BAD_TYPE, CLOPT_ERR_BAD_VALUE
+ * (each naming the key in clopt_context_last_error) or CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
+                                                   clopt_optimizer **out);
+
+/* Writes the optimizer's config in Keras's serialized form (the keys of get_config in Keras's
+ * order, nested in {"module", "class_name", "config", "registered_name"}).
+ *   json: receives a NUL-terminated string the caller frees with clopt_free.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT or CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_get_config(const clopt_optimizer *opt, char **json);
+
+/* Releases the optimizer and its slot variables (not the variables it was built on). NULL is
+ * allowed. Since v0.1. */
+CLOPT_API void clopt_optimizer_destroy(clopt_optimizer *opt);
+
+/* Keras's build(var_list): creates the optimizer's slot variables for `vars` (borrowed; the
+ * variables must outlive the optimizer) and compiles and warms its kernels, so the first apply
+ * pays no compilation. A second call on a built optimizer does nothing, as in Keras.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (NULL entries, duplicates, n == 0),
+ * CLOPT_ERR_CONTEXT_MISMATCH, CLOPT_ERR_OUT_OF_MEMORY, CLOPT_ERR_OPENCL or
+ * CLOPT_ERR_BUILD_FAILED. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_build(clopt_optimizer *opt, clopt_variable *const *vars,
+                                             size_t n);
+
+/* Keras's apply(grads, trainable_variables): one optimizer step.
+ *   grads: n gradients (borrowed); a NULL entry means "no gradient for this variable" and the
+ *     variable is left alone, as in Keras. Each gradient must have its variable's shape and dtype.
+ *   vars: the variables to update, or NULL for the built list (then n must equal its length).
+ *     Any subset of the built variables, in any order, is allowed. If the optimizer is not built
+ *     and vars is given, it is built on vars first.
+ * n == 0 does nothing (Keras returns early and the counter does not move). Otherwise, on success
+ * the iteration counter advances by one. Every input is checked before anything changes: on
+ * failure no variable, slot or counter has changed.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_NOT_BUILT (vars NULL on an unbuilt
+ * optimizer), CLOPT_ERR_LENGTH_MISMATCH (n differs from the built count when vars is NULL),
+ * CLOPT_ERR_UNKNOWN_VARIABLE, CLOPT_ERR_SHAPE_MISMATCH, CLOPT_ERR_DTYPE_MISMATCH,
+ * CLOPT_ERR_CONTEXT_MISMATCH, CLOPT_ERR_NO_GRADIENTS (all NULL) or CLOPT_ERR_OPENCL.
+ * The work is queued; clopt_variable_read or clopt_finish waits for it. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_apply(clopt_optimizer *opt, clopt_variable *const *grads,
+                                             clopt_variable *const *vars, size_t n);
+
+/* Keras's `iterations`: the number of applied steps. -1 if opt is NULL. Since v0.1. */
+CLOPT_API int64_t clopt_optimizer_iterations(const clopt_optimizer *opt);
+
+/* The learning rate the next step will use (the float, or the schedule at the current step).
+ * Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *opt, double *lr);
+
+/* Keras's learning_rate setter for a float learning rate. Returns CLOPT_OK,
+ * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_BAD_VALUE (not finite) or CLOPT_ERR_BAD_STATE (the
+ * optimizer was created with a schedule, as Keras's TypeError). Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *opt, double lr);
+
+/* The optimizer's class name as Keras writes it ("Adam"), and its name ("adam"). Owned by the
+ * optimizer. */
+CLOPT_API const char *clopt_optimizer_class_name(const clopt_optimizer *opt);
+CLOPT_API const char *clopt_optimizer_name(const clopt_optimizer *opt);
+
+/* Keras's `variables`, in Keras's order (the order save_own_variables writes): the iteration
+ * counter, the learning rate when it is a float, then the slots. Returns the count (0 if opt is
+ * NULL). */
+CLOPT_API size_t clopt_optimizer_variable_count(const clopt_optimizer *opt);
+
+/* Describes optimizer variable `index`: its Keras name (e.g. "dense_kernel_momentum"), and its
+ * Keras path (e.g. "adam/dense_kernel_momentum"); both owned by the optimizer. *var receives the
+ * slot variable, or NULL for the iteration counter and the learning rate, which live on the host
+ * (read them with clopt_optimizer_iterations and clopt_optimizer_get_learning_rate). Any out
+ * pointer may be NULL. Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (index out of range). */
+CLOPT_API clopt_status clopt_optimizer_variable(const clopt_optimizer *opt, size_t index,
+                                                const char **name, const char **path,
+                                                clopt_variable **var);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

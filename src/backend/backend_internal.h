@@ -1,0 +1,91 @@
+/* The backend interface: a table of operations that the core and the optimizer layer use for
+ * every byte of device memory and every launch (pocl's pocl_device_ops, BLIS's cntx_t). The host
+ * backend is the numerical reference; the OpenCL backend runs the kernels of cl/. */
+#ifndef CLOPT_BACKEND_INTERNAL_H
+#define CLOPT_BACKEND_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "clopt/status.h"
+#include "clopt/variable.h"
+
+typedef struct clopt_context clopt_context;
+
+/* Elements per chunk of a fused launch. Every arena sub-allocation is a whole number of chunks
+ * (zero-filled padding), so a kernel needs no bounds check. Must match CHUNK in cl/common.cl. */
+#define CLOPT__CHUNK 256
+
+/* One chunk of a fused multi-tensor launch, in chunk units. A fused kernel's work-item g handles
+ * element (g % CHUNK) of chunk table[g / CHUNK]: variable element var*CHUNK + g % CHUNK, and so
+ * on. seg is the index of the variable within the launch (for per-variable scalars). */
+typedef struct clopt__chunk {
+    uint32_t var, grad, slot, seg;
+} clopt__chunk;
+
+/* A structural switch of a kernel: a -D option for OpenCL, a flag for the host. */
+typedef struct clopt__define {
+    const char *name;
+    int value;
+} clopt__define;
+
+#define CLOPT__MAX_DEFINES 8
+#define CLOPT__MAX_SCALARS 8
+
+/* A fused elementwise update over a chunk table. Scalars are per-step values (learning rate,
+ * bias corrections) passed as kernel arguments, never compiled in. */
+typedef struct clopt__launch {
+    const char *kernel;   /* kernel name, also the cl/ source file's stem: "adam" */
+    clopt_dtype dtype;    /* dtype of variable, gradient and slots */
+    void *var_buf;        /* backend buffers */
+    void *grad_buf;
+    void *slot_buf;       /* slot kind k of a variable is at slot_stride*k + its slot offset */
+    size_t slot_stride;   /* elements */
+    void *table_buf;      /* clopt__chunk entries */
+    size_t table_base;    /* first entry of this launch */
+    size_t nchunks;
+    void *seg_buf;        /* per-segment float scalars (may be NULL), seg_stride floats each */
+    int ndefines;
+    clopt__define defines[CLOPT__MAX_DEFINES];
+    double scalars[CLOPT__MAX_SCALARS];
+} clopt__launch;
+
+typedef enum clopt__assign_op {
+    CLOPT__ASSIGN = 0,
+    CLOPT__ASSIGN_ADD = 1,
+    CLOPT__ASSIGN_SUB = 2
+} clopt__assign_op;
+
+/* The operations a backend provides. Offsets and counts are in elements unless named *_bytes.
+ * Every operation returns a status and leaves a message on the context when it fails. */
+typedef struct clopt__backend_ops {
+    const char *name;
+    /* Opens the device chosen by `spec` (already resolved to a backend), stores state. */
+    clopt_status (*open)(clopt_context *ctx, const char *spec, void **state);
+    void (*close)(void *state);
+    const char *(*device_name)(void *state);
+    /* A zero-filled buffer of `bytes`. */
+    clopt_status (*buffer_create)(clopt_context *ctx, size_t bytes, void **buf);
+    void (*buffer_release)(clopt_context *ctx, void *buf);
+    clopt_status (*write)(clopt_context *ctx, void *buf, size_t off_bytes, const void *src,
+                          size_t nbytes);
+    clopt_status (*read)(clopt_context *ctx, void *buf, size_t off_bytes, void *dst,
+                         size_t nbytes);
+    /* Fills `count` elements of `dtype` from element `off` with `value`. */
+    clopt_status (*fill)(clopt_context *ctx, void *buf, clopt_dtype dtype, size_t off,
+                         size_t count, double value);
+    /* dst[dst_off + i] (op)= src[src_off + i] for i < count. */
+    clopt_status (*assign)(clopt_context *ctx, clopt__assign_op op, clopt_dtype dtype, void *dst,
+                           size_t dst_off, const void *src, size_t src_off, size_t count);
+    /* Compiles (or loads from cache) and warms the kernel a launch will use. */
+    clopt_status (*prepare)(clopt_context *ctx, const clopt__launch *launch);
+    clopt_status (*update)(clopt_context *ctx, const clopt__launch *launch);
+    clopt_status (*finish)(clopt_context *ctx);
+} clopt__backend_ops;
+
+extern const clopt__backend_ops clopt__host_backend;
+extern const clopt__backend_ops clopt__opencl_backend;
+
+/* The define's value in a launch, `fallback` when absent. */
+int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback);
+
+#endif

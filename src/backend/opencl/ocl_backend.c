@@ -1,0 +1,287 @@
+/* The OpenCL backend: buffers are cl_mem, operations are kernels of cl/ on one in-order queue. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ocl_internal.h"
+
+static char *device_text(cl_device_id d, cl_device_info what) {
+    size_t n = 0;
+    clGetDeviceInfo(d, what, 0, NULL, &n);
+    char *s = calloc(1, n + 1);
+    if (s && n) clGetDeviceInfo(d, what, n, s, NULL);
+    return s;
+}
+
+static char *platform_name(cl_platform_id p, cl_platform_info what) {
+    size_t n = 0;
+    clGetPlatformInfo(p, what, 0, NULL, &n);
+    char *s = calloc(1, n + 1);
+    if (s && n) clGetPlatformInfo(p, what, n, s, NULL);
+    return s;
+}
+
+static void ocl_close(void *state) {
+    clopt__ocl_state *s = state;
+    if (!s) return;
+    clopt__ocl_programs_free(s);
+    if (s->queue) clReleaseCommandQueue(s->queue);
+    if (s->context) clReleaseContext(s->context);
+    free(s->description);
+    free(s->cache_key_prefix);
+    free(s);
+}
+
+static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state) {
+    clopt__ocl_state *s = calloc(1, sizeof *s);
+    if (!s) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->state = s; /* so failures below can be reported through ctx */
+    clopt_status st = clopt__ocl_select(ctx, spec, &s->platform, &s->device);
+    if (st != CLOPT_OK) goto fail;
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)s->platform, 0};
+    s->context = clCreateContext(props, 1, &s->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        st = clopt__cl_fail(ctx, err, "clCreateContext", "opening the device");
+        goto fail;
+    }
+    s->queue = clCreateCommandQueue(s->context, s->device, 0, &err);
+    if (err != CL_SUCCESS) {
+        st = clopt__cl_fail(ctx, err, "clCreateCommandQueue", "opening the device");
+        goto fail;
+    }
+    char *dname = device_text(s->device, CL_DEVICE_NAME);
+    char *dver = device_text(s->device, CL_DRIVER_VERSION);
+    char *ext = device_text(s->device, CL_DEVICE_EXTENSIONS);
+    char *pname = platform_name(s->platform, CL_PLATFORM_NAME);
+    char *pver = platform_name(s->platform, CL_PLATFORM_VERSION);
+    s->has_fp64 = ext && strstr(ext, "cl_khr_fp64") != NULL;
+    s->description = clopt__format("%s (%s)", dname ? dname : "?", pname ? pname : "?");
+    s->cache_key_prefix = clopt__format("%s|%s|%s|%s", pname ? pname : "", pver ? pver : "",
+                                        dname ? dname : "", dver ? dver : "");
+    free(dname);
+    free(dver);
+    free(ext);
+    free(pname);
+    free(pver);
+    if (!s->description || !s->cache_key_prefix) {
+        st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto fail;
+    }
+    *state = s;
+    return CLOPT_OK;
+fail:
+    ocl_close(s);
+    ctx->state = NULL;
+    return st;
+}
+
+static const char *ocl_device_name(void *state) {
+    return ((clopt__ocl_state *)state)->description;
+}
+
+static clopt_status ocl_buffer_create(clopt_context *ctx, size_t bytes, void **buf) {
+    clopt__ocl_state *s = clopt__ocl(ctx);
+    cl_int err;
+    cl_mem m = clCreateBuffer(s->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+    if (err != CL_SUCCESS) return clopt__cl_fail(ctx, err, "clCreateBuffer", "allocating memory");
+    const cl_uint zero = 0;
+    err = clEnqueueFillBuffer(s->queue, m, &zero, sizeof zero, 0, (bytes + 3) / 4 * 4, 0, NULL,
+                              NULL);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(m);
+        return clopt__cl_fail(ctx, err, "clEnqueueFillBuffer", "zeroing new memory");
+    }
+    *buf = m;
+    return CLOPT_OK;
+}
+
+static void ocl_buffer_release(clopt_context *ctx, void *buf) {
+    (void)ctx;
+    if (buf) clReleaseMemObject((cl_mem)buf);
+}
+
+static clopt_status ocl_write(clopt_context *ctx, void *buf, size_t off, const void *src,
+                              size_t n) {
+    cl_int err = clEnqueueWriteBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, CL_TRUE, off, n, src, 0,
+                                      NULL, NULL);
+    return err == CL_SUCCESS ? CLOPT_OK
+                             : clopt__cl_fail(ctx, err, "clEnqueueWriteBuffer", "writing");
+}
+
+static clopt_status ocl_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
+    cl_int err = clEnqueueReadBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, CL_TRUE, off, n, dst, 0,
+                                     NULL, NULL);
+    return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueReadBuffer", "reading");
+}
+
+static clopt_status ocl_fill(clopt_context *ctx, void *buf, clopt_dtype dtype, size_t off,
+                             size_t count, double value) {
+    unsigned char pattern[8];
+    size_t esize = clopt_dtype_size(dtype);
+    if (dtype == CLOPT_FLOAT32) {
+        float f = (float)value;
+        memcpy(pattern, &f, 4);
+    } else if (dtype == CLOPT_FLOAT64) {
+        memcpy(pattern, &value, 8);
+    } else {
+        /* 16-bit formats: the host backend's rounding, through a one-element conversion. */
+        uint16_t h;
+        clopt__host_backend.fill(ctx, &h, dtype, 0, 1, value);
+        memcpy(pattern, &h, 2);
+    }
+    if (!count) return CLOPT_OK;
+    cl_int err = clEnqueueFillBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, pattern, esize,
+                                     off * esize, count * esize, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueFillBuffer", "fill");
+}
+
+static clopt_status set_arg(clopt_context *ctx, cl_kernel k, cl_uint i, size_t size,
+                            const void *v, const char *name) {
+    cl_int err = clSetKernelArg(k, i, size, v);
+    return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clSetKernelArg", name);
+}
+
+static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, const char *name) {
+    size_t local = CLOPT__CHUNK;
+    cl_int err = clEnqueueNDRangeKernel(clopt__ocl(ctx)->queue, k, 1, NULL, &global,
+                                        global % local == 0 ? &local : NULL, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueNDRangeKernel", name);
+}
+
+static clopt_status ocl_assign(clopt_context *ctx, clopt__assign_op op, clopt_dtype dtype,
+                               void *dst, size_t doff, const void *src, size_t soff,
+                               size_t count) {
+    clopt__define def = {"OP", (int)op};
+    clopt__ocl_program *p;
+    clopt_status st = clopt__ocl_get_kernel(ctx, "assign", dtype, &def, 1, &p);
+    if (st != CLOPT_OK) return st;
+    cl_mem d = dst, s = (cl_mem)src;
+    cl_ulong o1 = doff, o2 = soff, n = count;
+    if ((st = set_arg(ctx, p->kernel, 0, sizeof d, &d, "assign")) ||
+        (st = set_arg(ctx, p->kernel, 1, sizeof o1, &o1, "assign")) ||
+        (st = set_arg(ctx, p->kernel, 2, sizeof s, &s, "assign")) ||
+        (st = set_arg(ctx, p->kernel, 3, sizeof o2, &o2, "assign")) ||
+        (st = set_arg(ctx, p->kernel, 4, sizeof n, &n, "assign")))
+        return st;
+    size_t global = (count + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
+    return enqueue(ctx, p->kernel, global, "assign");
+}
+
+/* Sets the fused-update arguments: w, g, s, slot stride, table, table base, seg, scalars. */
+static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
+                                    cl_mem w, cl_mem g, cl_mem s, cl_ulong stride, cl_mem table,
+                                    cl_uint tbase, cl_mem seg) {
+    clopt_status st;
+    if ((st = set_arg(ctx, k, 0, sizeof w, &w, l->kernel)) ||
+        (st = set_arg(ctx, k, 1, sizeof g, &g, l->kernel)) ||
+        (st = set_arg(ctx, k, 2, sizeof s, &s, l->kernel)) ||
+        (st = set_arg(ctx, k, 3, sizeof stride, &stride, l->kernel)) ||
+        (st = set_arg(ctx, k, 4, sizeof table, &table, l->kernel)) ||
+        (st = set_arg(ctx, k, 5, sizeof tbase, &tbase, l->kernel)) ||
+        (st = set_arg(ctx, k, 6, sizeof seg, &seg, l->kernel)))
+        return st;
+    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS; i++) {
+        if (l->dtype == CLOPT_FLOAT64) {
+            st = set_arg(ctx, k, 7 + i, sizeof(double), &l->scalars[i], l->kernel);
+        } else {
+            float f = (float)l->scalars[i];
+            st = set_arg(ctx, k, 7 + i, sizeof f, &f, l->kernel);
+        }
+        if (st) return st;
+    }
+    return CLOPT_OK;
+}
+
+/* Compiles the launch's kernel and runs it once on a scratch chunk, so that the device's
+ * first-launch costs (POCL compiles per kernel and local size) are paid here, not in step 1. */
+static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
+    clopt__ocl_program *p;
+    clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, l->defines, l->ndefines, &p);
+    if (st != CLOPT_OK || p->warm) return st;
+    /* A zeroed table (one chunk, all offsets 0) and a separate data chunk it points into. */
+    void *data, *table;
+    if ((st = ocl_buffer_create(ctx, CLOPT__CHUNK * 8, &data))) return st;
+    if ((st = ocl_buffer_create(ctx, sizeof(clopt__chunk), &table))) {
+        clReleaseMemObject(data);
+        return st;
+    }
+    cl_mem m = data, t = table;
+    st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, t);
+    if (st == CLOPT_OK) st = enqueue(ctx, p->kernel, CLOPT__CHUNK, l->kernel);
+    cl_int err = clFinish(clopt__ocl(ctx)->queue);
+    if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
+    clReleaseMemObject(m);
+    clReleaseMemObject(t);
+    if (st == CLOPT_OK) p->warm = 1;
+    return st;
+}
+
+static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
+    clopt__ocl_program *p;
+    clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, l->defines, l->ndefines, &p);
+    if (st != CLOPT_OK) return st;
+    if (!l->nchunks) return CLOPT_OK;
+    cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : (cl_mem)l->table_buf;
+    cl_mem slot = l->slot_buf ? (cl_mem)l->slot_buf : (cl_mem)l->var_buf;
+    st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
+                         l->table_buf, (cl_uint)l->table_base, seg);
+    if (st != CLOPT_OK) return st;
+    return enqueue(ctx, p->kernel, l->nchunks * CLOPT__CHUNK, l->kernel);
+}
+
+static clopt_status ocl_finish(clopt_context *ctx) {
+    cl_int err = clFinish(clopt__ocl(ctx)->queue);
+    return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clFinish", "waiting");
+}
+
+const clopt__backend_ops clopt__opencl_backend = {
+    .name = "opencl",
+    .open = ocl_open,
+    .close = ocl_close,
+    .device_name = ocl_device_name,
+    .buffer_create = ocl_buffer_create,
+    .buffer_release = ocl_buffer_release,
+    .write = ocl_write,
+    .read = ocl_read,
+    .fill = ocl_fill,
+    .assign = ocl_assign,
+    .prepare = ocl_prepare,
+    .update = ocl_update,
+    .finish = ocl_finish,
+};
+
+/* ---- interop (clopt_cl.h) ---- */
+#include "clopt/clopt_cl.h"
+
+static clopt_status need_ocl(const clopt_context *ctx) {
+    if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (ctx->ops != &clopt__opencl_backend)
+        return clopt__fail((clopt_context *)ctx, CLOPT_ERR_UNSUPPORTED,
+                           "OpenCL interop: the context is on the '%s' backend", ctx->ops->name);
+    return CLOPT_OK;
+}
+
+clopt_status clopt_context_cl_context(const clopt_context *ctx, cl_context *out) {
+    clopt_status st = need_ocl(ctx);
+    if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->context;
+    return st;
+}
+
+clopt_status clopt_context_cl_queue(const clopt_context *ctx, cl_command_queue *out) {
+    clopt_status st = need_ocl(ctx);
+    if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->queue;
+    return st;
+}
+
+clopt_status clopt_variable_cl_mem(const clopt_variable *var, cl_mem *mem, size_t *off) {
+    if (!var) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_status st = need_ocl(var->ctx);
+    if (st == CLOPT_OK && (!mem || !off)) st = CLOPT_ERR_INVALID_ARGUMENT;
+    if (st == CLOPT_OK) {
+        *mem = (cl_mem)var->block->buf;
+        *off = var->offset * clopt_dtype_size(var->dtype);
+    }
+    return st;
+}

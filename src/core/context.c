@@ -1,0 +1,86 @@
+/* Contexts: backend choice, error state, lifetime of everything made in them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "core_internal.h"
+
+static _Thread_local char create_error[1024];
+
+const char *clopt_last_create_error(void) { return create_error; }
+
+static size_t arena_block_bytes(void) {
+    const char *s = getenv("CLOPT_ARENA_MB");
+    long mb = s ? strtol(s, NULL, 10) : 0;
+    return (size_t)(mb > 0 ? mb : 64) << 20;
+}
+
+clopt_status clopt_context_create(const char *device, clopt_context **out) {
+    create_error[0] = '\0';
+    if (!out) {
+        snprintf(create_error, sizeof create_error, "clopt_context_create: out is NULL");
+        return CLOPT_ERR_INVALID_ARGUMENT;
+    }
+    if (!device) {
+        const char *env = getenv("CLOPT_DEVICE");
+        if (env && *env) device = env;
+    }
+    clopt_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return CLOPT_ERR_OUT_OF_MEMORY;
+    ctx->block_bytes = arena_block_bytes();
+    ctx->ops = (device && strcasecmp(device, "host") == 0) ? &clopt__host_backend
+                                                             : &clopt__opencl_backend;
+    clopt_status st = ctx->ops->open(ctx, device, &ctx->state);
+    if (st != CLOPT_OK) {
+        snprintf(create_error, sizeof create_error, "%s",
+                 ctx->error ? ctx->error : clopt_status_string(st));
+        free(ctx->error);
+        free(ctx);
+        return st;
+    }
+    clopt__clear_error(ctx);
+    *out = ctx;
+    return CLOPT_OK;
+}
+
+void clopt_context_destroy(clopt_context *ctx) {
+    if (!ctx) return;
+    if (ctx->ops->finish) ctx->ops->finish(ctx);
+    clopt__optimizer_free_all(ctx);
+    while (ctx->vars) clopt__variable_free(ctx->vars, 0);
+    for (clopt__arena_block *b = ctx->blocks, *next; b; b = next) {
+        next = b->next;
+        ctx->ops->buffer_release(ctx, b->buf);
+        free(b->free);
+        free(b);
+    }
+    ctx->ops->close(ctx->state);
+    free(ctx->error);
+    free(ctx);
+}
+
+const char *clopt_context_last_error(const clopt_context *ctx) {
+    if (!ctx) return "clopt_context_last_error: ctx is NULL";
+    return ctx->error ? ctx->error : "";
+}
+
+int clopt_context_last_cl_error(const clopt_context *ctx) { return ctx ? ctx->cl_error : 0; }
+
+const char *clopt_context_device_name(const clopt_context *ctx) {
+    return ctx ? ctx->ops->device_name(ctx->state) : "";
+}
+
+const char *clopt_context_backend_name(const clopt_context *ctx) {
+    return ctx ? ctx->ops->name : "";
+}
+
+clopt_status clopt_finish(clopt_context *ctx) {
+    if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
+    return ctx->ops->finish(ctx);
+}
+
+int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback) {
+    for (int i = 0; i < launch->ndefines; i++)
+        if (strcmp(launch->defines[i].name, name) == 0) return launch->defines[i].value;
+    return fallback;
+}

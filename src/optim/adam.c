@@ -1,0 +1,42 @@
+/* Adam (keras.optimizers.Adam), with amsgrad. Kernel: cl/adam.cl. */
+#include <math.h>
+#include "optim_internal.h"
+
+enum { BETA_1, BETA_2, EPSILON, AMSGRAD };
+
+static const clopt__param params[] = {
+    [BETA_1] = {"beta_1", CLOPT__P_FLOAT, 0.9, 0, 0.0, 1.0, 0, 0},
+    [BETA_2] = {"beta_2", CLOPT__P_FLOAT, 0.999, 0, 0.0, 1.0, 0, 0},
+    [EPSILON] = {"epsilon", CLOPT__P_FLOAT, 1e-7, 0, 0.0, HUGE_VAL, 0, 0},
+    [AMSGRAD] = {"amsgrad", CLOPT__P_BOOL, 0, 0, 0, 1, 0, 0},
+};
+
+static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
+    k[0] = (clopt__slot_kind){"momentum", 0, 0.0};
+    k[1] = (clopt__slot_kind){"velocity", 0, 0.0};
+    if (clopt__hp(o, AMSGRAD) == 0.0) return 2;
+    k[2] = (clopt__slot_kind){"velocity_hat", 1, 0.0};
+    return 3;
+}
+
+static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
+    const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
+    const double t = (double)s->t;
+    l->kernel = "adam";
+    l->ndefines = 1;
+    l->defines[0] = (clopt__define){"AMSGRAD", clopt__hp(o, AMSGRAD) != 0.0};
+    l->scalars[0] = s->lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
+    l->scalars[1] = 1.0 - b1;
+    l->scalars[2] = 1.0 - b2;
+    l->scalars[3] = clopt__hp(o, EPSILON);
+}
+
+const clopt__optimizer_class clopt__adam_class = {
+    .class_name = "Adam",
+    .default_name = "adam",
+    .default_lr = 0.001,
+    .params = params,
+    .nparams = 4,
+    .slots = slots,
+    .launch = launch,
+};

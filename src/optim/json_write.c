@@ -1,0 +1,119 @@
+/* JSON output with Python's number style: reals in the shortest form that reads back to the same
+ * double (as Python's repr, so 0.9 stays 0.9), keys in insertion order. jansson parses; this
+ * writes, because jansson's writer prints reals with a fixed precision (0.90000000000000002). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "json_internal.h"
+
+typedef struct sbuf {
+    char *s;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+}
+
+static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+
+void clopt__format_real(double x, char *out, size_t n) {
+    if (!isfinite(x)) {
+        snprintf(out, n, "%s", isnan(x) ? "NaN" : (x > 0 ? "Infinity" : "-Infinity"));
+        return;
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, x);
+        if (strtod(out, NULL) == x) break;
+    }
+    /* Python writes floats with a '.' or an exponent: 1.0, not 1. */
+    if (!strpbrk(out, ".eEn")) {
+        size_t l = strlen(out);
+        if (l + 2 < n) memcpy(out + l, ".0", 3);
+    }
+}
+
+static void put_string(sbuf *b, const char *s) {
+    put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            puts_(b, esc);
+        } else {
+            put(b, (const char *)&c, 1);
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static void put_value(sbuf *b, const json_t *v) {
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *val;
+        int first = 1;
+        put(b, "{", 1);
+        json_object_foreach((json_t *)v, key, val) {
+            if (!first) put(b, ", ", 2);
+            first = 0;
+            put_string(b, key);
+            put(b, ": ", 2);
+            put_value(b, val);
+        }
+        put(b, "}", 1);
+        break;
+    }
+    case JSON_ARRAY:
+        put(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) put(b, ", ", 2);
+            put_value(b, json_array_get(v, i));
+        }
+        put(b, "]", 1);
+        break;
+    case JSON_STRING: put_string(b, json_string_value(v)); break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+        puts_(b, num);
+        break;
+    case JSON_REAL:
+        clopt__format_real(json_real_value(v), num, sizeof num);
+        puts_(b, num);
+        break;
+    case JSON_TRUE: puts_(b, "true"); break;
+    case JSON_FALSE: puts_(b, "false"); break;
+    case JSON_NULL: puts_(b, "null"); break;
+    }
+}
+
+char *clopt__json_dump(const json_t *v) {
+    sbuf b = {0};
+    put_value(&b, v);
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}

@@ -1,0 +1,151 @@
+/* The optimizer layer's internals: hyperparameter tables, optimizer classes, slot layout. */
+#ifndef CLOPT_OPTIM_INTERNAL_H
+#define CLOPT_OPTIM_INTERNAL_H
+
+#include "clopt/optimizer.h"
+#include "../core/core_internal.h"
+
+/* ---- hyperparameters: one table per class drives from_config, get_config and validation ---- */
+
+typedef enum clopt__ptype {
+    CLOPT__P_FLOAT,         /* a number */
+    CLOPT__P_FLOAT_OR_NULL, /* a number or null (None) */
+    CLOPT__P_INT_OR_NULL,   /* an integer or null */
+    CLOPT__P_BOOL
+} clopt__ptype;
+
+typedef struct clopt__param {
+    const char *key; /* Keras's config key */
+    clopt__ptype type;
+    double def;      /* default value */
+    int def_null;    /* the default is None */
+    double lo, hi;   /* allowed range (inclusive unless *_open) */
+    int lo_open, hi_open;
+} clopt__param;
+
+typedef struct clopt__value {
+    double v;
+    int null;
+} clopt__value;
+
+#define CLOPT__MAX_PARAMS 16
+
+/* Base-class keys, in Keras get_config order after name and learning_rate. */
+enum {
+    CLOPT__B_WEIGHT_DECAY,
+    CLOPT__B_CLIPNORM,
+    CLOPT__B_GLOBAL_CLIPNORM,
+    CLOPT__B_CLIPVALUE,
+    CLOPT__B_USE_EMA,
+    CLOPT__B_EMA_MOMENTUM,
+    CLOPT__B_EMA_OVERWRITE_FREQUENCY,
+    CLOPT__B_LOSS_SCALE_FACTOR,
+    CLOPT__B_GRADIENT_ACCUMULATION_STEPS,
+    CLOPT__B_COUNT
+};
+extern const clopt__param clopt__base_params[CLOPT__B_COUNT];
+
+/* ---- slots ---- */
+
+#define CLOPT__MAX_SLOTS 4
+
+/* One kind of slot variable per built variable. Kinds with the same `group` are interleaved per
+ * variable in Keras's variable list (Adam: m0 v0 m1 v1); groups follow each other (Adam's
+ * velocity_hat block after the pairs). */
+typedef struct clopt__slot_kind {
+    const char *name; /* Keras slot name: "momentum", "velocity" */
+    int group;
+    double init;      /* constant initial value */
+} clopt__slot_kind;
+
+/* ---- classes ---- */
+
+typedef struct clopt__step_info {
+    int64_t t;  /* 1-based step for bias corrections: iterations + 1 */
+    double lr;  /* learning rate for this step */
+} clopt__step_info;
+
+typedef struct clopt__optimizer_class {
+    const char *class_name;   /* "Adam" */
+    const char *default_name; /* "adam" */
+    double default_lr;
+    const clopt__param *params; /* class keys, in Keras get_config order */
+    int nparams;
+    /* Slot kinds for the optimizer's current hyperparameters; returns how many. */
+    int (*slots)(const clopt_optimizer *opt, clopt__slot_kind *kinds);
+    /* Checks cross-parameter rules beyond the table's ranges (may be NULL). */
+    clopt_status (*validate)(clopt_optimizer *opt);
+    /* Fills the launch's kernel, defines and per-step scalars. */
+    void (*launch)(const clopt_optimizer *opt, const clopt__step_info *step, clopt__launch *l);
+} clopt__optimizer_class;
+
+/* Every class, NULL-terminated (registry.c). */
+extern const clopt__optimizer_class *const clopt__optimizer_classes[];
+const clopt__optimizer_class *clopt__optimizer_class_find(const char *name);
+
+/* The per-dtype slot storage of a built optimizer: one dedicated block holding every slot kind
+ * at a stride, so one offset addresses a variable and all its slots. */
+typedef struct clopt__slot_group {
+    clopt__arena_block *block;
+    size_t stride; /* elements per slot kind */
+    size_t used;   /* elements laid out so far */
+} clopt__slot_group;
+
+/* An entry of Keras's `variables` list. */
+typedef struct clopt__optvar {
+    char *name;
+    char *path;
+    clopt_variable *var; /* NULL for the iteration counter and the learning rate */
+} clopt__optvar;
+
+/* A cached launch plan for one (variables, gradients) pattern of apply. */
+typedef struct clopt__plan_launch {
+    clopt_dtype dtype;
+    clopt__arena_block *var_block, *grad_block;
+    size_t table_base, nchunks;
+} clopt__plan_launch;
+
+typedef struct clopt__plan {
+    size_t n;            /* pairs */
+    size_t *var_index;   /* built index of each pair */
+    clopt_variable **grads;
+    clopt__plan_launch *launches;
+    size_t nlaunches;
+    void *table_buf;     /* backend buffer of clopt__chunk */
+    size_t table_cap;    /* entries */
+} clopt__plan;
+
+struct clopt_optimizer {
+    clopt_context *ctx;
+    const clopt__optimizer_class *cls;
+    char *name;
+    float lr; /* Keras keeps a float learning rate in a float32 variable */
+    clopt__value base[CLOPT__B_COUNT];
+    clopt__value hp[CLOPT__MAX_PARAMS];
+    int built;
+    int64_t iterations;
+    size_t nvars;
+    clopt_variable **vars;     /* the built list (borrowed) */
+    size_t *slot_off;          /* per built variable: element offset in its group */
+    int nkinds;
+    clopt__slot_kind kinds[CLOPT__MAX_SLOTS];
+    clopt__slot_group groups[4]; /* by dtype */
+    clopt__optvar *optvars;
+    size_t noptvars, capoptvars;
+    size_t nbaseoptvars; /* entries made at creation (iteration, learning_rate) */
+    clopt__plan plan;
+    size_t *scratch_idx;            /* nvars entries, for apply */
+    clopt_variable **scratch_grads; /* nvars entries, for apply */
+    struct clopt_optimizer *prev, *next;
+};
+
+/* Adds the creation-time entries of Keras's variable list. */
+clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o);
+/* Checks a variable list: non-empty, no NULL, same context, no duplicates. */
+clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *const *vars,
+                                         size_t n, const char *fn);
+
+/* Value of class parameter `i` / base parameter `i`. */
+static inline double clopt__hp(const clopt_optimizer *o, int i) { return o->hp[i].v; }
+
+#endif
