@@ -5,7 +5,8 @@
 #endif
 kernel void adam(UPDATE_ARGS) {
     UPDATE_INDEX;
-    const real gv = LOAD(g, gi);
+    const real gv = GRAD();
+    const real wv = WEIGHT();
     real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
     m += (gv - m) * c1;
     v += (gv * gv - v) * c2;
@@ -15,5 +16,5 @@ kernel void adam(UPDATE_ARGS) {
     v = fmax(LOAD(s, SLOT(2)), v);
     STORE(s, SLOT(2), v);
 #endif
-    STORE(w, wi, LOAD(w, wi) - c0 * m / (sqrt(v) + c3));
+    STORE(w, wi, wv - c0 * m / (sqrt(v) + c3));
 }

@@ -37,13 +37,19 @@ typedef float store_t;
 #define STORE(p, i, x) ((p)[i] = (x))
 #endif
 
+/* Kernel names: "file.kernel" names a kernel in cl/file.cl; a plain "name" is in cl/name.cl. */
+
 /* The arguments every fused update kernel takes: variable, gradient and slot buffers, the slot
  * stride (slot kind k is at s + k*ss), the chunk table (uint4: variable, gradient and slot
- * chunk, segment) and its first entry, per-segment float scalars, and eight per-step scalars. */
+ * chunk, segment) and its first entry, per-segment float scalars (seg[2*sg] the gradient's clip
+ * factor, seg[2*sg+1] 1 where weight decay applies, else 0), eight per-step scalars of the
+ * optimizer (c0..c7) and four of the apply pipeline (q0 1/loss_scale_factor, q1 1/accumulation
+ * steps, q2 clipvalue, q3 weight_decay*lr). */
 #define UPDATE_ARGS                                                                           \
     global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
-        global const uint4 *table, uint tbase, global const float *seg, real c0, real c1,     \
-        real c2, real c3, real c4, real c5, real c6, real c7
+        global const uint4 *table, uint tbase, global const real *seg, real c0, real c1,      \
+        real c2, real c3, real c4, real c5, real c6, real c7, real q0, real q1, real q2,      \
+        real q3
 
 /* Work-item gid handles element gid % CHUNK of chunk table[tbase + gid / CHUNK]: wi, gi and si
  * index the variable, gradient and first slot; sg is the segment. Arena padding makes every
@@ -56,6 +62,59 @@ typedef float store_t;
                  si = (size_t)ch_.z * CHUNK + lane_;                                 \
     const uint sg = ch_.w;                                                           \
     (void)sg; (void)seg; (void)ss;                                                   \
-    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7
+    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
+    (void)q0; (void)q1; (void)q2; (void)q3
 
-#define SLOT(k) (si + (size_t)(k) * ss)
+/* Slot kinds: the pipeline's own (EMA average, gradient accumulator) come first, SLOT_BASE of
+ * them; SLOT(k) is the optimizer's k-th kind, SLOT_ABS(k) any kind. */
+#ifndef SLOT_BASE
+#define SLOT_BASE 0
+#endif
+#ifndef SLOT_ACC
+#define SLOT_ACC 0
+#endif
+#define SLOT_ABS(k) (si + (size_t)(k) * ss)
+#define SLOT(k) SLOT_ABS((k) + SLOT_BASE)
+
+/* The apply pipeline's gradient stages, in Keras's order (semantics doc 1.4, 1.5): unscale by the
+ * loss scale factor; on an accumulation update step add the accumulator (slot SLOT_ACC) and
+ * divide by the steps, zeroing the accumulator; clip by the segment's norm factor (CLIP 1) or
+ * by value (CLIP 2). Every update kernel reads its gradient through GRAD(). */
+#ifndef ACCUM
+#define ACCUM 0
+#endif
+#ifndef CLIP
+#define CLIP 0
+#endif
+#ifndef DECAY
+#define DECAY 0
+#endif
+inline real clopt_grad(global const store_t *g, size_t gi, global store_t *s, size_t acc_i,
+                       global const real *seg, uint sg, real q0, real q1, real q2) {
+    real x = LOAD(g, gi) * q0;
+#if ACCUM
+    x = (x + LOAD(s, acc_i)) * q1;
+    STORE(s, acc_i, (real)0);
+#endif
+#if CLIP == 1
+    x *= seg[2 * sg];
+#elif CLIP == 2
+    x = clamp(x, -q2, q2);
+#endif
+    return x;
+}
+#if ACCUM
+#define GRAD() clopt_grad(g, gi, s, SLOT_ABS(SLOT_ACC), seg, sg, q0, q1, q2)
+#else
+#define GRAD() clopt_grad(g, gi, s, 0, seg, sg, q0, q1, q2)
+#endif
+
+/* The variable after Keras's decoupled weight decay w - w*wd*lr (before the update step), for
+ * variables whose segment flag allows it. Every update kernel reads its variable through
+ * WEIGHT(). */
+#if DECAY
+#define WEIGHT() clopt_decay(LOAD(w, wi), q3, seg[2 * sg + 1])
+inline real clopt_decay(real x, real d, real on) { return on != 0 ? x - x * d : x; }
+#else
+#define WEIGHT() LOAD(w, wi)
+#endif

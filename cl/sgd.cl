@@ -7,8 +7,8 @@
 #endif
 kernel void sgd(UPDATE_ARGS) {
     UPDATE_INDEX;
-    const real gv = LOAD(g, gi);
-    real wv = LOAD(w, wi);
+    const real gv = GRAD();
+    real wv = WEIGHT();
 #if MOMENTUM
     const real m = c1 * LOAD(s, SLOT(0)) - c0 * gv;
     STORE(s, SLOT(0), m);

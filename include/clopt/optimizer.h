@@ -97,6 +97,33 @@ CLOPT_API clopt_status clopt_optimizer_variable(const clopt_optimizer *opt, size
                                                 const char **name, const char **path,
                                                 clopt_variable **var);
 
+/* Reads optimizer variable `index` (see clopt_optimizer_variable) into `dst` as doubles, whatever
+ * its storage: the raw iteration counter (Keras's `_iterations`, not divided by the accumulation
+ * steps), the float32 learning rate, a host scalar such as Nadam's u_product, or a slot's
+ * elements. count must equal its element count (1 for scalars). Blocking. Returns CLOPT_OK,
+ * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_SHAPE_MISMATCH or CLOPT_ERR_OPENCL. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_variable_read(const clopt_optimizer *opt, size_t index,
+                                                     double *dst, size_t count);
+
+/* Keras's exclude_from_weight_decay(var_list, var_names): the variables in `vars` (by identity)
+ * and every variable whose name matches one of the POSIX extended regular expressions `names`
+ * (searched anywhere in the name, as Python's re.search) get no weight decay. Allowed before and
+ * after build (Keras documents an error after build but never raises it). Calls add to earlier
+ * ones. Either list may be empty (NULL with count 0). Returns CLOPT_OK,
+ * CLOPT_ERR_INVALID_ARGUMENT or CLOPT_ERR_BAD_VALUE (a pattern that does not compile, named in
+ * the message). Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *opt,
+                                                                 clopt_variable *const *vars,
+                                                                 size_t nvars,
+                                                                 const char *const *names,
+                                                                 size_t nnames);
+
+/* Keras's finalize_variable_values: when use_ema is on, overwrites every built variable with its
+ * exponential moving average (what fit() does after the last epoch); otherwise does nothing.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_NOT_BUILT or CLOPT_ERR_OPENCL.
+ * Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *opt);
+
 #ifdef __cplusplus
 }
 #endif

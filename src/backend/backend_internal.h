@@ -34,7 +34,7 @@ typedef struct clopt__define {
 /* A fused elementwise update over a chunk table. Scalars are per-step values (learning rate,
  * bias corrections) passed as kernel arguments, never compiled in. */
 typedef struct clopt__launch {
-    const char *kernel;   /* kernel name, also the cl/ source file's stem: "adam" */
+    const char *kernel;   /* "adam" (kernel adam in cl/adam.cl) or "file.kernel" */
     clopt_dtype dtype;    /* dtype of variable, gradient and slots */
     void *var_buf;        /* backend buffers */
     void *grad_buf;
@@ -43,11 +43,32 @@ typedef struct clopt__launch {
     void *table_buf;      /* clopt__chunk entries */
     size_t table_base;    /* first entry of this launch */
     size_t nchunks;
-    void *seg_buf;        /* per-segment float scalars (may be NULL), seg_stride floats each */
+    void *seg_buf;        /* per-segment reals (clip factor, decay flag); NULL if unused */
     int ndefines;
     clopt__define defines[CLOPT__MAX_DEFINES];
-    double scalars[CLOPT__MAX_SCALARS];
+    double scalars[CLOPT__MAX_SCALARS]; /* the optimizer's: c0..c7 in cl/ */
+    /* The apply pipeline's (q0..q3 in cl/): 1/loss_scale_factor, 1/accumulation steps,
+     * clipvalue, weight_decay*lr; and its switches: ACCUM, CLIP (0 off, 1 by the segment's
+     * factor, 2 by value), DECAY, the number of pipeline slot kinds before the optimizer's
+     * (SLOT_BASE) and the accumulator's kind (SLOT_ACC). */
+    double pipe[4];
+    int accum, clip, decay, slot_base, slot_acc, slot_ema;
 } clopt__launch;
+
+/* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at
+ * 8 bytes per table entry). ranges_buf holds clopt__chunk entries read as {seg, first table
+ * entry, chunk count, unused}. Mode 0 (clipnorm): seg[2*seg] = c / max(norm_seg, c). Mode 1
+ * (global_clipnorm): one norm N over every range, and seg[2*seg] = c * min(1/N, 1/c) + (N - N)
+ * for each range's segment. seg holds reals (double for float64, else float). */
+typedef struct clopt__clip_launch {
+    clopt_dtype dtype;
+    int mode;
+    void *ranges_buf;
+    size_t range_base, nranges;
+    void *partials_buf;
+    void *seg_buf;
+    double clipnorm;
+} clopt__clip_launch;
 
 typedef enum clopt__assign_op {
     CLOPT__ASSIGN = 0,
@@ -79,11 +100,17 @@ typedef struct clopt__backend_ops {
     /* Compiles (or loads from cache) and warms the kernel a launch will use. */
     clopt_status (*prepare)(clopt_context *ctx, const clopt__launch *launch);
     clopt_status (*update)(clopt_context *ctx, const clopt__launch *launch);
+    clopt_status (*clip_factors)(clopt_context *ctx, const clopt__clip_launch *launch);
     clopt_status (*finish)(clopt_context *ctx);
 } clopt__backend_ops;
 
 extern const clopt__backend_ops clopt__host_backend;
 extern const clopt__backend_ops clopt__opencl_backend;
+
+/* The dtype of per-segment scalars and partial sums for variables of `d`. */
+static inline clopt_dtype clopt__real_dtype(clopt_dtype d) {
+    return d == CLOPT_FLOAT64 ? CLOPT_FLOAT64 : CLOPT_FLOAT32;
+}
 
 /* The define's value in a launch, `fallback` when absent. */
 int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback);

@@ -90,6 +90,10 @@ const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 
 void clopt__optimizer_free_all(clopt_context *ctx);
 
+/* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even). */
+double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
+void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
+
 /* 64-bit FNV-1a, for cache keys. */
 uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
 #define CLOPT__HASH_INIT 1469598103934665603ULL

@@ -1,8 +1,13 @@
 /* apply(): Keras's order of operations (semantics doc, section 1.4), with every input checked
- * before anything changes, and a cached launch plan so a step allocates nothing. */
+ * before anything changes, and cached launch plans so a step allocates nothing. A step issues a
+ * constant number of launches per (dtype, variable arena block, gradient arena block) group:
+ * the update (plus two for norm clipping, or one accumulate instead on accumulation-only steps),
+ * and one or two EMA passes. */
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
+
+double clopt__learning_rate(const clopt_optimizer *o) { return o->lr; }
 
 /* The position of `v` in the built list, or -1. */
 static long built_index(const clopt_optimizer *o, const clopt_variable *v) {
@@ -40,55 +45,79 @@ static size_t chunks_of(const clopt_variable *v) {
     return ((size_t)v->size + CLOPT__CHUNK - 1) / CLOPT__CHUNK;
 }
 
-/* Groups the pairs by (dtype, variable block, gradient block): one launch each, a run of chunk
- * table entries each. Rebuilt only when the pattern of pairs changes. */
-static clopt_status plan_build(clopt_optimizer *o, const size_t *idx,
-                               clopt_variable *const *grads, size_t n) {
-    clopt_context *ctx = o->ctx;
-    clopt__plan *p = &o->plan;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
-    clopt__chunk *table = malloc((total ? total : 1) * sizeof *table);
-    clopt__plan_launch *ls = malloc((n ? n : 1) * sizeof *ls);
-    size_t *nidx = malloc(n * sizeof *nidx);
-    clopt_variable **ngrads = malloc(n * sizeof *ngrads);
-    char *done = calloc(n, 1);
-    clopt_status st = CLOPT_OK;
-    if (!table || !ls || !nidx || !ngrads || !done) {
-        st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of host memory");
-        goto out;
-    }
-    size_t nl = 0, used = 0;
+/* Grows a backend buffer to hold `need` entries of `esize` bytes (only when a plan changes). */
+static clopt_status ensure_buffer(clopt_context *ctx, void **buf, size_t *cap, size_t need,
+                                  size_t esize) {
+    if (need <= *cap && *buf) return CLOPT_OK;
+    void *nb;
+    clopt_status st = ctx->ops->buffer_create(ctx, (need ? need : 1) * esize, &nb);
+    if (st != CLOPT_OK) return st;
+    if (*buf) ctx->ops->buffer_release(ctx, *buf);
+    *buf = nb;
+    *cap = need;
+    return CLOPT_OK;
+}
+
+/* Lays out the chunk table and per-variable ranges of the pairs (idx[i], grads[i]); a NULL
+ * gradient stands for the variable itself (passes that read no gradient). */
+static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable *const *grads,
+                     size_t n, clopt__chunk *table, clopt__chunk *ranges,
+                     clopt__plan_launch *ls, char *done) {
+    size_t nl = 0, used = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
         if (done[i]) continue;
-        const clopt_variable *vi = o->vars[idx[i]];
+        const clopt_variable *vi = o->vars[idx[i]], *gi = grads[i] ? grads[i] : vi;
         clopt__plan_launch *l = &ls[nl++];
-        l->dtype = vi->dtype;
-        l->var_block = vi->block;
-        l->grad_block = grads[i]->block;
-        l->table_base = used;
+        *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, used, 0, nr, 0};
         for (size_t j = i; j < n; j++) {
-            const clopt_variable *v = o->vars[idx[j]], *g = grads[j];
+            const clopt_variable *v = o->vars[idx[j]], *g = grads[j] ? grads[j] : v;
             if (done[j] || v->dtype != l->dtype || v->block != l->var_block ||
                 g->block != l->grad_block)
                 continue;
             done[j] = 1;
+            ranges[nr++] = (clopt__chunk){(uint32_t)idx[j], (uint32_t)used,
+                                          (uint32_t)chunks_of(v), 0};
             for (size_t c = 0; c < chunks_of(v); c++)
-                table[used++] = (clopt__chunk){
-                    (uint32_t)(v->offset / CLOPT__CHUNK + c),
-                    (uint32_t)(g->offset / CLOPT__CHUNK + c),
-                    (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK + c), (uint32_t)idx[j]};
+                table[used++] = (clopt__chunk){(uint32_t)(v->offset / CLOPT__CHUNK + c),
+                                               (uint32_t)(g->offset / CLOPT__CHUNK + c),
+                                               (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK + c),
+                                               (uint32_t)idx[j]};
         }
         l->nchunks = used - l->table_base;
+        l->nranges = nr - l->range_base;
     }
-    if (total > p->table_cap) {
-        void *buf;
-        if ((st = ctx->ops->buffer_create(ctx, total * sizeof *table, &buf)) != CLOPT_OK) goto out;
-        if (p->table_buf) ctx->ops->buffer_release(ctx, p->table_buf);
-        p->table_buf = buf;
-        p->table_cap = total;
+    return nl;
+}
+
+/* Builds `p` for the pairs, uploading the tables. Rebuilt only when the pattern changes. */
+static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
+                               clopt_variable *const *grads, size_t n) {
+    clopt_context *ctx = o->ctx;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
+    clopt__chunk *table = malloc((total ? total : 1) * sizeof *table);
+    clopt__chunk *ranges = malloc((n ? n : 1) * sizeof *ranges);
+    clopt__plan_launch *ls = malloc((n ? n : 1) * sizeof *ls);
+    size_t *nidx = malloc((n ? n : 1) * sizeof *nidx);
+    clopt_variable **ngrads = malloc((n ? n : 1) * sizeof *ngrads);
+    char *done = calloc(n ? n : 1, 1);
+    clopt_status st = CLOPT_OK;
+    if (!table || !ranges || !ls || !nidx || !ngrads || !done) {
+        st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of host memory");
+        goto out;
     }
-    if (total && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table)))
+    size_t nl = layout(o, idx, grads, n, table, ranges, ls, done);
+    if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, total, sizeof *table)) ||
+        (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)))
+        goto out;
+    if (!p->partials_buf || total > p->table_cap) {
+        if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
+        p->partials_buf = NULL;
+        if ((st = ctx->ops->buffer_create(ctx, (total ? total : 1) * 8, &p->partials_buf)))
+            goto out;
+    }
+    if ((total && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
+        (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, ranges, n * sizeof *ranges))))
         goto out;
     memcpy(nidx, idx, n * sizeof *idx);
     memcpy(ngrads, grads, n * sizeof *grads);
@@ -105,31 +134,199 @@ static clopt_status plan_build(clopt_optimizer *o, const size_t *idx,
     ls = NULL;
 out:
     free(table);
+    free(ranges);
     free(ls);
     free(nidx);
     free(ngrads);
     free(done);
-    /* A failed rebuild leaves no plan, so the next apply rebuilds. */
-    if (st != CLOPT_OK) p->n = 0;
+    if (st != CLOPT_OK) p->n = 0; /* no valid plan: the next apply rebuilds */
     return st;
 }
 
-static clopt_status run_update(clopt_optimizer *o) {
-    clopt_context *ctx = o->ctx;
-    const clopt__step_info step = {o->iterations + 1, o->lr};
+clopt_status clopt__all_plan_build(clopt_optimizer *o) {
+    for (size_t i = 0; i < o->nvars; i++) {
+        o->scratch_idx[i] = i;
+        o->scratch_grads[i] = NULL;
+    }
+    return plan_build(o, &o->all_plan, o->scratch_idx, o->scratch_grads, o->nvars);
+}
+
+/* The clipping mode Keras picks (semantics doc 1.5): 1 by norm, 2 by value, 0 none. */
+static int clip_mode(const clopt_optimizer *o, double *c, int *global) {
+    const clopt__value *b = o->base;
+    *global = 0;
+    if (!b[CLOPT__B_CLIPNORM].null && b[CLOPT__B_CLIPNORM].v > 0) {
+        *c = b[CLOPT__B_CLIPNORM].v;
+        return 1;
+    }
+    if (!b[CLOPT__B_GLOBAL_CLIPNORM].null && b[CLOPT__B_GLOBAL_CLIPNORM].v > 0) {
+        *c = b[CLOPT__B_GLOBAL_CLIPNORM].v;
+        *global = 1;
+        return 1;
+    }
+    if (!b[CLOPT__B_CLIPVALUE].null && b[CLOPT__B_CLIPVALUE].v > 0) {
+        *c = b[CLOPT__B_CLIPVALUE].v;
+        return 2;
+    }
+    return 0;
+}
+
+/* A launch over plan entry `pl` with the pipeline's switches for an update step (accum_update:
+ * this step adds the accumulator). */
+static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
+                                 const clopt__plan_launch *pl, int accum_update, double lr) {
+    const clopt__slot_group *grp = &o->groups[pl->dtype];
+    const clopt__value *b = o->base;
+    clopt__launch l;
+    memset(&l, 0, sizeof l);
+    l.dtype = pl->dtype;
+    l.var_buf = pl->var_block->buf;
+    l.grad_buf = pl->grad_block->buf;
+    l.slot_buf = grp->block ? grp->block->buf : NULL;
+    l.slot_stride = grp->stride;
+    l.table_buf = p->table_buf;
+    l.table_base = pl->table_base;
+    l.nchunks = pl->nchunks;
+    l.seg_buf = grp->seg_buf;
+    const int64_t steps = clopt__accumulation_steps(o);
+    l.pipe[0] = (!b[CLOPT__B_LOSS_SCALE_FACTOR].null && b[CLOPT__B_LOSS_SCALE_FACTOR].v != 0)
+                    ? 1.0 / b[CLOPT__B_LOSS_SCALE_FACTOR].v
+                    : 1.0;
+    l.pipe[1] = steps ? 1.0 / (double)steps : 1.0;
+    l.accum = accum_update;
+    int global;
+    l.clip = clip_mode(o, &l.pipe[2], &global);
+    if (!b[CLOPT__B_WEIGHT_DECAY].null) {
+        /* Keras casts the learning rate to the variable's dtype before w*wd*lr. */
+        const double lrc = pl->dtype == CLOPT_FLOAT64 ? lr : (double)(float)lr;
+        l.decay = 1;
+        l.pipe[3] = b[CLOPT__B_WEIGHT_DECAY].v * lrc;
+    }
+    l.slot_base = o->slot_base;
+    l.slot_acc = o->slot_acc < 0 ? 0 : o->slot_acc;
+    l.slot_ema = o->slot_ema < 0 ? 0 : o->slot_ema;
+    return l;
+}
+
+/* Runs a pipeline kernel ("pipeline.ema", ...) over every launch of a plan. */
+static clopt_status run_pass(clopt_optimizer *o, const clopt__plan *p, const char *kernel,
+                             double c0, double lr) {
+    for (size_t i = 0; i < p->nlaunches; i++) {
+        clopt__launch l = make_launch(o, p, &p->launches[i], 0, lr);
+        l.kernel = kernel;
+        l.scalars[0] = c0;
+        clopt_status st = o->ctx->ops->update(o->ctx, &l);
+        if (st != CLOPT_OK) return st;
+    }
+    return CLOPT_OK;
+}
+
+/* Norm clipping: per-chunk sums of squares, then per-variable (or one global) factors. */
+static clopt_status clip_factors(clopt_optimizer *o, int accum_update, double lr) {
+    double c;
+    int global;
+    if (clip_mode(o, &c, &global) != 1) return CLOPT_OK;
+    const clopt__plan *p = &o->plan;
+    clopt_status st = CLOPT_OK;
+    for (size_t i = 0; i < p->nlaunches && st == CLOPT_OK; i++) {
+        clopt__launch l = make_launch(o, p, &p->launches[i], accum_update, lr);
+        l.kernel = "reduce.sumsq";
+        l.seg_buf = p->partials_buf;
+        st = o->ctx->ops->update(o->ctx, &l);
+    }
+    for (size_t i = 0; i < p->nlaunches && st == CLOPT_OK; i++) {
+        const clopt__plan_launch *pl = &p->launches[i];
+        clopt__clip_launch cl = {pl->dtype, global, p->ranges_buf, pl->range_base, pl->nranges,
+                                 p->partials_buf, o->groups[pl->dtype].seg_buf, c};
+        if (global) { /* one norm over every range: build rules keep a single dtype */
+            cl.range_base = 0;
+            cl.nranges = p->n;
+            i = p->nlaunches;
+        }
+        st = o->ctx->ops->clip_factors(o->ctx, &cl);
+    }
+    return st;
+}
+
+/* Zeroes the accumulators of built variables absent from this update step (Keras resets all). */
+static clopt_status reset_absent_accumulators(clopt_optimizer *o) {
+    if (o->plan.n == o->nvars) return CLOPT_OK;
+    for (int d = 0; d < 4; d++) {
+        clopt__slot_group *g = &o->groups[d];
+        if (!g->block) continue;
+        clopt_status st = o->ctx->ops->fill(o->ctx, g->block->buf, (clopt_dtype)d,
+                                            (size_t)o->slot_acc * g->stride, g->stride, 0.0);
+        if (st != CLOPT_OK) return st;
+    }
+    return CLOPT_OK;
+}
+
+static clopt_status run_update(clopt_optimizer *o, int accum_update, double lr) {
+    clopt_status st = clip_factors(o, accum_update, lr);
+    if (st != CLOPT_OK) return st;
+    const clopt__step_info step = {clopt__iterations(o) + 1, lr};
+    if (o->cls->before_step) o->cls->before_step(o, &step);
     for (size_t i = 0; i < o->plan.nlaunches; i++) {
-        const clopt__plan_launch *pl = &o->plan.launches[i];
-        clopt__launch l = {0};
-        l.dtype = pl->dtype;
+        clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], accum_update, lr);
         o->cls->launch(o, &step, &l);
-        l.var_buf = pl->var_block->buf;
-        l.grad_buf = pl->grad_block->buf;
-        l.slot_buf = o->groups[pl->dtype].block ? o->groups[pl->dtype].block->buf : NULL;
-        l.slot_stride = o->groups[pl->dtype].stride;
-        l.table_buf = o->plan.table_buf;
-        l.table_base = pl->table_base;
-        l.nchunks = pl->nchunks;
-        clopt_status st = ctx->ops->update(ctx, &l);
+        if ((st = o->ctx->ops->update(o->ctx, &l)) != CLOPT_OK) return st;
+    }
+    return accum_update ? reset_absent_accumulators(o) : CLOPT_OK;
+}
+
+/* Keras's EMA after every apply: average := m*average + (1-m)*var over every built variable,
+ * m = 0 on the first step; then the periodic overwrite of the variables by their averages. */
+static clopt_status run_ema(clopt_optimizer *o, double lr) {
+    const clopt__value *b = o->base;
+    if (!b[CLOPT__B_USE_EMA].v) return CLOPT_OK;
+    const int64_t it = clopt__iterations(o);
+    clopt_status st = run_pass(o, &o->all_plan, "pipeline.ema",
+                               it != 0 ? b[CLOPT__B_EMA_MOMENTUM].v : 0.0, lr);
+    const clopt__value *f = &b[CLOPT__B_EMA_OVERWRITE_FREQUENCY];
+    if (st == CLOPT_OK && !f->null && f->v >= 1 && (it + 1) % (int64_t)f->v == 0)
+        st = run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, lr);
+    return st;
+}
+
+clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!o->base[CLOPT__B_USE_EMA].v) return CLOPT_OK;
+    if (!o->built)
+        return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
+                           "finalize_variable_values: the optimizer is not built");
+    return run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, clopt__learning_rate(o));
+}
+
+/* Compiles and warms every kernel a step can use, per dtype, so step 1 pays no compilation. */
+clopt_status clopt__warm_kernels(clopt_optimizer *o) {
+    const int steps = clopt__accumulation_steps(o) != 0;
+    double c;
+    int global;
+    const int clip = clip_mode(o, &c, &global);
+    for (size_t i = 0; i < o->all_plan.nlaunches; i++) {
+        const clopt__plan_launch *pl = &o->all_plan.launches[i];
+        const clopt__step_info step = {1, o->lr};
+        clopt__launch l = make_launch(o, &o->all_plan, pl, steps, o->lr);
+        clopt__launch base = l;
+        o->cls->launch(o, &step, &l);
+        clopt_status st = o->ctx->ops->prepare(o->ctx, &l);
+        if (st == CLOPT_OK && steps) {
+            l = base;
+            l.kernel = "pipeline.accumulate";
+            l.accum = 0;
+            st = o->ctx->ops->prepare(o->ctx, &l);
+        }
+        if (st == CLOPT_OK && clip == 1) {
+            l = base;
+            l.kernel = "reduce.sumsq";
+            st = o->ctx->ops->prepare(o->ctx, &l);
+        }
+        for (int k = 0; st == CLOPT_OK && o->slot_ema >= 0 && k < 2; k++) {
+            l = base;
+            l.kernel = k ? "pipeline.ema_overwrite" : "pipeline.ema";
+            l.accum = 0;
+            st = o->ctx->ops->prepare(o->ctx, &l);
+        }
         if (st != CLOPT_OK) return st;
     }
     return CLOPT_OK;
@@ -163,6 +360,22 @@ static clopt_status resolve_pairs(clopt_optimizer *o, clopt_variable *const *gra
     return CLOPT_OK;
 }
 
+/* Checks what can be checked before an unbuilt optimizer builds on `vars`. */
+static clopt_status check_before_build(clopt_optimizer *o, clopt_variable *const *grads,
+                                       clopt_variable *const *vars, size_t n) {
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!grads[i]) continue;
+        any = 1;
+        clopt_status st = check_pair(o, i, grads[i], vars[i]);
+        if (st != CLOPT_OK) return st;
+    }
+    if (!any)
+        return clopt__fail(o->ctx, CLOPT_ERR_NO_GRADIENTS,
+                           "apply: no gradients provided for any variable (all %zu are NULL)", n);
+    return CLOPT_OK;
+}
+
 clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *grads,
                                    clopt_variable *const *vars, size_t n) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
@@ -182,29 +395,25 @@ clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *gr
                                n, o->nvars);
     } else {
         if ((st = clopt__optimizer_check_vars(o, vars, n, "apply")) != CLOPT_OK) return st;
-        if (!o->built) {
-            /* Check the pairs before building, so a bad call changes nothing. */
-            int any = 0;
-            for (size_t i = 0; i < n; i++) {
-                if (!grads[i]) continue;
-                any = 1;
-                if ((st = check_pair(o, i, grads[i], vars[i])) != CLOPT_OK) return st;
-            }
-            if (!any)
-                return clopt__fail(ctx, CLOPT_ERR_NO_GRADIENTS,
-                                   "apply: no gradients provided for any variable (all %zu are "
-                                   "NULL)",
-                                   n);
-            if ((st = clopt_optimizer_build(o, vars, n)) != CLOPT_OK) return st;
-        }
+        if (!o->built && ((st = check_before_build(o, grads, vars, n)) != CLOPT_OK ||
+                          (st = clopt_optimizer_build(o, vars, n)) != CLOPT_OK))
+            return st;
     }
     /* Scratch made at build: the variables are distinct and known, so at most nvars pairs. */
     size_t *idx = o->scratch_idx, m = 0;
     clopt_variable **kept = o->scratch_grads;
     if ((st = resolve_pairs(o, grads, vars, n, idx, kept, &m)) != CLOPT_OK) return st;
-    if (!plan_matches(&o->plan, idx, kept, m) && (st = plan_build(o, idx, kept, m)) != CLOPT_OK)
+    if (!plan_matches(&o->plan, idx, kept, m) &&
+        (st = plan_build(o, &o->plan, idx, kept, m)) != CLOPT_OK)
         return st;
-    if ((st = run_update(o)) != CLOPT_OK) return st;
+    const double lr = clopt__learning_rate(o);
+    const int64_t steps = clopt__accumulation_steps(o);
+    if (steps && (o->iterations + 1) % steps != 0)
+        st = run_pass(o, &o->plan, "pipeline.accumulate", 0.0, lr);
+    else
+        st = run_update(o, steps != 0, lr);
+    if (st == CLOPT_OK) st = run_ema(o, lr);
+    if (st != CLOPT_OK) return st;
     o->iterations++;
     return CLOPT_OK;
 }

@@ -121,22 +121,6 @@ static clopt_status validate_base(clopt_context *ctx, const clopt_optimizer *o) 
                            "%s config: only one of 'clipnorm', 'clipvalue' and 'global_clipnorm' "
                            "can be set",
                            cls);
-    /* The apply pipeline's stages beyond the update step come with the optimizer issue; until
-     * then a config that asks for them is refused rather than silently ignored. */
-    static const int later[] = {CLOPT__B_WEIGHT_DECAY, CLOPT__B_CLIPNORM,
-                                CLOPT__B_GLOBAL_CLIPNORM, CLOPT__B_CLIPVALUE,
-                                CLOPT__B_LOSS_SCALE_FACTOR, CLOPT__B_GRADIENT_ACCUMULATION_STEPS};
-    for (size_t i = 0; i < sizeof later / sizeof *later; i++) {
-        const clopt__value *v = &b[later[i]];
-        if (!v->null && v->v != 0)
-            return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
-                               "%s config: '%s' is not supported yet by this version of clopt",
-                               cls, clopt__base_params[later[i]].key);
-    }
-    if (b[CLOPT__B_USE_EMA].v)
-        return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
-                           "%s config: 'use_ema' is not supported yet by this version of clopt",
-                           cls);
     return CLOPT_OK;
 }
 

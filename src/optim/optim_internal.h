@@ -77,6 +77,11 @@ typedef struct clopt__optimizer_class {
     clopt_status (*validate)(clopt_optimizer *opt);
     /* Fills the launch's kernel, defines and per-step scalars. */
     void (*launch)(const clopt_optimizer *opt, const clopt__step_info *step, clopt__launch *l);
+    /* Optional: called once per update step before the launches (host-side state such as
+     * Nadam's u_product), and the value of a class scalar in the variable list. */
+    void (*before_step)(clopt_optimizer *opt, const clopt__step_info *step);
+    const char *scalar_name; /* a class scalar appended to the variable list, or NULL */
+    double (*scalar)(const clopt_optimizer *opt);
 } clopt__optimizer_class;
 
 /* Every class, NULL-terminated (registry.c). */
@@ -89,13 +94,24 @@ typedef struct clopt__slot_group {
     clopt__arena_block *block;
     size_t stride; /* elements per slot kind */
     size_t used;   /* elements laid out so far */
+    void *seg_buf; /* 2 reals per built variable: clip factor, weight-decay flag */
 } clopt__slot_group;
+
+/* Where an entry of Keras's `variables` list lives. */
+typedef enum clopt__optvar_kind {
+    CLOPT__OV_SLOT,      /* a device slot variable */
+    CLOPT__OV_ITERATION, /* the raw iteration counter, int64 on the host */
+    CLOPT__OV_LR,        /* the float learning rate, float32 on the host */
+    CLOPT__OV_SCALAR     /* a class scalar on the host (Nadam's u_product): class->scalar */
+} clopt__optvar_kind;
 
 /* An entry of Keras's `variables` list. */
 typedef struct clopt__optvar {
     char *name;
     char *path;
-    clopt_variable *var; /* NULL for the iteration counter and the learning rate */
+    clopt__optvar_kind kind;
+    clopt_dtype dtype;   /* of a scalar: ITERATION is int64 (no clopt_dtype), LR float32 */
+    clopt_variable *var; /* CLOPT__OV_SLOT only */
 } clopt__optvar;
 
 /* A cached launch plan for one (variables, gradients) pattern of apply. */
@@ -103,16 +119,19 @@ typedef struct clopt__plan_launch {
     clopt_dtype dtype;
     clopt__arena_block *var_block, *grad_block;
     size_t table_base, nchunks;
+    size_t range_base, nranges; /* per-variable chunk ranges, for reductions */
 } clopt__plan_launch;
 
 typedef struct clopt__plan {
     size_t n;            /* pairs */
     size_t *var_index;   /* built index of each pair */
-    clopt_variable **grads;
+    clopt_variable **grads; /* NULL entries: the variable itself (passes without gradients) */
     clopt__plan_launch *launches;
     size_t nlaunches;
     void *table_buf;     /* backend buffer of clopt__chunk */
-    size_t table_cap;    /* entries */
+    void *ranges_buf;    /* backend buffer of clopt__chunk used as {seg, first, count, 0} */
+    void *partials_buf;  /* 8 bytes per table entry */
+    size_t table_cap, ranges_cap; /* entries */
 } clopt__plan;
 
 struct clopt_optimizer {
@@ -122,6 +141,7 @@ struct clopt_optimizer {
     float lr; /* Keras keeps a float learning rate in a float32 variable */
     clopt__value base[CLOPT__B_COUNT];
     clopt__value hp[CLOPT__MAX_PARAMS];
+    double state[4]; /* class host-side state (Nadam's u_product) */
     int built;
     int64_t iterations;
     size_t nvars;
@@ -133,7 +153,15 @@ struct clopt_optimizer {
     clopt__optvar *optvars;
     size_t noptvars, capoptvars;
     size_t nbaseoptvars; /* entries made at creation (iteration, learning_rate) */
-    clopt__plan plan;
+    clopt__plan plan;     /* the last apply's pairs */
+    clopt__plan all_plan; /* every built variable, no gradients: EMA passes */
+    int slot_base;        /* pipeline slot kinds before the class's */
+    int slot_ema, slot_acc; /* their kinds, -1 if absent */
+    unsigned char *no_decay; /* per built variable: excluded from weight decay */
+    char **decay_exclude_names; /* regular expressions (Keras var_names) */
+    size_t ndecay_exclude_names;
+    clopt_variable **pending_no_decay; /* excluded by identity (kept across build) */
+    size_t npending_no_decay;
     size_t *scratch_idx;            /* nvars entries, for apply */
     clopt_variable **scratch_grads; /* nvars entries, for apply */
     struct clopt_optimizer *prev, *next;
@@ -144,6 +172,19 @@ clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o);
 /* Checks a variable list: non-empty, no NULL, same context, no duplicates. */
 clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *const *vars,
                                          size_t n, const char *fn);
+
+/* Keras's gradient_accumulation_steps (0: off), the raw and the divided iteration count, and the
+ * learning rate at the current raw step (float, or the schedule). */
+int64_t clopt__accumulation_steps(const clopt_optimizer *o);
+int64_t clopt__iterations(const clopt_optimizer *o);
+double clopt__learning_rate(const clopt_optimizer *o);
+
+/* Build helpers (apply.c): the EMA plan over every built variable, kernel warm-up. */
+clopt_status clopt__all_plan_build(clopt_optimizer *o);
+clopt_status clopt__warm_kernels(clopt_optimizer *o);
+void clopt__plan_free(clopt_context *ctx, clopt__plan *p);
+clopt_status clopt__write_decay_flags(clopt_optimizer *o);
+void clopt__apply_pending_no_decay(clopt_optimizer *o);
 
 /* Value of class parameter `i` / base parameter `i`. */
 static inline double clopt__hp(const clopt_optimizer *o, int i) { return o->hp[i].v; }

@@ -1,14 +1,17 @@
 /* Optimizer lifetime, build (slot layout and Keras's variable list) and accessors. */
 #include <math.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
 
-static void plan_free(clopt_context *ctx, clopt__plan *p) {
+void clopt__plan_free(clopt_context *ctx, clopt__plan *p) {
     free(p->var_index);
     free(p->grads);
     free(p->launches);
     if (p->table_buf) ctx->ops->buffer_release(ctx, p->table_buf);
+    if (p->ranges_buf) ctx->ops->buffer_release(ctx, p->ranges_buf);
+    if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
     memset(p, 0, sizeof *p);
 }
 
@@ -31,27 +34,40 @@ static void optvars_free(clopt_optimizer *o, size_t keep) {
 static void unbuild(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     optvars_free(o, o->nbaseoptvars);
-    plan_free(ctx, &o->plan);
+    clopt__plan_free(ctx, &o->plan);
+    clopt__plan_free(ctx, &o->all_plan);
     for (int d = 0; d < 4; d++) {
         if (o->groups[d].block) clopt__arena_free(ctx, o->groups[d].block, 0, 0);
+        if (o->groups[d].seg_buf) ctx->ops->buffer_release(ctx, o->groups[d].seg_buf);
         memset(&o->groups[d], 0, sizeof o->groups[d]);
     }
     free(o->vars);
     free(o->slot_off);
     free(o->scratch_idx);
     free(o->scratch_grads);
+    free(o->no_decay);
     o->vars = NULL;
     o->slot_off = NULL;
     o->scratch_idx = NULL;
     o->scratch_grads = NULL;
+    o->no_decay = NULL;
     o->nvars = 0;
     o->built = 0;
+}
+
+static void free_names(clopt_optimizer *o) {
+    for (size_t i = 0; i < o->ndecay_exclude_names; i++) free(o->decay_exclude_names[i]);
+    free(o->decay_exclude_names);
+    o->decay_exclude_names = NULL;
+    o->ndecay_exclude_names = 0;
 }
 
 static void optimizer_free(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     unbuild(o);
     optvars_free(o, 0);
+    free_names(o);
+    free(o->pending_no_decay);
     if (o->prev) o->prev->next = o->next;
     else ctx->opts = o->next;
     if (o->next) o->next->prev = o->prev;
@@ -67,8 +83,9 @@ void clopt__optimizer_free_all(clopt_context *ctx) {
     while (ctx->opts) optimizer_free(ctx->opts);
 }
 
-/* Adds an entry to Keras's variable list; var may be NULL (host-side scalars). */
-static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt_variable *var) {
+/* Adds an entry to Keras's variable list. */
+static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt__optvar_kind kind,
+                               clopt_dtype dtype, clopt_variable *var) {
     if (o->noptvars == o->capoptvars) {
         size_t c = o->capoptvars ? 2 * o->capoptvars : 16;
         clopt__optvar *nv = realloc(o->optvars, c * sizeof *nv);
@@ -79,6 +96,8 @@ static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt_varia
     clopt__optvar *e = &o->optvars[o->noptvars];
     e->name = clopt__strdup(name);
     e->path = clopt__format("%s/%s", o->name, name);
+    e->kind = kind;
+    e->dtype = dtype;
     e->var = var;
     if (!e->name || !e->path) {
         free(e->name);
@@ -87,6 +106,13 @@ static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt_varia
     }
     o->noptvars++;
     return CLOPT_OK;
+}
+
+clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o) {
+    clopt_status st = optvar_add(o, "iteration", CLOPT__OV_ITERATION, CLOPT_FLOAT64, NULL);
+    if (st == CLOPT_OK) st = optvar_add(o, "learning_rate", CLOPT__OV_LR, CLOPT_FLOAT32, NULL);
+    o->nbaseoptvars = o->noptvars;
+    return st;
 }
 
 /* Keras's slot name for variable `v`: its name with '/' and ':' replaced by '_', then
@@ -108,22 +134,16 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     clopt_status st = clopt__variable_view(o->ctx, name, v->dtype, v->ndim, v->shape, g->block,
                                            (size_t)k * g->stride + o->slot_off[i], &view);
     if (st == CLOPT_OK) {
-        st = optvar_add(o, name, view);
+        st = optvar_add(o, name, CLOPT__OV_SLOT, v->dtype, view);
         if (st != CLOPT_OK) clopt__variable_free(view, 0);
     }
     free(name);
     return st;
 }
 
-clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o) {
-    clopt_status st = optvar_add(o, "iteration", NULL);
-    if (st == CLOPT_OK) st = optvar_add(o, "learning_rate", NULL);
-    o->nbaseoptvars = o->noptvars;
-    return st;
-}
-
-/* Keras's order: iteration, learning_rate (a float), then slot groups; within a group the kinds
- * interleave per variable. */
+/* Keras's order after iteration and learning_rate: slot groups in order (EMA averages, then
+ * accumulators, then the class's); within a group the kinds interleave per variable; then a
+ * class scalar (Nadam's u_product). */
 static clopt_status build_optvars(clopt_optimizer *o) {
     clopt_status st = CLOPT_OK;
     int maxgroup = -1;
@@ -133,11 +153,32 @@ static clopt_status build_optvars(clopt_optimizer *o) {
         for (size_t i = 0; i < o->nvars && st == CLOPT_OK; i++)
             for (int k = 0; k < o->nkinds && st == CLOPT_OK; k++)
                 if (o->kinds[k].group == grp) st = make_slot_view(o, i, k);
+    if (st == CLOPT_OK && o->cls->scalar_name)
+        st = optvar_add(o, o->cls->scalar_name, CLOPT__OV_SCALAR, o->vars[0]->dtype, NULL);
     return st;
 }
 
+/* The slot kinds: the pipeline's (EMA average, gradient accumulator), then the class's, whose
+ * Keras groups come after the pipeline's. */
+static void choose_kinds(clopt_optimizer *o) {
+    int n = 0;
+    o->slot_ema = o->slot_acc = -1;
+    if (o->base[CLOPT__B_USE_EMA].v) {
+        o->slot_ema = n;
+        o->kinds[n++] = (clopt__slot_kind){"average", 0, 0.0};
+    }
+    if (clopt__accumulation_steps(o)) {
+        o->slot_acc = n;
+        o->kinds[n++] = (clopt__slot_kind){"gradient_accumulator", 1, 0.0};
+    }
+    o->slot_base = n;
+    int nc = o->cls->slots(o, o->kinds + n);
+    for (int k = n; k < n + nc; k++) o->kinds[k].group += 2;
+    o->nkinds = n + nc;
+}
+
 /* Slot storage: per dtype, one dedicated block of nkinds strides, each variable at a chunk-
- * aligned offset; filled with each kind's initial value. */
+ * aligned offset, filled with each kind's initial value; and the per-variable reals. */
 static clopt_status layout_slots(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     for (size_t i = 0; i < o->nvars; i++) {
@@ -145,14 +186,17 @@ static clopt_status layout_slots(clopt_optimizer *o) {
         o->slot_off[i] = g->used;
         g->used += ((size_t)o->vars[i]->size + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
     }
-    if (o->nkinds == 0) return CLOPT_OK;
     for (int d = 0; d < 4; d++) {
         clopt__slot_group *g = &o->groups[d];
         if (!g->used) continue;
+        clopt_dtype rd = clopt__real_dtype((clopt_dtype)d);
+        clopt_status st = ctx->ops->buffer_create(
+            ctx, 2 * o->nvars * clopt_dtype_size(rd), &g->seg_buf);
+        if (st != CLOPT_OK) return st;
+        if (o->nkinds == 0) continue;
         g->stride = g->used;
         size_t esize = clopt_dtype_size((clopt_dtype)d), off;
-        clopt_status st = clopt__arena_alloc(ctx, g->stride * (size_t)o->nkinds * esize, 1,
-                                             &g->block, &off);
+        st = clopt__arena_alloc(ctx, g->stride * (size_t)o->nkinds * esize, 1, &g->block, &off);
         if (st != CLOPT_OK) return st;
         for (int k = 0; k < o->nkinds; k++) {
             if (o->kinds[k].init == 0.0) continue;
@@ -164,17 +208,27 @@ static clopt_status layout_slots(clopt_optimizer *o) {
     return CLOPT_OK;
 }
 
-/* Compiles and warms the kernel of each dtype the optimizer will update. */
-static clopt_status warm_kernels(clopt_optimizer *o) {
-    int seen[4] = {0};
+/* Keras's decision for weight decay: excluded by identity, or by a name matching one of the
+ * regular expressions (re.search on the variable's name). */
+static int decay_excluded_by_name(const clopt_optimizer *o, const clopt_variable *v) {
+    for (size_t i = 0; i < o->ndecay_exclude_names; i++) {
+        regex_t re;
+        if (regcomp(&re, o->decay_exclude_names[i], REG_EXTENDED | REG_NOSUB) != 0) continue;
+        int hit = regexec(&re, v->name, 0, NULL, 0) == 0;
+        regfree(&re);
+        if (hit) return 1;
+    }
+    return 0;
+}
+
+/* Writes every built variable's weight-decay flag (segment real 2*i+1). */
+clopt_status clopt__write_decay_flags(clopt_optimizer *o) {
+    clopt_context *ctx = o->ctx;
     for (size_t i = 0; i < o->nvars; i++) {
-        clopt_dtype d = o->vars[i]->dtype;
-        if (seen[d]++) continue;
-        clopt__launch l = {0};
-        clopt__step_info step = {1, o->lr};
-        l.dtype = d;
-        o->cls->launch(o, &step, &l);
-        clopt_status st = o->ctx->ops->prepare(o->ctx, &l);
+        const clopt_variable *v = o->vars[i];
+        double flag = (o->no_decay[i] || decay_excluded_by_name(o, v)) ? 0.0 : 1.0;
+        clopt_status st = ctx->ops->fill(ctx, o->groups[v->dtype].seg_buf,
+                                         clopt__real_dtype(v->dtype), 2 * i + 1, 1, flag);
         if (st != CLOPT_OK) return st;
     }
     return CLOPT_OK;
@@ -192,12 +246,29 @@ clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *con
             return clopt__fail(ctx, CLOPT_ERR_CONTEXT_MISMATCH,
                                "%s: variable %zu ('%s') belongs to another context", fn, i,
                                vars[i]->name);
+        if (vars[i]->owned_by_optimizer)
+            return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                               "%s: variable %zu ('%s') is an optimizer slot", fn, i,
+                               vars[i]->name);
         for (size_t j = 0; j < i; j++)
             if (vars[j] == vars[i])
                 return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
                                    "%s: variable '%s' is listed twice (positions %zu and %zu)", fn,
                                    vars[i]->name, j, i);
     }
+    return CLOPT_OK;
+}
+
+static clopt_status check_build_rules(clopt_optimizer *o) {
+    if (o->base[CLOPT__B_GLOBAL_CLIPNORM].null || o->base[CLOPT__B_GLOBAL_CLIPNORM].v == 0)
+        return CLOPT_OK;
+    for (size_t i = 1; i < o->nvars; i++)
+        if (o->vars[i]->dtype != o->vars[0]->dtype)
+            return clopt__fail(o->ctx, CLOPT_ERR_UNSUPPORTED,
+                               "build: global_clipnorm over variables of different dtypes ('%s' "
+                               "is %s, '%s' is %s) is not supported",
+                               o->vars[0]->name, clopt_dtype_name(o->vars[0]->dtype),
+                               o->vars[i]->name, clopt_dtype_name(o->vars[i]->dtype));
     return CLOPT_OK;
 }
 
@@ -210,31 +281,45 @@ clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *va
     o->slot_off = calloc(n, sizeof *o->slot_off);
     o->scratch_idx = malloc(n * sizeof *o->scratch_idx);
     o->scratch_grads = malloc(n * sizeof *o->scratch_grads);
-    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads) {
-        st = clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
-        goto fail;
+    o->no_decay = calloc(n, 1);
+    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads || !o->no_decay) {
+        unbuild(o);
+        return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     }
     memcpy(o->vars, vars, n * sizeof *vars);
     o->nvars = n;
-    o->nkinds = o->cls->slots(o, o->kinds);
-    if ((st = layout_slots(o)) != CLOPT_OK || (st = build_optvars(o)) != CLOPT_OK ||
-        (st = warm_kernels(o)) != CLOPT_OK) {
-        if (st == CLOPT_ERR_OUT_OF_MEMORY && !o->ctx->error)
-            clopt__fail(o->ctx, st, "build: out of memory");
-        goto fail;
+    choose_kinds(o);
+    clopt__clear_error(o->ctx);
+    if ((st = check_build_rules(o)) != CLOPT_OK || (st = layout_slots(o)) != CLOPT_OK ||
+        (st = build_optvars(o)) != CLOPT_OK ||
+        (clopt__apply_pending_no_decay(o), st = clopt__write_decay_flags(o)) != CLOPT_OK ||
+        (st = clopt__all_plan_build(o)) != CLOPT_OK || (st = clopt__warm_kernels(o)) != CLOPT_OK) {
+        if (!o->ctx->error) clopt__fail(o->ctx, st, "build: %s", clopt_status_string(st));
+        unbuild(o);
+        return st;
     }
+    if (o->cls->before_step == NULL) memset(o->state, 0, sizeof o->state);
     o->built = 1;
     return CLOPT_OK;
-fail:
-    unbuild(o);
-    return st;
 }
 
-int64_t clopt_optimizer_iterations(const clopt_optimizer *o) { return o ? o->iterations : -1; }
+int64_t clopt__accumulation_steps(const clopt_optimizer *o) {
+    const clopt__value *v = &o->base[CLOPT__B_GRADIENT_ACCUMULATION_STEPS];
+    return v->null ? 0 : (int64_t)v->v;
+}
+
+int64_t clopt__iterations(const clopt_optimizer *o) {
+    int64_t s = clopt__accumulation_steps(o);
+    return s ? o->iterations / s : o->iterations;
+}
+
+int64_t clopt_optimizer_iterations(const clopt_optimizer *o) {
+    return o ? clopt__iterations(o) : -1;
+}
 
 clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double *lr) {
     if (!o || !lr) return CLOPT_ERR_INVALID_ARGUMENT;
-    *lr = o->lr;
+    *lr = clopt__learning_rate(o);
     return CLOPT_OK;
 }
 
@@ -252,9 +337,7 @@ const char *clopt_optimizer_class_name(const clopt_optimizer *o) {
 }
 const char *clopt_optimizer_name(const clopt_optimizer *o) { return o ? o->name : NULL; }
 
-size_t clopt_optimizer_variable_count(const clopt_optimizer *o) {
-    return o ? o->noptvars : 0;
-}
+size_t clopt_optimizer_variable_count(const clopt_optimizer *o) { return o ? o->noptvars : 0; }
 
 clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, const char **name,
                                       const char **path, clopt_variable **var) {
@@ -267,4 +350,80 @@ clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, co
     if (path) *path = o->optvars[index].path;
     if (var) *var = o->optvars[index].var;
     return CLOPT_OK;
+}
+
+clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t index, double *dst,
+                                           size_t count) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (index >= o->noptvars || !dst)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "clopt_optimizer_variable_read: %s", dst ? "index out of range"
+                                                                    : "dst is NULL");
+    const clopt__optvar *e = &o->optvars[index];
+    size_t want = e->var ? (size_t)e->var->size : 1;
+    if (count != want)
+        return clopt__fail(o->ctx, CLOPT_ERR_SHAPE_MISMATCH,
+                           "clopt_optimizer_variable_read: '%s' has %zu elements, %zu asked",
+                           e->path, want, count);
+    switch (e->kind) {
+    case CLOPT__OV_ITERATION: dst[0] = (double)o->iterations; return CLOPT_OK;
+    case CLOPT__OV_LR: dst[0] = (double)o->lr; return CLOPT_OK;
+    case CLOPT__OV_SCALAR: dst[0] = o->cls->scalar(o); return CLOPT_OK;
+    case CLOPT__OV_SLOT: break;
+    }
+    size_t esize = clopt_dtype_size(e->var->dtype);
+    void *buf = malloc(want * esize);
+    if (!buf) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    clopt_status st = clopt_variable_read(e->var, buf, want * esize);
+    for (size_t i = 0; st == CLOPT_OK && i < want; i++)
+        dst[i] = clopt__elem_load(buf, e->var->dtype, i);
+    free(buf);
+    return st;
+}
+
+clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *o,
+                                                       clopt_variable *const *vars, size_t nvars,
+                                                       const char *const *names, size_t nnames) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if ((nvars && !vars) || (nnames && !names))
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "exclude_from_weight_decay: a list with entries is NULL");
+    for (size_t i = 0; i < nnames; i++) {
+        regex_t re;
+        if (!names[i] || regcomp(&re, names[i], REG_EXTENDED | REG_NOSUB) != 0)
+            return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                               "exclude_from_weight_decay: name pattern %zu ('%s') is not a valid "
+                               "regular expression",
+                               i, names[i] ? names[i] : "(null)");
+        regfree(&re);
+    }
+    for (size_t i = 0; i < nvars; i++)
+        if (!vars[i] || vars[i]->ctx != o->ctx)
+            return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                               "exclude_from_weight_decay: variable %zu is NULL or of another "
+                               "context",
+                               i);
+    /* Variables excluded before build are remembered by identity and applied at build. */
+    clopt_variable **pend = realloc(o->pending_no_decay,
+                                    (o->npending_no_decay + nvars) * sizeof *pend + 1);
+    char **nn = realloc(o->decay_exclude_names,
+                        (o->ndecay_exclude_names + nnames) * sizeof *nn + 1);
+    if (pend) o->pending_no_decay = pend;
+    if (nn) o->decay_exclude_names = nn;
+    if (!pend || !nn) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (size_t i = 0; i < nnames; i++) {
+        char *c = clopt__strdup(names[i]);
+        if (!c) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+        o->decay_exclude_names[o->ndecay_exclude_names++] = c;
+    }
+    for (size_t i = 0; i < nvars; i++) o->pending_no_decay[o->npending_no_decay++] = vars[i];
+    if (!o->built) return CLOPT_OK;
+    clopt__apply_pending_no_decay(o);
+    return clopt__write_decay_flags(o);
+}
+
+void clopt__apply_pending_no_decay(clopt_optimizer *o) {
+    for (size_t j = 0; j < o->npending_no_decay; j++)
+        for (size_t i = 0; i < o->nvars; i++)
+            if (o->vars[i] == o->pending_no_decay[j]) o->no_decay[i] = 1;
 }

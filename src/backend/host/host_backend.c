@@ -45,80 +45,10 @@ static clopt_status host_read(clopt_context *ctx, void *buf, size_t off, void *d
     return CLOPT_OK;
 }
 
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
-    uint32_t mant = x & 0x7fffffu;
-    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0));
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00u);
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        mant |= 0x800000u;
-        uint32_t shift = (uint32_t)(14 - exp);
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)exp << 10) | (mant >> 13), rem = mant & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ffu, x;
-    if (exp == 0x1f) x = sign | 0x7f800000u | (mant << 13);
-    else if (exp) x = sign | ((exp + 112) << 23) | (mant << 13);
-    else if (!mant) x = sign;
-    else {
-        int e = -1;
-        do { mant <<= 1; e++; } while (!(mant & 0x400u));
-        x = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ffu) << 13);
-    }
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-static uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
-}
-
-static float bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-double clopt__host_load(const void *base, clopt_dtype dtype, size_t i) {
-    switch (dtype) {
-    case CLOPT_FLOAT32: return ((const float *)base)[i];
-    case CLOPT_FLOAT64: return ((const double *)base)[i];
-    case CLOPT_FLOAT16: return f16_to_f32(((const uint16_t *)base)[i]);
-    case CLOPT_BFLOAT16: return bf16_to_f32(((const uint16_t *)base)[i]);
-    }
-    return 0;
-}
-
-void clopt__host_store(void *base, clopt_dtype dtype, size_t i, double x) {
-    switch (dtype) {
-    case CLOPT_FLOAT32: ((float *)base)[i] = (float)x; break;
-    case CLOPT_FLOAT64: ((double *)base)[i] = x; break;
-    case CLOPT_FLOAT16: ((uint16_t *)base)[i] = f32_to_f16((float)x); break;
-    case CLOPT_BFLOAT16: ((uint16_t *)base)[i] = f32_to_bf16((float)x); break;
-    }
-}
-
 static clopt_status host_fill(clopt_context *ctx, void *buf, clopt_dtype dtype, size_t off,
                               size_t count, double value) {
     (void)ctx;
-    for (size_t i = 0; i < count; i++) clopt__host_store(buf, dtype, off + i, value);
+    for (size_t i = 0; i < count; i++) clopt__elem_store(buf, dtype, off + i, value);
     return CLOPT_OK;
 }
 
@@ -127,11 +57,29 @@ static clopt_status host_assign(clopt_context *ctx, clopt__assign_op op, clopt_d
                                 size_t count) {
     (void)ctx;
     for (size_t i = 0; i < count; i++) {
-        double s = clopt__host_load(src, dtype, soff + i);
-        double d = op == CLOPT__ASSIGN ? 0.0 : clopt__host_load(dst, dtype, doff + i);
-        clopt__host_store(dst, dtype, doff + i, op == CLOPT__ASSIGN_SUB ? d - s : d + s);
+        double s = clopt__elem_load(src, dtype, soff + i);
+        double d = op == CLOPT__ASSIGN ? 0.0 : clopt__elem_load(dst, dtype, doff + i);
+        clopt__elem_store(dst, dtype, doff + i, op == CLOPT__ASSIGN_SUB ? d - s : d + s);
     }
     return CLOPT_OK;
+}
+
+double clopt__host_grad(const clopt__host_update *u, size_t g, size_t s, uint32_t seg) {
+    const clopt__launch *l = u->launch;
+    double x = HL(u->grad, g) * l->pipe[0];
+    if (l->accum) {
+        x = (x + HL(u->slot, SLOT_ABS(l->slot_acc))) * l->pipe[1];
+        HS(u->slot, SLOT_ABS(l->slot_acc), 0.0);
+    }
+    if (l->clip == 1) x *= SEG(2 * seg);
+    else if (l->clip == 2) x = fmin(fmax(x, -l->pipe[2]), l->pipe[2]);
+    return x;
+}
+
+double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg) {
+    double x = HL(u->var, w);
+    if (u->launch->decay && SEG(2 * seg + 1) != 0.0) x -= x * u->launch->pipe[3];
+    return x;
 }
 
 static const clopt__host_kernel *find_kernel(const char *name) {
@@ -153,10 +101,42 @@ static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
     const clopt__chunk *table = (const clopt__chunk *)l->table_buf + l->table_base;
     for (size_t c = 0; c < l->nchunks; c++) {
         const clopt__chunk ch = table[c];
+        if (k->chunk_fn) {
+            k->chunk_fn(&u, &ch, l->table_base + c);
+            continue;
+        }
         for (size_t i = 0; i < CLOPT__CHUNK; i++)
             k->fn(&u, (size_t)ch.var * CLOPT__CHUNK + i, (size_t)ch.grad * CLOPT__CHUNK + i,
                   (size_t)ch.slot * CLOPT__CHUNK + i, ch.seg);
     }
+    return CLOPT_OK;
+}
+
+static double range_sum(const clopt__clip_launch *l, const clopt__chunk *r) {
+    double sum = 0;
+    for (uint32_t c = 0; c < r->slot; c++)
+        sum += clopt__elem_load(l->partials_buf, CLOPT_FLOAT64, r->grad + c);
+    return sum;
+}
+
+/* Partials are kept in double on the host whatever the dtype (8 bytes per table entry). */
+static clopt_status host_clip_factors(clopt_context *ctx, const clopt__clip_launch *l) {
+    (void)ctx;
+    const clopt__chunk *ranges = (const clopt__chunk *)l->ranges_buf + l->range_base;
+    const clopt_dtype rd = clopt__real_dtype(l->dtype);
+    const double c = l->clipnorm;
+    if (l->mode == 0) {
+        for (size_t i = 0; i < l->nranges; i++) {
+            double s = range_sum(l, &ranges[i]), n = s > 0 ? sqrt(s) : 0;
+            clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].var, c / fmax(n, c));
+        }
+        return CLOPT_OK;
+    }
+    double s = 0;
+    for (size_t i = 0; i < l->nranges; i++) s += range_sum(l, &ranges[i]);
+    const double n = sqrt(s), f = c * fmin(1 / n, 1 / c) + (n - n);
+    for (size_t i = 0; i < l->nranges; i++)
+        clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].var, f);
     return CLOPT_OK;
 }
 
@@ -178,5 +158,6 @@ const clopt__backend_ops clopt__host_backend = {
     .assign = host_assign,
     .prepare = host_prepare,
     .update = host_update,
+    .clip_factors = host_clip_factors,
     .finish = host_finish,
 };

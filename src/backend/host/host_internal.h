@@ -3,35 +3,46 @@
 #ifndef CLOPT_HOST_INTERNAL_H
 #define CLOPT_HOST_INTERNAL_H
 
-#include "../backend_internal.h"
+#include "../../core/core_internal.h"
 
 /* Arguments of one fused update, resolved to host pointers. */
 typedef struct clopt__host_update {
     const clopt__launch *launch;
     char *var, *grad, *slot; /* base pointers */
-    const float *seg;        /* per-segment scalars or NULL */
+    void *seg;               /* per-segment reals (clopt__real_dtype) or NULL */
 } clopt__host_update;
 
-/* Loads and stores one element of `dtype` (float16 and bfloat16 round to nearest even). */
-double clopt__host_load(const void *base, clopt_dtype dtype, size_t i);
-void clopt__host_store(void *base, clopt_dtype dtype, size_t i, double x);
 
 /* A per-element update: element `w` of the variable, `g` of the gradient, `s` of the slots
  * (slot kind k at s + k * slot_stride), segment `seg`. */
 typedef void (*clopt__host_kernel_fn)(const clopt__host_update *u, size_t w, size_t g, size_t s,
                                       uint32_t seg);
 
+/* A per-chunk kernel (reductions): chunk `ch` at table position `entry`. */
+typedef void (*clopt__host_chunk_fn)(const clopt__host_update *u, const clopt__chunk *ch,
+                                     size_t entry);
+
 typedef struct clopt__host_kernel {
-    const char *name;
+    const char *name; /* as in clopt__launch.kernel */
     clopt__host_kernel_fn fn;
+    clopt__host_chunk_fn chunk_fn; /* instead of fn */
 } clopt__host_kernel;
 
 /* The table of host kernels, NULL-terminated (defined in host_kernels.c). */
 extern const clopt__host_kernel clopt__host_kernels[];
 
+/* The gradient after the pipeline's stages (unscale, accumulation, clipping) and the variable
+ * after weight decay: the host twins of GRAD() and WEIGHT() in cl/common.cl. */
+double clopt__host_grad(const clopt__host_update *u, size_t g, size_t s, uint32_t seg);
+double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg);
+
 /* Shorthands for kernels. */
-#define HL(base, i) clopt__host_load((base), u->launch->dtype, (i))
-#define HS(base, i, x) clopt__host_store((base), u->launch->dtype, (i), (x))
-#define SLOT(k) (s + (size_t)(k) * u->launch->slot_stride)
+#define HL(base, i) clopt__elem_load((base), u->launch->dtype, (i))
+#define HS(base, i, x) clopt__elem_store((base), u->launch->dtype, (i), (x))
+#define SLOT_ABS(k) (s + (size_t)(k) * u->launch->slot_stride)
+#define SLOT(k) SLOT_ABS((k) + u->launch->slot_base)
+#define GRAD() clopt__host_grad(u, g, s, seg)
+#define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
+#define WEIGHT() clopt__host_weight(u, w, seg)
 
 #endif

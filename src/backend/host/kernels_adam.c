@@ -4,9 +4,8 @@
 #include "host_internal.h"
 
 void clopt__host_adam(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg) {
-    (void)seg;
     const double *c = u->launch->scalars;
-    double gv = HL(u->grad, g);
+    const double gv = GRAD(), wv = WEIGHT();
     double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
     m += (gv - m) * c[1];
     v += (gv * gv - v) * c[2];
@@ -17,5 +16,5 @@ void clopt__host_adam(const clopt__host_update *u, size_t w, size_t g, size_t s,
         HS(u->slot, SLOT(2), vh);
         v = vh;
     }
-    HS(u->var, w, HL(u->var, w) - c[0] * m / (sqrt(v) + c[3]));
+    HS(u->var, w, wv - c[0] * m / (sqrt(v) + c[3]));
 }

@@ -2,9 +2,9 @@
 #include "host_internal.h"
 
 void clopt__host_sgd(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg) {
-    (void)seg;
     const double lr = u->launch->scalars[0], mu = u->launch->scalars[1];
-    double wv = HL(u->var, w), gv = HL(u->grad, g);
+    const double gv = GRAD();
+    double wv = WEIGHT();
     if (clopt__launch_define(u->launch, "MOMENTUM", 0)) {
         double m = mu * HL(u->slot, SLOT(0)) - lr * gv;
         HS(u->slot, SLOT(0), m);

@@ -180,11 +180,12 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
         (st = set_arg(ctx, k, 5, sizeof tbase, &tbase, l->kernel)) ||
         (st = set_arg(ctx, k, 6, sizeof seg, &seg, l->kernel)))
         return st;
-    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS; i++) {
+    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + 4; i++) {
+        const double x = i < CLOPT__MAX_SCALARS ? l->scalars[i] : l->pipe[i - CLOPT__MAX_SCALARS];
         if (l->dtype == CLOPT_FLOAT64) {
-            st = set_arg(ctx, k, 7 + i, sizeof(double), &l->scalars[i], l->kernel);
+            st = set_arg(ctx, k, 7 + i, sizeof x, &x, l->kernel);
         } else {
-            float f = (float)l->scalars[i];
+            float f = (float)x;
             st = set_arg(ctx, k, 7 + i, sizeof f, &f, l->kernel);
         }
         if (st) return st;
@@ -192,11 +193,26 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
     return CLOPT_OK;
 }
 
+/* The kernel of a fused update: the optimizer's defines plus the pipeline's switches. */
+static clopt_status update_kernel(clopt_context *ctx, const clopt__launch *l,
+                                  clopt__ocl_program **p) {
+    clopt__define defs[CLOPT__MAX_DEFINES + 6];
+    int n = l->ndefines;
+    memcpy(defs, l->defines, (size_t)n * sizeof *defs);
+    defs[n++] = (clopt__define){"ACCUM", l->accum};
+    defs[n++] = (clopt__define){"CLIP", l->clip};
+    defs[n++] = (clopt__define){"DECAY", l->decay};
+    defs[n++] = (clopt__define){"SLOT_BASE", l->slot_base};
+    defs[n++] = (clopt__define){"SLOT_ACC", l->slot_acc};
+    defs[n++] = (clopt__define){"SLOT_EMA", l->slot_ema};
+    return clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, defs, n, p);
+}
+
 /* Compiles the launch's kernel and runs it once on a scratch chunk, so that the device's
  * first-launch costs (POCL compiles per kernel and local size) are paid here, not in step 1. */
 static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     clopt__ocl_program *p;
-    clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, l->defines, l->ndefines, &p);
+    clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK || p->warm) return st;
     /* A zeroed table (one chunk, all offsets 0) and a separate data chunk it points into. */
     void *data, *table;
@@ -218,7 +234,7 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
 
 static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     clopt__ocl_program *p;
-    clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, l->defines, l->ndefines, &p);
+    clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK) return st;
     if (!l->nchunks) return CLOPT_OK;
     cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : (cl_mem)l->table_buf;
@@ -227,6 +243,32 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
                          l->table_buf, (cl_uint)l->table_base, seg);
     if (st != CLOPT_OK) return st;
     return enqueue(ctx, p->kernel, l->nchunks * CLOPT__CHUNK, l->kernel);
+}
+
+static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launch *l) {
+    const char *name = l->mode == 0 ? "reduce.clip_seg" : "reduce.clip_global";
+    clopt__ocl_program *p;
+    clopt_status st = clopt__ocl_get_kernel(ctx, name, l->dtype, NULL, 0, &p);
+    if (st != CLOPT_OK) return st;
+    if (!l->nranges) return CLOPT_OK;
+    cl_mem r = l->ranges_buf, part = l->partials_buf, seg = l->seg_buf;
+    cl_uint base = (cl_uint)l->range_base, n = (cl_uint)l->nranges;
+    if ((st = set_arg(ctx, p->kernel, 0, sizeof r, &r, name)) ||
+        (st = set_arg(ctx, p->kernel, 1, sizeof base, &base, name)) ||
+        (st = set_arg(ctx, p->kernel, 2, sizeof n, &n, name)) ||
+        (st = set_arg(ctx, p->kernel, 3, sizeof part, &part, name)) ||
+        (st = set_arg(ctx, p->kernel, 4, sizeof seg, &seg, name)))
+        return st;
+    if (l->dtype == CLOPT_FLOAT64) {
+        st = set_arg(ctx, p->kernel, 5, sizeof l->clipnorm, &l->clipnorm, name);
+    } else {
+        float c = (float)l->clipnorm;
+        st = set_arg(ctx, p->kernel, 5, sizeof c, &c, name);
+    }
+    if (st) return st;
+    size_t global = l->mode == 0 ? (l->nranges + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK
+                                 : CLOPT__CHUNK;
+    return enqueue(ctx, p->kernel, global, name);
 }
 
 static clopt_status ocl_finish(clopt_context *ctx) {
@@ -247,6 +289,7 @@ const clopt__backend_ops clopt__opencl_backend = {
     .assign = ocl_assign,
     .prepare = ocl_prepare,
     .update = ocl_update,
+    .clip_factors = ocl_clip_factors,
     .finish = ocl_finish,
 };
 

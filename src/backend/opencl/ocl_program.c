@@ -63,14 +63,20 @@ static char *source_text(const char *name, size_t *len) {
     return NULL;
 }
 
-/* common.cl followed by <kernel>.cl. */
+/* common.cl followed by the kernel's file: "file.kernel" is in file.cl, "name" in name.cl. */
 static clopt_status program_source(clopt_context *ctx, const char *kernel, char **out) {
+    char file[128];
+    const char *dot = strchr(kernel, '.');
+    size_t flen = dot ? (size_t)(dot - kernel) : strlen(kernel);
+    if (flen >= sizeof file) flen = sizeof file - 1;
+    memcpy(file, kernel, flen);
+    file[flen] = '\0';
     size_t lc = 0, lk = 0;
-    char *common = source_text("common", &lc), *body = source_text(kernel, &lk);
+    char *common = source_text("common", &lc), *body = source_text(file, &lk);
     if (!common || !body) {
         free(common);
         free(body);
-        return clopt__fail(ctx, CLOPT_ERR_BUILD_FAILED, "no kernel source '%s.cl'%s", kernel,
+        return clopt__fail(ctx, CLOPT_ERR_BUILD_FAILED, "no kernel source '%s.cl'%s", file,
                            common ? "" : " (common.cl missing)");
     }
     char *s = malloc(lc + lk + 2);
@@ -288,7 +294,8 @@ clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt
     clopt_status st = compile(ctx, kernel, opts, &p);
     if (st != CLOPT_OK) return st;
     cl_int err;
-    cl_kernel k = clCreateKernel(p, kernel, &err);
+    const char *dot = strchr(kernel, '.');
+    cl_kernel k = clCreateKernel(p, dot ? dot + 1 : kernel, &err);
     if (err != CL_SUCCESS) {
         clReleaseProgram(p);
         return clopt__cl_fail(ctx, err, "clCreateKernel", kernel);

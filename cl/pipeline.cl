@@ -1,0 +1,22 @@
+/* The apply pipeline's own passes, over a chunk table with the fused-update arguments.
+ * accumulate: the gradient accumulator (slot SLOT_ACC) += gradient * q0 (unscaled), on
+ * accumulation steps that do not update. ema: the EMA average (slot SLOT_EMA) := c0 * average +
+ * (1 - c0) * variable. ema_overwrite: variable := average. */
+#ifndef SLOT_EMA
+#define SLOT_EMA 0
+#endif
+kernel void accumulate(UPDATE_ARGS) {
+    UPDATE_INDEX;
+    STORE(s, SLOT_ABS(SLOT_ACC), LOAD(s, SLOT_ABS(SLOT_ACC)) + LOAD(g, gi) * q0);
+}
+
+kernel void ema(UPDATE_ARGS) {
+    UPDATE_INDEX;
+    const real a = LOAD(s, SLOT_ABS(SLOT_EMA));
+    STORE(s, SLOT_ABS(SLOT_EMA), c0 * a + (1 - c0) * LOAD(w, wi));
+}
+
+kernel void ema_overwrite(UPDATE_ARGS) {
+    UPDATE_INDEX;
+    STORE(w, wi, LOAD(s, SLOT_ABS(SLOT_EMA)));
+}

@@ -1,0 +1,34 @@
+/* Reference versions of cl/reduce.cl's sumsq and cl/pipeline.cl. */
+#include "host_internal.h"
+
+void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const clopt__launch *l = u->launch;
+    double sum = 0;
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t g = (size_t)ch->grad * CLOPT__CHUNK + i, s = (size_t)ch->slot * CLOPT__CHUNK + i;
+        double x = HL(u->grad, g) * l->pipe[0];
+        if (l->accum) x = (x + HL(u->slot, SLOT_ABS(l->slot_acc))) * l->pipe[1];
+        sum += x * x;
+    }
+    clopt__elem_store(u->seg, CLOPT_FLOAT64, entry, sum);
+}
+
+void clopt__host_accumulate(const clopt__host_update *u, size_t w, size_t g, size_t s,
+                            uint32_t seg) {
+    (void)w, (void)seg;
+    const size_t a = SLOT_ABS(u->launch->slot_acc);
+    HS(u->slot, a, HL(u->slot, a) + HL(u->grad, g) * u->launch->pipe[0]);
+}
+
+void clopt__host_ema(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg) {
+    (void)g, (void)seg;
+    const size_t a = SLOT_ABS(u->launch->slot_ema);
+    const double m = u->launch->scalars[0];
+    HS(u->slot, a, m * HL(u->slot, a) + (1 - m) * HL(u->var, w));
+}
+
+void clopt__host_ema_overwrite(const clopt__host_update *u, size_t w, size_t g, size_t s,
+                               uint32_t seg) {
+    (void)g, (void)seg;
+    HS(u->var, w, HL(u->slot, SLOT_ABS(u->launch->slot_ema)));
+}
