@@ -182,6 +182,7 @@ static clopt_status optimizer_new(clopt_context *ctx, const clopt__optimizer_cla
         o->base[i] = (clopt__value){clopt__base_params[i].def, clopt__base_params[i].def_null};
     for (int i = 0; i < cls->nparams; i++)
         o->hp[i] = (clopt__value){cls->params[i].def, cls->params[i].def_null};
+    if (cls->init) cls->init(o);
     *out = o;
     return CLOPT_OK;
 }

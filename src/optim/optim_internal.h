@@ -82,6 +82,8 @@ typedef struct clopt__optimizer_class {
     void (*before_step)(clopt_optimizer *opt, const clopt__step_info *step);
     const char *scalar_name; /* a class scalar appended to the variable list, or NULL */
     double (*scalar)(const clopt_optimizer *opt);
+    /* Optional: adjusts base defaults before the config is read (AdamW's weight_decay). */
+    void (*init)(clopt_optimizer *opt);
 } clopt__optimizer_class;
 
 /* Every class, NULL-terminated (registry.c). */
