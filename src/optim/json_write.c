@@ -38,15 +38,44 @@ void clopt__format_real(double x, char *out, size_t n) {
         snprintf(out, n, "%s", isnan(x) ? "NaN" : (x > 0 ? "Infinity" : "-Infinity"));
         return;
     }
-    for (int p = 1; p <= 17; p++) {
-        snprintf(out, n, "%.*g", p, x);
-        if (strtod(out, NULL) == x) break;
+    /* The fewest significant digits that read back exactly, as Python's repr. */
+    char e[40];
+    for (int p = 0; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p, x);
+        if (strtod(e, NULL) == x) break;
     }
-    /* Python writes floats with a '.' or an exponent: 1.0, not 1. */
-    if (!strpbrk(out, ".eEn")) {
-        size_t l = strlen(out);
-        if (l + 2 < n) memcpy(out + l, ".0", 3);
+    const char *q = e;
+    int neg = *q == '-';
+    if (neg) q++;
+    char digits[24];
+    size_t nd = 0;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.' && nd + 1 < sizeof digits) digits[nd++] = *q;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = '\0';
+    int exp = atoi(q + 1);
+    char body[64];
+    size_t b = 0;
+    if (exp >= -4 && exp < 16) { /* positional, as repr: 0.0001, 1e-05 */
+        if (exp < 0) {
+            b += (size_t)snprintf(body, sizeof body, "0.");
+            for (int k = 0; k < -exp - 1; k++) body[b++] = '0';
+            b += (size_t)snprintf(body + b, sizeof body - b, "%s", digits);
+        } else {
+            for (int k = 0; k <= exp; k++) body[b++] = (size_t)k < nd ? digits[k] : '0';
+            body[b++] = '.';
+            if ((size_t)exp + 1 < nd)
+                b += (size_t)snprintf(body + b, sizeof body - b, "%s", digits + exp + 1);
+            else
+                body[b++] = '0';
+            body[b] = '\0';
+        }
+    } else { /* scientific, as repr: 1e-07, 1.5e+20 */
+        b += (size_t)snprintf(body, sizeof body, "%c%s%s", digits[0], nd > 1 ? "." : "",
+                              digits + 1);
+        snprintf(body + b, sizeof body - b, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     }
+    snprintf(out, n, "%s%s", neg ? "-" : "", body);
 }
 
 static void put_string(sbuf *b, const char *s) {
