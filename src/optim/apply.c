@@ -6,8 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
+#include "schedule_internal.h"
 
-double clopt__learning_rate(const clopt_optimizer *o) { return o->lr; }
+/* Keras reads a schedule at the raw iteration count (not divided by accumulation steps). */
+double clopt__learning_rate(const clopt_optimizer *o) {
+    return o->schedule ? clopt__schedule_value(o->schedule, o->iterations) : o->lr;
+}
 
 /* The position of `v` in the built list, or -1. `hint` is checked first: callers usually pass
  * the built order, which keeps a step O(n) in the number of variables. */

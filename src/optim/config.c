@@ -6,6 +6,7 @@
 #include <strings.h>
 #include "json_internal.h"
 #include "optim_internal.h"
+#include "schedule_internal.h"
 
 #define INF HUGE_VAL
 
@@ -125,10 +126,14 @@ static clopt_status validate_base(clopt_context *ctx, const clopt_optimizer *o) 
 }
 
 static clopt_status parse_lr(clopt_context *ctx, clopt_optimizer *o, const json_t *v) {
-    if (json_is_object(v))
-        return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
-                           "%s config: 'learning_rate' schedules are not supported yet",
-                           o->cls->class_name);
+    if (json_is_object(v)) {
+        clopt__schedule *s;
+        clopt_status st = clopt__schedule_from_json(ctx, v, &s);
+        if (st != CLOPT_OK) return st;
+        clopt__schedule_free(o->schedule);
+        o->schedule = s;
+        return CLOPT_OK;
+    }
     if (!json_is_number(v))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "%s config: 'learning_rate' must be a number or a schedule, got %s",
@@ -269,6 +274,7 @@ out:
             free(o->optvars[i].path);
         }
         free(o->optvars);
+        clopt__schedule_free(o->schedule);
         free(o->name);
         free(o);
     }
@@ -290,7 +296,9 @@ static json_t *config_json(const clopt_optimizer *o) {
     json_t *c = json_object();
     if (!c) return NULL;
     int bad = json_object_set_new(c, "name", json_string(o->name));
-    bad |= json_object_set_new(c, "learning_rate", json_real((double)o->lr));
+    bad |= json_object_set_new(c, "learning_rate",
+                               o->schedule ? clopt__schedule_to_json(o->schedule)
+                                           : json_real((double)o->lr));
     for (int i = 0; i < CLOPT__B_COUNT; i++)
         bad |= json_object_set_new(c, clopt__base_params[i].key,
                                    value_json(&clopt__base_params[i], &o->base[i]));

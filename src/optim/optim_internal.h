@@ -114,6 +114,7 @@ typedef struct clopt__optvar {
     clopt__optvar_kind kind;
     clopt_dtype dtype;   /* of a scalar: ITERATION is int64 (no clopt_dtype), LR float32 */
     clopt_variable *var; /* CLOPT__OV_SLOT only */
+    int owns_memory;     /* var is a whole variable (add_variable), not a slot-block view */
 } clopt__optvar;
 
 /* A cached launch plan for one (variables, gradients) pattern of apply. */
@@ -141,6 +142,7 @@ struct clopt_optimizer {
     const clopt__optimizer_class *cls;
     char *name;
     float lr; /* Keras keeps a float learning rate in a float32 variable */
+    struct clopt__schedule *schedule; /* or a schedule, evaluated at the raw iteration count */
     clopt__value base[CLOPT__B_COUNT];
     clopt__value hp[CLOPT__MAX_PARAMS];
     double state[4]; /* class host-side state (Nadam's u_product) */
@@ -168,6 +170,10 @@ struct clopt_optimizer {
     clopt_variable **scratch_grads; /* nvars entries, for apply */
     struct clopt_optimizer *prev, *next;
 };
+
+/* Appends an entry to Keras's variable list (its path is "<optimizer name>/<name>"). */
+clopt_status clopt__optvar_add(clopt_optimizer *o, const char *name, clopt__optvar_kind kind,
+                               clopt_dtype dtype, clopt_variable *var);
 
 /* Adds the creation-time entries of Keras's variable list. */
 clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o);

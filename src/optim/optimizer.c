@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
+#include "schedule_internal.h"
 
 void clopt__plan_free(clopt_context *ctx, clopt__plan *p) {
     free(p->var_index);
@@ -18,7 +19,12 @@ void clopt__plan_free(clopt_context *ctx, clopt__plan *p) {
 /* Frees Keras variable-list entries from `keep` on. */
 static void optvars_free(clopt_optimizer *o, size_t keep) {
     for (size_t i = keep; i < o->noptvars; i++) {
-        if (o->optvars[i].var) clopt__variable_free(o->optvars[i].var, 0);
+        if (o->optvars[i].var) {
+            /* Views into the slot blocks own no memory; add_variable's variables do. */
+            clopt_variable *v = o->optvars[i].var;
+            if (o->optvars[i].owns_memory) v->owned_by_optimizer = 0;
+            clopt__variable_free(v, o->optvars[i].owns_memory);
+        }
         free(o->optvars[i].name);
         free(o->optvars[i].path);
     }
@@ -68,6 +74,7 @@ static void optimizer_free(clopt_optimizer *o) {
     optvars_free(o, 0);
     free_names(o);
     free(o->pending_no_decay);
+    clopt__schedule_free(o->schedule);
     if (o->prev) o->prev->next = o->next;
     else ctx->opts = o->next;
     if (o->next) o->next->prev = o->prev;
@@ -84,7 +91,7 @@ void clopt__optimizer_free_all(clopt_context *ctx) {
 }
 
 /* Adds an entry to Keras's variable list. */
-static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt__optvar_kind kind,
+clopt_status clopt__optvar_add(clopt_optimizer *o, const char *name, clopt__optvar_kind kind,
                                clopt_dtype dtype, clopt_variable *var) {
     if (o->noptvars == o->capoptvars) {
         size_t c = o->capoptvars ? 2 * o->capoptvars : 16;
@@ -99,6 +106,7 @@ static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt__optv
     e->kind = kind;
     e->dtype = dtype;
     e->var = var;
+    e->owns_memory = 0;
     if (!e->name || !e->path) {
         free(e->name);
         free(e->path);
@@ -109,8 +117,10 @@ static clopt_status optvar_add(clopt_optimizer *o, const char *name, clopt__optv
 }
 
 clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o) {
-    clopt_status st = optvar_add(o, "iteration", CLOPT__OV_ITERATION, CLOPT_FLOAT64, NULL);
-    if (st == CLOPT_OK) st = optvar_add(o, "learning_rate", CLOPT__OV_LR, CLOPT_FLOAT32, NULL);
+    clopt_status st = clopt__optvar_add(o, "iteration", CLOPT__OV_ITERATION, CLOPT_FLOAT64, NULL);
+    /* Keras makes a learning_rate variable only for a float learning rate. */
+    if (st == CLOPT_OK && !o->schedule)
+        st = clopt__optvar_add(o, "learning_rate", CLOPT__OV_LR, CLOPT_FLOAT32, NULL);
     o->nbaseoptvars = o->noptvars;
     return st;
 }
@@ -134,7 +144,7 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     clopt_status st = clopt__variable_view(o->ctx, name, v->dtype, v->ndim, v->shape, g->block,
                                            (size_t)k * g->stride + o->slot_off[i], &view);
     if (st == CLOPT_OK) {
-        st = optvar_add(o, name, CLOPT__OV_SLOT, v->dtype, view);
+        st = clopt__optvar_add(o, name, CLOPT__OV_SLOT, v->dtype, view);
         if (st != CLOPT_OK) clopt__variable_free(view, 0);
     }
     free(name);
@@ -154,7 +164,7 @@ static clopt_status build_optvars(clopt_optimizer *o) {
             for (int k = 0; k < o->nkinds && st == CLOPT_OK; k++)
                 if (o->kinds[k].group == grp) st = make_slot_view(o, i, k);
     if (st == CLOPT_OK && o->cls->scalar_name)
-        st = optvar_add(o, o->cls->scalar_name, CLOPT__OV_SCALAR, o->vars[0]->dtype, NULL);
+        st = clopt__optvar_add(o, o->cls->scalar_name, CLOPT__OV_SCALAR, o->vars[0]->dtype, NULL);
     return st;
 }
 
@@ -325,6 +335,11 @@ clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double 
 
 clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *o, double lr) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->schedule)
+        return clopt__fail(o->ctx, CLOPT_ERR_BAD_STATE,
+                           "learning_rate: this optimizer was created with a %s schedule as its "
+                           "learning rate, hence its learning rate is not settable",
+                           clopt__schedule_class_name(o->schedule));
     if (!isfinite(lr))
         return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE, "learning_rate must be finite, got %g",
                            lr);

@@ -3,9 +3,19 @@
 
 extern const clopt__optimizer_class clopt__sgd_class;
 extern const clopt__optimizer_class clopt__adam_class;
+extern const clopt__optimizer_class clopt__rmsprop_class;
+extern const clopt__optimizer_class clopt__adagrad_class;
+extern const clopt__optimizer_class clopt__adadelta_class;
+extern const clopt__optimizer_class clopt__adamax_class;
+extern const clopt__optimizer_class clopt__adamw_class;
 
 const clopt__optimizer_class *const clopt__optimizer_classes[] = {
     &clopt__sgd_class,
     &clopt__adam_class,
+    &clopt__rmsprop_class,
+    &clopt__adagrad_class,
+    &clopt__adadelta_class,
+    &clopt__adamax_class,
+    &clopt__adamw_class,
     NULL,
 };
