@@ -18,15 +18,18 @@ typedef struct clopt_optimizer clopt_optimizer;
 
 /* Creates an optimizer from the JSON Keras writes with
  * json.dumps(keras.optimizers.serialize(opt)): {"module", "class_name", "config",
- * "registered_name"}; the bare {"class_name", "config"} is accepted too. Class names match
- * case-insensitively ("adam", "Adam"). Keys missing from "config" take Keras's defaults. Keras's
+ * "registered_name"}; the bare {"class_name", "config"} is accepted too. "learning_rate" may be a
+ * number or a serialized Keras schedule (ExponentialDecay, PiecewiseConstantDecay,
+ * PolynomialDecay, InverseTimeDecay, CosineDecay, CosineDecayRestarts): then Keras's variable
+ * list has no learning_rate entry. Class names match case-insensitively ("adam", "Adam"). Keys missing from "config" take Keras's defaults. Keras's
  * legacy key "decay" is accepted and ignored, as Keras does. Integer JSON numbers are accepted
  * where Keras wants a float (Python's json writes 1.0 as 1.0, so this only matters to hand-written
  * configs).
  *   json: borrowed, NUL-terminated. out: written only on success.
  * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_JSON (with line and column),
- * CLOPT_ERR_UNKNOWN_OPTIMIZER, CLOPT_ERR_UNKNOWN_KEY, CLOPT_ERR_BAD_TYPE, CLOPT_ERR_BAD_VALUE
- * (each naming the key in clopt_context_last_error) or CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
+ * CLOPT_ERR_UNKNOWN_OPTIMIZER, CLOPT_ERR_UNKNOWN_SCHEDULE, CLOPT_ERR_UNKNOWN_KEY,
+ * CLOPT_ERR_BAD_TYPE, CLOPT_ERR_BAD_VALUE (each naming the key in clopt_context_last_error) or
+ * CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
                                                    clopt_optimizer **out);
 
