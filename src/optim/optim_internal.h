@@ -152,7 +152,8 @@ struct clopt_optimizer {
     clopt_variable **vars;     /* the built list (borrowed) */
     size_t *slot_off;          /* per built variable: element offset in its group */
     int nkinds;
-    clopt__slot_kind kinds[CLOPT__MAX_SLOTS];
+    clopt__slot_kind kinds[CLOPT__MAX_SLOTS + 2]; /* the pipeline's (EMA, accumulator), then the
+                                                  * class's (at most CLOPT__MAX_SLOTS) */
     clopt__slot_group groups[4]; /* by dtype */
     clopt__optvar *optvars;
     size_t noptvars, capoptvars;
