@@ -65,6 +65,20 @@ typedef float store_t;
     (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
     (void)q0; (void)q1; (void)q2; (void)q3
 
+/* Multi-pass steps (Lamb): a kernel that reads or writes per-chunk reals takes UPDATE_ARGS_AUX
+ * (the backend passes clopt__launch.aux_buf after the usual arguments). Each chunk-table entry
+ * owns 16 bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the work-item's entry (k < 2). */
+#define UPDATE_ARGS_AUX UPDATE_ARGS, global real *aux
+#define AUX_STRIDE (16 / sizeof(real))
+#define AUX_AT(k) aux[((size_t)tbase + gid_ / CHUNK) * AUX_STRIDE + (k)]
+
+/* Segment passes (clopt__segment_launch): one work-item per range ranges[rbase + i], i <
+ * nranges, read as {segment, first chunk-table entry, chunk count, unused}; partials holds
+ * AUX_STRIDE reals per chunk-table entry, seg per-segment reals, c0..c3 scalars. */
+#define SEGMENT_ARGS                                                                          \
+    global const uint4 *ranges, uint rbase, uint nranges, global real *partials,              \
+        global real *seg, real c0, real c1, real c2, real c3
+
 /* Slot kinds: the pipeline's own (EMA average, gradient accumulator) come first, SLOT_BASE of
  * them; SLOT(k) is the optimizer's k-th kind, SLOT_ABS(k) any kind. */
 #ifndef SLOT_BASE

@@ -20,3 +20,10 @@ kernel void ema_overwrite(UPDATE_ARGS) {
     UPDATE_INDEX;
     STORE(w, wi, LOAD(s, SLOT_ABS(SLOT_EMA)));
 }
+
+/* finite: seg[0] := 0 when any gradient element is not finite (seg is a one-real flag that the
+ * host filled with 1). */
+kernel void finite(UPDATE_ARGS) {
+    UPDATE_INDEX;
+    if (!isfinite(LOAD(g, gi))) ((global real *)seg)[0] = 0;
+}

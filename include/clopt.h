@@ -7,5 +7,6 @@
 #include "clopt/context.h"
 #include "clopt/variable.h"
 #include "clopt/optimizer.h"
+#include "clopt/checkpoint.h"
 
 #endif

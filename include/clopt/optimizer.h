@@ -100,6 +100,13 @@ CLOPT_API clopt_status clopt_optimizer_variable(const clopt_optimizer *opt, size
                                                 const char **name, const char **path,
                                                 clopt_variable **var);
 
+/* Keras's scale_loss: loss times the loss scale (a LossScaleOptimizer's current dynamic scale,
+ * or its initial_scale before it is built; otherwise loss_scale_factor when set, else 1). The
+ * gradients of a scaled loss are divided by the same factor inside apply. Returns CLOPT_OK or
+ * CLOPT_ERR_INVALID_ARGUMENT. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_scale_loss(const clopt_optimizer *opt, double loss,
+                                                  double *out);
+
 /* Reads optimizer variable `index` (see clopt_optimizer_variable) into `dst` as doubles, whatever
  * its storage: the raw iteration counter (Keras's `_iterations`, not divided by the accumulation
  * steps), the float32 learning rate, a host scalar such as Nadam's u_product, or a slot's
@@ -107,6 +114,68 @@ CLOPT_API clopt_status clopt_optimizer_variable(const clopt_optimizer *opt, size
  * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_SHAPE_MISMATCH or CLOPT_ERR_OPENCL. Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_variable_read(const clopt_optimizer *opt, size_t index,
                                                      double *dst, size_t count);
+
+/* Writes optimizer variable `index` from `count` doubles (converted to its storage: a counter
+ * must be an integer >= 0, the learning rate is rounded to float32). count must equal its element
+ * count. Every check happens before anything changes. Returns CLOPT_OK,
+ * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_SHAPE_MISMATCH, CLOPT_ERR_BAD_VALUE or CLOPT_ERR_OPENCL.
+ * Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_variable_write(clopt_optimizer *opt, size_t index,
+                                                      const double *src, size_t count);
+
+/* Keras's set_weights: writes values[i] (counts[i] doubles) into optimizer variable i, for i
+ * below both n and the variable count (Keras zips the lists: extra entries are ignored). Every
+ * entry is checked before anything changes. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,
+ * CLOPT_ERR_NOT_BUILT, CLOPT_ERR_SHAPE_MISMATCH (naming the variable), CLOPT_ERR_BAD_VALUE or
+ * CLOPT_ERR_OPENCL. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_set_weights(clopt_optimizer *opt,
+                                                   const double *const *values,
+                                                   const size_t *counts, size_t n);
+
+/* Keras's add_variable, for optimizers written on top of clopt: a new variable of the optimizer
+ * (appended to its variable list, saved with it, freed with it), filled with `init`. name is
+ * required and becomes "<optimizer name>/<name>" as its path. *out (may be NULL) receives the
+ * variable, owned by the optimizer. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,
+ * CLOPT_ERR_BAD_VALUE or CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_add_variable(clopt_optimizer *opt, const char *name,
+                                                    clopt_dtype dtype, int ndim,
+                                                    const int64_t *shape, double init,
+                                                    clopt_variable **out);
+
+/* Keras's add_variable_from_reference: like clopt_optimizer_add_variable with the reference's
+ * shape and dtype, named "<reference name with '/' and ':' as '_'>_<name>" (name NULL means
+ * "var"). Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_add_variable_from_reference(clopt_optimizer *opt,
+                                                                   const clopt_variable *ref,
+                                                                   const char *name, double init,
+                                                                   clopt_variable **out);
+
+/* Keras's optimizer.assign / assign_add / assign_sub helpers: var := value, var += value,
+ * var -= value, for model and optimizer variables alike (as clopt_variable_assign*). */
+CLOPT_API clopt_status clopt_optimizer_assign(clopt_optimizer *opt, clopt_variable *var,
+                                              const clopt_variable *value);
+CLOPT_API clopt_status clopt_optimizer_assign_add(clopt_optimizer *opt, clopt_variable *var,
+                                                  const clopt_variable *value);
+CLOPT_API clopt_status clopt_optimizer_assign_sub(clopt_optimizer *opt, clopt_variable *var,
+                                                  const clopt_variable *value);
+
+/* Keras's stateless_apply: computes one step from given values without changing the optimizer
+ * or its variables. opt_in[i] holds the values of optimizer variable i (as
+ * clopt_optimizer_variable_read gives them; one entry per variable), vars_in the trainable
+ * variables' values (n variables, shaped as the built ones), grads the gradients (NULL entries
+ * allowed). The new values go to opt_out[i] (caller-allocated, same counts) and vars_out
+ * (caller's variables, shaped as the built ones). A convenience, not a fast path: it copies the
+ * optimizer state through the host. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,
+ * CLOPT_ERR_NOT_BUILT, CLOPT_ERR_LENGTH_MISMATCH, CLOPT_ERR_SHAPE_MISMATCH,
+ * CLOPT_ERR_DTYPE_MISMATCH, CLOPT_ERR_CONTEXT_MISMATCH, any status of apply, or
+ * CLOPT_ERR_OUT_OF_MEMORY. (Keras's TensorFlow backend refuses stateless_apply; clopt follows the
+ * JAX-style base semantics.) Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_stateless_apply(clopt_optimizer *opt,
+                                                       const double *const *opt_in,
+                                                       clopt_variable *const *grads,
+                                                       clopt_variable *const *vars_in, size_t n,
+                                                       double *const *opt_out,
+                                                       clopt_variable *const *vars_out);
 
 /* Keras's exclude_from_weight_decay(var_list, var_names): the variables in `vars` (by identity)
  * and every variable whose name matches one of the POSIX extended regular expressions `names`

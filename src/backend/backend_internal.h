@@ -53,6 +53,11 @@ typedef struct clopt__launch {
      * (SLOT_BASE) and the accumulator's kind (SLOT_ACC). */
     double pipe[4];
     int accum, clip, decay, slot_base, slot_acc, slot_ema;
+    /* Per-chunk reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
+     * chunk-table entry, two reals at entry*16 bytes (doubles on the host backend whatever the
+     * dtype). NULL for single-pass kernels; when set, the OpenCL kernel takes it as one more
+     * argument after UPDATE_ARGS (UPDATE_ARGS_AUX in cl/common.cl). */
+    void *aux_buf;
 } clopt__launch;
 
 /* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at
@@ -69,6 +74,22 @@ typedef struct clopt__clip_launch {
     void *seg_buf;
     double clipnorm;
 } clopt__clip_launch;
+
+/* A per-variable pass over a plan's ranges (ranges_buf holds clopt__chunk entries read as {seg,
+ * first table entry, chunk count, unused}): the kernel `kernel` ("lamb.ratio") runs once per range
+ * rbase .. rbase + nranges - 1, reading and writing the ranges' per-chunk reals in partials_buf
+ * (16 bytes per chunk-table entry, as clopt__launch.aux_buf) and, if seg_buf is set,
+ * per-segment reals. One launch whatever the number of variables. Kernels: SEGMENT_ARGS in
+ * cl/common.cl; host twins in clopt__host_segment_kernels. */
+typedef struct clopt__segment_launch {
+    const char *kernel;
+    clopt_dtype dtype;
+    void *ranges_buf;
+    size_t range_base, nranges;
+    void *partials_buf;
+    void *seg_buf; /* NULL if unused */
+    double scalars[4];
+} clopt__segment_launch;
 
 typedef enum clopt__assign_op {
     CLOPT__ASSIGN = 0,
@@ -101,6 +122,8 @@ typedef struct clopt__backend_ops {
     clopt_status (*prepare)(clopt_context *ctx, const clopt__launch *launch);
     clopt_status (*update)(clopt_context *ctx, const clopt__launch *launch);
     clopt_status (*clip_factors)(clopt_context *ctx, const clopt__clip_launch *launch);
+    /* Runs a segment pass; with nranges 0 it only compiles (or loads) the kernel. */
+    clopt_status (*segments)(clopt_context *ctx, const clopt__segment_launch *launch);
     clopt_status (*finish)(clopt_context *ctx);
 } clopt__backend_ops;
 

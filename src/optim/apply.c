@@ -1,8 +1,9 @@
 /* apply(): Keras's order of operations (semantics doc, section 1.4), with every input checked
  * before anything changes, and cached launch plans so a step allocates nothing. A step issues a
  * constant number of launches per (dtype, variable arena block, gradient arena block) group:
- * the update (plus two for norm clipping, or one accumulate instead on accumulation-only steps),
- * and one or two EMA passes. */
+ * the update (plus two for norm clipping, or one accumulate instead on accumulation-only steps;
+ * three instead of one for a class with statistics of its own, Lamb), and one or two EMA
+ * passes. */
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
@@ -113,13 +114,16 @@ static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
         goto out;
     }
     size_t nl = layout(o, idx, grads, n, table, ranges, ls, done);
+    /* Decided before the table grows (which raises table_cap): partials follow the table. */
+    const int grow_partials = !p->partials_buf || total > p->table_cap;
     if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, total, sizeof *table)) ||
         (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)))
         goto out;
-    if (!p->partials_buf || total > p->table_cap) {
+    if (grow_partials) {
         if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
         p->partials_buf = NULL;
-        if ((st = ctx->ops->buffer_create(ctx, (total ? total : 1) * 8, &p->partials_buf)))
+        if ((st = ctx->ops->buffer_create(ctx, (p->table_cap ? p->table_cap : 1) * 16,
+                                          &p->partials_buf)))
             goto out;
     }
     if ((total && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
@@ -198,6 +202,7 @@ static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
     l.pipe[0] = (!b[CLOPT__B_LOSS_SCALE_FACTOR].null && b[CLOPT__B_LOSS_SCALE_FACTOR].v != 0)
                     ? 1.0 / b[CLOPT__B_LOSS_SCALE_FACTOR].v
                     : 1.0;
+    if (o->grad_unscale != 0) l.pipe[0] = 1.0 / o->grad_unscale; /* a LossScaleOptimizer's */
     l.pipe[1] = steps ? 1.0 / (double)steps : 1.0;
     l.accum = accum_update;
     int global;
@@ -267,6 +272,23 @@ static clopt_status reset_absent_accumulators(clopt_optimizer *o) {
     return CLOPT_OK;
 }
 
+/* A class with statistics of its own (Lamb; clopt__optimizer_class.stats_kernel): before the
+ * update launch `l` of plan launch `pl`, the statistics launch and the segment pass, whose
+ * per-variable results `l` then reads through the plan's partials (its aux buffer). With `warm`,
+ * only compiles and warms both kernels. */
+static clopt_status run_stats(clopt_optimizer *o, const clopt__plan *p,
+                              const clopt__plan_launch *pl, clopt__launch *l, int warm) {
+    l->aux_buf = p->partials_buf;
+    clopt__launch s = *l;
+    s.kernel = o->cls->stats_kernel;
+    clopt_status st = warm ? o->ctx->ops->prepare(o->ctx, &s) : o->ctx->ops->update(o->ctx, &s);
+    if (st != CLOPT_OK) return st;
+    const clopt__segment_launch sl = {o->cls->segment_kernel, pl->dtype, p->ranges_buf,
+                                      pl->range_base, warm ? 0 : pl->nranges, p->partials_buf,
+                                      NULL, {0, 0, 0, 0}};
+    return o->ctx->ops->segments(o->ctx, &sl);
+}
+
 static clopt_status run_update(clopt_optimizer *o, int accum_update, double lr) {
     clopt_status st = clip_factors(o, accum_update, lr);
     if (st != CLOPT_OK) return st;
@@ -275,6 +297,9 @@ static clopt_status run_update(clopt_optimizer *o, int accum_update, double lr) 
     for (size_t i = 0; i < o->plan.nlaunches; i++) {
         clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], accum_update, lr);
         o->cls->launch(o, &step, &l);
+        if (o->cls->stats_kernel &&
+            (st = run_stats(o, &o->plan, &o->plan.launches[i], &l, 0)) != CLOPT_OK)
+            return st;
         if ((st = o->ctx->ops->update(o->ctx, &l)) != CLOPT_OK) return st;
     }
     return accum_update ? reset_absent_accumulators(o) : CLOPT_OK;
@@ -296,6 +321,7 @@ static clopt_status run_ema(clopt_optimizer *o, double lr) {
 
 clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) return clopt_optimizer_finalize_variable_values(o->inner);
     if (!o->base[CLOPT__B_USE_EMA].v) return CLOPT_OK;
     if (!o->built)
         return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
@@ -315,11 +341,17 @@ clopt_status clopt__warm_kernels(clopt_optimizer *o) {
         clopt__launch l = make_launch(o, &o->all_plan, pl, steps, o->lr);
         clopt__launch base = l;
         o->cls->launch(o, &step, &l);
-        clopt_status st = o->ctx->ops->prepare(o->ctx, &l);
+        clopt_status st = o->cls->stats_kernel ? run_stats(o, &o->all_plan, pl, &l, 1) : CLOPT_OK;
+        if (st == CLOPT_OK) st = o->ctx->ops->prepare(o->ctx, &l);
         if (st == CLOPT_OK && steps) {
             l = base;
             l.kernel = "pipeline.accumulate";
             l.accum = 0;
+            st = o->ctx->ops->prepare(o->ctx, &l);
+        }
+        if (st == CLOPT_OK && o->finite_check) {
+            l = base;
+            l.kernel = "pipeline.finite";
             st = o->ctx->ops->prepare(o->ctx, &l);
         }
         if (st == CLOPT_OK && clip == 1) {
@@ -382,11 +414,9 @@ static clopt_status check_before_build(clopt_optimizer *o, clopt_variable *const
     return CLOPT_OK;
 }
 
-clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *grads,
-                                   clopt_variable *const *vars, size_t n) {
-    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *grads,
+                                  clopt_variable *const *vars, size_t n) {
     clopt_context *ctx = o->ctx;
-    if (n == 0) return CLOPT_OK; /* Keras returns early; the counter does not move */
     if (!grads) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
     clopt_status st;
     if (!vars) {
@@ -412,8 +442,13 @@ clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *gr
     if (!plan_matches(&o->plan, idx, kept, m) &&
         (st = plan_build(o, &o->plan, idx, kept, m)) != CLOPT_OK)
         return st;
+    return CLOPT_OK;
+}
+
+clopt_status clopt__apply_run(clopt_optimizer *o) {
     const double lr = clopt__learning_rate(o);
     const int64_t steps = clopt__accumulation_steps(o);
+    clopt_status st;
     if (steps && (o->iterations + 1) % steps != 0)
         st = run_pass(o, &o->plan, "pipeline.accumulate", 0.0, lr);
     else
@@ -422,4 +457,25 @@ clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *gr
     if (st != CLOPT_OK) return st;
     o->iterations++;
     return CLOPT_OK;
+}
+
+clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf) {
+    /* Two floats of 1: a float kernel's 0 clears the first, a double kernel's clears both. */
+    clopt_status st = o->ctx->ops->fill(o->ctx, flag_buf, CLOPT_FLOAT32, 0, 2, 1.0);
+    for (size_t i = 0; st == CLOPT_OK && i < o->plan.nlaunches; i++) {
+        clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], 0, 0.0);
+        l.kernel = "pipeline.finite";
+        l.seg_buf = flag_buf;
+        st = o->ctx->ops->update(o->ctx, &l);
+    }
+    return st;
+}
+
+clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *grads,
+                                   clopt_variable *const *vars, size_t n) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (n == 0) return CLOPT_OK; /* Keras returns early; the counter does not move */
+    if (o->cls->apply) return o->cls->apply(o, grads, vars, n);
+    clopt_status st = clopt__apply_prepare(o, grads, vars, n);
+    return st == CLOPT_OK ? clopt__apply_run(o) : st;
 }

@@ -240,6 +240,42 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
     return CLOPT_OK;
 }
 
+/* Reads one config key of the base class or the optimizer's class. */
+clopt_status clopt__config_key(clopt_optimizer *o, const char *key, const json_t *v) {
+    return apply_key(o->ctx, o, key, v);
+}
+
+clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
+                                        clopt_optimizer **out) {
+    const clopt__optimizer_class *cls = NULL;
+    const json_t *config = NULL;
+    clopt_optimizer *o = NULL;
+    clopt_status st;
+    if (!json_is_object(root))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "optimizer config: expected an object");
+    if ((st = read_wrapper(ctx, root, &cls, &config)) != CLOPT_OK) return st;
+    if ((st = optimizer_new(ctx, cls, &o)) != CLOPT_OK) return st;
+    o->detached = 1;
+    if (cls->configure) {
+        st = cls->configure(o, config);
+    } else {
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)config, key, val) {
+            if ((st = apply_key(ctx, o, key, val)) != CLOPT_OK) break;
+        }
+        if (st == CLOPT_OK) st = validate_base(ctx, o);
+        if (st == CLOPT_OK && cls->validate) st = cls->validate(o);
+    }
+    if (st == CLOPT_OK) st = clopt__optimizer_init_optvars(o);
+    if (st != CLOPT_OK) {
+        clopt__optimizer_free_detached(o);
+        return st;
+    }
+    *out = o;
+    return CLOPT_OK;
+}
+
 clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
                                          clopt_optimizer **out) {
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
@@ -247,39 +283,17 @@ clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
         return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "clopt_optimizer_from_config: %s is NULL", json ? "out" : "json");
     json_t *root = NULL;
-    clopt_status st = parse_json(ctx, json, &root);
-    if (st != CLOPT_OK) return st;
-    const clopt__optimizer_class *cls = NULL;
-    const json_t *config = NULL;
     clopt_optimizer *o = NULL;
-    if ((st = read_wrapper(ctx, root, &cls, &config)) != CLOPT_OK) goto out;
-    if ((st = optimizer_new(ctx, cls, &o)) != CLOPT_OK) goto out;
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)config, key, val) {
-        if ((st = apply_key(ctx, o, key, val)) != CLOPT_OK) goto out;
-    }
-    if ((st = validate_base(ctx, o)) != CLOPT_OK) goto out;
-    if (cls->validate && (st = cls->validate(o)) != CLOPT_OK) goto out;
-    if ((st = clopt__optimizer_init_optvars(o)) != CLOPT_OK) goto out;
+    clopt_status st = parse_json(ctx, json, &root);
+    if (st == CLOPT_OK) st = clopt__optimizer_from_json(ctx, root, &o);
+    json_decref(root);
+    if (st != CLOPT_OK) return st;
+    o->detached = 0;
     o->next = ctx->opts;
     if (ctx->opts) ctx->opts->prev = o;
     ctx->opts = o;
     *out = o;
-    o = NULL;
-out:
-    if (o) {
-        for (size_t i = 0; i < o->noptvars; i++) {
-            free(o->optvars[i].name);
-            free(o->optvars[i].path);
-        }
-        free(o->optvars);
-        clopt__schedule_free(o->schedule);
-        free(o->name);
-        free(o);
-    }
-    json_decref(root);
-    return st;
+    return CLOPT_OK;
 }
 
 static json_t *value_json(const clopt__param *p, const clopt__value *v) {
@@ -312,20 +326,29 @@ static json_t *config_json(const clopt_optimizer *o) {
     return c;
 }
 
+json_t *clopt__optimizer_to_json(const clopt_optimizer *o) {
+    json_t *root = json_object(), *c = o->cls->config_json ? o->cls->config_json(o)
+                                                           : config_json(o);
+    if (root && c && !json_object_set_new(root, "module", json_string("keras.optimizers")) &&
+        !json_object_set_new(root, "class_name", json_string(o->cls->class_name)) &&
+        !json_object_set(root, "config", c) &&
+        !json_object_set_new(root, "registered_name", json_null())) {
+        json_decref(c);
+        return root;
+    }
+    json_decref(root);
+    json_decref(c);
+    return NULL;
+}
+
 clopt_status clopt_optimizer_get_config(const clopt_optimizer *o, char **json) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
     if (!json)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "clopt_optimizer_get_config: json is NULL");
-    json_t *root = json_object(), *c = config_json(o);
-    char *s = NULL;
-    if (root && c && !json_object_set_new(root, "module", json_string("keras.optimizers")) &&
-        !json_object_set_new(root, "class_name", json_string(o->cls->class_name)) &&
-        !json_object_set(root, "config", c) &&
-        !json_object_set_new(root, "registered_name", json_null()))
-        s = clopt__json_dump(root);
+    json_t *root = clopt__optimizer_to_json(o);
+    char *s = root ? clopt__json_dump(root) : NULL;
     json_decref(root);
-    json_decref(c);
     if (!s) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "get_config: out of memory");
     *json = s;
     return CLOPT_OK;

@@ -2,6 +2,7 @@
 #ifndef CLOPT_OPTIM_INTERNAL_H
 #define CLOPT_OPTIM_INTERNAL_H
 
+#include <jansson.h>
 #include "clopt/optimizer.h"
 #include "../core/core_internal.h"
 
@@ -84,6 +85,28 @@ typedef struct clopt__optimizer_class {
     double (*scalar)(const clopt_optimizer *opt);
     /* Optional: adjusts base defaults before the config is read (AdamW's weight_decay). */
     void (*init)(clopt_optimizer *opt);
+    /* Optional: a step that needs per-variable reductions of its own (Lamb's norms of w and r),
+     * in three launches per plan launch whatever the number of variables (apply.c,
+     * run_stats): first `launch`'s launch with kernel stats_kernel (it reads the gradient with
+     * GRAD(), updates the slots and writes two per-chunk partial sums to aux_buf, the plan's
+     * partials); then the backend's segment pass segment_kernel over the variables' chunk
+     * ranges (per-variable results written back over each of their chunks' partials); then the
+     * update launch itself with the same aux_buf. The update kernel must not call GRAD() again
+     * (on an accumulation step it zeroes the accumulator) and must not rely on a stored w. */
+    const char *stats_kernel;
+    const char *segment_kernel;
+    /* Optional: bit k set when the class's slot kind k is made by Keras's add_variable(name=...)
+     * rather than add_variable_from_reference: its Keras name is the bare kind name
+     * ("accumulator") instead of "<variable>_<kind>" (Ftrl's accumulator). */
+    unsigned bare_slot_names;
+    /* Optional: replace reading the config dict and writing it back (LossScaleOptimizer). */
+    clopt_status (*configure)(clopt_optimizer *opt, const json_t *config);
+    json_t *(*config_json)(const clopt_optimizer *opt);
+    /* Optional: adds class entries to the variable list after iteration/learning_rate. */
+    clopt_status (*after_init)(clopt_optimizer *opt);
+    /* Optional: replaces the whole of apply (LossScaleOptimizer). */
+    clopt_status (*apply)(clopt_optimizer *opt, clopt_variable *const *grads,
+                          clopt_variable *const *vars, size_t n);
 } clopt__optimizer_class;
 
 /* Every class, NULL-terminated (registry.c). */
@@ -104,7 +127,7 @@ typedef enum clopt__optvar_kind {
     CLOPT__OV_SLOT,      /* a device slot variable */
     CLOPT__OV_ITERATION, /* the raw iteration counter, int64 on the host */
     CLOPT__OV_LR,        /* the float learning rate, float32 on the host */
-    CLOPT__OV_SCALAR     /* a class scalar on the host (Nadam's u_product): class->scalar */
+    CLOPT__OV_SCALAR     /* a class scalar on the host (Nadam's u_product): state[state_index] */
 } clopt__optvar_kind;
 
 /* An entry of Keras's `variables` list. */
@@ -115,6 +138,8 @@ typedef struct clopt__optvar {
     clopt_dtype dtype;   /* of a scalar: ITERATION is int64 (no clopt_dtype), LR float32 */
     clopt_variable *var; /* CLOPT__OV_SLOT only */
     int owns_memory;     /* var is a whole variable (add_variable), not a slot-block view */
+    int state_index;     /* CLOPT__OV_SCALAR: the value is opt->state[state_index] */
+    int integer;         /* CLOPT__OV_SCALAR: an integer (LSO's step_counter) */
 } clopt__optvar;
 
 /* A cached launch plan for one (variables, gradients) pattern of apply. */
@@ -133,7 +158,7 @@ typedef struct clopt__plan {
     size_t nlaunches;
     void *table_buf;     /* backend buffer of clopt__chunk */
     void *ranges_buf;    /* backend buffer of clopt__chunk used as {seg, first, count, 0} */
-    void *partials_buf;  /* 8 bytes per table entry */
+    void *partials_buf;  /* 16 bytes per table entry (two reals: clopt__launch.aux_buf) */
     size_t table_cap, ranges_cap; /* entries */
 } clopt__plan;
 
@@ -145,7 +170,12 @@ struct clopt_optimizer {
     struct clopt__schedule *schedule; /* or a schedule, evaluated at the raw iteration count */
     clopt__value base[CLOPT__B_COUNT];
     clopt__value hp[CLOPT__MAX_PARAMS];
-    double state[4]; /* class host-side state (Nadam's u_product) */
+    double state[4]; /* class host-side state; a class scalar (Nadam's u_product) is state[0] */
+    double grad_unscale; /* nonzero: gradients are divided by it (set by a LossScaleOptimizer) */
+    int finite_check;    /* warm the finite-check kernel at build (an LSO's inner optimizer) */
+    struct clopt_optimizer *inner; /* a LossScaleOptimizer's inner optimizer (owned) */
+    int detached;                  /* not on the context's list (an inner optimizer) */
+    void *flag_buf;                /* a LossScaleOptimizer's finite flag (8 bytes) */
     int built;
     int64_t iterations;
     size_t nvars;
@@ -178,6 +208,15 @@ clopt_status clopt__optvar_add(clopt_optimizer *o, const char *name, clopt__optv
 
 /* Adds the creation-time entries of Keras's variable list. */
 clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o);
+/* Entry `index` of Keras's variable list as clopt_optimizer_variable counts it (a
+ * LossScaleOptimizer's own entries, then its inner optimizer's), and in *owner the optimizer that
+ * holds it; NULL when out of range. For checkpoints (src/io). */
+const clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
+                                            const clopt_optimizer **owner);
+/* Sets a host-side entry of that list (the raw iteration counter, the float learning rate, a class
+ * scalar) to `v`, as a loaded checkpoint does. Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (a
+ * slot, or out of range). */
+clopt_status clopt__optimizer_set_host_value(clopt_optimizer *o, size_t index, double v);
 /* Checks a variable list: non-empty, no NULL, same context, no duplicates. */
 clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *const *vars,
                                          size_t n, const char *fn);
@@ -194,6 +233,23 @@ clopt_status clopt__warm_kernels(clopt_optimizer *o);
 void clopt__plan_free(clopt_context *ctx, clopt__plan *p);
 clopt_status clopt__write_decay_flags(clopt_optimizer *o);
 void clopt__apply_pending_no_decay(clopt_optimizer *o);
+
+/* apply() in two halves: checks and the launch plan (nothing changes), then the step. A
+ * LossScaleOptimizer runs its finite check (a kernel writing 0 to flag_buf's first float when a
+ * gradient is not finite) in between. */
+clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *grads,
+                                  clopt_variable *const *vars, size_t n);
+clopt_status clopt__apply_run(clopt_optimizer *o);
+clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf);
+
+void clopt__optimizer_free_detached(clopt_optimizer *o);
+
+/* Configs (config.c): an optimizer from a parsed serialize() object (not on the context's list),
+ * one config key read into an optimizer, and the serialize() object of an optimizer. */
+clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
+                                        clopt_optimizer **out);
+clopt_status clopt__config_key(clopt_optimizer *o, const char *key, const json_t *v);
+json_t *clopt__optimizer_to_json(const clopt_optimizer *o);
 
 /* Value of class parameter `i` / base parameter `i`. */
 static inline double clopt__hp(const clopt_optimizer *o, int i) { return o->hp[i].v; }

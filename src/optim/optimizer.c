@@ -70,16 +70,26 @@ static void free_names(clopt_optimizer *o) {
 
 static void optimizer_free(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
+    if (o->inner) clopt__optimizer_free_detached(o->inner);
+    if (o->flag_buf) ctx->ops->buffer_release(ctx, o->flag_buf);
     unbuild(o);
     optvars_free(o, 0);
     free_names(o);
     free(o->pending_no_decay);
     clopt__schedule_free(o->schedule);
-    if (o->prev) o->prev->next = o->next;
-    else ctx->opts = o->next;
-    if (o->next) o->next->prev = o->prev;
+    if (!o->detached) {
+        if (o->prev) o->prev->next = o->next;
+        else ctx->opts = o->next;
+        if (o->next) o->next->prev = o->prev;
+    }
     free(o->name);
     free(o);
+}
+
+/* Frees an optimizer that is not on the context's list (a LossScaleOptimizer's inner one). */
+void clopt__optimizer_free_detached(clopt_optimizer *o) {
+    o->detached = 1;
+    optimizer_free(o);
 }
 
 void clopt_optimizer_destroy(clopt_optimizer *o) {
@@ -107,6 +117,8 @@ clopt_status clopt__optvar_add(clopt_optimizer *o, const char *name, clopt__optv
     e->dtype = dtype;
     e->var = var;
     e->owns_memory = 0;
+    e->state_index = 0;
+    e->integer = 0;
     if (!e->name || !e->path) {
         free(e->name);
         free(e->path);
@@ -121,6 +133,7 @@ clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o) {
     /* Keras makes a learning_rate variable only for a float learning rate. */
     if (st == CLOPT_OK && !o->schedule)
         st = clopt__optvar_add(o, "learning_rate", CLOPT__OV_LR, CLOPT_FLOAT32, NULL);
+    if (st == CLOPT_OK && o->cls->after_init) st = o->cls->after_init(o);
     o->nbaseoptvars = o->noptvars;
     return st;
 }
@@ -138,7 +151,8 @@ static char *slot_name(const clopt_variable *v, const char *slot) {
 static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     const clopt_variable *v = o->vars[i];
     clopt__slot_group *g = &o->groups[v->dtype];
-    char *name = slot_name(v, o->kinds[k].name);
+    const int bare = k >= o->slot_base && ((o->cls->bare_slot_names >> (k - o->slot_base)) & 1u);
+    char *name = bare ? clopt__strdup(o->kinds[k].name) : slot_name(v, o->kinds[k].name);
     if (!name) return CLOPT_ERR_OUT_OF_MEMORY;
     clopt_variable *view;
     clopt_status st = clopt__variable_view(o->ctx, name, v->dtype, v->ndim, v->shape, g->block,
@@ -285,6 +299,11 @@ static clopt_status check_build_rules(clopt_optimizer *o) {
 clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *vars, size_t n) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
     if (o->built) return CLOPT_OK;
+    if (o->inner) { /* a LossScaleOptimizer builds its inner optimizer */
+        clopt_status st = clopt_optimizer_build(o->inner, vars, n);
+        if (st == CLOPT_OK) o->built = 1;
+        return st;
+    }
     clopt_status st = clopt__optimizer_check_vars(o, vars, n, "clopt_optimizer_build");
     if (st != CLOPT_OK) return st;
     o->vars = malloc(n * sizeof *o->vars);
@@ -323,18 +342,26 @@ int64_t clopt__iterations(const clopt_optimizer *o) {
     return s ? o->iterations / s : o->iterations;
 }
 
+/* A LossScaleOptimizer delegates iterations and the learning rate to its inner optimizer. */
 int64_t clopt_optimizer_iterations(const clopt_optimizer *o) {
+    if (o && o->inner) return clopt_optimizer_iterations(o->inner);
     return o ? clopt__iterations(o) : -1;
 }
 
 clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double *lr) {
     if (!o || !lr) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) return clopt_optimizer_get_learning_rate(o->inner, lr);
     *lr = clopt__learning_rate(o);
     return CLOPT_OK;
 }
 
 clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *o, double lr) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) {
+        clopt_status st = clopt_optimizer_set_learning_rate(o->inner, lr);
+        if (st != CLOPT_OK) clopt__fail(o->ctx, st, "%s", o->ctx->error ? o->ctx->error : "");
+        return st;
+    }
     if (o->schedule)
         return clopt__fail(o->ctx, CLOPT_ERR_BAD_STATE,
                            "learning_rate: this optimizer was created with a %s schedule as its "
@@ -352,11 +379,17 @@ const char *clopt_optimizer_class_name(const clopt_optimizer *o) {
 }
 const char *clopt_optimizer_name(const clopt_optimizer *o) { return o ? o->name : NULL; }
 
-size_t clopt_optimizer_variable_count(const clopt_optimizer *o) { return o ? o->noptvars : 0; }
+/* A LossScaleOptimizer's list is its own entries followed by its inner optimizer's. */
+size_t clopt_optimizer_variable_count(const clopt_optimizer *o) {
+    if (!o) return 0;
+    return o->noptvars + (o->inner ? clopt_optimizer_variable_count(o->inner) : 0);
+}
 
 clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, const char **name,
                                       const char **path, clopt_variable **var) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner && index >= o->noptvars)
+        return clopt_optimizer_variable(o->inner, index - o->noptvars, name, path, var);
     if (index >= o->noptvars)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "optimizer variable %zu does not exist (there are %zu)", index,
@@ -370,6 +403,8 @@ clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, co
 clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t index, double *dst,
                                            size_t count) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner && index >= o->noptvars)
+        return clopt_optimizer_variable_read(o->inner, index - o->noptvars, dst, count);
     if (index >= o->noptvars || !dst)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "clopt_optimizer_variable_read: %s", dst ? "index out of range"
@@ -383,7 +418,7 @@ clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t inde
     switch (e->kind) {
     case CLOPT__OV_ITERATION: dst[0] = (double)o->iterations; return CLOPT_OK;
     case CLOPT__OV_LR: dst[0] = (double)o->lr; return CLOPT_OK;
-    case CLOPT__OV_SCALAR: dst[0] = o->cls->scalar(o); return CLOPT_OK;
+    case CLOPT__OV_SCALAR: dst[0] = o->state[e->state_index]; return CLOPT_OK;
     case CLOPT__OV_SLOT: break;
     }
     size_t esize = clopt_dtype_size(e->var->dtype);
@@ -396,10 +431,34 @@ clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t inde
     return st;
 }
 
+const clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
+                                            const clopt_optimizer **owner) {
+    if (o && o->inner && index >= o->noptvars)
+        return clopt__optimizer_entry(o->inner, index - o->noptvars, owner);
+    if (!o || index >= o->noptvars) return NULL;
+    if (owner) *owner = o;
+    return &o->optvars[index];
+}
+
+clopt_status clopt__optimizer_set_host_value(clopt_optimizer *o, size_t index, double v) {
+    if (o && o->inner && index >= o->noptvars)
+        return clopt__optimizer_set_host_value(o->inner, index - o->noptvars, v);
+    if (!o || index >= o->noptvars) return CLOPT_ERR_INVALID_ARGUMENT;
+    const clopt__optvar *e = &o->optvars[index];
+    switch (e->kind) {
+    case CLOPT__OV_ITERATION: o->iterations = (int64_t)v; return CLOPT_OK;
+    case CLOPT__OV_LR: o->lr = (float)v; return CLOPT_OK;
+    case CLOPT__OV_SCALAR: o->state[e->state_index] = v; return CLOPT_OK;
+    case CLOPT__OV_SLOT: break;
+    }
+    return CLOPT_ERR_INVALID_ARGUMENT;
+}
+
 clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *o,
                                                        clopt_variable *const *vars, size_t nvars,
                                                        const char *const *names, size_t nnames) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) return clopt_optimizer_exclude_from_weight_decay(o->inner, vars, nvars, names, nnames);
     if ((nvars && !vars) || (nnames && !names))
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "exclude_from_weight_decay: a list with entries is NULL");

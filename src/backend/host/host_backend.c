@@ -140,6 +140,17 @@ static clopt_status host_clip_factors(clopt_context *ctx, const clopt__clip_laun
     return CLOPT_OK;
 }
 
+static clopt_status host_segments(clopt_context *ctx, const clopt__segment_launch *l) {
+    const clopt__host_segment_kernel *k = clopt__host_segment_kernels;
+    while (k->name && strcmp(k->name, l->kernel) != 0) k++;
+    if (!k->name)
+        return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "host backend: no segment kernel '%s'",
+                           l->kernel);
+    const clopt__chunk *ranges = (const clopt__chunk *)l->ranges_buf + l->range_base;
+    for (size_t i = 0; i < l->nranges; i++) k->fn(l, &ranges[i]);
+    return CLOPT_OK;
+}
+
 static clopt_status host_finish(clopt_context *ctx) {
     (void)ctx;
     return CLOPT_OK;
@@ -159,5 +170,6 @@ const clopt__backend_ops clopt__host_backend = {
     .prepare = host_prepare,
     .update = host_update,
     .clip_factors = host_clip_factors,
+    .segments = host_segments,
     .finish = host_finish,
 };

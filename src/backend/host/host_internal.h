@@ -31,6 +31,18 @@ typedef struct clopt__host_kernel {
 /* The table of host kernels, NULL-terminated (defined in host_kernels.c). */
 extern const clopt__host_kernel clopt__host_kernels[];
 
+/* A segment pass's work on one range {seg, first table entry, chunk count, unused}
+ * (clopt__segment_launch; partials are doubles on the host, two per chunk-table entry). */
+typedef void (*clopt__host_segment_fn)(const clopt__segment_launch *l, const clopt__chunk *range);
+
+typedef struct clopt__host_segment_kernel {
+    const char *name; /* as in clopt__segment_launch.kernel */
+    clopt__host_segment_fn fn;
+} clopt__host_segment_kernel;
+
+/* The table of host segment kernels, NULL-terminated (defined in host_kernels.c). */
+extern const clopt__host_segment_kernel clopt__host_segment_kernels[];
+
 /* The gradient after the pipeline's stages (unscale, accumulation, clipping) and the variable
  * after weight decay: the host twins of GRAD() and WEIGHT() in cl/common.cl. */
 double clopt__host_grad(const clopt__host_update *u, size_t g, size_t s, uint32_t seg);
@@ -44,5 +56,7 @@ double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg);
 #define GRAD() clopt__host_grad(u, g, s, seg)
 #define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
 #define WEIGHT() clopt__host_weight(u, w, seg)
+/* Real k (< 2) of the per-chunk reals of table entry `entry` (clopt__launch.aux_buf). */
+#define AUX_AT(entry, k) (((double *)u->launch->aux_buf)[2 * (size_t)(entry) + (k)])
 
 #endif

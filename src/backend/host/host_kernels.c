@@ -11,7 +11,14 @@ KERNEL(clopt__host_adamax)
 KERNEL(clopt__host_accumulate)
 KERNEL(clopt__host_ema)
 KERNEL(clopt__host_ema_overwrite)
+KERNEL(clopt__host_finite)
+KERNEL(clopt__host_nadam)
+KERNEL(clopt__host_ftrl)
+KERNEL(clopt__host_lion)
 #undef KERNEL
+void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range);
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 
 const clopt__host_kernel clopt__host_kernels[] = {
@@ -25,5 +32,16 @@ const clopt__host_kernel clopt__host_kernels[] = {
     {"pipeline.accumulate", clopt__host_accumulate, NULL},
     {"pipeline.ema", clopt__host_ema, NULL},
     {"pipeline.ema_overwrite", clopt__host_ema_overwrite, NULL},
+    {"pipeline.finite", clopt__host_finite, NULL},
+    {"nadam", clopt__host_nadam, NULL},
+    {"ftrl", clopt__host_ftrl, NULL},
+    {"lion", clopt__host_lion, NULL},
+    {"lamb.stats", NULL, clopt__host_lamb_stats},
+    {"lamb", NULL, clopt__host_lamb},
     {NULL, NULL, NULL},
+};
+
+const clopt__host_segment_kernel clopt__host_segment_kernels[] = {
+    {"lamb.ratio", clopt__host_lamb_ratio},
+    {NULL, NULL},
 };

@@ -1,4 +1,5 @@
 /* Reference versions of cl/reduce.cl's sumsq and cl/pipeline.cl. */
+#include <math.h>
 #include "host_internal.h"
 
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
@@ -25,6 +26,13 @@ void clopt__host_ema(const clopt__host_update *u, size_t w, size_t g, size_t s, 
     const size_t a = SLOT_ABS(u->launch->slot_ema);
     const double m = u->launch->scalars[0];
     HS(u->slot, a, m * HL(u->slot, a) + (1 - m) * HL(u->var, w));
+}
+
+void clopt__host_finite(const clopt__host_update *u, size_t w, size_t g, size_t s,
+                        uint32_t seg) {
+    (void)w, (void)s, (void)seg;
+    if (!isfinite(HL(u->grad, g)))
+        clopt__elem_store(u->seg, clopt__real_dtype(u->launch->dtype), 0, 0.0);
 }
 
 void clopt__host_ema_overwrite(const clopt__host_update *u, size_t w, size_t g, size_t s,

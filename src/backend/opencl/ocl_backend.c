@@ -193,6 +193,12 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
     return CLOPT_OK;
 }
 
+/* A multi-pass kernel's per-chunk reals: the argument after UPDATE_ARGS (UPDATE_ARGS_AUX). */
+static clopt_status set_aux_arg(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
+                                cl_mem aux) {
+    return set_arg(ctx, k, 7 + CLOPT__MAX_SCALARS + 4, sizeof aux, &aux, l->kernel);
+}
+
 /* The kernel of a fused update: the optimizer's defines plus the pipeline's switches. */
 static clopt_status update_kernel(clopt_context *ctx, const clopt__launch *l,
                                   clopt__ocl_program **p) {
@@ -223,6 +229,7 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     }
     cl_mem m = data, t = table;
     st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, t);
+    if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
     if (st == CLOPT_OK) st = enqueue(ctx, p->kernel, CLOPT__CHUNK, l->kernel);
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
@@ -241,6 +248,7 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     cl_mem slot = l->slot_buf ? (cl_mem)l->slot_buf : (cl_mem)l->var_buf;
     st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
                          l->table_buf, (cl_uint)l->table_base, seg);
+    if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, (cl_mem)l->aux_buf);
     if (st != CLOPT_OK) return st;
     return enqueue(ctx, p->kernel, l->nchunks * CLOPT__CHUNK, l->kernel);
 }
@@ -271,6 +279,34 @@ static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launc
     return enqueue(ctx, p->kernel, global, name);
 }
 
+/* A segment pass (SEGMENT_ARGS in cl/common.cl): one work-item per range. */
+static clopt_status ocl_segments(clopt_context *ctx, const clopt__segment_launch *l) {
+    clopt__ocl_program *p;
+    clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, NULL, 0, &p);
+    if (st != CLOPT_OK || !l->nranges) return st;
+    cl_mem r = l->ranges_buf, part = l->partials_buf;
+    cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : part;
+    cl_uint base = (cl_uint)l->range_base, n = (cl_uint)l->nranges;
+    if ((st = set_arg(ctx, p->kernel, 0, sizeof r, &r, l->kernel)) ||
+        (st = set_arg(ctx, p->kernel, 1, sizeof base, &base, l->kernel)) ||
+        (st = set_arg(ctx, p->kernel, 2, sizeof n, &n, l->kernel)) ||
+        (st = set_arg(ctx, p->kernel, 3, sizeof part, &part, l->kernel)) ||
+        (st = set_arg(ctx, p->kernel, 4, sizeof seg, &seg, l->kernel)))
+        return st;
+    for (cl_uint i = 0; i < 4; i++) {
+        const double x = l->scalars[i];
+        if (l->dtype == CLOPT_FLOAT64) {
+            st = set_arg(ctx, p->kernel, 5 + i, sizeof x, &x, l->kernel);
+        } else {
+            float f = (float)x;
+            st = set_arg(ctx, p->kernel, 5 + i, sizeof f, &f, l->kernel);
+        }
+        if (st) return st;
+    }
+    return enqueue(ctx, p->kernel, (l->nranges + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK,
+                   l->kernel);
+}
+
 static clopt_status ocl_finish(clopt_context *ctx) {
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clFinish", "waiting");
@@ -290,6 +326,7 @@ const clopt__backend_ops clopt__opencl_backend = {
     .prepare = ocl_prepare,
     .update = ocl_update,
     .clip_factors = ocl_clip_factors,
+    .segments = ocl_segments,
     .finish = ocl_finish,
 };
 

@@ -70,6 +70,21 @@ static cl_uint get_devices(cl_platform_id p, cl_device_type type, cl_device_id *
     return n > MAX_DEVICES ? MAX_DEVICES : n;
 }
 
+/* A device string, truncated to fit `buf` (clGetDeviceInfo refuses a buffer that is too small:
+ * PoCL's CL_DEVICE_VERSION is longer than 64 bytes). */
+static void device_text(cl_device_id d, cl_device_info what, char *buf, size_t n) {
+    size_t len = 0;
+    buf[0] = '\0';
+    if (clGetDeviceInfo(d, what, 0, NULL, &len) != CL_SUCCESS || len == 0) return;
+    char *s = malloc(len + 1);
+    if (!s) return;
+    if (clGetDeviceInfo(d, what, len, s, NULL) == CL_SUCCESS) {
+        s[len] = '\0';
+        snprintf(buf, n, "%s", s);
+    }
+    free(s);
+}
+
 static int has_extension(cl_device_id d, const char *ext) {
     size_t n = 0;
     if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &n) != CL_SUCCESS || !n) return 0;
@@ -107,11 +122,9 @@ clopt_status clopt_device_list(clopt_device_info *infos, size_t cap, size_t *cou
             snprintf(d->spec, sizeof d->spec, "%s:%s:%u", tok, type_word(t), idx);
             platform_text(ps[i], CL_PLATFORM_NAME, d->platform, sizeof d->platform);
             snprintf(d->type, sizeof d->type, "%s", type_word(t));
-            clGetDeviceInfo(ds[j], CL_DEVICE_NAME, sizeof d->name - 1, d->name, NULL);
-            clGetDeviceInfo(ds[j], CL_DRIVER_VERSION, sizeof d->driver_version - 1,
-                            d->driver_version, NULL);
-            clGetDeviceInfo(ds[j], CL_DEVICE_VERSION, sizeof d->opencl_version - 1,
-                            d->opencl_version, NULL);
+            device_text(ds[j], CL_DEVICE_NAME, d->name, sizeof d->name);
+            device_text(ds[j], CL_DRIVER_VERSION, d->driver_version, sizeof d->driver_version);
+            device_text(ds[j], CL_DEVICE_VERSION, d->opencl_version, sizeof d->opencl_version);
             cl_uint cu = 0;
             cl_ulong mem = 0;
             clGetDeviceInfo(ds[j], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);

@@ -1,0 +1,63 @@
+/* Lamb, in three passes (src/optim/lamb.c). Scalars: c0 1-beta1, c1 1-beta2, c2 1-beta1^t,
+ * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per chunk-table entry (AUX_AT): the chunk's
+ * sums of w^2 and r^2, then its variable's trust ratio.
+ *
+ * Arena padding holds zeros in w, g, m and v, and every pass keeps it so (r = 0 there), so whole
+ * chunks can be summed. */
+
+/* r = m_hat / (sqrt(v_hat) + epsilon), from the stored m and v. */
+#define LAMB_R(m, v) (((m) / c2) / (sqrt((v) / c3) + c4))
+
+/* Pass 1, one work-group per chunk (local size CHUNK): m and v, and the chunk's sums. */
+kernel void stats(UPDATE_ARGS_AUX) {
+    local real pw[CHUNK], pr[CHUNK];
+    UPDATE_INDEX;
+    const size_t lid = get_local_id(0);
+    const real gv = GRAD();
+    const real wv = WEIGHT();
+    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
+    m += (gv - m) * c0;
+    v += (gv * gv - v) * c1;
+    STORE(s, SLOT(0), m);
+    STORE(s, SLOT(1), v);
+    const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
+    pw[lid] = wv * wv;
+    pr[lid] = r * r;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (size_t h = CHUNK / 2; h > 0; h /= 2) {
+        if (lid < h) {
+            pw[lid] += pw[lid + h];
+            pr[lid] += pr[lid + h];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        AUX_AT(0) = pw[0];
+        AUX_AT(1) = pr[0];
+    }
+}
+
+/* Pass 2, one work-item per variable: ratio = ||w|| / ||r|| if both are > 0, else 1 (as Keras's
+ * nested where: a NaN norm gives 1), written over the first real of each of its chunks. */
+kernel void ratio(SEGMENT_ARGS) {
+    const size_t i = get_global_id(0);
+    if (i >= nranges) return;
+    const uint4 rg = ranges[rbase + i];
+    real sw = 0, sr = 0;
+    for (uint c = 0; c < rg.z; c++) {
+        sw += partials[(size_t)(rg.y + c) * AUX_STRIDE];
+        sr += partials[(size_t)(rg.y + c) * AUX_STRIDE + 1];
+    }
+    const real wn = sqrt(sw), rn = sqrt(sr);
+    const real ratio = wn > 0 ? (rn > 0 ? wn / rn : (real)1) : (real)1;
+    for (uint c = 0; c < rg.z; c++) partials[(size_t)(rg.y + c) * AUX_STRIDE] = ratio;
+}
+
+/* Pass 3: w := w - ratio*lr*r (w after weight decay: WEIGHT() reads the variable as pass 1 did;
+ * the gradient is not read again). */
+kernel void lamb(UPDATE_ARGS_AUX) {
+    UPDATE_INDEX;
+    const real wv = WEIGHT();
+    const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
+    STORE(w, wi, wv - AUX_AT(0) * c5 * r);
+}

@@ -1,0 +1,54 @@
+/* Lamb reference, the three passes of cl/lamb.cl. Scalars: 0 (1 - beta1), 1 (1 - beta2),
+ * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per chunk-table entry
+ * (AUX_AT, doubles): the chunk's sums of w^2 and r^2, then its variable's trust ratio. */
+#include <math.h>
+#include "host_internal.h"
+
+/* r from the stored m and v. */
+static double lamb_r(const clopt__host_update *u, size_t s) {
+    const double *c = u->launch->scalars;
+    const double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
+    return (m / c[2]) / (sqrt(v / c[3]) + c[4]);
+}
+
+void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const double *c = u->launch->scalars;
+    const uint32_t seg = ch->seg;
+    double sw = 0, sr = 0;
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, g = (size_t)ch->grad * CLOPT__CHUNK + i,
+                     s = (size_t)ch->slot * CLOPT__CHUNK + i;
+        const double gv = GRAD(), wv = WEIGHT();
+        double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
+        m += (gv - m) * c[0];
+        v += (gv * gv - v) * c[1];
+        HS(u->slot, SLOT(0), m);
+        HS(u->slot, SLOT(1), v);
+        const double r = lamb_r(u, s);
+        sw += wv * wv;
+        sr += r * r;
+    }
+    AUX_AT(entry, 0) = sw;
+    AUX_AT(entry, 1) = sr;
+}
+
+void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range) {
+    double *p = l->partials_buf;
+    double sw = 0, sr = 0;
+    for (uint32_t c = 0; c < range->slot; c++) {
+        sw += p[2 * ((size_t)range->grad + c)];
+        sr += p[2 * ((size_t)range->grad + c) + 1];
+    }
+    const double wn = sqrt(sw), rn = sqrt(sr);
+    const double ratio = wn > 0 ? (rn > 0 ? wn / rn : 1.0) : 1.0;
+    for (uint32_t c = 0; c < range->slot; c++) p[2 * ((size_t)range->grad + c)] = ratio;
+}
+
+void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const double lr = u->launch->scalars[5], ratio = AUX_AT(entry, 0);
+    const uint32_t seg = ch->seg;
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, s = (size_t)ch->slot * CLOPT__CHUNK + i;
+        HS(u->var, w, WEIGHT() - ratio * lr * lamb_r(u, s));
+    }
+}

@@ -1,0 +1,76 @@
+/* `clopt inspect FILE`: a readable summary of a safetensors checkpoint. */
+#define _POSIX_C_SOURCE 200809L
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/core_internal.h"
+#include "io_internal.h"
+
+/* The Keras path of optimizer tensor `name` ("optimizer/vars/<i>") from the
+ * "optimizer_variables" metadata, or NULL. */
+static const char *opt_path(const json_t *paths, const char *name) {
+    const char *prefix = "optimizer/vars/";
+    if (!paths || strncmp(name, prefix, strlen(prefix)) != 0) return NULL;
+    const char *num = name + strlen(prefix);
+    if (*num < '0' || *num > '9') return NULL;
+    char *end;
+    unsigned long long i = strtoull(num, &end, 10);
+    if (*end) return NULL;
+    return json_string_value(json_array_get(paths, (size_t)i));
+}
+
+clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t errn) {
+    clopt__st_file f;
+    clopt_status st = clopt__st_read(path, &f, err, errn);
+    if (st != CLOPT_OK) return st;
+    fprintf(out, "%s: safetensors, %zu bytes: header %" PRIu64 " bytes, %zu tensors, %" PRIu64
+                 " data bytes\n",
+            path, f.size, f.header_len, f.ntensors, f.data_size);
+
+    const char *cfg = clopt__st_meta(&f, "optimizer_config");
+    const char *paths_text = clopt__st_meta(&f, "optimizer_variables");
+    json_t *paths = paths_text ? json_loads(paths_text, 0, NULL) : NULL;
+    if (f.metadata) {
+        fprintf(out, "metadata:\n");
+        const char *key;
+        json_t *val;
+        json_object_foreach(f.metadata, key, val) {
+            if (strcmp(key, "optimizer_config") == 0 || strcmp(key, "optimizer_variables") == 0)
+                continue;
+            fprintf(out, "  %s: %s\n", key, json_string_value(val));
+        }
+    } else {
+        fprintf(out, "metadata: none\n");
+    }
+
+    size_t wname = 4;
+    for (size_t i = 0; i < f.ntensors; i++) {
+        size_t l = strlen(f.tensors[i].name);
+        if (l > wname) wname = l;
+    }
+    fprintf(out, "tensors:\n  %-*s  %-7s  %-16s  %12s  %-16s\n", (int)wname, "name", "dtype",
+            "shape", "bytes", "fnv1a64");
+    for (size_t i = 0; i < f.ntensors; i++) {
+        const clopt__st_tensor *t = &f.tensors[i];
+        char shape[64 + 24 * CLOPT__ST_MAX_NDIM];
+        clopt__st_shape_str(t->ndim, t->shape, shape, sizeof shape);
+        uint64_t h = clopt__hash64(CLOPT__HASH_INIT, f.data + t->begin, (size_t)(t->end - t->begin));
+        const char *kp = opt_path(paths, t->name);
+        fprintf(out, "  %-*s  %-7s  %-16s  %12" PRIu64 "  %016" PRIx64 "%s%s\n", (int)wname,
+                t->name, clopt__st_dtype_name(t->dtype), shape, t->end - t->begin, h,
+                kp ? "  " : "", kp ? kp : "");
+    }
+    json_decref(paths);
+
+    if (cfg) {
+        json_t *c = json_loads(cfg, 0, NULL);
+        char *pretty = c ? json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        fprintf(out, "optimizer config:\n%s\n", pretty ? pretty : cfg);
+        free(pretty);
+        json_decref(c);
+    } else {
+        fprintf(out, "optimizer config: none\n");
+    }
+    clopt__st_free(&f);
+    return ferror(out) ? CLOPT_ERR_IO : CLOPT_OK;
+}

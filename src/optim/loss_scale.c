@@ -1,0 +1,179 @@
+/* LossScaleOptimizer (keras.optimizers.LossScaleOptimizer): dynamic loss scaling around an inner
+ * optimizer. Its own variables are [iteration (never incremented), learning_rate (0.0),
+ * step_counter, dynamic_scale], followed by the inner optimizer's. A step checks on the device
+ * whether every gradient is finite (one kernel per launch group), reads that one flag back, and
+ * then either runs the inner step with gradients divided by the scale, or skips it and halves the
+ * scale. The flag read is the one host round trip of a step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "optim_internal.h"
+
+enum { INITIAL_SCALE, DYNAMIC_GROWTH_STEPS };
+enum { STEP_COUNTER, DYNAMIC_SCALE }; /* indices into o->state */
+
+static const clopt__param params[] = {
+    [INITIAL_SCALE] = {"initial_scale", CLOPT__P_FLOAT, 32768.0, 0, 0.0, HUGE_VAL, 1, 0},
+    [DYNAMIC_GROWTH_STEPS] = {"dynamic_growth_steps", CLOPT__P_FLOAT, 2000, 0, 1, 1e15, 0, 0},
+};
+
+static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
+    (void)o, (void)k;
+    return 0;
+}
+
+static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
+    (void)o, (void)s, (void)l;
+}
+
+/* Keras accepts the base arguments only at their defaults (for old serialized configs). */
+static int base_key_at_default(const char *key, const json_t *v) {
+    for (int i = 0; i < CLOPT__B_COUNT; i++) {
+        const clopt__param *p = &clopt__base_params[i];
+        if (strcmp(key, p->key) != 0) continue;
+        if (json_is_null(v)) return p->def_null;
+        if (json_is_boolean(v)) return p->type == CLOPT__P_BOOL && json_is_true(v) == (p->def != 0);
+        return json_is_number(v) && !p->def_null && json_number_value(v) == p->def;
+    }
+    return 0;
+}
+
+static int is_base_key(const char *key) {
+    for (int i = 0; i < CLOPT__B_COUNT; i++)
+        if (strcmp(key, clopt__base_params[i].key) == 0) return 1;
+    return 0;
+}
+
+static clopt_status configure(clopt_optimizer *o, const json_t *config) {
+    clopt_context *ctx = o->ctx;
+    const char *key;
+    json_t *v;
+    const json_t *inner = NULL;
+    json_object_foreach((json_t *)config, key, v) {
+        if (strcmp(key, "inner_optimizer") == 0) {
+            inner = v;
+        } else if (strcmp(key, "dynamic") == 0) {
+            if (!json_is_true(v))
+                return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                                   "LossScaleOptimizer config: LossScaleOptimizer no longer "
+                                   "supports `dynamic=False`. Instead, simply set "
+                                   "`loss_scale_factor` directly on the `inner_optimizer`.");
+        } else if (strcmp(key, "learning_rate") == 0) {
+            continue; /* Keras's base init fixes it at 0.0 */
+        } else if (is_base_key(key)) {
+            if (!base_key_at_default(key, v))
+                return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                                   "LossScaleOptimizer config: LossScaleOptimizer does not "
+                                   "support `%s`. Instead, set `%s` on the `inner_optimizer`.",
+                                   key, key);
+        } else {
+            clopt_status st = clopt__config_key(o, key, v);
+            if (st != CLOPT_OK) return st;
+        }
+    }
+    if (!inner)
+        return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
+                           "LossScaleOptimizer config: 'inner_optimizer' is missing");
+    if (o->hp[DYNAMIC_GROWTH_STEPS].v != floor(o->hp[DYNAMIC_GROWTH_STEPS].v))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                           "LossScaleOptimizer config: 'dynamic_growth_steps' must be an integer");
+    clopt_status st = clopt__optimizer_from_json(ctx, inner, &o->inner);
+    if (st != CLOPT_OK) return st;
+    if (o->inner->inner)
+        return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                           "LossScaleOptimizer config: the inner optimizer is itself a "
+                           "LossScaleOptimizer");
+    /* Keras sets the inner loss_scale_factor to None: gradients are never unscaled twice. */
+    o->inner->base[CLOPT__B_LOSS_SCALE_FACTOR] = (clopt__value){0, 1};
+    o->inner->finite_check = 1;
+    o->lr = 0.0f;
+    o->state[STEP_COUNTER] = 0;
+    o->state[DYNAMIC_SCALE] = (double)(float)o->hp[INITIAL_SCALE].v;
+    return CLOPT_OK;
+}
+
+static json_t *config_json(const clopt_optimizer *o) {
+    json_t *c = json_object();
+    if (!c) return NULL;
+    int bad = json_object_set_new(c, "name", json_string(o->name));
+    bad |= json_object_set_new(c, "inner_optimizer", clopt__optimizer_to_json(o->inner));
+    bad |= json_object_set_new(c, "initial_scale", json_real(o->hp[INITIAL_SCALE].v));
+    bad |= json_object_set_new(c, "dynamic_growth_steps",
+                               json_integer((json_int_t)o->hp[DYNAMIC_GROWTH_STEPS].v));
+    if (bad) {
+        json_decref(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The step counter and dynamic scale join the variable list after iteration and
+ * learning_rate. */
+static clopt_status add_own_variables(clopt_optimizer *o) {
+    clopt_status st = clopt__optvar_add(o, "step_counter", CLOPT__OV_SCALAR, CLOPT_FLOAT64, NULL);
+    if (st == CLOPT_OK) {
+        o->optvars[o->noptvars - 1].state_index = STEP_COUNTER;
+        o->optvars[o->noptvars - 1].integer = 1;
+        st = clopt__optvar_add(o, "dynamic_scale", CLOPT__OV_SCALAR, CLOPT_FLOAT32, NULL);
+    }
+    if (st == CLOPT_OK) o->optvars[o->noptvars - 1].state_index = DYNAMIC_SCALE;
+    return st;
+}
+
+static void init(clopt_optimizer *o) { o->state[DYNAMIC_SCALE] = 32768.0; }
+
+static clopt_status apply(clopt_optimizer *o, clopt_variable *const *grads,
+                          clopt_variable *const *vars, size_t n) {
+    clopt_optimizer *in = o->inner;
+    clopt_status st;
+    if (!o->flag_buf &&
+        (st = o->ctx->ops->buffer_create(o->ctx, 8, &o->flag_buf)) != CLOPT_OK)
+        return st;
+    if ((st = clopt__apply_prepare(in, grads, vars, n)) != CLOPT_OK) return st;
+    o->built = in->built;
+    if ((st = clopt__run_finite_check(in, o->flag_buf)) != CLOPT_OK) return st;
+    float flag = 0;
+    if ((st = o->ctx->ops->read(o->ctx, o->flag_buf, 0, &flag, sizeof flag)) != CLOPT_OK)
+        return st;
+    double *scale = &o->state[DYNAMIC_SCALE], *counter = &o->state[STEP_COUNTER];
+    if (flag != 1.0f) { /* not finite: skip the inner step, halve the scale */
+        *counter = 0;
+        *scale = (double)(float)(*scale * 0.5);
+        return CLOPT_OK;
+    }
+    in->grad_unscale = *scale;
+    if ((st = clopt__apply_run(in)) != CLOPT_OK) return st;
+    if (*counter == o->hp[DYNAMIC_GROWTH_STEPS].v - 1) {
+        *counter = 0;
+        *scale = (double)(float)(*scale * 2.0);
+    } else {
+        *counter += 1;
+    }
+    return CLOPT_OK;
+}
+
+const clopt__optimizer_class clopt__loss_scale_class = {
+    .class_name = "LossScaleOptimizer",
+    .default_name = "loss_scale_optimizer",
+    .default_lr = 0.0,
+    .params = params,
+    .nparams = 2,
+    .slots = slots,
+    .launch = launch,
+    .init = init,
+    .configure = configure,
+    .config_json = config_json,
+    .apply = apply,
+    .after_init = add_own_variables,
+};
+
+clopt_status clopt_optimizer_scale_loss(const clopt_optimizer *o, double loss, double *out) {
+    if (!o || !out) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) {
+        *out = loss * (o->built ? o->state[DYNAMIC_SCALE] : (double)(float)o->hp[INITIAL_SCALE].v);
+        return CLOPT_OK;
+    }
+    const clopt__value *f = &o->base[CLOPT__B_LOSS_SCALE_FACTOR];
+    *out = f->null ? loss : loss * f->v;
+    return CLOPT_OK;
+}

@@ -1,0 +1,79 @@
+/* Nadam (keras.optimizers.Nadam). Kernel: cl/nadam.cl.
+ *
+ * Keras keeps u_product, the running product of the momentum schedule
+ * u_t = beta_1 * (1 - 0.5 * 0.96^t), in a scalar variable of the first variable's dtype, updated
+ * once per update step before the per-variable updates (its _backend_update_step override).
+ * Here it is o->state[0] on the host, computed and rounded as Keras stores it, and listed last in
+ * the variable list. Keras creates it as backend.Variable(1.0, dtype=...) without a name, so it
+ * gets the auto-generated name "variable" (snake case of the class name Variable; Keras makes it
+ * unique per Python process: "variable_1" when other unnamed variables came first). */
+#include <math.h>
+#include "optim_internal.h"
+
+enum { BETA_1, BETA_2, EPSILON };
+
+static const clopt__param params[] = {
+    [BETA_1] = {"beta_1", CLOPT__P_FLOAT, 0.9, 0, 0.0, 1.0, 0, 0},
+    [BETA_2] = {"beta_2", CLOPT__P_FLOAT, 0.999, 0, 0.0, 1.0, 0, 0},
+    [EPSILON] = {"epsilon", CLOPT__P_FLOAT, 1e-7, 0, 0.0, HUGE_VAL, 0, 0},
+};
+
+#define U_PRODUCT 0 /* o->state[U_PRODUCT] */
+
+static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
+    (void)o;
+    k[0] = (clopt__slot_kind){"momentum", 0, 0.0};
+    k[1] = (clopt__slot_kind){"velocity", 0, 0.0};
+    return 2;
+}
+
+static void init(clopt_optimizer *o) { o->state[U_PRODUCT] = 1.0; }
+
+/* u_product := u_product * beta_1 * (1 - 0.5 * 0.96^t), op by op in the scalar's dtype (float32
+ * arithmetic, rounded to the dtype, unless it is float64), as Keras computes and stores it. */
+static void before_step(clopt_optimizer *o, const clopt__step_info *s) {
+    const clopt_dtype d = o->vars[0]->dtype;
+    if (d == CLOPT_FLOAT64) {
+        o->state[U_PRODUCT] *= clopt__hp(o, BETA_1) * (1.0 - 0.5 * pow(0.96, (double)s->t));
+        return;
+    }
+    const float sched = 1.0f - 0.5f * powf(0.96f, (float)s->t);
+    const float u = (float)o->state[U_PRODUCT] * (float)clopt__hp(o, BETA_1) * sched;
+    unsigned char cell[8];
+    clopt__elem_store(cell, d, 0, (double)u);
+    o->state[U_PRODUCT] = clopt__elem_load(cell, d, 0);
+}
+
+static double scalar(const clopt_optimizer *o) { return o->state[U_PRODUCT]; }
+
+static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
+    const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
+    const double t = (double)s->t;
+    const double u_t = b1 * (1.0 - 0.5 * pow(0.96, t));
+    const double u_t1 = b1 * (1.0 - 0.5 * pow(0.96, t + 1.0));
+    const double p_t = o->state[U_PRODUCT]; /* already updated for this step */
+    const double p_t1 = p_t * u_t1;
+    l->kernel = "nadam";
+    l->ndefines = 0;
+    l->scalars[0] = s->lr;
+    l->scalars[1] = 1.0 - b1;
+    l->scalars[2] = 1.0 - b2;
+    l->scalars[3] = clopt__hp(o, EPSILON);
+    l->scalars[4] = u_t1 / (1.0 - p_t1);
+    l->scalars[5] = (1.0 - u_t) / (1.0 - p_t);
+    l->scalars[6] = 1.0 / (1.0 - pow(b2, t));
+}
+
+const clopt__optimizer_class clopt__nadam_class = {
+    .class_name = "Nadam",
+    .default_name = "nadam",
+    .default_lr = 0.001,
+    .params = params,
+    .nparams = 3,
+    .slots = slots,
+    .launch = launch,
+    .before_step = before_step,
+    .scalar_name = "variable",
+    .scalar = scalar,
+    .init = init,
+};

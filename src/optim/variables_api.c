@@ -1,0 +1,173 @@
+/* The optimizer's variable API beyond build/apply: Keras's add_variable and
+ * add_variable_from_reference (for optimizers written on top of clopt), writing optimizer
+ * variables (set_weights, and the host-side entries), and the assign helpers. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "optim_internal.h"
+
+static clopt_status add_owned(clopt_optimizer *o, const char *name, clopt_dtype dtype, int ndim,
+                              const int64_t *shape, double init, clopt_variable **out) {
+    clopt_context *ctx = o->ctx;
+    clopt_variable *v;
+    clopt_status st = clopt_variable_create(ctx, name, dtype, ndim, shape, NULL, &v);
+    if (st != CLOPT_OK) return st;
+    if (init != 0.0 &&
+        (st = ctx->ops->fill(ctx, v->block->buf, dtype, v->offset, (size_t)v->size, init))) {
+        clopt_variable_destroy(v);
+        return st;
+    }
+    if ((st = clopt__optvar_add(o, name, CLOPT__OV_SLOT, dtype, v)) != CLOPT_OK) {
+        clopt_variable_destroy(v);
+        return clopt__fail(ctx, st, "add_variable '%s': out of host memory", name);
+    }
+    o->optvars[o->noptvars - 1].owns_memory = 1;
+    v->owned_by_optimizer = 1;
+    if (out) *out = v;
+    return CLOPT_OK;
+}
+
+clopt_status clopt_optimizer_add_variable(clopt_optimizer *o, const char *name, clopt_dtype dtype,
+                                          int ndim, const int64_t *shape, double init,
+                                          clopt_variable **out) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) return clopt_optimizer_add_variable(o->inner, name, dtype, ndim, shape, init, out);
+    if (!name || !*name)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "add_variable: a name is required");
+    if (!isfinite(init))
+        return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                           "add_variable '%s': initial value is not finite", name);
+    return add_owned(o, name, dtype, ndim, shape, init, out);
+}
+
+clopt_status clopt_optimizer_add_variable_from_reference(clopt_optimizer *o,
+                                                         const clopt_variable *ref,
+                                                         const char *name, double init,
+                                                         clopt_variable **out) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->inner) return clopt_optimizer_add_variable_from_reference(o->inner, ref, name, init, out);
+    if (!ref || ref->ctx != o->ctx)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "add_variable_from_reference: the reference is NULL or of another "
+                           "context");
+    if (!isfinite(init))
+        return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                           "add_variable_from_reference: initial value is not finite");
+    /* Keras: "<reference path with '/' and ':' as '_'>_<name>", name defaulting to "var". */
+    char *full = clopt__format("%s_%s", ref->name, name && *name ? name : "var");
+    if (!full) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (char *p = full; *p; p++)
+        if (*p == '/' || *p == ':') *p = '_';
+    clopt_status st = add_owned(o, full, ref->dtype, ref->ndim, ref->shape, init, out);
+    free(full);
+    return st;
+}
+
+/* Checks `count` values for entry e before anything is written. */
+static clopt_status check_write(const clopt_optimizer *o, const clopt__optvar *e,
+                                const double *src, size_t count) {
+    size_t want = e->var ? (size_t)e->var->size : 1;
+    if (!src)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "'%s': values are NULL", e->path);
+    if (count != want)
+        return clopt__fail(o->ctx, CLOPT_ERR_SHAPE_MISMATCH,
+                           "optimizer variable '%s' has %zu elements, %zu values given", e->path,
+                           want, count);
+    if (e->kind == CLOPT__OV_ITERATION || (e->kind == CLOPT__OV_SCALAR && e->integer))
+        if (!(src[0] >= 0 && src[0] == floor(src[0]) && src[0] < 9.2e18))
+            return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                               "optimizer variable '%s' is a counter: %g is not an integer >= 0",
+                               e->path, src[0]);
+    return CLOPT_OK;
+}
+
+static clopt_status do_write(clopt_optimizer *o, const clopt__optvar *e, const double *src) {
+    switch (e->kind) {
+    case CLOPT__OV_ITERATION: o->iterations = (int64_t)src[0]; return CLOPT_OK;
+    case CLOPT__OV_LR: o->lr = (float)src[0]; return CLOPT_OK;
+    case CLOPT__OV_SCALAR:
+        o->state[e->state_index] = e->dtype == CLOPT_FLOAT32 ? (double)(float)src[0] : src[0];
+        return CLOPT_OK;
+    case CLOPT__OV_SLOT: break;
+    }
+    clopt_variable *v = e->var;
+    size_t esize = clopt_dtype_size(v->dtype);
+    void *buf = malloc((size_t)v->size * esize);
+    if (!buf) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (size_t i = 0; i < (size_t)v->size; i++) clopt__elem_store(buf, v->dtype, i, src[i]);
+    clopt_status st = clopt_variable_write(v, buf, (size_t)v->size * esize);
+    free(buf);
+    return st;
+}
+
+/* The entry `index` of the (possibly LossScaleOptimizer-nested) list and its owner. */
+static clopt__optvar *entry(clopt_optimizer *o, size_t index, clopt_optimizer **owner) {
+    while (o->inner && index >= o->noptvars) {
+        index -= o->noptvars;
+        o = o->inner;
+    }
+    *owner = o;
+    return index < o->noptvars ? &o->optvars[index] : NULL;
+}
+
+clopt_status clopt_optimizer_variable_write(clopt_optimizer *o, size_t index, const double *src,
+                                            size_t count) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_optimizer *owner;
+    clopt__optvar *e = entry(o, index, &owner);
+    if (!e)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "optimizer variable %zu does not exist (there are %zu)", index,
+                           clopt_optimizer_variable_count(o));
+    clopt_status st = check_write(o, e, src, count);
+    return st == CLOPT_OK ? do_write(owner, e, src) : st;
+}
+
+clopt_status clopt_optimizer_set_weights(clopt_optimizer *o, const double *const *values,
+                                         const size_t *counts, size_t n) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!o->built)
+        return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
+                           "set_weights: the optimizer has not been built yet; build it on the "
+                           "trainable variables first");
+    if (n && (!values || !counts))
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "set_weights: NULL lists");
+    /* Keras zips the lists: extra entries on either side are ignored. */
+    size_t total = clopt_optimizer_variable_count(o), m = n < total ? n : total;
+    for (size_t i = 0; i < m; i++) {
+        clopt_optimizer *owner;
+        clopt_status st = check_write(o, entry(o, i, &owner), values[i], counts[i]);
+        if (st != CLOPT_OK) return st;
+    }
+    for (size_t i = 0; i < m; i++) {
+        clopt_optimizer *owner;
+        clopt__optvar *e = entry(o, i, &owner);
+        clopt_status st = do_write(owner, e, values[i]);
+        if (st != CLOPT_OK) return st;
+    }
+    return CLOPT_OK;
+}
+
+static clopt_status check_opt_var(clopt_optimizer *o, clopt_variable *var, const char *fn) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!var) return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: variable is NULL", fn);
+    return CLOPT_OK;
+}
+
+clopt_status clopt_optimizer_assign(clopt_optimizer *o, clopt_variable *var,
+                                    const clopt_variable *value) {
+    clopt_status st = check_opt_var(o, var, "assign");
+    return st == CLOPT_OK ? clopt_variable_assign(var, value) : st;
+}
+
+clopt_status clopt_optimizer_assign_add(clopt_optimizer *o, clopt_variable *var,
+                                        const clopt_variable *value) {
+    clopt_status st = check_opt_var(o, var, "assign_add");
+    return st == CLOPT_OK ? clopt_variable_assign_add(var, value) : st;
+}
+
+clopt_status clopt_optimizer_assign_sub(clopt_optimizer *o, clopt_variable *var,
+                                        const clopt_variable *value) {
+    clopt_status st = check_opt_var(o, var, "assign_sub");
+    return st == CLOPT_OK ? clopt_variable_assign_sub(var, value) : st;
+}
