@@ -1,0 +1,433 @@
+/* `clopt replay`: runs an optimizer over recorded gradients and prints every step's variables
+ * (docs/replay.md). The case is read and validated first (replay_case.c); then one context,
+ * the model variables, one gradient variable per model variable (reused by every step), and the
+ * optimizer are made, and each step writes its gradients and calls clopt_optimizer_apply.
+ *
+ * "replicas": the N gradient lists of a step are summed here, on the host, in the variable's
+ * dtype and in replica order (Keras's SUM all-reduce), and one apply runs on the sum. Running
+ * the replicas on several devices comes with the distribution layer. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli_internal.h"
+
+void cli_help_replay(FILE *out) {
+    fputs("usage: clopt replay [--device SPEC] [--output FILE] CASE.json\n"
+          "\n"
+          "Runs the optimizer of CASE.json over its recorded gradients and prints, as JSON,\n"
+          "every variable after every step, the learning rate each step used, and the\n"
+          "optimizer's own variables after the last step. CASE.json may be '-' for standard\n"
+          "input. The format is described in docs/replay.md:\n"
+          "\n"
+          "  {\"optimizer\": {\"class_name\": \"Adam\", \"config\": {\"learning_rate\": 0.001}},\n"
+          "   \"variables\": [{\"name\": \"w\", \"dtype\": \"float32\", \"shape\": [2],\n"
+          "                  \"value\": [1, 2]},\n"
+          "                 {\"name\": \"b\", \"dtype\": \"float64\", \"shape\": [], \"value\": [0]}],\n"
+          "   \"steps\": [[[0.1, 0.2], [1]],        one gradient per variable, flat,\n"
+          "             [[0.3, 0.4], null]]}      or null for \"no gradient\"\n"
+          "\n"
+          "With \"replicas\": N, each step is a list of N such gradient lists, summed in\n"
+          "replica order before the update (Keras's SUM all-reduce; run on one device).\n"
+          "\n"
+          "options:\n"
+          "  -d, --device SPEC   the device, as clopt_context_create takes it: \"host\" (the C\n"
+          "                      reference backend), \"pocl:cpu:0\", ... (see `clopt devices`).\n"
+          "                      Default: $CLOPT_DEVICE, else the first GPU, else the first CPU.\n"
+          "  -o, --output FILE   write the result to FILE instead of standard output (written\n"
+          "                      only when the whole replay succeeded)\n"
+          "  -h, --help          show this help\n"
+          "\n"
+          "Numbers: float64 values are written with 17 significant digits and float32 with\n"
+          "9; float16 and bfloat16 values (each exactly a float32), and the learning rate,\n"
+          "with the fewest digits that read back to the same float32. NaN and infinities\n"
+          "are written NaN, Infinity and -Infinity, as Python's json module writes and reads\n"
+          "them; CASE.json may contain them too.\n"
+          "\n"
+          "Exit status: 0 on success; 1 with a one-line error on stderr naming the file and\n"
+          "the JSON path (\"case.json: steps[3][0]: expected 6 numbers ...\") when the case is\n"
+          "invalid or the library fails; 2 for bad usage.\n",
+          out);
+}
+
+typedef struct replay {
+    const cli_case *c;
+    clopt_context *ctx;
+    clopt_optimizer *opt;
+    clopt_variable **vars, **grads, **step_grads;
+    void *stage; /* host staging, big enough for the largest variable */
+    cli_buf out;
+} replay;
+
+/* Prints a library failure: one line with the context, the message and the status name; any
+ * further lines of the message (a build log) follow, indented. */
+static int lib_fail(const char *where, clopt_status st, const char *msg) {
+    if (!msg || !*msg) msg = clopt_status_string(st);
+    const char *nl = strchr(msg, '\n');
+    int first = nl ? (int)(nl - msg) : (int)strlen(msg);
+    fprintf(stderr, "%s: %.*s (%s)\n", where, first, msg, clopt_status_name(st));
+    while (nl) {
+        const char *line = nl + 1;
+        nl = strchr(line, '\n');
+        int len = nl ? (int)(nl - line) : (int)strlen(line);
+        if (len) fprintf(stderr, "  %.*s\n", len, line);
+    }
+    return CLI_EXIT_FAIL;
+}
+
+static int create_variables(replay *r) {
+    const cli_case *c = r->c;
+    char where[256];
+    /* Model variables first, then the gradients: each group is contiguous in the arena, so a
+     * step is one launch per dtype. */
+    for (size_t j = 0; j < c->nvars; j++) {
+        const cli_var *v = &c->vars[j];
+        for (size_t k = 0; k < v->size; k++) {
+            double x = 0;
+            cli_json_number(json_array_get(v->value, k), &x);
+            cli_store(r->stage, v->dtype, k, x);
+        }
+        clopt_status st = clopt_variable_create(r->ctx, v->name, v->dtype, v->ndim, v->shape,
+                                                r->stage, &r->vars[j]);
+        if (st != CLOPT_OK) {
+            snprintf(where, sizeof where, "%s: variables[%zu] ('%s', %s)", c->file, j, v->name,
+                     clopt_dtype_name(v->dtype));
+            return lib_fail(where, st, clopt_context_last_error(r->ctx));
+        }
+    }
+    for (size_t j = 0; j < c->nvars; j++) {
+        const cli_var *v = &c->vars[j];
+        char name[160];
+        snprintf(name, sizeof name, "%s/gradient", v->name);
+        clopt_status st = clopt_variable_create(r->ctx, name, v->dtype, v->ndim, v->shape, NULL,
+                                                &r->grads[j]);
+        if (st != CLOPT_OK) {
+            snprintf(where, sizeof where, "%s: gradient of variables[%zu] ('%s', %s)", c->file,
+                     j, v->name, clopt_dtype_name(v->dtype));
+            return lib_fail(where, st, clopt_context_last_error(r->ctx));
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Fills the staging buffer with the gradient of variable j at step i, summing the replicas in
+ * the variable's dtype, in replica order. */
+static void stage_gradient(replay *r, size_t i, size_t j) {
+    const cli_case *c = r->c;
+    const cli_var *v = &c->vars[j];
+    size_t nrep = c->replicas ? (size_t)c->replicas : 1;
+    const json_t *g0 = cli_case_grad(c, i, 0, j);
+    for (size_t k = 0; k < v->size; k++) {
+        double x = 0;
+        cli_json_number(json_array_get(g0, k), &x);
+        cli_store(r->stage, v->dtype, k, x);
+    }
+    for (size_t rep = 1; rep < nrep; rep++) {
+        const json_t *g = cli_case_grad(c, i, rep, j);
+        for (size_t k = 0; k < v->size; k++) {
+            double x = 0;
+            union {
+                double f64;
+                float f32;
+                uint16_t u16;
+            } cast;
+            cli_json_number(json_array_get(g, k), &x);
+            cli_store(&cast, v->dtype, 0, x); /* the replica's gradient, cast to the dtype */
+            cli_store(r->stage, v->dtype, k, cli_load(r->stage, v->dtype, k) +
+                                                 cli_load(&cast, v->dtype, 0));
+        }
+    }
+}
+
+/* Appends `var`'s contents as a JSON array. */
+static int put_variable(replay *r, const clopt_variable *var, const char *where) {
+    clopt_dtype d = clopt_variable_dtype(var);
+    size_t n = (size_t)clopt_variable_size(var);
+    clopt_status st = clopt_variable_read(var, r->stage, n * clopt_dtype_size(d));
+    if (st != CLOPT_OK) return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    cli_buf_put(&r->out, "[", 1);
+    for (size_t k = 0; k < n; k++) {
+        if (k) cli_buf_put(&r->out, ", ", 2);
+        cli_put_element(&r->out, r->stage, d, k);
+    }
+    cli_buf_put(&r->out, "]", 1);
+    return CLI_EXIT_OK;
+}
+
+static int run_step(replay *r, size_t i) {
+    const cli_case *c = r->c;
+    char where[256];
+    double lr = 0;
+    /* The learning rate this step uses: read before the step (schedules count from it). */
+    clopt_optimizer_get_learning_rate(r->opt, &lr);
+    for (size_t j = 0; j < c->nvars; j++) {
+        r->step_grads[j] = NULL;
+        if (!cli_case_grad(c, i, 0, j)) continue;
+        stage_gradient(r, i, j);
+        const cli_var *v = &c->vars[j];
+        clopt_status st =
+            clopt_variable_write(r->grads[j], r->stage, v->size * clopt_dtype_size(v->dtype));
+        if (st != CLOPT_OK) {
+            snprintf(where, sizeof where, "%s: steps[%zu][%zu]: writing the gradient", c->file,
+                     i, j);
+            return lib_fail(where, st, clopt_context_last_error(r->ctx));
+        }
+        r->step_grads[j] = r->grads[j];
+    }
+    clopt_status st = clopt_optimizer_apply(r->opt, r->step_grads, r->vars, c->nvars);
+    if (st != CLOPT_OK) {
+        snprintf(where, sizeof where, "%s: steps[%zu]: apply failed", c->file, i);
+        return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    }
+    char num[32];
+    cli_format_f32_short((float)lr, num);
+    cli_buf_printf(&r->out, "%s\n    {\"iterations\": %lld, \"learning_rate\": %s, \"variables\": [",
+                   i ? "," : "", (long long)clopt_optimizer_iterations(r->opt), num);
+    for (size_t j = 0; j < c->nvars; j++) {
+        if (j) cli_buf_put(&r->out, ", ", 2);
+        snprintf(where, sizeof where, "%s: steps[%zu]: reading variables[%zu] ('%s')", c->file,
+                 i, j, c->vars[j].name);
+        if (put_variable(r, r->vars[j], where)) return CLI_EXIT_FAIL;
+    }
+    cli_buf_puts(&r->out, "]}");
+    return CLI_EXIT_OK;
+}
+
+/* Keras's `variables` after the last step, in save_own_variables order: optimizer/vars/0 is
+ * the iteration counter, 1 the learning rate (when a float), then the slots. */
+static int put_optimizer_variables(replay *r) {
+    size_t n = clopt_optimizer_variable_count(r->opt);
+    cli_buf_puts(&r->out, "  \"optimizer_variables\": [");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = NULL, *path = NULL;
+        clopt_variable *var = NULL;
+        clopt_status st = clopt_optimizer_variable(r->opt, i, &name, &path, &var);
+        if (st != CLOPT_OK) {
+            char where[256];
+            snprintf(where, sizeof where, "%s: optimizer variable %zu", r->c->file, i);
+            return lib_fail(where, st, clopt_context_last_error(r->ctx));
+        }
+        cli_buf_printf(&r->out, "%s\n    {\"path\": \"optimizer/vars/%zu\", \"name\": ",
+                       i ? "," : "", i);
+        cli_buf_put_jstring(&r->out, name);
+        cli_buf_puts(&r->out, ", \"variable_path\": ");
+        cli_buf_put_jstring(&r->out, path);
+        cli_buf_puts(&r->out, ", \"shape\": [");
+        if (var) {
+            const int64_t *shape = clopt_variable_shape(var);
+            for (int d = 0; d < clopt_variable_ndim(var); d++)
+                cli_buf_printf(&r->out, "%s%lld", d ? ", " : "", (long long)shape[d]);
+            cli_buf_printf(&r->out, "], \"dtype\": \"%s\", \"value\": ",
+                           clopt_dtype_name(clopt_variable_dtype(var)));
+            char where[256];
+            snprintf(where, sizeof where, "%s: reading optimizer variable %zu ('%s')",
+                     r->c->file, i, name);
+            if (put_variable(r, var, where)) return CLI_EXIT_FAIL;
+            cli_buf_puts(&r->out, "}");
+        } else {
+            /* A host-side scalar: the iteration counter, the learning rate (a float32), or an
+             * optimizer's own counter or product (Nadam's u_product, a loss scale). */
+            double x = 0;
+            char num[32];
+            st = clopt_optimizer_variable_read(r->opt, i, &x, 1);
+            if (st != CLOPT_OK) {
+                char where[256];
+                snprintf(where, sizeof where, "%s: reading optimizer variable %zu ('%s')",
+                         r->c->file, i, name);
+                return lib_fail(where, st, clopt_context_last_error(r->ctx));
+            }
+            if (strcmp(name, "iteration") == 0) {
+                cli_buf_printf(&r->out, "], \"dtype\": \"int64\", \"value\": [%lld]}",
+                               (long long)x);
+            } else if (strcmp(name, "learning_rate") == 0) {
+                cli_format_f32_short((float)x, num);
+                cli_buf_printf(&r->out, "], \"dtype\": \"float32\", \"value\": [%s]}", num);
+            } else {
+                cli_format_f64(x, num);
+                cli_buf_printf(&r->out, "], \"value\": [%s]}", num);
+            }
+        }
+    }
+    cli_buf_puts(&r->out, n ? "\n  ]" : "]");
+    return CLI_EXIT_OK;
+}
+
+/* Is "use_ema": true anywhere in the optimizer's config (a LossScaleOptimizer nests it)? */
+static int any_use_ema(const json_t *v) {
+    const char *key;
+    json_t *val;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, val) {
+            if ((strcmp(key, "use_ema") == 0 && json_is_true(val)) || any_use_ema(val))
+                return 1;
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (any_use_ema(json_array_get(v, i))) return 1;
+    }
+    return 0;
+}
+
+/* With use_ema, Keras's finalize_variable_values overwrites the variables with their moving
+ * averages (what fit() does at the end): the "finalized" entry holds them. The steps above keep
+ * the model variables themselves. */
+static int put_finalized(replay *r) {
+    const cli_case *c = r->c;
+    char *cfg = NULL;
+    char where[256];
+    clopt_status st = clopt_optimizer_get_config(r->opt, &cfg);
+    if (st != CLOPT_OK) {
+        snprintf(where, sizeof where, "%s: optimizer get_config", c->file);
+        return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    }
+    json_t *j = json_loads(cfg, 0, NULL);
+    int ema = j && any_use_ema(j);
+    json_decref(j);
+    clopt_free(cfg);
+    if (!ema) return CLI_EXIT_OK;
+    /* Unbuilt (no step ran), Keras has no variables to overwrite. */
+    if (clopt_optimizer_iterations(r->opt) > 0 &&
+        (st = clopt_optimizer_finalize_variable_values(r->opt)) != CLOPT_OK) {
+        snprintf(where, sizeof where, "%s: finalize_variable_values", c->file);
+        return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    }
+    cli_buf_puts(&r->out, ",\n  \"finalized\": [");
+    for (size_t j2 = 0; j2 < c->nvars; j2++) {
+        if (j2) cli_buf_put(&r->out, ", ", 2);
+        snprintf(where, sizeof where, "%s: finalized: reading variables[%zu] ('%s')", c->file,
+                 j2, c->vars[j2].name);
+        if (put_variable(r, r->vars[j2], where)) return CLI_EXIT_FAIL;
+    }
+    cli_buf_puts(&r->out, "]");
+    return CLI_EXIT_OK;
+}
+
+static int write_output(const char *path, const cli_buf *b) {
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    if (!f) {
+        fprintf(stderr, "clopt replay: cannot open '%s' for writing: %s\n", path,
+                strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    int bad = fwrite(b->s, 1, b->n, f) != b->n;
+    bad |= path ? fclose(f) != 0 : fflush(f) != 0;
+    if (bad) {
+        fprintf(stderr, "clopt replay: cannot write '%s': %s\n", path ? path : "<stdout>",
+                strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int replay_run(replay *r, const char *device) {
+    const cli_case *c = r->c;
+    size_t maxbytes = 8;
+    for (size_t j = 0; j < c->nvars; j++)
+        if (c->vars[j].size * 8 > maxbytes) maxbytes = c->vars[j].size * 8;
+    r->stage = malloc(maxbytes);
+    r->vars = calloc(c->nvars, sizeof *r->vars);
+    r->grads = calloc(c->nvars, sizeof *r->grads);
+    r->step_grads = calloc(c->nvars, sizeof *r->step_grads);
+    if (!r->stage || !r->vars || !r->grads || !r->step_grads) {
+        fprintf(stderr, "%s: out of memory\n", c->file);
+        return CLI_EXIT_FAIL;
+    }
+    clopt_status st = clopt_context_create(device, &r->ctx);
+    if (st != CLOPT_OK) {
+        char where[256];
+        snprintf(where, sizeof where, "clopt replay: device '%s'",
+                 device ? device : "(default)");
+        return lib_fail(where, st, clopt_last_create_error());
+    }
+    int rc = create_variables(r);
+    if (rc) return rc;
+    if ((st = clopt_optimizer_from_config(r->ctx, c->optimizer_json, &r->opt)) != CLOPT_OK) {
+        char where[256];
+        snprintf(where, sizeof where, "%s: optimizer", c->file);
+        return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    }
+    cli_buf_puts(&r->out, "{\n  \"device\": ");
+    cli_buf_put_jstring(&r->out, clopt_context_device_name(r->ctx));
+    cli_buf_puts(&r->out, ",\n  \"steps\": [");
+    for (size_t i = 0; i < c->nsteps; i++)
+        if ((rc = run_step(r, i))) return rc;
+    cli_buf_puts(&r->out, c->nsteps ? "\n  ],\n" : "],\n");
+    if ((rc = put_optimizer_variables(r))) return rc;
+    if ((rc = put_finalized(r))) return rc;
+    cli_buf_puts(&r->out, "\n}\n");
+    if (r->out.oom) {
+        fprintf(stderr, "%s: out of memory while writing the result\n", c->file);
+        return CLI_EXIT_FAIL;
+    }
+    return CLI_EXIT_OK;
+}
+
+static void replay_free(replay *r) {
+    /* The context releases every variable and optimizer made in it. */
+    clopt_context_destroy(r->ctx);
+    free(r->stage);
+    free(r->vars);
+    free(r->grads);
+    free(r->step_grads);
+    cli_buf_free(&r->out);
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "clopt replay: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage: clopt replay [--device SPEC] [--output FILE] CASE.json "
+                    "(try 'clopt replay --help')\n");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_cmd_replay(int argc, char **argv) {
+    const char *device = NULL, *output = NULL, *file = NULL;
+    int options = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **target = NULL;
+        const char *val = NULL;
+        if (options && cli_is_help(a)) {
+            cli_help_replay(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (options && strcmp(a, "--") == 0) {
+            options = 0;
+            continue;
+        }
+        if (options && (strcmp(a, "-d") == 0 || strcmp(a, "--device") == 0)) target = &device;
+        else if (options && (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)) target = &output;
+        else if (options && strncmp(a, "--device=", 9) == 0) device = a + 9;
+        else if (options && strncmp(a, "--output=", 9) == 0) output = a + 9;
+        else if (options && a[0] == '-' && a[1] != '\0') return usage_error("unknown option '%s'", a);
+        else if (file) return usage_error("more than one case file ('%s')", a);
+        else file = a;
+        if (target) {
+            if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
+            val = argv[++i];
+            *target = val;
+        }
+    }
+    if (!file) return usage_error("%s", "no case file given");
+    if (output && !*output) return usage_error("%s", "--output needs a file name");
+
+    const char *name = strcmp(file, "-") == 0 ? "<stdin>" : file;
+    char *text = NULL;
+    size_t len = 0;
+    if (cli_read_file(file, &text, &len) != 0) {
+        fprintf(stderr, "clopt replay: cannot read '%s': %s\n", name, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    cli_case c;
+    int rc = cli_case_load(&c, name, text, len) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    free(text);
+    if (rc == CLI_EXIT_OK) {
+        replay r = {0};
+        r.c = &c;
+        rc = replay_run(&r, device);
+        if (rc == CLI_EXIT_OK) rc = write_output(output, &r.out);
+        replay_free(&r);
+    }
+    cli_case_free(&c);
+    return rc;
+}
