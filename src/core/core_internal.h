@@ -89,6 +89,9 @@ int clopt__same_shape(const clopt_variable *a, const clopt_variable *b);
 const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 
 void clopt__optimizer_free_all(clopt_context *ctx);
+/* Drops the optimizers' cached launch plans that name `v`, which is being destroyed (its handle
+ * address may come back for another variable). */
+void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v);
 
 /* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even). */
 double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);

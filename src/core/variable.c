@@ -140,6 +140,7 @@ void clopt__variable_free(clopt_variable *v, int release_memory) {
 
 void clopt_variable_destroy(clopt_variable *v) {
     if (!v || v->owned_by_optimizer) return;
+    clopt__optimizers_forget_variable(v->ctx, v);
     clopt__variable_free(v, 1);
 }
 

@@ -1,0 +1,16 @@
+/* What the optimizers must forget when the user destroys a variable. A launch plan caches the
+ * gradient handles of the last apply with their arena offsets; a variable created after another
+ * was destroyed may get the same handle address at another offset, so a plan naming a destroyed
+ * handle is dropped and the next apply builds a fresh one. */
+#include "optim_internal.h"
+
+void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v) {
+    for (clopt_optimizer *o = ctx->opts; o; o = o->next) {
+        clopt__plan *p = &o->plan;
+        for (size_t i = 0; p->grads && i < p->n; i++)
+            if (p->grads[i] == v) {
+                p->n = 0; /* no valid plan: the next apply rebuilds (as after a failed build) */
+                break;
+            }
+    }
+}
