@@ -56,6 +56,7 @@ typedef struct replay {
     clopt_optimizer *opt;
     clopt_variable **vars, **grads, **step_grads;
     void *stage; /* host staging, big enough for the largest variable */
+    size_t stage_cap;
     cli_buf out;
 } replay;
 
@@ -142,8 +143,17 @@ static void stage_gradient(replay *r, size_t i, size_t j) {
 /* Appends `var`'s contents as a JSON array. */
 static int put_variable(replay *r, const clopt_variable *var, const char *where) {
     clopt_dtype d = clopt_variable_dtype(var);
-    size_t n = (size_t)clopt_variable_size(var);
-    clopt_status st = clopt_variable_read(var, r->stage, n * clopt_dtype_size(d));
+    size_t n = (size_t)clopt_variable_size(var), bytes = n * clopt_dtype_size(d);
+    if (bytes > r->stage_cap) { /* an optimizer variable larger than every model variable */
+        void *p = realloc(r->stage, bytes);
+        if (!p) {
+            fprintf(stderr, "%s: out of memory\n", where);
+            return CLI_EXIT_FAIL;
+        }
+        r->stage = p;
+        r->stage_cap = bytes;
+    }
+    clopt_status st = clopt_variable_read(var, r->stage, bytes);
     if (st != CLOPT_OK) return lib_fail(where, st, clopt_context_last_error(r->ctx));
     cli_buf_put(&r->out, "[", 1);
     for (size_t k = 0; k < n; k++) {
@@ -325,6 +335,7 @@ static int replay_run(replay *r, const char *device) {
     for (size_t j = 0; j < c->nvars; j++)
         if (c->vars[j].size * 8 > maxbytes) maxbytes = c->vars[j].size * 8;
     r->stage = malloc(maxbytes);
+    r->stage_cap = maxbytes;
     r->vars = calloc(c->nvars, sizeof *r->vars);
     r->grads = calloc(c->nvars, sizeof *r->grads);
     r->step_grads = calloc(c->nvars, sizeof *r->step_grads);
@@ -335,17 +346,23 @@ static int replay_run(replay *r, const char *device) {
     clopt_status st = clopt_context_create(device, &r->ctx);
     if (st != CLOPT_OK) {
         char where[256];
-        snprintf(where, sizeof where, "clopt replay: device '%s'",
-                 device ? device : "(default)");
+        const char *env = getenv("CLOPT_DEVICE");
+        if (device)
+            snprintf(where, sizeof where, "clopt replay: device '%s'", device);
+        else if (env && *env)
+            snprintf(where, sizeof where, "clopt replay: device '%s' (from CLOPT_DEVICE)", env);
+        else
+            snprintf(where, sizeof where, "clopt replay: the default device");
         return lib_fail(where, st, clopt_last_create_error());
     }
-    int rc = create_variables(r);
-    if (rc) return rc;
+    /* The optimizer first: a bad config is reported before any device memory is used. */
     if ((st = clopt_optimizer_from_config(r->ctx, c->optimizer_json, &r->opt)) != CLOPT_OK) {
         char where[256];
         snprintf(where, sizeof where, "%s: optimizer", c->file);
         return lib_fail(where, st, clopt_context_last_error(r->ctx));
     }
+    int rc = create_variables(r);
+    if (rc) return rc;
     cli_buf_puts(&r->out, "{\n  \"device\": ");
     cli_buf_put_jstring(&r->out, clopt_context_device_name(r->ctx));
     cli_buf_puts(&r->out, ",\n  \"steps\": [");
