@@ -5,12 +5,13 @@
 #include "optim_internal.h"
 
 void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v) {
-    for (clopt_optimizer *o = ctx->opts; o; o = o->next) {
-        clopt__plan *p = &o->plan;
-        for (size_t i = 0; p->grads && i < p->n; i++)
-            if (p->grads[i] == v) {
-                p->n = 0; /* no valid plan: the next apply rebuilds (as after a failed build) */
-                break;
-            }
-    }
+    for (clopt_optimizer *top = ctx->opts; top; top = top->next)
+        for (clopt_optimizer *o = top; o; o = o->inner) { /* a LossScaleOptimizer's inner too */
+            clopt__plan *p = &o->plan;
+            for (size_t i = 0; p->grads && i < p->n; i++)
+                if (p->grads[i] == v) {
+                    p->n = 0; /* no valid plan: the next apply rebuilds */
+                    break;
+                }
+        }
 }
