@@ -1,0 +1,48 @@
+/* Keras's variable list of an optimizer (semantics doc section 5), for the tests of Nadam, Ftrl,
+ * Lion and Lamb, whose lists hold entries that optim_more.h's om_variable_list does not expect:
+ * a host scalar after the slots (Nadam's u_product) and slots named without their variable
+ * (Ftrl's accumulator, made by Keras's add_variable). Not a test source itself. */
+#ifndef CLOPT_TEST_OPTIM_VARLIST_H
+#define CLOPT_TEST_OPTIM_VARLIST_H
+
+#include "test_util.h"
+
+/* One expected entry: Keras's name, and its element count (0: no device variable, a scalar the
+ * optimizer keeps on the host). */
+typedef struct ovl_entry {
+    const char *name;
+    int64_t size;
+} ovl_entry;
+
+/* Builds `json` on "dense/kernel" [3, 2] and "dense/bias" [2] (float32) and checks every entry
+ * of the optimizer's variable list, in order: name, path "<optimizer name>/<name>", and device
+ * storage. `want` ends with a NULL name. */
+static inline void ovl_check(const char *json, const ovl_entry *want) {
+    clopt_context *ctx = tu_context(TU_HOST);
+    const int64_t ks[2] = {3, 2}, bs = 2;
+    clopt_variable *vars[2] = {tu_var(ctx, "dense/kernel", CLOPT_FLOAT32, 2, ks, NULL),
+                               tu_var(ctx, "dense/bias", CLOPT_FLOAT32, 1, &bs, NULL)};
+    clopt_optimizer *o = tu_optimizer(ctx, json);
+    TU_OK(ctx, clopt_optimizer_build(o, vars, 2));
+    size_t n = 0;
+    while (want[n].name) n++;
+    cr_assert_eq(clopt_optimizer_variable_count(o), n, "%s: %zu variables, expected %zu", json,
+                 clopt_optimizer_variable_count(o), n);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *path;
+        clopt_variable *v;
+        TU_OK(ctx, clopt_optimizer_variable(o, i, &name, &path, &v));
+        cr_assert_str_eq(name, want[i].name, "%s: variable %zu", json, i);
+        char p[128];
+        snprintf(p, sizeof p, "%s/%s", clopt_optimizer_name(o), want[i].name);
+        cr_assert_str_eq(path, p, "%s: path of variable %zu", json, i);
+        cr_assert_eq(v != NULL, want[i].size != 0, "%s: device storage of variable %zu (%s)",
+                     json, i, name);
+        if (v)
+            cr_assert_eq(clopt_variable_size(v), want[i].size, "%s: size of variable %zu (%s)",
+                         json, i, name);
+    }
+    clopt_context_destroy(ctx);
+}
+
+#endif
