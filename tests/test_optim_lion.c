@@ -83,6 +83,31 @@ static void zero_gradient(const char *dev) {
 Test(lion_host, sign_of_zero_is_zero) { zero_gradient(TU_HOST); }
 Test(lion_pocl, sign_of_zero_is_zero) { zero_gradient(TU_POCL); }
 
+/* ops.sign(NaN) is NaN in Keras: a NaN gradient makes the variable NaN instead of leaving it. */
+static void nan_gradient(const char *dev, clopt_dtype dtype) {
+    clopt_context *ctx = tu_context(dev);
+    const int64_t n = 3;
+    const double w0[3] = {1, -2, 3}, g0[3] = {NAN, 1, -1};
+    clopt_variable *w = tu_var_from_f64(ctx, "w", dtype, 1, &n, w0);
+    clopt_variable *g = tu_var_from_f64(ctx, "g", dtype, 1, &n, g0);
+    clopt_optimizer *o = tu_optimizer(ctx, SINGLE_STEP_JSON);
+    TU_OK(ctx, clopt_optimizer_apply(o, &g, &w, 1));
+    double *got = tu_read_f64(w);
+    cr_assert(isnan(got[0]), "w[0] = %g, want NaN", got[0]);
+    const double want[2] = {-2.5, 3.5};
+    tu_assert_close(got + 1, want, 2, 0, 0, "w[1:]");
+    free(got);
+    clopt_context_destroy(ctx);
+}
+Test(lion_host, sign_of_nan_is_nan) {
+    nan_gradient(TU_HOST, CLOPT_FLOAT32);
+    nan_gradient(TU_HOST, CLOPT_FLOAT64);
+}
+Test(lion_pocl, sign_of_nan_is_nan) {
+    nan_gradient(TU_POCL, CLOPT_FLOAT32);
+    nan_gradient(TU_POCL, CLOPT_FLOAT64);
+}
+
 /* ---- host versus OpenCL, every pipeline option, float32 and float64 ---- */
 
 Test(lion_pocl, agrees_with_host) { om_agree_all(TU_POCL, "Lion", "\"learning_rate\": 0.01"); }
