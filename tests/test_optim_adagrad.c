@@ -85,9 +85,18 @@ Test(adagrad_pocl, initial_accumulator_value) { initial_accumulator(TU_POCL); }
 
 /* ---- host versus OpenCL, every pipeline option, float32 and float64 ---- */
 
-Test(adagrad_pocl, agrees_with_host) { om_agree_all(TU_POCL, "Adagrad", "\"learning_rate\": 0.05"); }
-Test(adagrad_pocl, agrees_with_host_initial_value) {
-    om_agree_all(TU_POCL, "Adagrad",
+Test(adagrad_pocl, agrees_with_host_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "Adagrad", "\"learning_rate\": 0.05");
+}
+Test(adagrad_pocl, agrees_with_host_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "Adagrad", "\"learning_rate\": 0.05");
+}
+Test(adagrad_pocl, agrees_with_host_initial_value_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "Adagrad",
+                 "\"learning_rate\": 0.05, \"initial_accumulator_value\": 0.5, \"epsilon\": 1e-5");
+}
+Test(adagrad_pocl, agrees_with_host_initial_value_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "Adagrad",
                  "\"learning_rate\": 0.05, \"initial_accumulator_value\": 0.5, \"epsilon\": 1e-5");
 }
 

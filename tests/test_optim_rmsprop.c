@@ -82,18 +82,33 @@ Test(rmsprop_pocl, update_rule_all_variants) { formula_all(TU_POCL); }
 
 /* ---- host versus OpenCL, every pipeline option, float32 and float64 ---- */
 
-Test(rmsprop_pocl, agrees_with_host_plain) {
-    om_agree_all(TU_POCL, "RMSprop", "\"learning_rate\": 0.01");
+Test(rmsprop_pocl, agrees_with_host_plain_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "RMSprop", "\"learning_rate\": 0.01");
 }
-Test(rmsprop_pocl, agrees_with_host_momentum) {
-    om_agree_all(TU_POCL, "RMSprop", "\"learning_rate\": 0.01, \"momentum\": 0.9");
+Test(rmsprop_pocl, agrees_with_host_plain_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "RMSprop", "\"learning_rate\": 0.01");
 }
-Test(rmsprop_pocl, agrees_with_host_centered) {
-    om_agree_all(TU_POCL, "RMSprop", "\"learning_rate\": 0.01, \"centered\": true");
+Test(rmsprop_pocl, agrees_with_host_momentum_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "RMSprop", "\"learning_rate\": 0.01, \"momentum\": 0.9");
 }
-Test(rmsprop_pocl, agrees_with_host_momentum_centered) {
-    om_agree_all(TU_POCL, "RMSprop",
-                 "\"learning_rate\": 0.01, \"rho\": 0.8, \"momentum\": 0.5, \"centered\": true");
+Test(rmsprop_pocl, agrees_with_host_momentum_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "RMSprop", "\"learning_rate\": 0.01, \"momentum\": 0.9");
+}
+Test(rmsprop_pocl, agrees_with_host_centered_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "RMSprop",
+                   "\"learning_rate\": 0.01, \"centered\": true");
+}
+Test(rmsprop_pocl, agrees_with_host_centered_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "RMSprop",
+                   "\"learning_rate\": 0.01, \"centered\": true");
+}
+Test(rmsprop_pocl, agrees_with_host_momentum_centered_float32) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT32, "RMSprop",
+                   "\"learning_rate\": 0.01, \"rho\": 0.8, \"momentum\": 0.5, \"centered\": true");
+}
+Test(rmsprop_pocl, agrees_with_host_momentum_centered_float64) {
+    om_agree_dtype(TU_POCL, CLOPT_FLOAT64, "RMSprop",
+                   "\"learning_rate\": 0.01, \"rho\": 0.8, \"momentum\": 0.5, \"centered\": true");
 }
 
 /* ---- hyperparameters ---- */
