@@ -15,6 +15,8 @@
 /* After criterion.h (in test_util.h): parameterized.h first would hide Test(). */
 #include <criterion/parameterized.h>
 
+TU_SUITE(cache_pocl);
+
 #define HEADER_BYTES 40
 
 /* ---- a private cache directory ---- */

@@ -4,6 +4,9 @@
 #include "clopt/clopt_cl.h"
 #include "test_util.h"
 
+TU_SUITE(context_host);
+TU_SUITE(context_pocl);
+
 /* A context pointer value that clopt_context_create must leave alone on failure. */
 #define SENTINEL ((clopt_context *)(uintptr_t)0x5eed)
 

@@ -1,6 +1,10 @@
 /* Status codes, their text and names; version macros against the library; dtype helpers. */
 #include "test_util.h"
 
+TU_SUITE(status);
+TU_SUITE(version);
+TU_SUITE(dtype);
+
 #define TU_CODE(c) {c, #c}
 static const struct {
     clopt_status code;

@@ -5,6 +5,9 @@
 #include "clopt/clopt_cl.h"
 #include "test_util.h"
 
+TU_SUITE(variable_host);
+TU_SUITE(variable_pocl);
+
 #define VSENTINEL ((clopt_variable *)(uintptr_t)0x5eed)
 
 /* ---- creation ---- */

@@ -8,6 +8,9 @@
  * vhat = max(vhat, v), w -= alpha*m/(sqrt(v)+eps)) that checks the variable and every slot. */
 #include "test_util.h"
 
+TU_SUITE(adam_host);
+TU_SUITE(adam_pocl);
+
 /* ---- Keras 3 adam_test.py: test_single_step ---- */
 
 static void single_step(const char *spec) {

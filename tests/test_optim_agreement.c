@@ -9,6 +9,8 @@
 /* After criterion.h (in test_util.h): parameterized.h first would hide Test(). */
 #include <criterion/parameterized.h>
 
+TU_SUITE(agreement_pocl);
+
 typedef struct agreement_case {
     int config; /* index in configs[] */
     int dtype;  /* clopt_dtype, or -1: alternate float32 and float64 variables */

@@ -4,9 +4,15 @@
  * optimizer_pocl run the few device-dependent behaviours on both. */
 #include "test_util.h"
 
+TU_SUITE(optimizer_host);
+TU_SUITE(optimizer_pocl);
+
 static clopt_context *ctx;
 static void setup(void) { ctx = tu_context(TU_HOST); }
-static void teardown(void) { clopt_context_destroy(ctx); }
+static void teardown(void) {
+    clopt_context_destroy(ctx);
+    tu_leak_check();
+}
 TestSuite(optimizer_api, .init = setup, .fini = teardown);
 
 static char *config_of(const clopt_optimizer *o) {

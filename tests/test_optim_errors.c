@@ -7,13 +7,19 @@
  * iteration count and the learning rate must be exactly as before, byte for byte. */
 #include "test_util.h"
 
+TU_SUITE(apply_errors_host);
+TU_SUITE(apply_errors_pocl);
+
 #define OSENTINEL ((clopt_optimizer *)(uintptr_t)0x5eed)
 
 /* ---- from_config ---- */
 
 static clopt_context *ctx;
 static void setup(void) { ctx = tu_context(TU_HOST); }
-static void teardown(void) { clopt_context_destroy(ctx); }
+static void teardown(void) {
+    clopt_context_destroy(ctx);
+    tu_leak_check();
+}
 TestSuite(config_errors, .init = setup, .fini = teardown);
 
 /* from_config(json) must fail with `want`, name `culprit`, and leave *out alone. */

@@ -13,6 +13,9 @@
  * over 12 random steps. */
 #include "test_util.h"
 
+TU_SUITE(sgd_host);
+TU_SUITE(sgd_pocl);
+
 /* ---- Keras 3 sgd_test.py: test_single_step ---- */
 
 static void single_step(const char *spec) {
