@@ -4,6 +4,7 @@
  *   cmd_devices.c  `clopt devices`
  *   cmd_replay.c   `clopt replay`: options, running the case, writing the result
  *   replay_case.c  reading and validating a replay case file (docs/replay.md)
+ *   cmd_inspect.c  `clopt inspect`: a checkpoint's tensors, checksums and config (src/io)
  *   cli_json.c     JSON text in and out: NaN/Infinity tokens, numbers that round-trip
  *   cli_buf.c      a growable text buffer
  *   cli_dtype.c    conversions between doubles and the four element types
@@ -28,6 +29,8 @@ int cli_cmd_devices(int argc, char **argv);
 int cli_cmd_replay(int argc, char **argv);
 void cli_help_devices(FILE *out);
 void cli_help_replay(FILE *out);
+int cli_cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
+void cli_help_inspect(FILE *out);
 
 /* Is `arg` one of the help flags (-h, --help)? */
 int cli_is_help(const char *arg);

@@ -13,6 +13,8 @@ static const struct command {
      cli_help_devices},
     {"replay", "run an optimizer over recorded gradients (docs/replay.md)", cli_cmd_replay,
      cli_help_replay},
+    {"inspect", "list a checkpoint's tensors, checksums and config", cli_cmd_inspect,
+     cli_help_inspect},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -257,8 +257,8 @@ static int classes_differ(const json_t *file, const json_t *mine, const char *wh
     const char *a = json_string_value(json_object_get(file, "class_name"));
     const char *b = json_string_value(json_object_get(mine, "class_name"));
     if (!a || !b || strcasecmp(a, b) != 0) {
-        snprintf(msg, n, "the file holds the state of %s %s, this optimizer is %s %s", what,
-                 a ? a : "(no class_name)", what, b ? b : "?");
+        snprintf(msg, n, "the file holds the state of %s of class '%s', this one is '%s'", what,
+                 a ? a : "(none)", b ? b : "?");
         return -1;
     }
     const json_t *fi = json_object_get(json_object_get(file, "config"), "inner_optimizer");
@@ -339,8 +339,10 @@ static clopt_status match_tensors(const ck_plan *p, int want_opt, int want_model
             return clopt__fail(ctx, CLOPT_ERR_FILE_MISMATCH,
                                "%s: %s: the file has no tensor '%s' (for '%s')", fn, path,
                                it->name, item_what(it));
-        int iter = it->is_opt && it->entry->kind == CLOPT__OV_ITERATION;
-        if (t->dtype != it->dtype && !(iter && t->dtype == CLOPT__ST_I32))
+        /* An integer entry (the iteration counter, an integer class scalar) may be int32, as
+         * Keras writes it on JAX and torch. */
+        int integer = it->is_opt && it->dtype == CLOPT__ST_I64;
+        if (t->dtype != it->dtype && !(integer && t->dtype == CLOPT__ST_I32))
             return clopt__fail(ctx, CLOPT_ERR_FILE_MISMATCH,
                                "%s: %s: tensor '%s' is %s, but '%s' is %s", fn, path, it->name,
                                clopt__st_dtype_name(t->dtype), item_what(it),

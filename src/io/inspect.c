@@ -19,6 +19,42 @@ static const char *opt_path(const json_t *paths, const char *name) {
     return json_string_value(json_array_get(paths, (size_t)i));
 }
 
+/* Writes JSON text with one member per line, indented by depth, keeping every token (numbers
+ * included) exactly as written. */
+static void put_indented(FILE *out, const char *s) {
+    int depth = 0, in_str = 0, esc = 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (in_str) {
+            fputc(c, out);
+            if (esc) esc = 0;
+            else if (c == '\\') esc = 1;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        switch (c) {
+        case '"': in_str = 1; fputc(c, out); break;
+        case '{':
+        case '[':
+            fputc(c, out);
+            if (s[1] == '}' || s[1] == ']') break;
+            fprintf(out, "\n%*s", 2 * ++depth, "");
+            break;
+        case '}':
+        case ']':
+            if (s[-1] != '{' && s[-1] != '[') fprintf(out, "\n%*s", 2 * --depth, "");
+            fputc(c, out);
+            break;
+        case ',':
+            fprintf(out, ",\n%*s", 2 * depth, "");
+            while (s[1] == ' ') s++;
+            break;
+        default: fputc(c, out);
+        }
+    }
+    fputc('\n', out);
+}
+
 clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t errn) {
     clopt__st_file f;
     clopt_status st = clopt__st_read(path, &f, err, errn);
@@ -48,7 +84,7 @@ clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t 
         size_t l = strlen(f.tensors[i].name);
         if (l > wname) wname = l;
     }
-    fprintf(out, "tensors:\n  %-*s  %-7s  %-16s  %12s  %-16s\n", (int)wname, "name", "dtype",
+    fprintf(out, "tensors:\n  %-*s  %-7s  %-16s  %12s  %s\n", (int)wname, "name", "dtype",
             "shape", "bytes", "fnv1a64");
     for (size_t i = 0; i < f.ntensors; i++) {
         const clopt__st_tensor *t = &f.tensors[i];
@@ -63,11 +99,8 @@ clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t 
     json_decref(paths);
 
     if (cfg) {
-        json_t *c = json_loads(cfg, 0, NULL);
-        char *pretty = c ? json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        fprintf(out, "optimizer config:\n%s\n", pretty ? pretty : cfg);
-        free(pretty);
-        json_decref(c);
+        fprintf(out, "optimizer config:\n");
+        put_indented(out, cfg);
     } else {
         fprintf(out, "optimizer config: none\n");
     }

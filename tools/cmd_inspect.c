@@ -1,0 +1,77 @@
+/* `clopt inspect FILE...`: every tensor of a checkpoint (name, dtype, shape, bytes, FNV-1a 64
+ * checksum of its bytes, the Keras path of optimizer variables), its metadata and its optimizer
+ * config. The reading and validation are the library's (src/io), so a file this command accepts
+ * is one clopt_optimizer_load can read. */
+#include <stdio.h>
+#include <string.h>
+#include "cli_internal.h"
+#include "io/io_internal.h"
+
+void cli_help_inspect(FILE *out) {
+    fputs("usage: clopt inspect FILE...\n"
+          "\n"
+          "Prints a summary of each safetensors checkpoint (clopt_optimizer_save,\n"
+          "clopt_checkpoint_save, or any safetensors file): every tensor with its dtype, shape,\n"
+          "size in bytes and the 64-bit FNV-1a checksum of its bytes (and, for optimizer\n"
+          "variables, their Keras path), the metadata, and the optimizer config. The whole file\n"
+          "is validated first, as clopt_optimizer_load does.\n"
+          "\n"
+          "options:\n"
+          "  -h, --help  show this help\n"
+          "\n"
+          "Exit status: 0; 1 if a file cannot be read or is not a valid safetensors file;\n"
+          "2 for bad usage.\n",
+          out);
+}
+
+/* HDF5 files (Keras's .weights.h5) start with this signature. */
+static int is_hdf5(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == sizeof head && memcmp(head, sig, sizeof sig) == 0;
+}
+
+int cli_cmd_inspect(int argc, char **argv) {
+    int nfiles = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            cli_help_inspect(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "clopt inspect: unknown option '%s'\n", argv[i]);
+            return CLI_EXIT_USAGE;
+        }
+        nfiles++;
+    }
+    if (nfiles == 0) {
+        fprintf(stderr, "clopt inspect: no file given\n");
+        cli_help_inspect(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = CLI_EXIT_OK, first = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!first) fputc('\n', stdout);
+        first = 0;
+        if (is_hdf5(argv[i])) {
+            fprintf(stderr,
+                    "clopt inspect: %s: an HDF5 (.weights.h5) file; this build reads safetensors "
+                    "checkpoints only\n",
+                    argv[i]);
+            rc = CLI_EXIT_FAIL;
+            continue;
+        }
+        char err[CLOPT__IO_ERRN];
+        clopt_status st = clopt__inspect_file(argv[i], stdout, err, sizeof err);
+        if (st != CLOPT_OK) {
+            fprintf(stderr, "clopt inspect: %s (%s)\n", err, clopt_status_name(st));
+            rc = CLI_EXIT_FAIL;
+        }
+    }
+    fflush(stdout);
+    return rc;
+}
