@@ -25,7 +25,12 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->kernel = "adam";
     l->ndefines = 1;
     l->defines[0] = (clopt__define){"AMSGRAD", clopt__hp(o, AMSGRAD) != 0.0};
-    l->scalars[0] = s->lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
+    /* alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), op by op in the variable's dtype. */
+    const clopt_dtype d = l->dtype;
+    const double lr = clopt__in_dtype(s->lr, d);
+    const double b1p = clopt__pow_dtype(b1, t, d), b2p = clopt__pow_dtype(b2, t, d);
+    const double root = clopt__in_dtype(sqrt(clopt__in_dtype(1.0 - b2p, d)), d);
+    l->scalars[0] = clopt__in_dtype(clopt__in_dtype(lr * root, d) / clopt__in_dtype(1.0 - b1p, d), d);
     l->scalars[1] = 1.0 - b1;
     l->scalars[2] = 1.0 - b2;
     l->scalars[3] = clopt__hp(o, EPSILON);

@@ -22,7 +22,10 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double b1 = clopt__hp(o, BETA_1);
     l->kernel = "adamax";
     l->ndefines = 0;
-    l->scalars[0] = s->lr / (1.0 - pow(b1, (double)s->t));
+    const clopt_dtype d = l->dtype;
+    l->scalars[0] = clopt__in_dtype(clopt__in_dtype(s->lr, d) /
+                                        clopt__in_dtype(1.0 - clopt__pow_dtype(b1, (double)s->t, d), d),
+                                    d);
     l->scalars[1] = 1.0 - b1;
     l->scalars[2] = clopt__hp(o, BETA_2);
     l->scalars[3] = clopt__hp(o, EPSILON);

@@ -36,8 +36,8 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->ndefines = 0;
     l->scalars[0] = 1.0 - b1;
     l->scalars[1] = 1.0 - b2;
-    l->scalars[2] = 1.0 - pow(b1, t);
-    l->scalars[3] = 1.0 - pow(b2, t);
+    l->scalars[2] = clopt__in_dtype(1.0 - clopt__pow_dtype(b1, t, l->dtype), l->dtype);
+    l->scalars[3] = clopt__in_dtype(1.0 - clopt__pow_dtype(b2, t, l->dtype), l->dtype);
     l->scalars[4] = clopt__hp(o, EPSILON);
     l->scalars[5] = s->lr;
 }

@@ -49,19 +49,22 @@ static double scalar(const clopt_optimizer *o) { return o->state[U_PRODUCT]; }
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
     const double t = (double)s->t;
-    const double u_t = b1 * (1.0 - 0.5 * pow(0.96, t));
-    const double u_t1 = b1 * (1.0 - 0.5 * pow(0.96, t + 1.0));
-    const double p_t = o->state[U_PRODUCT]; /* already updated for this step */
-    const double p_t1 = p_t * u_t1;
+    const clopt_dtype d = l->dtype;
+#define R(x) clopt__in_dtype((x), d)
+    const double u_t = R(R(b1) * R(1.0 - R(0.5 * clopt__pow_dtype(0.96, t, d))));
+    const double u_t1 = R(R(b1) * R(1.0 - R(0.5 * clopt__pow_dtype(0.96, t + 1.0, d))));
+    const double p_t = R(o->state[U_PRODUCT]); /* already updated for this step */
+    const double p_t1 = R(p_t * u_t1);
     l->kernel = "nadam";
     l->ndefines = 0;
     l->scalars[0] = s->lr;
     l->scalars[1] = 1.0 - b1;
     l->scalars[2] = 1.0 - b2;
     l->scalars[3] = clopt__hp(o, EPSILON);
-    l->scalars[4] = u_t1 / (1.0 - p_t1);
-    l->scalars[5] = (1.0 - u_t) / (1.0 - p_t);
-    l->scalars[6] = 1.0 / (1.0 - pow(b2, t));
+    l->scalars[4] = R(u_t1 / R(1.0 - p_t1));
+    l->scalars[5] = R(R(1.0 - u_t) / R(1.0 - p_t));
+    l->scalars[6] = R(1.0 / R(1.0 - clopt__pow_dtype(b2, t, d)));
+#undef R
 }
 
 const clopt__optimizer_class clopt__nadam_class = {

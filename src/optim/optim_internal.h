@@ -3,6 +3,7 @@
 #define CLOPT_OPTIM_INTERNAL_H
 
 #include <jansson.h>
+#include <math.h>
 #include "clopt/optimizer.h"
 #include "../core/core_internal.h"
 
@@ -12,7 +13,12 @@ typedef enum clopt__ptype {
     CLOPT__P_FLOAT,         /* a number */
     CLOPT__P_FLOAT_OR_NULL, /* a number or null (None) */
     CLOPT__P_INT_OR_NULL,   /* an integer or null */
-    CLOPT__P_BOOL
+    CLOPT__P_BOOL,
+    CLOPT__P_NUMBER,        /* a number written back as given: an integer stays an integer, as
+                             * Python keeps int and float apart (Muon's adam_lr_ratio=1); a whole
+                             * default is an integer (clopt_optimizer.hp_integer) */
+    CLOPT__P_STRING_LIST    /* a list of strings, or null read as the empty list (Keras's
+                             * `x or []`: Muon's exclude_layers); clopt_optimizer.hp_list */
 } clopt__ptype;
 
 typedef struct clopt__param {
@@ -56,10 +62,28 @@ extern const clopt__param clopt__base_params[CLOPT__B_COUNT];
 typedef struct clopt__slot_kind {
     const char *name; /* Keras slot name: "momentum", "velocity" */
     int group;
-    double init;      /* constant initial value */
+    double init;      /* constant initial value (see also clopt__optimizer_class.copy_slots) */
 } clopt__slot_kind;
 
+/* How a class's slot kind appears in Keras's variable list for one variable, when it is not a
+ * view of the variable's shape named "<variable>_<kind>" (clopt__optimizer_class.slot_entry).
+ * The slot's storage is always the variable's size; a view of another shape sees the first
+ * elements of it (Adafactor's row and column statistics; the rest is the class's scratch). */
+typedef struct clopt__slot_entry {
+    char *name;  /* Keras's name (malloc'd; the layer frees it), or NULL for the default */
+    int ndim;    /* the view's shape: at most the variable's element count */
+    int64_t shape[CLOPT_MAX_NDIM];
+    int placeholder; /* instead of a view: a host integer scalar, o->state[state_index]
+                      * (Adafactor's dummy Variable(0) for variables of rank < 2) */
+    int state_index;
+    int absent; /* no entry in Keras's list for this variable (Muon's velocity of a variable on
+                 * the Muon path); the storage is still there, the class's scratch */
+} clopt__slot_entry;
+
 /* ---- classes ---- */
+
+typedef struct clopt__plan clopt__plan;
+typedef struct clopt__plan_launch clopt__plan_launch;
 
 typedef struct clopt__step_info {
     int64_t t;  /* 1-based step for bias corrections: iterations + 1 */
@@ -99,6 +123,9 @@ typedef struct clopt__optimizer_class {
      * rather than add_variable_from_reference: its Keras name is the bare kind name
      * ("accumulator") instead of "<variable>_<kind>" (Ftrl's accumulator). */
     unsigned bare_slot_names;
+    /* Optional: bit k set when the class's slot kind k starts as a copy of its variable at build
+     * instead of its constant init (ScheduleFreeAdamW's z: Keras's assign(z, ops.copy(var))). */
+    unsigned copy_slots;
     /* Optional: replace reading the config dict and writing it back (LossScaleOptimizer). */
     clopt_status (*configure)(clopt_optimizer *opt, const json_t *config);
     json_t *(*config_json)(const clopt_optimizer *opt);
@@ -107,6 +134,27 @@ typedef struct clopt__optimizer_class {
     /* Optional: replaces the whole of apply (LossScaleOptimizer). */
     clopt_status (*apply)(clopt_optimizer *opt, clopt_variable *const *grads,
                           clopt_variable *const *vars, size_t n);
+    /* Optional: the Keras entry of the class's slot kind k (0-based among the class's kinds)
+     * for built variable i, when it differs from the default view (e is pre-filled with the
+     * default: the variable's shape, name NULL). */
+    clopt_status (*slot_entry)(const clopt_optimizer *opt, size_t i, int k,
+                               clopt__slot_entry *e);
+    /* Optional: class state made at build once the slots are laid out (opt->class_state), and
+     * its release (also after a failed build: it must accept a partial state). */
+    clopt_status (*on_build)(clopt_optimizer *opt);
+    void (*on_unbuild)(clopt_optimizer *opt);
+    /* Optional: runs the update of plan launch `pl` of plan `p` itself, in passes of its own
+     * (Adafactor's row and column statistics), instead of `launch`'s launch `l` alone or the
+     * stats_kernel passes; still a constant number of launches per plan launch (except Muon,
+     * whose Newton-Schulz matrix products take launches per Muon-path variable). `l` is the
+     * update launch as `launch` filled it. With `warm`, only compiles and warms the kernels. */
+    clopt_status (*run_launch)(clopt_optimizer *opt, const clopt__plan *p,
+                               const clopt__plan_launch *pl, clopt__launch *l, int warm);
+    /* Optional: the weight-decay multiplier of built variable i, written into its segment's
+     * decay real instead of 1 (0 still when the variable is excluded from weight decay). A class
+     * that sets it makes `launch` set the launch's decay switch and pipe[3] (the learning rate
+     * then) itself: Muon's per-path rates, adam_weight_decay or weight_decay. */
+    double (*decay_rate)(const clopt_optimizer *opt, size_t i);
 } clopt__optimizer_class;
 
 /* Every class, NULL-terminated (registry.c). */
@@ -143,14 +191,14 @@ typedef struct clopt__optvar {
 } clopt__optvar;
 
 /* A cached launch plan for one (variables, gradients) pattern of apply. */
-typedef struct clopt__plan_launch {
+struct clopt__plan_launch {
     clopt_dtype dtype;
     clopt__arena_block *var_block, *grad_block;
     size_t table_base, nchunks;
     size_t range_base, nranges; /* per-variable chunk ranges, for reductions */
-} clopt__plan_launch;
+};
 
-typedef struct clopt__plan {
+struct clopt__plan {
     size_t n;            /* pairs */
     size_t *var_index;   /* built index of each pair */
     clopt_variable **grads; /* NULL entries: the variable itself (passes without gradients) */
@@ -160,7 +208,7 @@ typedef struct clopt__plan {
     void *ranges_buf;    /* backend buffer of clopt__chunk used as {seg, first, count, 0} */
     void *partials_buf;  /* 16 bytes per table entry (two reals: clopt__launch.aux_buf) */
     size_t table_cap, ranges_cap; /* entries */
-} clopt__plan;
+};
 
 struct clopt_optimizer {
     clopt_context *ctx;
@@ -170,7 +218,11 @@ struct clopt_optimizer {
     struct clopt__schedule *schedule; /* or a schedule, evaluated at the raw iteration count */
     clopt__value base[CLOPT__B_COUNT];
     clopt__value hp[CLOPT__MAX_PARAMS];
+    unsigned char hp_integer[CLOPT__MAX_PARAMS]; /* CLOPT__P_NUMBER: written as an integer */
+    json_t *hp_list[CLOPT__MAX_PARAMS];          /* CLOPT__P_STRING_LIST: an array of strings
+                                                  * (owned), NULL for the empty list */
     double state[4]; /* class host-side state; a class scalar (Nadam's u_product) is state[0] */
+    void *class_state; /* a built class's own state (clopt__optimizer_class.on_build) */
     double grad_unscale; /* nonzero: gradients are divided by it (set by a LossScaleOptimizer) */
     int finite_check;    /* warm the finite-check kernel at build (an LSO's inner optimizer) */
     struct clopt_optimizer *inner; /* a LossScaleOptimizer's inner optimizer (owned) */
@@ -250,6 +302,17 @@ clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
                                         clopt_optimizer **out);
 clopt_status clopt__config_key(clopt_optimizer *o, const char *key, const json_t *v);
 json_t *clopt__optimizer_to_json(const clopt_optimizer *o);
+
+/* Keras computes an optimizer's per-step scalars (bias corrections, Nadam's momentum schedule)
+ * in the variable's dtype: float32 arithmetic for float32 variables (and for float16/bfloat16,
+ * which clopt computes in float32), double for float64. clopt__in_dtype rounds x as that dtype
+ * does; clopt__pow_dtype is b^t computed so. */
+static inline double clopt__in_dtype(double x, clopt_dtype d) {
+    return d == CLOPT_FLOAT64 ? x : (double)(float)x;
+}
+static inline double clopt__pow_dtype(double b, double t, clopt_dtype d) {
+    return d == CLOPT_FLOAT64 ? pow(b, t) : (double)powf((float)b, (float)t);
+}
 
 /* Value of class parameter `i` / base parameter `i`. */
 static inline double clopt__hp(const clopt_optimizer *o, int i) { return o->hp[i].v; }
