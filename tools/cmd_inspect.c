@@ -1,6 +1,7 @@
-/* `clopt inspect FILE...`: every tensor of a checkpoint (name, dtype, shape, bytes, FNV-1a 64
- * checksum of its bytes, the Keras path of optimizer variables), its metadata and its optimizer
- * config. The reading and validation are the library's (src/io), so a file this command accepts
+/* `clopt inspect FILE...`: every tensor of a safetensors checkpoint (name, dtype, shape, bytes,
+ * FNV-1a 64 checksum of its bytes, the Keras path of optimizer variables), its metadata and its
+ * optimizer config; or every dataset of a Keras .weights.h5 file (when built with libhdf5). The
+ * reading and validation are the library's (src/io), so a safetensors file this command accepts
  * is one clopt_optimizer_load can read. */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,9 @@ void cli_help_inspect(FILE *out) {
           "clopt_checkpoint_save, or any safetensors file): every tensor with its dtype, shape,\n"
           "size in bytes and the 64-bit FNV-1a checksum of its bytes (and, for optimizer\n"
           "variables, their Keras path), the metadata, and the optimizer config. The whole file\n"
-          "is validated first, as clopt_optimizer_load does.\n"
+          "is validated first, as clopt_optimizer_load does. For a Keras .weights.h5 file (HDF5;\n"
+          "needs a clopt built with libhdf5) it prints every dataset the same way and the\n"
+          "groups' name attributes.\n"
           "\n"
           "options:\n"
           "  -h, --help  show this help\n"
@@ -22,17 +25,6 @@ void cli_help_inspect(FILE *out) {
           "Exit status: 0; 1 if a file cannot be read or is not a valid safetensors file;\n"
           "2 for bad usage.\n",
           out);
-}
-
-/* HDF5 files (Keras's .weights.h5) start with this signature. */
-static int is_hdf5(const char *path) {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    return n == sizeof head && memcmp(head, sig, sizeof sig) == 0;
 }
 
 int cli_cmd_inspect(int argc, char **argv) {
@@ -57,16 +49,10 @@ int cli_cmd_inspect(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!first) fputc('\n', stdout);
         first = 0;
-        if (is_hdf5(argv[i])) {
-            fprintf(stderr,
-                    "clopt inspect: %s: an HDF5 (.weights.h5) file; this build reads safetensors "
-                    "checkpoints only\n",
-                    argv[i]);
-            rc = CLI_EXIT_FAIL;
-            continue;
-        }
         char err[CLOPT__IO_ERRN];
-        clopt_status st = clopt__inspect_file(argv[i], stdout, err, sizeof err);
+        clopt_status st = clopt__is_hdf5_file(argv[i])
+                              ? clopt__inspect_h5(argv[i], stdout, err, sizeof err)
+                              : clopt__inspect_file(argv[i], stdout, err, sizeof err);
         if (st != CLOPT_OK) {
             fprintf(stderr, "clopt inspect: %s (%s)\n", err, clopt_status_name(st));
             rc = CLI_EXIT_FAIL;

@@ -91,6 +91,41 @@ CLOPT_API clopt_status clopt_checkpoint_save(const clopt_optimizer *opt,
 CLOPT_API clopt_status clopt_checkpoint_load(clopt_optimizer *opt, clopt_variable *const *vars,
                                              size_t n, const char *path);
 
+/* Whether this build reads and writes Keras .weights.h5 files: 1 when clopt was built with
+ * libhdf5 (CLOPT_WITH_HDF5), else 0 (then the two calls below return CLOPT_ERR_UNSUPPORTED).
+ * Thread-safe. Since v0.1. */
+CLOPT_API int clopt_checkpoint_has_h5(void);
+
+/* Keras interop: writes the optimizer's variables into the optimizer part of a Keras
+ * .weights.h5 file (what model.save_weights writes, and model.weights.h5 inside a .keras
+ * archive): datasets "0", "1", ... in the group /optimizer/vars, in Keras's order and dtypes
+ * (the iteration counter int64, float16 as h5py writes it, bfloat16 as a 2-byte opaque type with
+ * the attribute dtype = "bfloat16"), the group carrying the attribute name = the optimizer's
+ * name. If `path` is an HDF5 file, everything else in it (the model's layers) is kept and only
+ * /optimizer/vars is replaced (HDF5 does not reclaim the old group's space; h5repack does); if
+ * it does not exist, a file holding only /optimizer/vars is made. Durable as
+ * clopt_optimizer_save: the new content is written to a copy, synced and renamed over `path`.
+ *   opt: a built optimizer. path: borrowed.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_NOT_BUILT, CLOPT_ERR_UNSUPPORTED
+ * (built without libhdf5), CLOPT_ERR_FILE_MISMATCH (path exists but is not an HDF5 file),
+ * CLOPT_ERR_CORRUPT_FILE (an HDF5 file libhdf5 cannot open), CLOPT_ERR_IO,
+ * CLOPT_ERR_OUT_OF_MEMORY or CLOPT_ERR_OPENCL; on failure `path` is untouched.
+ * Thread-safety: libhdf5 is not thread-safe in its usual builds: do not run two .weights.h5 calls
+ * at once in a process. clopt turns libhdf5's error printing off. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_save_h5(const clopt_optimizer *opt, const char *path);
+
+/* Keras interop: loads the optimizer's variables from the group /optimizer/vars of a Keras
+ * .weights.h5 file (written by Keras, h5py, or clopt_optimizer_save_h5), with every check of
+ * clopt_optimizer_load before anything changes: the datasets must be exactly the optimizer's
+ * variables ("0".."N-1", the dtypes and shapes of clopt_optimizer_variable's list; the iteration
+ * counter and integer scalars may be int64 or int32). Messages name the dataset as the tensor
+ * "optimizer/vars/<i>". Everything else in the file is ignored. A .weights.h5 file has no
+ * optimizer config, so the class cannot be checked beyond the variable list.
+ *   opt: a built optimizer (as clopt_optimizer_load). path: borrowed.
+ * Returns the statuses of clopt_optimizer_load, and CLOPT_ERR_UNSUPPORTED when built without
+ * libhdf5. Thread-safety: as clopt_optimizer_save_h5. Since v0.1. */
+CLOPT_API clopt_status clopt_optimizer_load_h5(clopt_optimizer *opt, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

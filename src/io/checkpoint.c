@@ -186,8 +186,9 @@ static clopt_context *context_of(const clopt_optimizer *opt, clopt_variable *con
     return NULL;
 }
 
-static clopt_status save(const clopt_optimizer *opt, clopt_variable *const *vars, size_t n,
-                         const char *path, const char *fn) {
+clopt_status clopt__checkpoint_save(const clopt_optimizer *opt, clopt_variable *const *vars,
+                                   size_t n, const char *path, const char *fn,
+                                   clopt__st_writer_fn writer) {
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
@@ -219,7 +220,7 @@ static clopt_status save(const clopt_optimizer *opt, clopt_variable *const *vars
                           "optimizer_variables", paths};
     char err[CLOPT__IO_ERRN] = "";
     clopt__clear_error(ctx);
-    st = clopt__st_write(path, outs, p.n, meta, opt ? 5 : 3, fill_item, &p, err, sizeof err);
+    st = writer(path, outs, p.n, meta, opt ? 5 : 3, fill_item, &p, err, sizeof err);
     if (st != CLOPT_OK) clopt__fail(ctx, st, "%s: %s", fn, err);
     free(outs);
     free(config);
@@ -230,12 +231,12 @@ static clopt_status save(const clopt_optimizer *opt, clopt_variable *const *vars
 
 clopt_status clopt_optimizer_save(const clopt_optimizer *opt, const char *path) {
     if (!opt) return CLOPT_ERR_INVALID_ARGUMENT;
-    return save(opt, NULL, 0, path, "clopt_optimizer_save");
+    return clopt__checkpoint_save(opt, NULL, 0, path, "clopt_optimizer_save", clopt__st_write);
 }
 
 clopt_status clopt_checkpoint_save(const clopt_optimizer *opt, clopt_variable *const *vars,
                                    size_t n, const char *path) {
-    return save(opt, vars, n, path, "clopt_checkpoint_save");
+    return clopt__checkpoint_save(opt, vars, n, path, "clopt_checkpoint_save", clopt__st_write);
 }
 
 /* ---- loading ---- */
@@ -415,8 +416,9 @@ static clopt_status check_values(const ck_plan *p, const clopt__st_file *f,
     return CLOPT_OK;
 }
 
-static clopt_status load(clopt_optimizer *opt, clopt_variable *const *vars, size_t n,
-                         const char *path, const char *fn) {
+clopt_status clopt__checkpoint_load(clopt_optimizer *opt, clopt_variable *const *vars, size_t n,
+                                   const char *path, const char *fn,
+                                   clopt__st_reader_fn reader) {
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
@@ -425,7 +427,7 @@ static clopt_status load(clopt_optimizer *opt, clopt_variable *const *vars, size
     if (st != CLOPT_OK) return st;
     clopt__st_file f;
     char err[CLOPT__IO_ERRN] = "";
-    st = clopt__st_read(path, &f, err, sizeof err);
+    st = reader(path, &f, err, sizeof err);
     if (st != CLOPT_OK) {
         plan_free(&p);
         return clopt__fail(ctx, st, "%s: %s", fn, err);
@@ -459,10 +461,20 @@ static clopt_status load(clopt_optimizer *opt, clopt_variable *const *vars, size
 
 clopt_status clopt_optimizer_load(clopt_optimizer *opt, const char *path) {
     if (!opt) return CLOPT_ERR_INVALID_ARGUMENT;
-    return load(opt, NULL, 0, path, "clopt_optimizer_load");
+    return clopt__checkpoint_load(opt, NULL, 0, path, "clopt_optimizer_load", clopt__st_read);
 }
 
 clopt_status clopt_checkpoint_load(clopt_optimizer *opt, clopt_variable *const *vars, size_t n,
                                    const char *path) {
-    return load(opt, vars, n, path, "clopt_checkpoint_load");
+    return clopt__checkpoint_load(opt, vars, n, path, "clopt_checkpoint_load", clopt__st_read);
+}
+
+clopt_status clopt_optimizer_save_h5(const clopt_optimizer *opt, const char *path) {
+    if (!opt) return CLOPT_ERR_INVALID_ARGUMENT;
+    return clopt__checkpoint_save(opt, NULL, 0, path, "clopt_optimizer_save_h5", clopt__h5_write);
+}
+
+clopt_status clopt_optimizer_load_h5(clopt_optimizer *opt, const char *path) {
+    if (!opt) return CLOPT_ERR_INVALID_ARGUMENT;
+    return clopt__checkpoint_load(opt, NULL, 0, path, "clopt_optimizer_load_h5", clopt__h5_read);
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "clopt/optimizer.h"
 #include "clopt/status.h"
 #include "clopt/variable.h"
 
@@ -118,6 +119,38 @@ typedef clopt_status (*clopt__st_fill_fn)(void *user, size_t i, void *dst, size_
 clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
                              const char *const *meta, size_t nmeta, clopt__st_fill_fn fill,
                              void *user, char *err, size_t errn);
+
+/* ---- checkpoints (checkpoint.c) over any container ----
+ * A reader fills a validated clopt__st_file from `path` (clopt__st_read; keras_h5.c's reader
+ * presents a .weights.h5 file's optimizer/vars datasets as one); a writer has clopt__st_write's
+ * contract. clopt__checkpoint_save and _load are the public save and load calls over them. */
+typedef clopt_status (*clopt__st_reader_fn)(const char *path, clopt__st_file *f, char *err,
+                                            size_t errn);
+typedef clopt_status (*clopt__st_writer_fn)(const char *path, const clopt__st_out *t, size_t n,
+                                            const char *const *meta, size_t nmeta,
+                                            clopt__st_fill_fn fill, void *user, char *err,
+                                            size_t errn);
+clopt_status clopt__checkpoint_save(const clopt_optimizer *opt, clopt_variable *const *vars,
+                                   size_t n, const char *path, const char *fn,
+                                   clopt__st_writer_fn writer);
+clopt_status clopt__checkpoint_load(clopt_optimizer *opt, clopt_variable *const *vars, size_t n,
+                                   const char *path, const char *fn, clopt__st_reader_fn reader);
+
+/* ---- Keras .weights.h5 files (keras_h5.c; real only with CLOPT_WITH_HDF5) ----
+ * The reader presents the datasets of the group "/optimizer/vars" ("0", "1", ...) as tensors
+ * "optimizer/vars/<i>" of a safetensors image (no metadata), so that loading goes through the
+ * same matching and checks; the writer writes the "optimizer/vars/<i>" tensors as those datasets
+ * into a copy of the existing file (or a new one), replacing the old group, and puts the copy in
+ * place durably. Without CLOPT_WITH_HDF5 both return CLOPT_ERR_UNSUPPORTED. */
+clopt_status clopt__h5_read(const char *path, clopt__st_file *f, char *err, size_t errn);
+clopt_status clopt__h5_write(const char *path, const clopt__st_out *t, size_t n,
+                             const char *const *meta, size_t nmeta, clopt__st_fill_fn fill,
+                             void *user, char *err, size_t errn);
+/* Prints every dataset of an HDF5 file (path, dtype, shape, bytes, FNV-1a 64 of its raw bytes)
+ * and the groups' "name" attributes. */
+clopt_status clopt__inspect_h5(const char *path, FILE *out, char *err, size_t errn);
+/* Whether `path` starts with the HDF5 signature. */
+int clopt__is_hdf5_file(const char *path);
 
 /* ---- durable replacement of a file ----
  * begin creates a temporary file next to `path` (same directory, so the rename cannot cross
