@@ -58,6 +58,10 @@ typedef struct clopt__launch {
      * dtype). NULL for single-pass kernels; when set, the OpenCL kernel takes it as one more
      * argument after UPDATE_ARGS (UPDATE_ARGS_AUX in cl/common.cl). */
     void *aux_buf;
+    /* A class's own buffer (Adafactor's per-variable shapes and slot offsets, uint32 words),
+     * which its kernels read and write. NULL when unused; when set, aux_buf must be set too and
+     * the OpenCL kernel takes it as one more argument after aux. */
+    void *info_buf;
 } clopt__launch;
 
 /* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at

@@ -2,8 +2,8 @@
  * before anything changes, and cached launch plans so a step allocates nothing. A step issues a
  * constant number of launches per (dtype, variable arena block, gradient arena block) group:
  * the update (plus two for norm clipping, or one accumulate instead on accumulation-only steps;
- * three instead of one for a class with statistics of its own, Lamb), and one or two EMA
- * passes. */
+ * three instead of one for a class with statistics of its own, Lamb; a class's own fixed number
+ * of passes with run_launch, Adafactor's six), and one or two EMA passes. */
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
@@ -297,6 +297,11 @@ static clopt_status run_update(clopt_optimizer *o, int accum_update, double lr) 
     for (size_t i = 0; i < o->plan.nlaunches; i++) {
         clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], accum_update, lr);
         o->cls->launch(o, &step, &l);
+        if (o->cls->run_launch) { /* a class with passes of its own (Adafactor) */
+            if ((st = o->cls->run_launch(o, &o->plan, &o->plan.launches[i], &l, 0)) != CLOPT_OK)
+                return st;
+            continue;
+        }
         if (o->cls->stats_kernel &&
             (st = run_stats(o, &o->plan, &o->plan.launches[i], &l, 0)) != CLOPT_OK)
             return st;
@@ -341,8 +346,13 @@ clopt_status clopt__warm_kernels(clopt_optimizer *o) {
         clopt__launch l = make_launch(o, &o->all_plan, pl, steps, o->lr);
         clopt__launch base = l;
         o->cls->launch(o, &step, &l);
-        clopt_status st = o->cls->stats_kernel ? run_stats(o, &o->all_plan, pl, &l, 1) : CLOPT_OK;
-        if (st == CLOPT_OK) st = o->ctx->ops->prepare(o->ctx, &l);
+        clopt_status st;
+        if (o->cls->run_launch) {
+            st = o->cls->run_launch(o, &o->all_plan, pl, &l, 1);
+        } else {
+            st = o->cls->stats_kernel ? run_stats(o, &o->all_plan, pl, &l, 1) : CLOPT_OK;
+            if (st == CLOPT_OK) st = o->ctx->ops->prepare(o->ctx, &l);
+        }
         if (st == CLOPT_OK && steps) {
             l = base;
             l.kernel = "pipeline.accumulate";

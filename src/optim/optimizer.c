@@ -39,6 +39,8 @@ static void optvars_free(clopt_optimizer *o, size_t keep) {
 
 static void unbuild(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
+    if (o->cls->on_unbuild) o->cls->on_unbuild(o);
+    o->class_state = NULL;
     optvars_free(o, o->nbaseoptvars);
     clopt__plan_free(ctx, &o->plan);
     clopt__plan_free(ctx, &o->all_plan);
@@ -152,11 +154,38 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     const clopt_variable *v = o->vars[i];
     clopt__slot_group *g = &o->groups[v->dtype];
     const int bare = k >= o->slot_base && ((o->cls->bare_slot_names >> (k - o->slot_base)) & 1u);
-    char *name = bare ? clopt__strdup(o->kinds[k].name) : slot_name(v, o->kinds[k].name);
+    /* The class may give the entry another shape or name, or make it a host placeholder. */
+    clopt__slot_entry e;
+    memset(&e, 0, sizeof e);
+    e.ndim = v->ndim;
+    memcpy(e.shape, v->shape, sizeof e.shape);
+    if (k >= o->slot_base && o->cls->slot_entry) {
+        clopt_status st = o->cls->slot_entry(o, i, k - o->slot_base, &e);
+        if (st != CLOPT_OK) {
+            free(e.name);
+            return st;
+        }
+    }
+    char *name = e.name ? e.name
+                 : bare ? clopt__strdup(o->kinds[k].name)
+                        : slot_name(v, o->kinds[k].name);
     if (!name) return CLOPT_ERR_OUT_OF_MEMORY;
+    if (e.placeholder) {
+        clopt_status st = clopt__optvar_add(o, name, CLOPT__OV_SCALAR, v->dtype, NULL);
+        if (st == CLOPT_OK) {
+            o->optvars[o->noptvars - 1].integer = 1;
+            o->optvars[o->noptvars - 1].state_index = e.state_index;
+        }
+        free(name);
+        return st;
+    }
     clopt_variable *view;
-    clopt_status st = clopt__variable_view(o->ctx, name, v->dtype, v->ndim, v->shape, g->block,
+    clopt_status st = clopt__variable_view(o->ctx, name, v->dtype, e.ndim, e.shape, g->block,
                                            (size_t)k * g->stride + o->slot_off[i], &view);
+    if (st == CLOPT_OK && view->size > v->size) { /* a class's shape larger than its storage */
+        clopt__variable_free(view, 0);
+        st = CLOPT_ERR_INVALID_ARGUMENT;
+    }
     if (st == CLOPT_OK) {
         st = clopt__optvar_add(o, name, CLOPT__OV_SLOT, v->dtype, view);
         if (st != CLOPT_OK) clopt__variable_free(view, 0);
@@ -201,6 +230,11 @@ static void choose_kinds(clopt_optimizer *o) {
     o->nkinds = n + nc;
 }
 
+/* Whether slot kind k starts as a copy of its variable (a class kind in copy_slots). */
+static int copy_slot(const clopt_optimizer *o, int k) {
+    return k >= o->slot_base && ((o->cls->copy_slots >> (k - o->slot_base)) & 1u);
+}
+
 /* Slot storage: per dtype, one dedicated block of nkinds strides, each variable at a chunk-
  * aligned offset, filled with each kind's initial value; and the per-variable reals. */
 static clopt_status layout_slots(clopt_optimizer *o) {
@@ -223,9 +257,22 @@ static clopt_status layout_slots(clopt_optimizer *o) {
         st = clopt__arena_alloc(ctx, g->stride * (size_t)o->nkinds * esize, 1, &g->block, &off);
         if (st != CLOPT_OK) return st;
         for (int k = 0; k < o->nkinds; k++) {
-            if (o->kinds[k].init == 0.0) continue;
+            if (o->kinds[k].init == 0.0 || copy_slot(o, k)) continue;
             st = ctx->ops->fill(ctx, g->block->buf, (clopt_dtype)d, (size_t)k * g->stride,
                                 g->stride, o->kinds[k].init);
+            if (st != CLOPT_OK) return st;
+        }
+    }
+    /* Kinds that start as a copy of their variable: one assign per variable (at build only). */
+    for (int k = 0; k < o->nkinds; k++) {
+        if (!copy_slot(o, k)) continue;
+        for (size_t i = 0; i < o->nvars; i++) {
+            const clopt_variable *v = o->vars[i];
+            clopt__slot_group *g = &o->groups[v->dtype];
+            clopt_status st =
+                ctx->ops->assign(ctx, CLOPT__ASSIGN, v->dtype, g->block->buf,
+                                 (size_t)k * g->stride + o->slot_off[i], v->block->buf, v->offset,
+                                 (size_t)v->size);
             if (st != CLOPT_OK) return st;
         }
     }
@@ -321,6 +368,7 @@ clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *va
     clopt__clear_error(o->ctx);
     if ((st = check_build_rules(o)) != CLOPT_OK || (st = layout_slots(o)) != CLOPT_OK ||
         (st = build_optvars(o)) != CLOPT_OK ||
+        (o->cls->on_build && (st = o->cls->on_build(o)) != CLOPT_OK) ||
         (clopt__apply_pending_no_decay(o), st = clopt__write_decay_flags(o)) != CLOPT_OK ||
         (st = clopt__all_plan_build(o)) != CLOPT_OK || (st = clopt__warm_kernels(o)) != CLOPT_OK) {
         if (!o->ctx->error) clopt__fail(o->ctx, st, "build: %s", clopt_status_string(st));

@@ -14,6 +14,8 @@ extern const clopt__optimizer_class clopt__ftrl_class;
 extern const clopt__optimizer_class clopt__lion_class;
 /* Not in Keras's optimizers.get lookup (Keras cannot deserialize it); clopt resolves it. */
 extern const clopt__optimizer_class clopt__lamb_class;
+extern const clopt__optimizer_class clopt__adafactor_class;
+extern const clopt__optimizer_class clopt__schedule_free_adamw_class;
 
 const clopt__optimizer_class *const clopt__optimizer_classes[] = {
     &clopt__sgd_class,
@@ -28,5 +30,7 @@ const clopt__optimizer_class *const clopt__optimizer_classes[] = {
     &clopt__ftrl_class,
     &clopt__lion_class,
     &clopt__lamb_class,
+    &clopt__adafactor_class,
+    &clopt__schedule_free_adamw_class,
     NULL,
 };

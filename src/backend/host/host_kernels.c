@@ -15,10 +15,17 @@ KERNEL(clopt__host_finite)
 KERNEL(clopt__host_nadam)
 KERNEL(clopt__host_ftrl)
 KERNEL(clopt__host_lion)
+KERNEL(clopt__host_schedule_free_adamw)
 #undef KERNEL
 void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_adafactor_velocity(const clopt__host_update *u, const clopt__chunk *ch,
+                                    size_t entry);
+void clopt__host_adafactor(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__chunk *range);
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 
 const clopt__host_kernel clopt__host_kernels[] = {
@@ -38,10 +45,16 @@ const clopt__host_kernel clopt__host_kernels[] = {
     {"lion", clopt__host_lion, NULL},
     {"lamb.stats", NULL, clopt__host_lamb_stats},
     {"lamb", NULL, clopt__host_lamb},
+    {"schedule_free_adamw", clopt__host_schedule_free_adamw, NULL},
+    {"adafactor.stats", NULL, clopt__host_adafactor_stats},
+    {"adafactor.reduce", NULL, clopt__host_adafactor_reduce},
+    {"adafactor.velocity", NULL, clopt__host_adafactor_velocity},
+    {"adafactor", NULL, clopt__host_adafactor},
     {NULL, NULL, NULL},
 };
 
 const clopt__host_segment_kernel clopt__host_segment_kernels[] = {
     {"lamb.ratio", clopt__host_lamb_ratio},
+    {"adafactor.scale", clopt__host_adafactor_scale},
     {NULL, NULL},
 };

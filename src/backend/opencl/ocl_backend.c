@@ -193,10 +193,15 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
     return CLOPT_OK;
 }
 
-/* A multi-pass kernel's per-chunk reals: the argument after UPDATE_ARGS (UPDATE_ARGS_AUX). */
+/* A multi-pass kernel's per-chunk reals: the argument after UPDATE_ARGS (UPDATE_ARGS_AUX), and
+ * a class's info buffer after it (clopt__launch.info_buf). */
 static clopt_status set_aux_arg(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
                                 cl_mem aux) {
     return set_arg(ctx, k, 7 + CLOPT__MAX_SCALARS + 4, sizeof aux, &aux, l->kernel);
+}
+static clopt_status set_info_arg(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
+                                 cl_mem info) {
+    return set_arg(ctx, k, 7 + CLOPT__MAX_SCALARS + 5, sizeof info, &info, l->kernel);
 }
 
 /* The kernel of a fused update: the optimizer's defines plus the pipeline's switches. */
@@ -228,13 +233,23 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
         return st;
     }
     cl_mem m = data, t = table;
+    /* A class's info buffer gets a zeroed chunk of its own: its kernels index memory by what it
+     * holds, and the data chunk takes the kernel's stores. */
+    void *info = NULL;
+    if (l->info_buf && (st = ocl_buffer_create(ctx, CLOPT__CHUNK * 8, &info))) {
+        ocl_buffer_release(ctx, data);
+        ocl_buffer_release(ctx, table);
+        return st;
+    }
     st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, t);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
+    if (st == CLOPT_OK && l->info_buf) st = set_info_arg(ctx, p->kernel, l, (cl_mem)info);
     if (st == CLOPT_OK) st = enqueue(ctx, p->kernel, CLOPT__CHUNK, l->kernel);
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
     clReleaseMemObject(m);
     clReleaseMemObject(t);
+    if (info) ocl_buffer_release(ctx, info);
     if (st == CLOPT_OK) p->warm = 1;
     return st;
 }
@@ -249,6 +264,8 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
                          l->table_buf, (cl_uint)l->table_base, seg);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, (cl_mem)l->aux_buf);
+    if (st == CLOPT_OK && l->info_buf)
+        st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
     if (st != CLOPT_OK) return st;
     return enqueue(ctx, p->kernel, l->nchunks * CLOPT__CHUNK, l->kernel);
 }
