@@ -42,9 +42,9 @@ typedef float store_t;
 /* The arguments every fused update kernel takes: variable, gradient and slot buffers, the slot
  * stride (slot kind k is at s + k*ss), the chunk table (uint4: variable, gradient and slot
  * chunk, segment) and its first entry, per-segment float scalars (seg[2*sg] the gradient's clip
- * factor, seg[2*sg+1] 1 where weight decay applies, else 0), eight per-step scalars of the
- * optimizer (c0..c7) and four of the apply pipeline (q0 1/loss_scale_factor, q1 1/accumulation
- * steps, q2 clipvalue, q3 weight_decay*lr). */
+ * factor, seg[2*sg+1] the weight-decay multiplier: 1 where weight decay applies, else 0), eight
+ * per-step scalars of the optimizer (c0..c7) and four of the apply pipeline (q0
+ * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). */
 #define UPDATE_ARGS                                                                           \
     global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
         global const uint4 *table, uint tbase, global const real *seg, real c0, real c1,      \
@@ -123,12 +123,13 @@ inline real clopt_grad(global const store_t *g, size_t gi, global store_t *s, si
 #define GRAD() clopt_grad(g, gi, s, 0, seg, sg, q0, q1, q2)
 #endif
 
-/* The variable after Keras's decoupled weight decay w - w*wd*lr (before the update step), for
- * variables whose segment flag allows it. Every update kernel reads its variable through
- * WEIGHT(). */
+/* The variable after Keras's decoupled weight decay w - w*wd*lr (before the update step). The
+ * segment's decay real multiplies q3: 1 where the pipeline's weight_decay*lr applies as is, 0
+ * where the variable is excluded, or a class's per-variable rate with q3 the learning rate
+ * (Muon). Every update kernel reads its variable through WEIGHT(). */
 #if DECAY
 #define WEIGHT() clopt_decay(LOAD(w, wi), q3, seg[2 * sg + 1])
-inline real clopt_decay(real x, real d, real on) { return on != 0 ? x - x * d : x; }
+inline real clopt_decay(real x, real d, real on) { return on != 0 ? x - x * on * d : x; }
 #else
 #define WEIGHT() LOAD(w, wi)
 #endif

@@ -95,6 +95,27 @@ typedef struct clopt__segment_launch {
     double scalars[4];
 } clopt__segment_launch;
 
+/* A matrix product on row-major matrices (Muon's Newton-Schulz iteration, src/optim/muon.c):
+ * C = alpha * op(A) * op(B) + beta * C, where op(X) is X, or X transposed when trans_a / trans_b
+ * is set; op(A) is m x k, op(B) k x n and C m x n. Each matrix starts at an element offset of its
+ * buffer and has a leading dimension (elements between the starts of two rows). dtype is
+ * CLOPT_FLOAT32 or CLOPT_FLOAT64. With beta 0 the result does not depend on C as long as C is
+ * finite (the OpenCL implementation may compute 0 * C); callers keep C finite. OpenCL: CLBlast
+ * (CLBlastSgemm / CLBlastDgemm on the context's queue), CLOPT_ERR_UNSUPPORTED when clopt was built
+ * without it; host: a plain triple loop accumulating in double. */
+typedef struct clopt__gemm_launch {
+    clopt_dtype dtype;
+    int trans_a, trans_b;
+    size_t m, n, k;
+    double alpha, beta;
+    const void *a;
+    size_t a_off, lda;
+    const void *b;
+    size_t b_off, ldb;
+    void *c;
+    size_t c_off, ldc;
+} clopt__gemm_launch;
+
 typedef enum clopt__assign_op {
     CLOPT__ASSIGN = 0,
     CLOPT__ASSIGN_ADD = 1,
@@ -128,6 +149,7 @@ typedef struct clopt__backend_ops {
     clopt_status (*clip_factors)(clopt_context *ctx, const clopt__clip_launch *launch);
     /* Runs a segment pass; with nranges 0 it only compiles (or loads) the kernel. */
     clopt_status (*segments)(clopt_context *ctx, const clopt__segment_launch *launch);
+    clopt_status (*gemm)(clopt_context *ctx, const clopt__gemm_launch *launch);
     clopt_status (*finish)(clopt_context *ctx);
 } clopt__backend_ops;
 

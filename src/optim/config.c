@@ -51,13 +51,16 @@ static const char *expected(clopt__ptype t) {
     case CLOPT__P_FLOAT_OR_NULL: return "a number or null";
     case CLOPT__P_INT_OR_NULL: return "an integer or null";
     case CLOPT__P_BOOL: return "a boolean";
+    case CLOPT__P_NUMBER: return "a number";
+    case CLOPT__P_STRING_LIST: return "a list of strings or null";
     }
     return "?";
 }
 
 /* Reads one value of a parameter, checking its JSON type and range. */
 static clopt_status read_param(clopt_context *ctx, const char *cls, const clopt__param *p,
-                               const json_t *v, clopt__value *out) {
+                               const json_t *v, clopt__value *out, unsigned char *integer,
+                               json_t **list) {
     int ok;
     clopt__value r = {0, 0};
     switch (p->type) {
@@ -76,6 +79,20 @@ static clopt_status read_param(clopt_context *ctx, const char *cls, const clopt_
         r.null = json_is_null(v);
         r.v = json_number_value(v);
         break;
+    case CLOPT__P_NUMBER:
+        ok = json_is_number(v);
+        r.v = json_number_value(v);
+        break;
+    case CLOPT__P_STRING_LIST: {
+        ok = json_is_null(v) || json_is_array(v);
+        size_t i;
+        json_t *e;
+        if (json_is_array(v)) json_array_foreach(v, i, e) ok &= json_is_string(e);
+        if (!ok) break;
+        json_decref(*list);
+        *list = json_is_array(v) && json_array_size(v) ? json_incref((json_t *)v) : NULL;
+        return CLOPT_OK;
+    }
     default:
         ok = json_is_number(v);
         r.v = json_number_value(v);
@@ -90,6 +107,7 @@ static clopt_status read_param(clopt_context *ctx, const char *cls, const clopt_
                            cls, p->key, r.v, p->lo_open ? "(" : "[", p->lo, p->hi,
                            p->hi_open ? ")" : "]");
     *out = r;
+    if (p->type == CLOPT__P_NUMBER) *integer = json_is_integer(v);
     return CLOPT_OK;
 }
 
@@ -166,10 +184,11 @@ static clopt_status apply_key(clopt_context *ctx, clopt_optimizer *o, const char
     }
     for (int i = 0; i < CLOPT__B_COUNT; i++)
         if (strcmp(key, clopt__base_params[i].key) == 0)
-            return read_param(ctx, cls, &clopt__base_params[i], v, &o->base[i]);
+            return read_param(ctx, cls, &clopt__base_params[i], v, &o->base[i], NULL, NULL);
     for (int i = 0; i < o->cls->nparams; i++)
         if (strcmp(key, o->cls->params[i].key) == 0)
-            return read_param(ctx, cls, &o->cls->params[i], v, &o->hp[i]);
+            return read_param(ctx, cls, &o->cls->params[i], v, &o->hp[i], &o->hp_integer[i],
+                              &o->hp_list[i]);
     return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_KEY, "%s config: unknown key '%s'", cls, key);
 }
 
@@ -185,8 +204,10 @@ static clopt_status optimizer_new(clopt_context *ctx, const clopt__optimizer_cla
     o->lr = (float)cls->default_lr;
     for (int i = 0; i < CLOPT__B_COUNT; i++)
         o->base[i] = (clopt__value){clopt__base_params[i].def, clopt__base_params[i].def_null};
-    for (int i = 0; i < cls->nparams; i++)
+    for (int i = 0; i < cls->nparams; i++) {
         o->hp[i] = (clopt__value){cls->params[i].def, cls->params[i].def_null};
+        o->hp_integer[i] = cls->params[i].def == floor(cls->params[i].def);
+    }
     if (cls->init) cls->init(o);
     *out = o;
     return CLOPT_OK;
@@ -296,11 +317,14 @@ clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
     return CLOPT_OK;
 }
 
-static json_t *value_json(const clopt__param *p, const clopt__value *v) {
+static json_t *value_json(const clopt__param *p, const clopt__value *v, int integer,
+                          json_t *list) {
+    if (p->type == CLOPT__P_STRING_LIST) return list ? json_incref(list) : json_array();
     if (v->null) return json_null();
     switch (p->type) {
     case CLOPT__P_BOOL: return json_boolean(v->v != 0);
     case CLOPT__P_INT_OR_NULL: return json_integer((json_int_t)v->v);
+    case CLOPT__P_NUMBER: return integer ? json_integer((json_int_t)v->v) : json_real(v->v);
     default: return json_real(v->v);
     }
 }
@@ -315,10 +339,11 @@ static json_t *config_json(const clopt_optimizer *o) {
                                            : json_real((double)o->lr));
     for (int i = 0; i < CLOPT__B_COUNT; i++)
         bad |= json_object_set_new(c, clopt__base_params[i].key,
-                                   value_json(&clopt__base_params[i], &o->base[i]));
+                                   value_json(&clopt__base_params[i], &o->base[i], 0, NULL));
     for (int i = 0; i < o->cls->nparams; i++)
         bad |= json_object_set_new(c, o->cls->params[i].key,
-                                   value_json(&o->cls->params[i], &o->hp[i]));
+                                   value_json(&o->cls->params[i], &o->hp[i], o->hp_integer[i],
+                                              o->hp_list[i]));
     if (bad) {
         json_decref(c);
         return NULL;

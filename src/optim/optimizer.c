@@ -77,6 +77,7 @@ static void optimizer_free(clopt_optimizer *o) {
     unbuild(o);
     optvars_free(o, 0);
     free_names(o);
+    for (int i = 0; i < o->cls->nparams; i++) json_decref(o->hp_list[i]);
     free(o->pending_no_decay);
     clopt__schedule_free(o->schedule);
     if (!o->detached) {
@@ -161,7 +162,7 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     memcpy(e.shape, v->shape, sizeof e.shape);
     if (k >= o->slot_base && o->cls->slot_entry) {
         clopt_status st = o->cls->slot_entry(o, i, k - o->slot_base, &e);
-        if (st != CLOPT_OK) {
+        if (st != CLOPT_OK || e.absent) {
             free(e.name);
             return st;
         }
@@ -292,12 +293,15 @@ static int decay_excluded_by_name(const clopt_optimizer *o, const clopt_variable
     return 0;
 }
 
-/* Writes every built variable's weight-decay flag (segment real 2*i+1). */
+/* Writes every built variable's weight-decay multiplier (segment real 2*i+1): 0 when excluded,
+ * else 1 or the class's per-variable rate (clopt__optimizer_class.decay_rate). */
 clopt_status clopt__write_decay_flags(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     for (size_t i = 0; i < o->nvars; i++) {
         const clopt_variable *v = o->vars[i];
-        double flag = (o->no_decay[i] || decay_excluded_by_name(o, v)) ? 0.0 : 1.0;
+        double flag = (o->no_decay[i] || decay_excluded_by_name(o, v)) ? 0.0
+                      : o->cls->decay_rate                             ? o->cls->decay_rate(o, i)
+                                                                       : 1.0;
         clopt_status st = ctx->ops->fill(ctx, o->groups[v->dtype].seg_buf,
                                          clopt__real_dtype(v->dtype), 2 * i + 1, 1, flag);
         if (st != CLOPT_OK) return st;

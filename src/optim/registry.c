@@ -16,6 +16,7 @@ extern const clopt__optimizer_class clopt__lion_class;
 extern const clopt__optimizer_class clopt__lamb_class;
 extern const clopt__optimizer_class clopt__adafactor_class;
 extern const clopt__optimizer_class clopt__schedule_free_adamw_class;
+extern const clopt__optimizer_class clopt__muon_class;
 
 const clopt__optimizer_class *const clopt__optimizer_classes[] = {
     &clopt__sgd_class,
@@ -32,5 +33,6 @@ const clopt__optimizer_class *const clopt__optimizer_classes[] = {
     &clopt__lamb_class,
     &clopt__adafactor_class,
     &clopt__schedule_free_adamw_class,
+    &clopt__muon_class,
     NULL,
 };

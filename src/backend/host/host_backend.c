@@ -78,7 +78,10 @@ double clopt__host_grad(const clopt__host_update *u, size_t g, size_t s, uint32_
 
 double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg) {
     double x = HL(u->var, w);
-    if (u->launch->decay && SEG(2 * seg + 1) != 0.0) x -= x * u->launch->pipe[3];
+    /* The segment's decay real multiplies weight_decay*lr (1 for most classes, 0 when the
+     * variable is excluded; Muon's per-variable rate, with pipe[3] the learning rate). */
+    const double on = u->launch->decay ? SEG(2 * seg + 1) : 0.0;
+    if (on != 0.0) x -= x * on * u->launch->pipe[3];
     return x;
 }
 
@@ -151,6 +154,26 @@ static clopt_status host_segments(clopt_context *ctx, const clopt__segment_launc
     return CLOPT_OK;
 }
 
+/* Row-major C = alpha*op(A)*op(B) + beta*C, each product accumulated in double and stored once
+ * in the dtype (beta 0 ignores C, as BLAS does). */
+static clopt_status host_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
+    (void)ctx;
+    for (size_t i = 0; i < l->m; i++)
+        for (size_t j = 0; j < l->n; j++) {
+            double acc = 0;
+            for (size_t p = 0; p < l->k; p++) {
+                const size_t ai = l->a_off + (l->trans_a ? p * l->lda + i : i * l->lda + p);
+                const size_t bi = l->b_off + (l->trans_b ? j * l->ldb + p : p * l->ldb + j);
+                acc += clopt__elem_load(l->a, l->dtype, ai) * clopt__elem_load(l->b, l->dtype, bi);
+            }
+            const size_t ci = l->c_off + i * l->ldc + j;
+            double r = l->alpha * acc;
+            if (l->beta != 0) r += l->beta * clopt__elem_load(l->c, l->dtype, ci);
+            clopt__elem_store(l->c, l->dtype, ci, r);
+        }
+    return CLOPT_OK;
+}
+
 static clopt_status host_finish(clopt_context *ctx) {
     (void)ctx;
     return CLOPT_OK;
@@ -171,5 +194,6 @@ const clopt__backend_ops clopt__host_backend = {
     .update = host_update,
     .clip_factors = host_clip_factors,
     .segments = host_segments,
+    .gemm = host_gemm,
     .finish = host_finish,
 };

@@ -26,6 +26,10 @@ void clopt__host_adafactor_velocity(const clopt__host_update *u, const clopt__ch
                                     size_t entry);
 void clopt__host_adafactor(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_muon_load(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
+void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__chunk *range);
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 
 const clopt__host_kernel clopt__host_kernels[] = {
@@ -50,11 +54,15 @@ const clopt__host_kernel clopt__host_kernels[] = {
     {"adafactor.reduce", NULL, clopt__host_adafactor_reduce},
     {"adafactor.velocity", NULL, clopt__host_adafactor_velocity},
     {"adafactor", NULL, clopt__host_adafactor},
+    {"muon.stats", NULL, clopt__host_muon_stats},
+    {"muon.load", NULL, clopt__host_muon_load},
+    {"muon.apply", NULL, clopt__host_muon_apply},
     {NULL, NULL, NULL},
 };
 
 const clopt__host_segment_kernel clopt__host_segment_kernels[] = {
     {"lamb.ratio", clopt__host_lamb_ratio},
     {"adafactor.scale", clopt__host_adafactor_scale},
+    {"muon.norm", clopt__host_muon_norm},
     {NULL, NULL},
 };

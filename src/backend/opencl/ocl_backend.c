@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ocl_internal.h"
+#ifdef CLOPT_WITH_CLBLAST
+#include <clblast_c.h>
+#endif
 
 static char *device_text(cl_device_id d, cl_device_info what) {
     size_t n = 0;
@@ -324,6 +327,50 @@ static clopt_status ocl_segments(clopt_context *ctx, const clopt__segment_launch
                    l->kernel);
 }
 
+/* Matrix products through CLBlast on the context's queue (clopt__gemm_launch). CLBlast compiles
+ * its kernels on a context's first call per precision and keeps them in its own process-wide
+ * cache; its status codes below -1000 are its own, the others are OpenCL's. */
+static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
+#ifdef CLOPT_WITH_CLBLAST
+    cl_command_queue q = clopt__ocl(ctx)->queue;
+    cl_event ev = NULL;
+    const CLBlastTranspose ta = l->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
+    const CLBlastTranspose tb = l->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastStatusCode st;
+    const char *call;
+    if (l->dtype == CLOPT_FLOAT64) {
+        call = "CLBlastDgemm";
+        st = CLBlastDgemm(CLBlastLayoutRowMajor, ta, tb, l->m, l->n, l->k, l->alpha,
+                          (cl_mem)l->a, l->a_off, l->lda, (cl_mem)l->b, l->b_off, l->ldb, l->beta,
+                          (cl_mem)l->c, l->c_off, l->ldc, &q, &ev);
+    } else if (l->dtype == CLOPT_FLOAT32) {
+        call = "CLBlastSgemm";
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, l->m, l->n, l->k, (float)l->alpha,
+                          (cl_mem)l->a, l->a_off, l->lda, (cl_mem)l->b, l->b_off, l->ldb,
+                          (float)l->beta, (cl_mem)l->c, l->c_off, l->ldc, &q, &ev);
+    } else {
+        return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "gemm: %s matrices are not supported",
+                           clopt_dtype_name(l->dtype));
+    }
+    if (ev) clReleaseEvent(ev); /* the queue is in order: nothing waits on it */
+    if (st == CLBlastSuccess) return CLOPT_OK;
+    if (st > -1000) return clopt__cl_fail(ctx, (cl_int)st, call, "matrix product (CLBlast)");
+    clopt_status cs = st == CLBlastNoDoublePrecision || st == CLBlastNoHalfPrecision
+                          ? CLOPT_ERR_UNSUPPORTED
+                          : CLOPT_ERR_OPENCL;
+    clopt__fail(ctx, cs, "matrix product: %s failed with CLBlast status %d (%zu x %zu x %zu)",
+                call, (int)st, l->m, l->n, l->k);
+    ctx->cl_error = (int)st;
+    return cs;
+#else
+    return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                       "matrix product (%zu x %zu x %zu) on OpenCL: this clopt was built without "
+                       "CLBlast (CLOPT_WITH_CLBLAST off or CLBlast not found); Muon's "
+                       "Newton-Schulz iteration needs it",
+                       l->m, l->n, l->k);
+#endif
+}
+
 static clopt_status ocl_finish(clopt_context *ctx) {
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clFinish", "waiting");
@@ -344,6 +391,7 @@ const clopt__backend_ops clopt__opencl_backend = {
     .update = ocl_update,
     .clip_factors = ocl_clip_factors,
     .segments = ocl_segments,
+    .gemm = ocl_gemm,
     .finish = ocl_finish,
 };
 

@@ -1,0 +1,85 @@
+/* Muon (src/optim/muon.c): the element-wise passes around the Newton-Schulz matrix products
+ * (which are the backend's gemm: CLBlast).
+ *
+ * stats, over every chunk of a plan launch; info is one uint per built variable, 1 for the Muon
+ * path. Scalars: c0 alpha = adam_lr*sqrt(1-beta2^t)/(1-beta1^t), c1 1-beta1, c2 1-beta2,
+ * c3 epsilon (the AdamW path), c4 momentum-1, c5 momentum (the Muon path). Define NESTEROV.
+ * Slots: 0 momentum, 1 velocity (AdamW path) or the Muon path's G (scratch: no Keras entry).
+ * - AdamW path: Adam without amsgrad (weight decay through WEIGHT()), complete.
+ * - Muon path: m := m + (g + m*(momentum-1)) (Keras's assign_add), G = g + momentum*m
+ *   (NESTEROV) or m into slot 1, and the chunk's sum of G^2 into AUX_AT(0). The variable is not
+ *   touched here (apply does it, weight decay included).
+ * The segment pass norm then turns each variable's chunk sums into ||G||_F over its chunks.
+ *
+ * load and apply run over ONE Muon-path variable's chunks (the launch's table starts at its first
+ * chunk, so the work-item id is the element index); x is a scratch matrix of reals holding the
+ * variable's rows x cols elements, row-major. c3 is the number of real elements in the last chunk
+ * (the rest is arena padding, which neither pass touches beyond keeping it zero).
+ * - load: x = G / (||G||_F + 1e-7).
+ * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate with c0 lr, c1
+ *   sqrt(max(rows, cols)), c2 rms_rate (both 1 when rms_rate is null: Keras's lr_adjust). */
+#ifndef NESTEROV
+#define NESTEROV 1
+#endif
+
+kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
+    local real part[CHUNK];
+    UPDATE_INDEX;
+    const size_t lid = get_local_id(0);
+    const real gv = GRAD();
+    real sq = 0;
+    if (info[sg]) {
+        real m = LOAD(s, SLOT(0));
+        STORE(s, SLOT(0), m + (gv + m * c4));
+        m = LOAD(s, SLOT(0));
+#if NESTEROV
+        STORE(s, SLOT(1), gv + c5 * m);
+#else
+        STORE(s, SLOT(1), m);
+#endif
+        const real G = LOAD(s, SLOT(1));
+        sq = G * G;
+    } else {
+        const real wv = WEIGHT();
+        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
+        m += (gv - m) * c1;
+        v += (gv * gv - v) * c2;
+        STORE(s, SLOT(0), m);
+        STORE(s, SLOT(1), v);
+        STORE(w, wi, wv - c0 * m / (sqrt(v) + c3));
+    }
+    part[lid] = sq;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (size_t h = CHUNK / 2; h > 0; h /= 2) {
+        if (lid < h) part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) AUX_AT(0) = part[0];
+}
+
+/* One work-item per variable: the Frobenius norm of G from its chunks' sums, written over the
+ * first real of each of its chunks. */
+kernel void norm(SEGMENT_ARGS) {
+    const size_t i = get_global_id(0);
+    if (i >= nranges) return;
+    const uint4 rg = ranges[rbase + i];
+    real sum = 0;
+    for (uint c = 0; c < rg.z; c++) sum += partials[(size_t)(rg.y + c) * AUX_STRIDE];
+    const real n = sqrt(sum);
+    for (uint c = 0; c < rg.z; c++) partials[(size_t)(rg.y + c) * AUX_STRIDE] = n;
+}
+
+/* The arena padding of the variable's last chunk. */
+#define MUON_PADDING (gid_ / CHUNK == get_global_size(0) / CHUNK - 1 && lane_ >= (size_t)c3)
+
+kernel void load(UPDATE_ARGS_AUX, global real *x) {
+    UPDATE_INDEX;
+    x[gid_] = MUON_PADDING ? (real)0 : LOAD(s, SLOT(1)) / (AUX_AT(0) + (real)1e-7);
+}
+
+kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
+    UPDATE_INDEX;
+    if (MUON_PADDING) return;
+    const real wv = WEIGHT();
+    STORE(w, wi, wv - ((c0 * x[gid_]) * c1) * c2);
+}

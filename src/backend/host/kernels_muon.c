@@ -1,0 +1,78 @@
+/* Muon reference, the passes of cl/muon.cl (see there for the scalars). stats: per chunk, Adam on
+ * the AdamW path, momentum and G (into slot 1) and the chunk's sum of G^2 on the Muon path
+ * (launch.info_buf: one uint32 per built variable, 1 for the Muon path). norm: per variable,
+ * ||G||_F over its chunks. load and apply: over one Muon-path variable's chunks, with
+ * launch.info_buf the scratch matrix (reals: double for float64 variables, else float). */
+#include <math.h>
+#include "host_internal.h"
+
+void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const double *c = u->launch->scalars;
+    const uint32_t seg = ch->seg;
+    const int muon = ((const uint32_t *)u->launch->info_buf)[seg] != 0;
+    const int nesterov = clopt__launch_define(u->launch, "NESTEROV", 1);
+    double sq = 0;
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, g = (size_t)ch->grad * CLOPT__CHUNK + i,
+                     s = (size_t)ch->slot * CLOPT__CHUNK + i;
+        const double gv = GRAD();
+        if (muon) {
+            double m = HL(u->slot, SLOT(0));
+            HS(u->slot, SLOT(0), m + (gv + m * c[4]));
+            m = HL(u->slot, SLOT(0));
+            HS(u->slot, SLOT(1), nesterov ? gv + c[5] * m : m);
+            const double G = HL(u->slot, SLOT(1));
+            sq += G * G;
+        } else {
+            const double wv = WEIGHT();
+            double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
+            m += (gv - m) * c[1];
+            v += (gv * gv - v) * c[2];
+            HS(u->slot, SLOT(0), m);
+            HS(u->slot, SLOT(1), v);
+            HS(u->var, w, wv - c[0] * m / (sqrt(v) + c[3]));
+        }
+    }
+    AUX_AT(entry, 0) = sq;
+}
+
+void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__chunk *range) {
+    double *p = l->partials_buf, sum = 0;
+    for (uint32_t c = 0; c < range->slot; c++) sum += p[2 * ((size_t)range->grad + c)];
+    const double n = sqrt(sum);
+    for (uint32_t c = 0; c < range->slot; c++) p[2 * ((size_t)range->grad + c)] = n;
+}
+
+/* Element index within the variable of lane i of table entry `entry`, and whether it is arena
+ * padding (beyond the scalar c3 elements of the last chunk). */
+static size_t muon_index(const clopt__host_update *u, size_t entry, size_t i, int *padding) {
+    const size_t c = entry - u->launch->table_base;
+    *padding = c == u->launch->nchunks - 1 && (double)i >= u->launch->scalars[3];
+    return c * CLOPT__CHUNK + i;
+}
+
+void clopt__host_muon_load(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const clopt_dtype rd = clopt__real_dtype(u->launch->dtype);
+    const double norm = AUX_AT(entry, 0);
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t s = (size_t)ch->slot * CLOPT__CHUNK + i;
+        int padding;
+        const size_t e = muon_index(u, entry, i, &padding);
+        clopt__elem_store(u->launch->info_buf, rd, e,
+                          padding ? 0.0 : HL(u->slot, SLOT(1)) / (norm + 1e-7));
+    }
+}
+
+void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    const double *c = u->launch->scalars;
+    const clopt_dtype rd = clopt__real_dtype(u->launch->dtype);
+    const uint32_t seg = ch->seg;
+    for (size_t i = 0; i < CLOPT__CHUNK; i++) {
+        const size_t w = (size_t)ch->var * CLOPT__CHUNK + i;
+        int padding;
+        const size_t e = muon_index(u, entry, i, &padding);
+        if (padding) continue;
+        const double x = clopt__elem_load(u->launch->info_buf, rd, e);
+        HS(u->var, w, WEIGHT() - ((c[0] * x) * c[1]) * c[2]);
+    }
+}
