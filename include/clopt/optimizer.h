@@ -133,8 +133,10 @@ CLOPT_API clopt_status clopt_optimizer_set_weights(clopt_optimizer *opt,
                                                    const size_t *counts, size_t n);
 
 /* Keras's add_variable, for optimizers written on top of clopt: a new variable of the optimizer
- * (appended to its variable list, saved with it, freed with it), filled with `init`. name is
- * required and becomes "<optimizer name>/<name>" as its path. *out (may be NULL) receives the
+ * (appended to its variable list, saved with it, freed with it), filled with `init` (rounded to
+ * the dtype). name is required and becomes "<optimizer name>/<name>" as its path. On a
+ * LossScaleOptimizer the variable is the LSO's own, listed after its own entries and before the
+ * inner optimizer's, as Keras lists it. *out (may be NULL) receives the
  * variable, owned by the optimizer. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,
  * CLOPT_ERR_BAD_VALUE or CLOPT_ERR_OUT_OF_MEMORY. Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_add_variable(clopt_optimizer *opt, const char *name,
@@ -167,7 +169,8 @@ CLOPT_API clopt_status clopt_optimizer_assign_sub(clopt_optimizer *opt, clopt_va
  * (caller's variables, shaped as the built ones). A convenience, not a fast path: it copies the
  * optimizer state through the host. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,
  * CLOPT_ERR_NOT_BUILT, CLOPT_ERR_LENGTH_MISMATCH, CLOPT_ERR_SHAPE_MISMATCH,
- * CLOPT_ERR_DTYPE_MISMATCH, CLOPT_ERR_CONTEXT_MISMATCH, any status of apply, or
+ * CLOPT_ERR_DTYPE_MISMATCH, CLOPT_ERR_CONTEXT_MISMATCH, CLOPT_ERR_BAD_VALUE (a counter in
+ * opt_in that is not an integer >= 0), any status of apply, or
  * CLOPT_ERR_OUT_OF_MEMORY. (Keras's TensorFlow backend refuses stateless_apply; clopt follows the
  * JAX-style base semantics.) Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_stateless_apply(clopt_optimizer *opt,

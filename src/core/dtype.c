@@ -1,5 +1,6 @@
-/* Element conversions between the storage dtypes and double (float16 and bfloat16 round to
- * nearest even, as vstore_half_rte and the kernels' bfloat16 store do). */
+/* Element conversions between the storage dtypes and double (float16 and bfloat16 round the
+ * double to nearest even, as vstore_half_rte and the kernels' bfloat16 store do with a float). */
+#include <math.h>
 #include <string.h>
 #include "core_internal.h"
 
@@ -54,6 +55,22 @@ static float bf16_to_f32(uint16_t h) {
     return f;
 }
 
+/* x rounded to float32 toward zero, with the lowest bit set when that was inexact ("round to
+ * odd"). Rounding this to float16 or bfloat16 (11 and 8 significant bits, against float32's 24)
+ * gives x correctly rounded: rounding x to float32 to nearest first could land exactly on a
+ * 16-bit tie and round a second time the wrong way (1 + 2^-11 + 2^-40 would become float16 1.0
+ * instead of 1 + 2^-10). */
+static float f64_to_f32_odd(double x) {
+    float f = (float)x;
+    if (isnan(x) || (double)f == x) return f;
+    if (fabs((double)f) > fabs(x)) f = nextafterf(f, 0.0f); /* toward zero (also from inf) */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u |= 1u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i) {
     switch (dtype) {
     case CLOPT_FLOAT32: return ((const float *)base)[i];
@@ -68,8 +85,8 @@ void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x) {
     switch (dtype) {
     case CLOPT_FLOAT32: ((float *)base)[i] = (float)x; break;
     case CLOPT_FLOAT64: ((double *)base)[i] = x; break;
-    case CLOPT_FLOAT16: ((uint16_t *)base)[i] = f32_to_f16((float)x); break;
-    case CLOPT_BFLOAT16: ((uint16_t *)base)[i] = f32_to_bf16((float)x); break;
+    case CLOPT_FLOAT16: ((uint16_t *)base)[i] = f32_to_f16(f64_to_f32_odd(x)); break;
+    case CLOPT_BFLOAT16: ((uint16_t *)base)[i] = f32_to_bf16(f64_to_f32_odd(x)); break;
     }
 }
 

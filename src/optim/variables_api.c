@@ -31,7 +31,8 @@ clopt_status clopt_optimizer_add_variable(clopt_optimizer *o, const char *name, 
                                           int ndim, const int64_t *shape, double init,
                                           clopt_variable **out) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->inner) return clopt_optimizer_add_variable(o->inner, name, dtype, ndim, shape, init, out);
+    /* On a LossScaleOptimizer the variable is its own, as in Keras (tracked in its _variables,
+     * listed before the inner optimizer's). */
     if (!name || !*name)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "add_variable: a name is required");
     if (!isfinite(init))
@@ -45,7 +46,6 @@ clopt_status clopt_optimizer_add_variable_from_reference(clopt_optimizer *o,
                                                          const char *name, double init,
                                                          clopt_variable **out) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->inner) return clopt_optimizer_add_variable_from_reference(o->inner, ref, name, init, out);
     if (!ref || ref->ctx != o->ctx)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "add_variable_from_reference: the reference is NULL or of another "
@@ -85,9 +85,12 @@ static clopt_status do_write(clopt_optimizer *o, const clopt__optvar *e, const d
     switch (e->kind) {
     case CLOPT__OV_ITERATION: o->iterations = (int64_t)src[0]; return CLOPT_OK;
     case CLOPT__OV_LR: o->lr = (float)src[0]; return CLOPT_OK;
-    case CLOPT__OV_SCALAR:
-        o->state[e->state_index] = e->dtype == CLOPT_FLOAT32 ? (double)(float)src[0] : src[0];
+    case CLOPT__OV_SCALAR: { /* a variable of its dtype in Keras: rounded to it */
+        unsigned char cell[8];
+        clopt__elem_store(cell, e->dtype, 0, src[0]);
+        o->state[e->state_index] = clopt__elem_load(cell, e->dtype, 0);
         return CLOPT_OK;
+    }
     case CLOPT__OV_SLOT: break;
     }
     clopt_variable *v = e->var;

@@ -56,9 +56,14 @@ static clopt_status host_assign(clopt_context *ctx, clopt__assign_op op, clopt_d
                                 void *dst, size_t doff, const void *src, size_t soff,
                                 size_t count) {
     (void)ctx;
+    if (op == CLOPT__ASSIGN) { /* a copy: bits as they are (-0.0, NaN payloads) */
+        const size_t esize = clopt_dtype_size(dtype);
+        memmove((char *)dst + doff * esize, (const char *)src + soff * esize, count * esize);
+        return CLOPT_OK;
+    }
     for (size_t i = 0; i < count; i++) {
         double s = clopt__elem_load(src, dtype, soff + i);
-        double d = op == CLOPT__ASSIGN ? 0.0 : clopt__elem_load(dst, dtype, doff + i);
+        double d = clopt__elem_load(dst, dtype, doff + i);
         clopt__elem_store(dst, dtype, doff + i, op == CLOPT__ASSIGN_SUB ? d - s : d + s);
     }
     return CLOPT_OK;

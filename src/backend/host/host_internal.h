@@ -48,9 +48,17 @@ extern const clopt__host_segment_kernel clopt__host_segment_kernels[];
 double clopt__host_grad(const clopt__host_update *u, size_t g, size_t s, uint32_t seg);
 double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg);
 
+/* A kernel result as the OpenCL kernels hold it before their store: float16 and bfloat16 are
+ * storage formats with float32 arithmetic (cl/common.cl), so their results pass through float32
+ * (then clopt__elem_store rounds to the format; a double would round to it directly). */
+static inline double clopt__host_arith(clopt_dtype dtype, double x) {
+    return dtype == CLOPT_FLOAT16 || dtype == CLOPT_BFLOAT16 ? (double)(float)x : x;
+}
+
 /* Shorthands for kernels. */
 #define HL(base, i) clopt__elem_load((base), u->launch->dtype, (i))
-#define HS(base, i, x) clopt__elem_store((base), u->launch->dtype, (i), (x))
+#define HS(base, i, x) \
+    clopt__elem_store((base), u->launch->dtype, (i), clopt__host_arith((u)->launch->dtype, (x)))
 #define SLOT_ABS(k) (s + (size_t)(k) * u->launch->slot_stride)
 #define SLOT(k) SLOT_ABS((k) + u->launch->slot_base)
 #define GRAD() clopt__host_grad(u, g, s, seg)
