@@ -327,6 +327,126 @@ Test(adafactor_pocl, agrees_with_host_half_formats) {
     oh_agree(TU_POCL, HALF_JSON, CLOPT_BFLOAT16);
 }
 
+/* Every dtype and rank in ONE optimizer (the io tests' model is mixed too): float32, float64,
+ * float16 and bfloat16 variables of ranks 0 to 3, interleaved so that consecutive variables are
+ * of different dtypes, with long rows (row groups), one-row matrices and multi-chunk tensors,
+ * and some gradients missing in most steps. Build warms every kernel of every dtype group on
+ * scratch memory (a class's info table on a zeroed buffer of its own: the warm-up's data buffer
+ * takes the kernels' stores, and read as the table it gave Adafactor's kernels wild indices,
+ * a crash on pocl); then host and OpenCL agree on the variables and every optimizer variable
+ * after each step. */
+#define MIX_NVARS 16
+static const clopt_dtype mix_dtypes[4] = {CLOPT_FLOAT32, CLOPT_FLOAT64, CLOPT_FLOAT16,
+                                          CLOPT_BFLOAT16};
+static const int64_t mix_shapes[4][4][3] = {
+    /* rank 0 */ {{0}, {0}, {0}, {0}},
+    /* rank 1 */ {{5}, {300}, {6}, {1}},
+    /* rank 2 */ {{3, 4}, {7, 2}, {1, 300}, {17, 33}},
+    /* rank 3 */ {{2, 3, 5}, {2, 2, 260}, {3, 1, 4}, {2, 5, 3}},
+};
+
+static size_t mix_size(int rank, int d) {
+    size_t n = 1;
+    for (int k = 0; k < rank; k++) n *= (size_t)mix_shapes[rank][d][k];
+    return n;
+}
+
+static void mix_write(clopt_variable *v, const double *x) {
+    const size_t n = (size_t)clopt_variable_size(v);
+    unsigned char *b = malloc(n * 8 + 1);
+    cr_assert(b);
+    for (size_t i = 0; i < n; i++) clopt__elem_store(b, clopt_variable_dtype(v), i, x[i]);
+    TU_OK(clopt_variable_context(v),
+          clopt_variable_write(v, b, n * clopt_dtype_size(clopt_variable_dtype(v))));
+    free(b);
+}
+
+static double *mix_read(const clopt_variable *v) {
+    const size_t n = (size_t)clopt_variable_size(v);
+    unsigned char *b = malloc(n * 8 + 1);
+    double *x = malloc(n * sizeof *x + 1);
+    cr_assert(b && x);
+    TU_OK(clopt_variable_context(v),
+          clopt_variable_read(v, b, n * clopt_dtype_size(clopt_variable_dtype(v))));
+    for (size_t i = 0; i < n; i++) x[i] = clopt__elem_load(b, clopt_variable_dtype(v), i);
+    free(b);
+    return x;
+}
+
+static double mix_tol(clopt_dtype d) {
+    return d == CLOPT_FLOAT64 ? 1e-12 : d == CLOPT_FLOAT32 ? 1e-5 : d == CLOPT_FLOAT16 ? 4e-3
+                                                                                        : 3e-2;
+}
+
+Test(adafactor_pocl, agrees_with_host_mixed_dtypes_and_ranks) {
+    clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
+    clopt_variable *vars[2][MIX_NVARS], *grads[2][MIX_NVARS];
+    clopt_optimizer *o[2];
+    double x[1100];
+    uint64_t rng = 11;
+    for (int side = 0; side < 2; side++) {
+        rng = 11;
+        for (int k = 0; k < MIX_NVARS; k++) {
+            const int rank = k / 4, d = k % 4;
+            char name[32];
+            snprintf(name, sizeof name, "layer%d/w%d", rank, d);
+            vars[side][k] = tu_var(ctx[side], name, mix_dtypes[d], rank, mix_shapes[rank][d], NULL);
+            grads[side][k] =
+                tu_var(ctx[side], "g", mix_dtypes[d], rank, mix_shapes[rank][d], NULL);
+            tu_rand_fill(&rng, x, mix_size(rank, d), -1, 1);
+            mix_write(vars[side][k], x);
+        }
+        o[side] = tu_optimizer(ctx[side], "{\"class_name\": \"Adafactor\", \"config\": "
+                                          "{\"learning_rate\": 0.05}}");
+        TU_OK(ctx[side], clopt_optimizer_build(o[side], vars[side], MIX_NVARS));
+    }
+    for (int t = 0; t < 6; t++) {
+        clopt_variable *g[2][MIX_NVARS];
+        for (int k = 0; k < MIX_NVARS; k++) {
+            const int rank = k / 4, d = k % 4;
+            tu_rand_fill(&rng, x, mix_size(rank, d), -1, 1);
+            const int missing = t > 0 && (t * 5 + k) % 7 == 6;
+            for (int side = 0; side < 2; side++) {
+                mix_write(grads[side][k], x);
+                g[side][k] = missing ? NULL : grads[side][k];
+            }
+        }
+        for (int side = 0; side < 2; side++)
+            TU_OK(ctx[side], clopt_optimizer_apply(o[side], g[side], vars[side], MIX_NVARS));
+        char what[160];
+        for (int k = 0; k < MIX_NVARS; k++) {
+            const clopt_dtype d = mix_dtypes[k % 4];
+            double *h = mix_read(vars[0][k]), *c = mix_read(vars[1][k]);
+            snprintf(what, sizeof what, "step %d: variable %s (%s, rank %d)", t,
+                     clopt_variable_name(vars[0][k]), clopt_dtype_name(d), k / 4);
+            tu_assert_close(c, h, mix_size(k / 4, k % 4), mix_tol(d), mix_tol(d), what);
+            free(h);
+            free(c);
+        }
+        const size_t n = clopt_optimizer_variable_count(o[0]);
+        cr_assert_eq(clopt_optimizer_variable_count(o[1]), n);
+        for (size_t i = 0; i < n; i++) {
+            clopt_variable *hv;
+            const char *path, *cpath;
+            TU_OK(ctx[0], clopt_optimizer_variable(o[0], i, NULL, &path, &hv));
+            TU_OK(ctx[1], clopt_optimizer_variable(o[1], i, NULL, &cpath, NULL));
+            cr_assert_str_eq(cpath, path, "optimizer variable %zu", i);
+            const size_t count = hv ? (size_t)clopt_variable_size(hv) : 1;
+            double *a = malloc(count * sizeof *a), *b = malloc(count * sizeof *b);
+            cr_assert(a && b);
+            TU_OK(ctx[0], clopt_optimizer_variable_read(o[0], i, a, count));
+            TU_OK(ctx[1], clopt_optimizer_variable_read(o[1], i, b, count));
+            const double tol = hv ? mix_tol(clopt_variable_dtype(hv)) : 0;
+            snprintf(what, sizeof what, "step %d: optimizer variable %zu (%s)", t, i, path);
+            tu_assert_close(b, a, count, tol, tol, what);
+            free(a);
+            free(b);
+        }
+    }
+    clopt_context_destroy(ctx[0]);
+    clopt_context_destroy(ctx[1]);
+}
+
 /* ---- Keras's variable list ---- */
 
 Test(adafactor_host, variable_list_in_keras_order) {
