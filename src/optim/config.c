@@ -31,19 +31,6 @@ const clopt__optimizer_class *clopt__optimizer_class_find(const char *name) {
     return NULL;
 }
 
-static const char *type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static const char *expected(clopt__ptype t) {
     switch (t) {
@@ -100,7 +87,7 @@ static clopt_status read_param(clopt_context *ctx, const char *cls, const clopt_
     }
     if (!ok)
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s config: '%s' must be %s, got %s", cls,
-                           p->key, expected(p->type), type_name(v));
+                           p->key, expected(p->type), clopt__json_type_name(v));
     if (!r.null && (!isfinite(r.v) || r.v < p->lo || r.v > p->hi ||
                     (p->lo_open && r.v == p->lo) || (p->hi_open && r.v == p->hi)))
         return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE, "%s config: '%s' = %g is outside %s%g, %g%s",
@@ -155,7 +142,7 @@ static clopt_status parse_lr(clopt_context *ctx, clopt_optimizer *o, const json_
     if (!json_is_number(v))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "%s config: 'learning_rate' must be a number or a schedule, got %s",
-                           o->cls->class_name, type_name(v));
+                           o->cls->class_name, clopt__json_type_name(v));
     double lr = json_number_value(v);
     if (!isfinite(lr))
         return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
@@ -175,7 +162,7 @@ static clopt_status apply_key(clopt_context *ctx, clopt_optimizer *o, const char
         if (!json_is_string(v))
             return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                                "%s config: 'name' must be a string or null, got %s", cls,
-                               type_name(v));
+                               clopt__json_type_name(v));
         char *n = clopt__strdup(json_string_value(v));
         if (!n) return CLOPT_ERR_OUT_OF_MEMORY;
         free(o->name);
@@ -247,7 +234,7 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
     if (!json_is_string(cn))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "optimizer config: 'class_name' must be a string, got %s",
-                           type_name(cn));
+                           clopt__json_type_name(cn));
     *cls = clopt__optimizer_class_find(json_string_value(cn));
     if (!*cls)
         return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_OPTIMIZER,
@@ -257,7 +244,7 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
     if (*config && !json_is_object(*config))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "optimizer config: 'config' must be an object, got %s",
-                           type_name(*config));
+                           clopt__json_type_name(*config));
     return CLOPT_OK;
 }
 

@@ -137,6 +137,20 @@ static void put_value(sbuf *b, const json_t *v) {
     }
 }
 
+const char *clopt__json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
 char *clopt__json_dump(const json_t *v) {
     sbuf b = {0};
     put_value(&b, v);

@@ -134,19 +134,6 @@ struct clopt__schedule {
 
 /* ---- Parsing ---- */
 
-static const char *type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static const char *expected(key_type t) {
     switch (t) {
@@ -194,7 +181,7 @@ static clopt_status parse_list(clopt_context *ctx, clopt__schedule *s, int which
     const char *cls = s->cls->class_name;
     if (!json_is_array(v))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s config: '%s' must be %s, got %s", cls, key,
-                           expected(T_LIST), type_name(v));
+                           expected(T_LIST), clopt__json_type_name(v));
     size_t n = json_array_size(v);
     num *l = calloc(n ? n : 1, sizeof *l);
     if (!l) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -204,7 +191,7 @@ static clopt_status parse_list(clopt_context *ctx, clopt__schedule *s, int which
             free(l);
             return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                                "%s config: '%s' must be %s, but element %zu is %s", cls, key,
-                               expected(T_LIST), i, type_name(e));
+                               expected(T_LIST), i, clopt__json_type_name(e));
         }
         l[i] = num_of(e);
     }
@@ -233,7 +220,7 @@ static clopt_status parse_key(clopt_context *ctx, clopt__schedule *s, int k, con
                                "%s config: '%s' must be an integer, got %g", cls, ks->key,
                                json_real_value(v));
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s config: '%s' must be %s, got %s", cls,
-                           ks->key, expected(ks->type), type_name(v));
+                           ks->key, expected(ks->type), clopt__json_type_name(v));
     }
     switch (ks->type) {
     case T_BOOL: s->num[k] = (num){json_is_true(v) ? 1 : 0, json_is_true(v) ? 1 : 0, 1, 0}; break;
@@ -313,7 +300,7 @@ clopt_status clopt__schedule_from_json(clopt_context *ctx, const json_t *obj,
     *out = NULL;
     if (!json_is_object(obj))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
-                           "learning-rate schedule must be an object, got %s", type_name(obj));
+                           "learning-rate schedule must be an object, got %s", clopt__json_type_name(obj));
     const json_t *jcls = json_object_get(obj, "class_name");
     if (!jcls)
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
@@ -321,7 +308,7 @@ clopt_status clopt__schedule_from_json(clopt_context *ctx, const json_t *obj,
     if (!json_is_string(jcls))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "learning-rate schedule: 'class_name' must be a string, got %s",
-                           type_name(jcls));
+                           clopt__json_type_name(jcls));
     const char *name = json_string_value(jcls);
     const class_spec *c = NULL;
     for (size_t i = 0; i < NCLASSES && !c; i++)
@@ -340,18 +327,18 @@ clopt_status clopt__schedule_from_json(clopt_context *ctx, const json_t *obj,
     if (jmod && !json_is_string(jmod) && !json_is_null(jmod))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "%s: 'module' must be a string or null, got %s", c->class_name,
-                           type_name(jmod));
+                           clopt__json_type_name(jmod));
     const json_t *jreg = json_object_get(obj, "registered_name");
     if (jreg && !json_is_string(jreg) && !json_is_null(jreg))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "%s: 'registered_name' must be a string or null, got %s",
-                           c->class_name, type_name(jreg));
+                           c->class_name, clopt__json_type_name(jreg));
     const json_t *cfg = json_object_get(obj, "config");
     if (!cfg)
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s: missing key 'config'", c->class_name);
     if (!json_is_object(cfg))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s: 'config' must be an object, got %s",
-                           c->class_name, type_name(cfg));
+                           c->class_name, clopt__json_type_name(cfg));
 
     clopt__schedule *s = calloc(1, sizeof *s);
     if (!s) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
