@@ -47,30 +47,87 @@ typedef float store_t;
  * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). */
 #define UPDATE_ARGS                                                                           \
     global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
-        global const uint4 *table, uint tbase, global const real *seg, real c0, real c1,      \
-        real c2, real c3, real c4, real c5, real c6, real c7, real q0, real q1, real q2,      \
-        real q3
+        global const uint4 *restrict table, uint tbase, global const real *seg, real c0,      \
+        real c1, real c2, real c3, real c4, real c5, real c6, real c7, real q0, real q1,      \
+        real q2, real q3
 
 /* Work-item gid handles element gid % CHUNK of chunk table[tbase + gid / CHUNK]: wi, gi and si
  * index the variable, gradient and first slot; sg is the segment. Arena padding makes every
- * chunk whole, so there is no bounds check. */
+ * chunk whole, so there is no bounds check. The backend launches these kernels with work-groups
+ * of exactly CHUNK work-items, so the chunk is the work-group and the lane the local id: written
+ * so (and with the table `restrict`: no kernel writes it), the compiler sees one table entry per
+ * work-group and consecutive elements across work-items, and POCL vectorizes the work-group
+ * with plain vector loads and stores; with gid / CHUNK it gathered every element (3x to 10x
+ * more instructions). */
 #define UPDATE_INDEX                                                                 \
     const size_t gid_ = get_global_id(0);                                            \
-    const uint4 ch_ = table[tbase + gid_ / CHUNK];                                   \
-    const size_t lane_ = gid_ % CHUNK;                                               \
+    const uint4 ch_ = table[tbase + get_group_id(0)];                                \
+    const size_t lane_ = get_local_id(0);                                            \
     const size_t wi = (size_t)ch_.x * CHUNK + lane_, gi = (size_t)ch_.y * CHUNK + lane_, \
                  si = (size_t)ch_.z * CHUNK + lane_;                                 \
+    const uint sg = ch_.w;                                                           \
+    (void)gid_; (void)sg; (void)seg; (void)ss;                                       \
+    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
+    (void)q0; (void)q1; (void)q2; (void)q3
+
+/* Reductions over a chunk on a CPU device (CLOPT_CPU, set by the backend). POCL runs a
+ * work-group's tree reduction through local memory as one loop over the work-items per barrier:
+ * reducing the gradient's squares for norm clipping that way took 5 to 40 times as long as
+ * reading it. There such kernels are declared CHUNK_KERNEL, which the backend sees
+ * (CL_KERNEL_COMPILE_WORK_GROUP_SIZE 1) and launches as one work-item per chunk; CHUNK_INDEX
+ * reads the chunk's table entry and CHUNK_LANE(i) makes wi, gi and si index element i of it,
+ * in a loop over the chunk that the compiler vectorizes; clopt_tree_sum adds the chunk's
+ * values in the order of the work-group tree (so the same bits) from registers. Elsewhere
+ * (GPUs) the work-group form is kept. */
+#ifndef CLOPT_CPU
+#define CLOPT_CPU 0
+#endif
+#define CHUNK_KERNEL __attribute__((reqd_work_group_size(1, 1, 1))) kernel
+#define CHUNK_INDEX                                                                  \
+    const size_t gid_ = get_global_id(0);                                            \
+    const uint4 ch_ = table[tbase + gid_];                                           \
     const uint sg = ch_.w;                                                           \
     (void)sg; (void)seg; (void)ss;                                                   \
     (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
     (void)q0; (void)q1; (void)q2; (void)q3
+#define CHUNK_LANE(i)                                                                \
+    const size_t wi = (size_t)ch_.x * CHUNK + (i), gi = (size_t)ch_.y * CHUNK + (i), \
+                 si = (size_t)ch_.z * CHUNK + (i);                                   \
+    (void)wi; (void)gi; (void)si
+
+/* p[0] + ... + p[CHUNK - 1] as the work-group reductions add it: first p[i] + p[i + CHUNK/2]
+ * for i < CHUNK/2, then pairs at CHUNK/4, ... 1. In vectors of 8, that is vector k plus vector
+ * k + CHUNK/16, then halving the vectors, then the halves of the last vector. Each sum is a
+ * separate statement: nothing for the compiler to contract into an fma. */
+#if DTYPE == 1
+typedef double2 real2;
+typedef double4 real4;
+typedef double8 real8;
+#else
+typedef float2 real2;
+typedef float4 real4;
+typedef float8 real8;
+#endif
+inline real clopt_tree_sum(const real *p) {
+    real8 a[CHUNK / 16];
+    for (int k = 0; k < CHUNK / 16; k++) {
+        const real8 x = vload8(k, p), y = vload8(k + CHUNK / 16, p);
+        a[k] = x + y;
+    }
+    for (int h = CHUNK / 32; h > 0; h /= 2)
+        for (int k = 0; k < h; k++) a[k] += a[k + h];
+    const real4 f = a[0].lo + a[0].hi;
+    const real2 q = f.lo + f.hi;
+    return q.x + q.y;
+}
 
 /* Multi-pass steps (Lamb): a kernel that reads or writes per-chunk reals takes UPDATE_ARGS_AUX
  * (the backend passes clopt__launch.aux_buf after the usual arguments). Each chunk-table entry
  * owns 16 bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the work-item's entry (k < 2). */
 #define UPDATE_ARGS_AUX UPDATE_ARGS, global real *aux
 #define AUX_STRIDE (16 / sizeof(real))
-#define AUX_AT(k) aux[((size_t)tbase + gid_ / CHUNK) * AUX_STRIDE + (k)]
+#define AUX_AT(k) aux[((size_t)tbase + get_group_id(0)) * AUX_STRIDE + (k)] /* a CHUNK_KERNEL's
+                                                                             * group is its chunk */
 
 /* Segment passes (clopt__segment_launch): one work-item per range ranges[rbase + i], i <
  * nranges, read as {segment, first chunk-table entry, chunk count, unused}; partials holds

@@ -8,6 +8,28 @@
 /* r = m_hat / (sqrt(v_hat) + epsilon), from the stored m and v. */
 #define LAMB_R(m, v) (((m) / c2) / (sqrt((v) / c3) + c4))
 
+#if CLOPT_CPU
+/* Pass 1 on a CPU device: one work-item per chunk (common.cl, CHUNK_KERNEL), the same values. */
+CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
+    CHUNK_INDEX;
+    real pw[CHUNK], pr[CHUNK];
+    for (size_t i = 0; i < CHUNK; i++) {
+        CHUNK_LANE(i);
+        const real gv = GRAD();
+        const real wv = WEIGHT();
+        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
+        m += (gv - m) * c0;
+        v += (gv * gv - v) * c1;
+        STORE(s, SLOT(0), m);
+        STORE(s, SLOT(1), v);
+        const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
+        pw[i] = wv * wv;
+        pr[i] = r * r;
+    }
+    AUX_AT(0) = clopt_tree_sum(pw);
+    AUX_AT(1) = clopt_tree_sum(pr);
+}
+#else
 /* Pass 1, one work-group per chunk (local size CHUNK): m and v, and the chunk's sums. */
 kernel void stats(UPDATE_ARGS_AUX) {
     local real pw[CHUNK], pr[CHUNK];
@@ -36,6 +58,7 @@ kernel void stats(UPDATE_ARGS_AUX) {
         AUX_AT(1) = pr[0];
     }
 }
+#endif
 
 /* Pass 2, one work-item per variable: ratio = ||w|| / ||r|| if both are > 0, else 1 (as Keras's
  * nested where: a NaN norm gives 1), written over the first real of each of its chunks. */

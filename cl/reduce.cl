@@ -4,14 +4,35 @@
  * per table entry whatever the dtype. */
 #define PSTRIDE (8 / sizeof(real))
 
+#if CLOPT_CPU
+/* A CPU device: one work-item per chunk (common.cl, CHUNK_KERNEL), the same sum. */
+CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global store_t *s,
+                        ulong ss, global const uint4 *restrict table, uint tbase,
+                        global real *out, real c0, real c1, real c2, real c3, real c4, real c5,
+                        real c6, real c7, real q0, real q1, real q2, real q3) {
+    const global real *seg = out; /* for CHUNK_INDEX */
+    CHUNK_INDEX;
+    real part[CHUNK];
+    for (size_t i = 0; i < CHUNK; i++) {
+        CHUNK_LANE(i);
+        real x = LOAD(g, gi) * q0;
+#if ACCUM
+        x = (x + LOAD(s, SLOT_ABS(SLOT_ACC))) * q1;
+#endif
+        part[i] = x * x;
+    }
+    out[(tbase + gid_) * PSTRIDE] = clopt_tree_sum(part);
+}
+#else
 kernel void sumsq(global const store_t *w, global const store_t *g, global store_t *s, ulong ss,
-                  global const uint4 *table, uint tbase, global real *out, real c0, real c1,
-                  real c2, real c3, real c4, real c5, real c6, real c7, real q0, real q1,
-                  real q2, real q3) {
+                  global const uint4 *restrict table, uint tbase, global real *out, real c0,
+                  real c1, real c2, real c3, real c4, real c5, real c6, real c7, real q0,
+                  real q1, real q2, real q3) {
     local real part[CHUNK];
-    const size_t gid_ = get_global_id(0), lid = get_local_id(0), chunk = gid_ / CHUNK;
+    /* The work-group is the chunk, as in UPDATE_INDEX (common.cl). */
+    const size_t lid = get_local_id(0), chunk = get_group_id(0);
     const uint4 ch_ = table[tbase + chunk];
-    const size_t gi = (size_t)ch_.y * CHUNK + gid_ % CHUNK, si = (size_t)ch_.z * CHUNK + gid_ % CHUNK;
+    const size_t gi = (size_t)ch_.y * CHUNK + lid, si = (size_t)ch_.z * CHUNK + lid;
     real x = LOAD(g, gi) * q0;
 #if ACCUM
     x = (x + LOAD(s, SLOT_ABS(SLOT_ACC))) * q1;
@@ -24,6 +45,7 @@ kernel void sumsq(global const store_t *w, global const store_t *g, global store
     }
     if (lid == 0) out[(tbase + chunk) * PSTRIDE] = part[0];
 }
+#endif
 
 /* The norm of one range's chunks. */
 inline real range_sum(global const real *partials, uint4 r) {

@@ -5,6 +5,7 @@
  *   cmd_replay.c   `clopt replay`: options, running the case, writing the result
  *   replay_case.c  reading and validating a replay case file (docs/replay.md)
  *   cmd_inspect.c  `clopt inspect`: a checkpoint's tensors, checksums and config (src/io)
+ *   cmd_bench.c    `clopt bench`: clopt's steps against OpenMP C loops (bench_loops.h)
  *   cli_json.c     JSON text in and out: NaN/Infinity tokens, numbers that round-trip
  *   cli_buf.c      a growable text buffer
  *   cli_dtype.c    conversions between doubles and the four element types
@@ -31,6 +32,8 @@ void cli_help_devices(FILE *out);
 void cli_help_replay(FILE *out);
 int cli_cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
 void cli_help_inspect(FILE *out);
+int cli_cmd_bench(int argc, char **argv); /* cmd_bench.c (+ bench_loops.h) */
+void cli_help_bench(FILE *out);
 
 /* Is `arg` one of the help flags (-h, --help)? */
 int cli_is_help(const char *arg);

@@ -15,6 +15,8 @@ static const struct command {
      cli_help_replay},
     {"inspect", "list a checkpoint's tensors, checksums and config", cli_cmd_inspect,
      cli_help_inspect},
+    {"bench", "time optimizer steps against hand-written C loops", cli_cmd_bench,
+     cli_help_bench},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -4,10 +4,6 @@
 #include <string.h>
 #include "core_internal.h"
 
-struct clopt__free_range {
-    size_t off, bytes;
-};
-
 static clopt_status block_new(clopt_context *ctx, size_t bytes, int dedicated,
                               clopt__arena_block **out) {
     clopt__arena_block *b = calloc(1, sizeof *b);
@@ -19,7 +15,17 @@ static clopt_status block_new(clopt_context *ctx, size_t bytes, int dedicated,
     }
     b->bytes = bytes;
     b->dedicated = dedicated;
-    if (!dedicated) {
+    if (dedicated) {
+        /* A dedicated block (an optimizer's slots) is used whole from the first step on: write
+         * it now, at build, so that a device that hands out large buffers as fresh pages (POCL:
+         * ocl_buffer_create) faults them in here rather than in step 1. */
+        st = ctx->ops->fill(ctx, b->buf, CLOPT_FLOAT32, 0, bytes / 4, 0.0);
+        if (st != CLOPT_OK) {
+            ctx->ops->buffer_release(ctx, b->buf);
+            free(b);
+            return st;
+        }
+    } else {
         b->free = malloc(sizeof *b->free);
         if (!b->free) {
             ctx->ops->buffer_release(ctx, b->buf);

@@ -15,6 +15,11 @@
 #define CLOPT__PRINTF(f, a)
 #endif
 
+/* A free range of an arena block, in bytes. */
+struct clopt__free_range {
+    size_t off, bytes;
+};
+
 /* One large device buffer that variables are carved from (first fit, coalescing free list). */
 typedef struct clopt__arena_block {
     void *buf;               /* backend buffer */
@@ -35,7 +40,22 @@ struct clopt_context {
     int cl_error;
     struct clopt_variable *vars;    /* live variables (intrusive list) */
     struct clopt_optimizer *opts;   /* live optimizers (intrusive list) */
+    /* Device memory accounting (clopt_context_memory_stats in clopt/experimental.h), kept by
+     * the backends' buffer_create and buffer_release through clopt__mem_created/_released. */
+    size_t mem_bytes, mem_peak_bytes, mem_buffers;
+    uint64_t mem_creates;
 };
+
+static inline void clopt__mem_created(clopt_context *ctx, size_t bytes) {
+    ctx->mem_bytes += bytes;
+    ctx->mem_buffers++;
+    ctx->mem_creates++;
+    if (ctx->mem_bytes > ctx->mem_peak_bytes) ctx->mem_peak_bytes = ctx->mem_bytes;
+}
+static inline void clopt__mem_released(clopt_context *ctx, size_t bytes) {
+    ctx->mem_bytes -= bytes < ctx->mem_bytes ? bytes : ctx->mem_bytes;
+    if (ctx->mem_buffers) ctx->mem_buffers--;
+}
 
 struct clopt_variable {
     clopt_context *ctx;

@@ -337,7 +337,7 @@ clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
 /* Compiles and warms every kernel a step can use, per dtype, so step 1 pays no compilation. */
 clopt_status clopt__warm_kernels(clopt_optimizer *o) {
     const int steps = clopt__accumulation_steps(o) != 0;
-    double c;
+    double c = 0; /* set when clip_mode returns 1 */
     int global;
     const int clip = clip_mode(o, &c, &global);
     for (size_t i = 0; i < o->all_plan.nlaunches; i++) {
@@ -368,6 +368,11 @@ clopt_status clopt__warm_kernels(clopt_optimizer *o) {
             l = base;
             l.kernel = "reduce.sumsq";
             st = o->ctx->ops->prepare(o->ctx, &l);
+            /* The factor kernel too: a pass over no ranges compiles and warms it. */
+            const clopt__clip_launch cl = {pl->dtype, global, o->all_plan.ranges_buf, 0, 0,
+                                           o->all_plan.partials_buf,
+                                           o->groups[pl->dtype].seg_buf, c};
+            if (st == CLOPT_OK) st = o->ctx->ops->clip_factors(o->ctx, &cl);
         }
         for (int k = 0; st == CLOPT_OK && o->slot_ema >= 0 && k < 2; k++) {
             l = base;
@@ -439,6 +444,11 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
                                "apply: %zu gradients given but the optimizer tracks %zu "
                                "variables; they must match one to one",
                                n, o->nvars);
+    } else if (o->built && n == o->nvars && memcmp(vars, o->vars, n * sizeof *vars) == 0) {
+        /* The built list itself, in built order, as a training loop passes it every step: it
+         * was checked at build (no NULL, no duplicate, this context). Skipping check_vars,
+         * whose duplicate scan is O(n^2), keeps the step O(n): with 2000 variables the scan
+         * cost about 1 ms per step on 2 cores, half of a memory-bound Adam step over them. */
     } else {
         if ((st = clopt__optimizer_check_vars(o, vars, n, "apply")) != CLOPT_OK) return st;
         if (!o->built && ((st = check_before_build(o, grads, vars, n)) != CLOPT_OK ||

@@ -19,17 +19,28 @@ static const char *host_device_name(void *state) {
     return "host (C reference backend)";
 }
 
+/* A buffer is calloc'd memory after a header that keeps its size for the context's memory
+ * accounting (16 bytes, so the data keeps malloc's alignment for doubles). */
+#define HOST_BUF_HEADER 16
+
 static clopt_status host_buffer_create(clopt_context *ctx, size_t bytes, void **buf) {
-    *buf = calloc(1, bytes ? bytes : 1);
-    if (!*buf)
+    unsigned char *p = calloc(1, HOST_BUF_HEADER + (bytes ? bytes : 1));
+    if (!p)
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "host backend: cannot allocate %zu bytes",
                            bytes);
+    memcpy(p, &bytes, sizeof bytes);
+    clopt__mem_created(ctx, bytes);
+    *buf = p + HOST_BUF_HEADER;
     return CLOPT_OK;
 }
 
 static void host_buffer_release(clopt_context *ctx, void *buf) {
-    (void)ctx;
-    free(buf);
+    if (!buf) return;
+    unsigned char *p = (unsigned char *)buf - HOST_BUF_HEADER;
+    size_t bytes;
+    memcpy(&bytes, p, sizeof bytes);
+    clopt__mem_released(ctx, bytes);
+    free(p);
 }
 
 static clopt_status host_write(clopt_context *ctx, void *buf, size_t off, const void *src,

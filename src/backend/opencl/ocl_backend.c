@@ -1,7 +1,9 @@
 /* The OpenCL backend: buffers are cl_mem, operations are kernels of cl/ on one in-order queue. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "ocl_internal.h"
 #ifdef CLOPT_WITH_CLBLAST
 #include <clblast_c.h>
@@ -58,6 +60,11 @@ static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state)
     char *pname = platform_name(s->platform, CL_PLATFORM_NAME);
     char *pver = platform_name(s->platform, CL_PLATFORM_VERSION);
     s->has_fp64 = ext && strstr(ext, "cl_khr_fp64") != NULL;
+    cl_device_type type = 0;
+    cl_bool unified = CL_FALSE;
+    clGetDeviceInfo(s->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    clGetDeviceInfo(s->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+    s->host_memory = (type & CL_DEVICE_TYPE_CPU) && unified;
     s->description = clopt__format("%s (%s)", dname ? dname : "?", pname ? pname : "?");
     s->cache_key_prefix = clopt__format("%s|%s|%s|%s", pname ? pname : "", pver ? pver : "",
                                         dname ? dname : "", dver ? dver : "");
@@ -82,8 +89,61 @@ static const char *ocl_device_name(void *state) {
     return ((clopt__ocl_state *)state)->description;
 }
 
+/* Buffers of at least this size on a device that works in host memory (a CPU device, POCL) are
+ * anonymous memory maps given to OpenCL with CL_MEM_USE_HOST_PTR, which POCL uses in place: the
+ * operating system zeroes each page when it is first touched, so a 64 MiB arena block of which a
+ * small model uses a few pages costs neither the time nor the memory of zeroing it all
+ * (clEnqueueFillBuffer over a new 64 MiB block took 20 to 170 ms on this machine's POCL,
+ * most of a warm start). */
+#define LAZY_ZERO_BYTES ((size_t)1 << 20)
+
+typedef struct lazy_map {
+    void *p;
+    size_t bytes;
+} lazy_map;
+
+static void CL_CALLBACK lazy_unmap(cl_mem m, void *user) {
+    (void)m;
+    lazy_map *l = user;
+    munmap(l->p, l->bytes);
+    free(l);
+}
+
+/* A zero-filled buffer from fresh pages, or NULL (the caller then allocates and fills). */
+static cl_mem lazy_zero_buffer(clopt__ocl_state *s, size_t bytes) {
+#ifdef MAP_ANONYMOUS
+    if (!s->host_memory || bytes < LAZY_ZERO_BYTES) return NULL;
+    lazy_map *l = malloc(sizeof *l);
+    if (!l) return NULL;
+    l->bytes = bytes;
+    l->p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (l->p == MAP_FAILED) {
+        free(l);
+        return NULL;
+    }
+    cl_int err;
+    cl_mem m = clCreateBuffer(s->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, l->p,
+                              &err);
+    if (err == CL_SUCCESS && clSetMemObjectDestructorCallback(m, lazy_unmap, l) == CL_SUCCESS)
+        return m;
+    if (err == CL_SUCCESS) clReleaseMemObject(m); /* no callback: the map would leak */
+    munmap(l->p, bytes);
+    free(l);
+#else
+    (void)s;
+    (void)bytes;
+#endif
+    return NULL;
+}
+
 static clopt_status ocl_buffer_create(clopt_context *ctx, size_t bytes, void **buf) {
     clopt__ocl_state *s = clopt__ocl(ctx);
+    cl_mem lazy = lazy_zero_buffer(s, bytes);
+    if (lazy) {
+        clopt__mem_created(ctx, bytes);
+        *buf = lazy;
+        return CLOPT_OK;
+    }
     cl_int err;
     cl_mem m = clCreateBuffer(s->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
     if (err != CL_SUCCESS) return clopt__cl_fail(ctx, err, "clCreateBuffer", "allocating memory");
@@ -94,13 +154,17 @@ static clopt_status ocl_buffer_create(clopt_context *ctx, size_t bytes, void **b
         clReleaseMemObject(m);
         return clopt__cl_fail(ctx, err, "clEnqueueFillBuffer", "zeroing new memory");
     }
+    clopt__mem_created(ctx, bytes ? bytes : 4);
     *buf = m;
     return CLOPT_OK;
 }
 
 static void ocl_buffer_release(clopt_context *ctx, void *buf) {
-    (void)ctx;
-    if (buf) clReleaseMemObject((cl_mem)buf);
+    if (!buf) return;
+    size_t bytes = 0; /* for the memory accounting */
+    if (clGetMemObjectInfo((cl_mem)buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) == CL_SUCCESS)
+        clopt__mem_released(ctx, bytes);
+    clReleaseMemObject((cl_mem)buf);
 }
 
 static clopt_status ocl_write(clopt_context *ctx, void *buf, size_t off, const void *src,
@@ -144,11 +208,24 @@ static clopt_status set_arg(clopt_context *ctx, cl_kernel k, cl_uint i, size_t s
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clSetKernelArg", name);
 }
 
-static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, const char *name) {
-    size_t local = CLOPT__CHUNK;
+/* Enqueues `global` work-items in work-groups of `local` (0: the implementation's choice). */
+static clopt_status enqueue_wg(clopt_context *ctx, cl_kernel k, size_t global, size_t local,
+                               const char *name) {
     cl_int err = clEnqueueNDRangeKernel(clopt__ocl(ctx)->queue, k, 1, NULL, &global,
-                                        global % local == 0 ? &local : NULL, 0, NULL, NULL);
+                                        local ? &local : NULL, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueNDRangeKernel", name);
+}
+
+static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, const char *name) {
+    return enqueue_wg(ctx, k, global, global % CLOPT__CHUNK == 0 ? CLOPT__CHUNK : 0, name);
+}
+
+/* A launch over `nchunks` chunks: CLOPT__CHUNK work-items per chunk (a work-group each), or one
+ * for a per-chunk kernel (CHUNK_KERNEL in cl/common.cl: a CPU device's reductions). */
+static clopt_status enqueue_chunks(clopt_context *ctx, const clopt__ocl_program *p,
+                                   size_t nchunks, const char *name) {
+    const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK;
+    return enqueue_wg(ctx, p->kernel, nchunks * per, per, name);
 }
 
 static clopt_status ocl_assign(clopt_context *ctx, clopt__assign_op op, clopt_dtype dtype,
@@ -222,36 +299,54 @@ static clopt_status update_kernel(clopt_context *ctx, const clopt__launch *l,
     return clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, defs, n, p);
 }
 
-/* Compiles the launch's kernel and runs it once on a scratch chunk, so that the device's
- * first-launch costs (POCL compiles per kernel and local size) are paid here, not in step 1. */
+/* Work-items of the largest warm-up launch: POCL compiles a kernel for each local size and,
+ * separately, for grids of fewer than 65535 work-items ("smallgrid") and larger ones; warming
+ * with as many chunks as the real launch, up to this many work-items, compiles the variant the
+ * real launch uses (with one chunk, step 1 of a model of 65536 or more elements compiled the
+ * large-grid variant, 60 to 250 ms). */
+#define WARM_MAX_ITEMS 65536
+
+/* Compiles the launch's kernel and runs it once on scratch memory, so that the device's
+ * first-launch costs (POCL compiles per kernel, local size and grid class) are paid here, not
+ * in step 1. */
 static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     clopt__ocl_program *p;
     clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK || p->warm) return st;
-    /* A zeroed table (one chunk, all offsets 0) and a separate data chunk it points into. */
+    const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK, max = WARM_MAX_ITEMS / per;
+    const size_t nwarm = l->nchunks < 1 ? 1 : l->nchunks > max ? max : l->nchunks;
+    /* A zeroed table (nwarm entries, all offsets 0: every chunk is chunk 0) and a separate
+     * data buffer it points into. Scratch buffers cover the whole warm grid at 8 bytes per
+     * work-item, for kernels that index by global id (Muon's x) as well as by chunk, and 16
+     * bytes of aux per chunk. */
     void *data, *table;
-    if ((st = ocl_buffer_create(ctx, CLOPT__CHUNK * 8, &data))) return st;
-    if ((st = ocl_buffer_create(ctx, sizeof(clopt__chunk), &table))) {
-        clReleaseMemObject(data);
+    size_t data_bytes = nwarm * per * 8;
+    if (data_bytes < nwarm * 16) data_bytes = nwarm * 16;
+    if (data_bytes < CLOPT__CHUNK * 8) data_bytes = CLOPT__CHUNK * 8;
+    if ((st = ocl_buffer_create(ctx, data_bytes, &data))) return st;
+    if ((st = ocl_buffer_create(ctx, nwarm * sizeof(clopt__chunk), &table))) {
+        ocl_buffer_release(ctx, data);
         return st;
     }
     cl_mem m = data, t = table;
     /* A class's info buffer gets a zeroed chunk of its own: its kernels index memory by what it
      * holds, and the data chunk takes the kernel's stores. */
     void *info = NULL;
-    if (l->info_buf && (st = ocl_buffer_create(ctx, CLOPT__CHUNK * 8, &info))) {
+    if (l->info_buf && (st = ocl_buffer_create(ctx, data_bytes, &info))) {
         ocl_buffer_release(ctx, data);
         ocl_buffer_release(ctx, table);
         return st;
     }
-    st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, t);
+    /* seg is the data buffer, not the table: sumsq writes it, and nothing may write the table
+     * that other work-groups read offsets from. */
+    st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, m);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
     if (st == CLOPT_OK && l->info_buf) st = set_info_arg(ctx, p->kernel, l, (cl_mem)info);
-    if (st == CLOPT_OK) st = enqueue(ctx, p->kernel, CLOPT__CHUNK, l->kernel);
+    if (st == CLOPT_OK) st = enqueue_chunks(ctx, p, nwarm, l->kernel);
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
-    clReleaseMemObject(m);
-    clReleaseMemObject(t);
+    ocl_buffer_release(ctx, data);
+    ocl_buffer_release(ctx, table);
     if (info) ocl_buffer_release(ctx, info);
     if (st == CLOPT_OK) p->warm = 1;
     return st;
@@ -270,7 +365,19 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     if (st == CLOPT_OK && l->info_buf)
         st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
     if (st != CLOPT_OK) return st;
-    return enqueue(ctx, p->kernel, l->nchunks * CLOPT__CHUNK, l->kernel);
+    return enqueue_chunks(ctx, p, l->nchunks, l->kernel);
+}
+
+/* Ends the warm-up launch of a per-range kernel (a launch over no ranges, which reads and writes
+ * nothing: the kernels return for ranges past nranges): waits, so that POCL's compilation of the
+ * work-group function happens now, at build, not in step 1. */
+static clopt_status warm_done(clopt_context *ctx, clopt__ocl_program *p, clopt_status st,
+                              const char *name) {
+    if (st != CLOPT_OK) return st;
+    cl_int err = clFinish(clopt__ocl(ctx)->queue);
+    if (err != CL_SUCCESS) return clopt__cl_fail(ctx, err, "clFinish", name);
+    p->warm = 1;
+    return CLOPT_OK;
 }
 
 static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launch *l) {
@@ -278,7 +385,7 @@ static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launc
     clopt__ocl_program *p;
     clopt_status st = clopt__ocl_get_kernel(ctx, name, l->dtype, NULL, 0, &p);
     if (st != CLOPT_OK) return st;
-    if (!l->nranges) return CLOPT_OK;
+    if (!l->nranges && p->warm) return CLOPT_OK; /* no ranges: only compile and warm */
     cl_mem r = l->ranges_buf, part = l->partials_buf, seg = l->seg_buf;
     cl_uint base = (cl_uint)l->range_base, n = (cl_uint)l->nranges;
     if ((st = set_arg(ctx, p->kernel, 0, sizeof r, &r, name)) ||
@@ -296,6 +403,7 @@ static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launc
     if (st) return st;
     size_t global = l->mode == 0 ? (l->nranges + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK
                                  : CLOPT__CHUNK;
+    if (!l->nranges) return warm_done(ctx, p, enqueue(ctx, p->kernel, CLOPT__CHUNK, name), name);
     return enqueue(ctx, p->kernel, global, name);
 }
 
@@ -303,7 +411,7 @@ static clopt_status ocl_clip_factors(clopt_context *ctx, const clopt__clip_launc
 static clopt_status ocl_segments(clopt_context *ctx, const clopt__segment_launch *l) {
     clopt__ocl_program *p;
     clopt_status st = clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, NULL, 0, &p);
-    if (st != CLOPT_OK || !l->nranges) return st;
+    if (st != CLOPT_OK || (!l->nranges && p->warm)) return st; /* no ranges: compile and warm */
     cl_mem r = l->ranges_buf, part = l->partials_buf;
     cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : part;
     cl_uint base = (cl_uint)l->range_base, n = (cl_uint)l->nranges;
@@ -323,6 +431,8 @@ static clopt_status ocl_segments(clopt_context *ctx, const clopt__segment_launch
         }
         if (st) return st;
     }
+    if (!l->nranges)
+        return warm_done(ctx, p, enqueue(ctx, p->kernel, CLOPT__CHUNK, l->kernel), l->kernel);
     return enqueue(ctx, p->kernel, (l->nranges + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK,
                    l->kernel);
 }

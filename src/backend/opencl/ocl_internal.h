@@ -23,6 +23,8 @@ typedef struct clopt__ocl_program {
     cl_program program;
     cl_kernel kernel;
     int warm;
+    int per_chunk; /* declared reqd_work_group_size(1, 1, 1) (CHUNK_KERNEL in cl/common.cl):
+                    * launched as one work-item per chunk instead of CLOPT__CHUNK */
 } clopt__ocl_program;
 
 typedef struct clopt__ocl_state {
@@ -33,6 +35,7 @@ typedef struct clopt__ocl_state {
     char *description;       /* "device (platform)" */
     char *cache_key_prefix;  /* platform/device/driver identity for the program cache */
     int has_fp64;
+    int host_memory; /* a CPU device: its buffers are host memory (ocl_buffer_create) */
     clopt__ocl_program *programs;
     size_t nprograms, capprograms;
 } clopt__ocl_state;

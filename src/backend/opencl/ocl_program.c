@@ -92,10 +92,11 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, char 
     return CLOPT_OK;
 }
 
+/* -DCLOPT_CPU=1 on a CPU device: kernels may choose shapes that suit it (cl/common.cl). */
 static void build_options(char *buf, size_t n, clopt_dtype dtype, const clopt__define *defs,
-                          int ndefs) {
-    size_t used = (size_t)snprintf(buf, n, "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d", (int)dtype,
-                                   CLOPT__CHUNK);
+                          int ndefs, int cpu) {
+    size_t used = (size_t)snprintf(buf, n, "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d -DCLOPT_CPU=%d",
+                                   (int)dtype, CLOPT__CHUNK, cpu);
     for (int i = 0; i < ndefs && used < n; i++)
         used += (size_t)snprintf(buf + used, n - used, " -D%s=%d", defs[i].name, defs[i].value);
 }
@@ -271,7 +272,7 @@ clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt
                                    clopt__ocl_program **out) {
     clopt__ocl_state *s = clopt__ocl(ctx);
     char opts[512];
-    build_options(opts, sizeof opts, dtype, defines, ndefines);
+    build_options(opts, sizeof opts, dtype, defines, ndefines, s->host_memory);
     for (size_t i = 0; i < s->nprograms; i++)
         if (strcmp(s->programs[i].kernel_name, kernel) == 0 &&
             strcmp(s->programs[i].options, opts) == 0) {
@@ -313,6 +314,10 @@ clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt
     e->program = p;
     e->kernel = k;
     e->warm = 0;
+    size_t wg[3] = {0, 0, 0};
+    e->per_chunk = clGetKernelWorkGroupInfo(k, s->device, CL_KERNEL_COMPILE_WORK_GROUP_SIZE,
+                                            sizeof wg, wg, NULL) == CL_SUCCESS &&
+                   wg[0] == 1 && wg[1] == 1 && wg[2] == 1;
     s->nprograms++;
     *out = e;
     return CLOPT_OK;

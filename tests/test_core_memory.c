@@ -1,0 +1,159 @@
+/* Device memory accounting (clopt_context_memory_stats, clopt/experimental.h) and the memory
+ * promises of a step: after build, device memory is the variables, gradients and slots plus a
+ * small amount, and steps allocate nothing (the same bytes, buffers and creation count after
+ * many steps, with norm clipping and a multi-pass class too). Large buffers on POCL come from
+ * fresh pages (ocl_buffer_create): they must still read back as zeros. */
+#include "clopt/experimental.h"
+#include "test_util.h"
+
+TU_SUITE(memory_host);
+TU_SUITE(memory_pocl);
+
+static clopt_memory_stats stats(const clopt_context *ctx) {
+    clopt_memory_stats m;
+    memset(&m, 0xff, sizeof m);
+    cr_assert_eq(clopt_context_memory_stats(ctx, &m), CLOPT_OK);
+    return m;
+}
+
+static void null_arguments(const char *dev) {
+    clopt_context *ctx = tu_context(dev);
+    clopt_memory_stats m;
+    cr_assert_eq(clopt_context_memory_stats(NULL, &m), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_context_memory_stats(ctx, NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    m = stats(ctx);
+    cr_assert_eq(m.device_bytes, 0, "a new context holds %llu bytes",
+                 (unsigned long long)m.device_bytes);
+    cr_assert_eq(m.arena_bytes, 0);
+    clopt_context_destroy(ctx);
+}
+Test(memory_host, null_arguments) { null_arguments(TU_HOST); }
+Test(memory_pocl, null_arguments) { null_arguments(TU_POCL); }
+
+/* Variables are arena reservations of whole chunks; destroying them frees the reservation (the
+ * shared block stays for the next variables). */
+static void variables_reserve_chunks(const char *dev) {
+    clopt_context *ctx = tu_context(dev);
+    clopt_variable *a = tu_var_f32(ctx, "a", 1000, NULL), *b = tu_var_f64(ctx, "b", 10, NULL);
+    const clopt_memory_stats m = stats(ctx);
+    cr_assert_eq(m.arena_blocks, 1);
+    cr_assert_eq(m.device_buffers, 1);
+    cr_assert_eq(m.device_bytes, m.arena_bytes);
+    cr_assert_eq(m.peak_device_bytes, m.device_bytes);
+    /* Arena ranges are whole chunks of the widest dtype: 256 * 8 bytes. */
+    cr_assert_eq(m.arena_used_bytes, 2048 * 2 + 2048, "used %llu",
+                 (unsigned long long)m.arena_used_bytes);
+    clopt_variable_destroy(a);
+    clopt_variable_destroy(b);
+    const clopt_memory_stats m2 = stats(ctx);
+    cr_assert_eq(m2.arena_used_bytes, 0);
+    cr_assert_eq(m2.device_bytes, m.device_bytes);
+    cr_assert_eq(m2.buffer_creates, m.buffer_creates);
+    clopt_context_destroy(ctx);
+}
+Test(memory_host, variables_reserve_chunks) { variables_reserve_chunks(TU_HOST); }
+Test(memory_pocl, variables_reserve_chunks) { variables_reserve_chunks(TU_POCL); }
+
+/* Builds `config` over 40 variables of mixed sizes, runs `steps` steps and checks that nothing
+ * was allocated or released by them, and that device memory after build is the arena (variables,
+ * gradients, slots, all of whose bytes are reserved) plus less than 64 bytes per chunk plus
+ * 64 KiB. */
+static void steps_allocate_nothing(const char *dev, const char *config, int steps) {
+    enum { N = 40 };
+    clopt_context *ctx = tu_context(dev);
+    clopt_variable *v[N], *g[N];
+    size_t chunks = 0;
+    for (int i = 0; i < N; i++) {
+        const int64_t n = 1 + (int64_t)i * 997 % 5000;
+        char name[16];
+        float *init = malloc((size_t)n * sizeof *init);
+        cr_assert(init);
+        for (int64_t j = 0; j < n; j++) init[j] = (float)((j * 7 + i) % 13) / 13.0f - 0.5f;
+        snprintf(name, sizeof name, "v%d", i);
+        v[i] = tu_var_f32(ctx, name, n, init);
+        snprintf(name, sizeof name, "g%d", i);
+        g[i] = tu_var_f32(ctx, name, n, init);
+        free(init);
+        chunks += (size_t)(n + 255) / 256;
+    }
+    clopt_optimizer *o = NULL;
+    TU_OK(ctx, clopt_optimizer_from_config(ctx, config, &o));
+    TU_OK(ctx, clopt_optimizer_build(o, v, N));
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, N));
+    TU_OK(ctx, clopt_finish(ctx));
+    const clopt_memory_stats before = stats(ctx);
+    const uint64_t other = before.device_bytes - before.arena_bytes;
+    cr_assert_lt(other, 64 * chunks + 65536, "%llu bytes besides the arena for %zu chunks",
+                 (unsigned long long)other, chunks);
+    for (int k = 0; k < steps; k++) {
+        TU_OK(ctx, clopt_optimizer_apply(o, g, v, N));
+        if (k % 64 == 0) TU_OK(ctx, clopt_finish(ctx));
+    }
+    TU_OK(ctx, clopt_finish(ctx));
+    const clopt_memory_stats after = stats(ctx);
+    cr_assert_eq(after.device_bytes, before.device_bytes, "%llu bytes, then %llu",
+                 (unsigned long long)before.device_bytes, (unsigned long long)after.device_bytes);
+    cr_assert_eq(after.device_buffers, before.device_buffers);
+    cr_assert_eq(after.buffer_creates, before.buffer_creates, "%llu buffers made by the steps",
+                 (unsigned long long)(after.buffer_creates - before.buffer_creates));
+    cr_assert_eq(after.peak_device_bytes, before.peak_device_bytes);
+    cr_assert_eq(after.arena_used_bytes, before.arena_used_bytes);
+    /* The optimizer's memory goes with it: back to the variables' arena. */
+    clopt_optimizer_destroy(o);
+    const clopt_memory_stats gone = stats(ctx);
+    cr_assert_eq(gone.device_bytes, gone.arena_bytes, "%llu bytes left besides the arena",
+                 (unsigned long long)(gone.device_bytes - gone.arena_bytes));
+    clopt_context_destroy(ctx);
+}
+
+#define ADAM "{\"class_name\": \"Adam\", \"config\": {}}"
+#define ADAM_GLOBAL "{\"class_name\": \"Adam\", \"config\": {\"global_clipnorm\": 1.0}}"
+#define SGD_NORM_EMA                                                                            \
+    "{\"class_name\": \"SGD\", \"config\": {\"momentum\": 0.9, \"clipnorm\": 0.5, \"use_ema\": " \
+    "true, \"ema_overwrite_frequency\": 3}}"
+#define LAMB "{\"class_name\": \"Lamb\", \"config\": {}}"
+#define ADAMW_ACCUM \
+    "{\"class_name\": \"AdamW\", \"config\": {\"gradient_accumulation_steps\": 2}}"
+
+Test(memory_host, adam_steps_allocate_nothing) { steps_allocate_nothing(TU_HOST, ADAM, 50); }
+Test(memory_pocl, adam_steps_allocate_nothing) { steps_allocate_nothing(TU_POCL, ADAM, 2000); }
+Test(memory_pocl, adam_global_clipnorm_steps_allocate_nothing) {
+    steps_allocate_nothing(TU_POCL, ADAM_GLOBAL, 500);
+}
+Test(memory_pocl, sgd_clipnorm_ema_steps_allocate_nothing) {
+    steps_allocate_nothing(TU_POCL, SGD_NORM_EMA, 500);
+}
+Test(memory_pocl, lamb_steps_allocate_nothing) { steps_allocate_nothing(TU_POCL, LAMB, 500); }
+Test(memory_pocl, adamw_accumulation_steps_allocate_nothing) {
+    steps_allocate_nothing(TU_POCL, ADAMW_ACCUM, 500);
+}
+
+/* Buffers of 1 MiB and more on POCL are fresh pages, not filled: variables without an initial
+ * value and an optimizer's slots still read back as zeros, also where a destroyed variable's
+ * values were. */
+Test(memory_pocl, large_buffers_read_zero) {
+    clopt_context *ctx = tu_context(TU_POCL);
+    const int64_t n = 3 << 20; /* 12 MiB: past the 1 MiB threshold, a block of its own too */
+    float *ones = malloc((size_t)n * sizeof *ones);
+    cr_assert(ones);
+    for (int64_t i = 0; i < n; i++) ones[i] = 1.0f;
+    clopt_variable *dead = tu_var_f32(ctx, "dead", n, ones);
+    clopt_variable_destroy(dead);
+    clopt_variable *v = tu_var_f32(ctx, "v", n, NULL);
+    double *got = tu_read_f64(v);
+    for (int64_t i = 0; i < n; i++) cr_assert_eq(got[i], 0.0, "element %lld is %g", (long long)i, got[i]);
+    free(got);
+    clopt_optimizer *o = NULL;
+    TU_OK(ctx, clopt_optimizer_from_config(ctx, ADAM, &o));
+    TU_OK(ctx, clopt_optimizer_build(o, &v, 1));
+    double *slot = malloc((size_t)n * sizeof *slot);
+    cr_assert(slot);
+    /* Keras's list: iteration, learning rate, then momentum and velocity. */
+    for (size_t k = 2; k < 4; k++) {
+        TU_OK(ctx, clopt_optimizer_variable_read(o, k, slot, (size_t)n));
+        for (int64_t i = 0; i < n; i++) cr_assert_eq(slot[i], 0.0, "slot %zu element %lld", k, (long long)i);
+    }
+    free(slot);
+    free(ones);
+    clopt_context_destroy(ctx);
+}
