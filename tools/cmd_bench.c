@@ -655,6 +655,7 @@ static int run_timed(clopt_context *ctx, const bench_args *a, const bench_opt *o
             }
         }
     }
+    if (a->rounds < 1) goto out; /* checked when parsed; says so to the compiler too */
     double *pr = calloc((size_t)a->rounds, sizeof *pr);
     if (!pr) goto out;
     for (int k = 0; k < a->rounds; k++) pr[k] = tc[k] / tC[k];
