@@ -60,6 +60,210 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
     return r / rm * LOAD(s, AF_AT(1, b * C + j));
 }
 
+#if CLOPT_CPU
+/* On a CPU device (CLOPT_CPU, common.cl's CHUNK_KERNEL): every kernel but scale runs one
+ * work-item per table entry, looping over the entry's elements, so that the loops vectorize and
+ * no reduction runs through barriers (POCL runs a barrier tree as a loop over the work-items per
+ * level: the work-group forms below took 5 to 10 ns per element and pass on POCL). The values
+ * are bit for bit those of the work-group forms: the same expressions, sums in the same order
+ * (clopt_tree_sum is af_group_sum's tree; row, column and mean sums run in the same sequence per
+ * lane). Differences in shape only: row, column and batch of the chunk's first element are
+ * found with one set of divisions per chunk, not per element (af_v_chunk), and pass 4 does not
+ * store u over g: pass 6 recomputes it from g, to the same bits (af_round), one store less. */
+
+#define AF_CHUNK                                                      \
+    global uint *in = info + (size_t)sg * AF_WORDS;                   \
+    const size_t base_ = (size_t)in[AF_SLOT] * CHUNK;                 \
+    const ulong e0 = (ulong)ch_.z * CHUNK - base_;                    \
+    const ulong n = (ulong)in[AF_N_LO] | ((ulong)in[AF_N_HI] << 32); \
+    const size_t lim = e0 >= n ? 0 : n - e0 < CHUNK ? (size_t)(n - e0) : CHUNK /* in range */
+
+/* x rounded to the storage type, as a STORE then LOAD of it would (float16, bfloat16). */
+#if DTYPE == 2
+inline real af_round(real x) {
+    ushort t[1]; /* a private half needs cl_khr_fp16; a half pointer does not */
+    vstore_half_rte(x, 0, (private half *)t);
+    return vload_half(0, (private const half *)t);
+}
+#elif DTYPE == 3
+inline real af_round(real x) { return as_float((uint)clopt_bf16(x) << 16); }
+#else
+#define af_round(x) (x)
+#endif
+
+/* vv[l] = v at element e0 + l of a factored variable (af_v), l < lim; one row segment at a
+ * time: r / mean(r) once per row, c contiguous. */
+inline void af_v_chunk(global const store_t *s, ulong ss, size_t base_, ulong e0, size_t lim,
+                       global const uint *in, real *vv) {
+    if (!lim) return;
+    const ulong B = in[AF_B], R = in[AF_R], C = in[AF_C];
+    ulong q = e0 / C; /* the row b * R + i */
+    ulong j = e0 - q * C, b = q / R, i = q - b * R;
+    for (size_t l = 0; l < lim;) {
+        const size_t len = C - j < lim - l ? (size_t)(C - j) : lim - l;
+        const real r = LOAD(s, AF_AT(0, q));
+        const real rm = R == 1 ? r : LOAD(s, AF_AT(1, B * C + b));
+        const real rr = r / rm;
+        const size_t cb = AF_AT(1, b * C + j);
+        for (size_t k = 0; k < len; k++) vv[l + k] = rr * LOAD(s, cb + k);
+        l += len;
+        j = 0;
+        q++;
+        if (++i == R) {
+            i = 0;
+            b++;
+        }
+    }
+}
+
+/* Pass 1, one work-item per plan chunk. */
+CHUNK_KERNEL void stats(AF_ARGS) {
+    CHUNK_INDEX;
+    AF_CHUNK;
+    real pw[CHUNK], pu[CHUNK];
+    if (in[AF_FACTORED]) {
+        for (size_t l = 0; l < CHUNK; l++) {
+            CHUNK_LANE(l);
+            const real gv = GRAD();
+            const real wv = WEIGHT();
+            STORE(s, SLOT(2), gv); /* until pass 6 */
+            pw[l] = wv * wv;
+            pu[l] = 0;
+        }
+    } else {
+        for (size_t l = 0; l < CHUNK; l++) {
+            CHUNK_LANE(l);
+            const real gv = GRAD();
+            const real wv = WEIGHT();
+            real u = 0;
+            if (l < lim) {
+                STORE(s, SLOT(2), c0 * LOAD(s, SLOT(2)) + c1 * (gv * gv + c2));
+                STORE(s, SLOT(0), gv / sqrt(LOAD(s, SLOT(2))));
+                u = LOAD(s, SLOT(0));
+            }
+            pw[l] = wv * wv;
+            pu[l] = u * u;
+        }
+    }
+    if (e0 == 0) in[AF_ACTIVE] = 1;
+    AUX_AT(0) = clopt_tree_sum(pw);
+    AUX_AT(1) = clopt_tree_sum(pu);
+}
+
+/* Passes 2 and 3, one work-item per entry of adafactor.c's table. */
+CHUNK_KERNEL void reduce(AF_ARGS) {
+    const uint4 en = table[tbase + get_global_id(0)];
+    global const uint *in = info + (size_t)en.x * AF_WORDS;
+    if (!in[AF_ACTIVE]) return;
+    const size_t base_ = (size_t)in[AF_SLOT] * CHUNK;
+    const ulong B = in[AF_B], R = in[AF_R], C = in[AF_C];
+    real acc[CHUNK];
+    if (en.y == AF_ROW_GROUP) { /* one row of C >= CHUNK: lane l sums j = l, l + CHUNK, ... */
+        const ulong k = en.z;
+        const size_t row = AF_AT(2, k * C);
+        for (size_t l = 0; l < CHUNK; l++) acc[l] = 0;
+        ulong j = 0;
+        for (; j + CHUNK <= C; j += CHUNK)
+            for (size_t l = 0; l < CHUNK; l++) {
+                const real x = LOAD(s, row + j + l);
+                acc[l] += x * x + c2;
+            }
+        for (size_t l = 0; j + l < C; l++) {
+            const real x = LOAD(s, row + j + l);
+            acc[l] += x * x + c2;
+        }
+        const real sum = clopt_tree_sum(acc);
+        STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
+        return;
+    }
+    const ulong k0 = en.z;
+    const size_t count = en.w;
+    for (size_t l = 0; l < count; l++) acc[l] = 0;
+    if (en.y == AF_ROWS) { /* rows k0 .. k0 + count - 1, each summed in order */
+        const size_t first = AF_AT(2, k0 * C);
+        for (ulong j = 0; j < C; j++)
+            for (size_t l = 0; l < count; l++) {
+                const real x = LOAD(s, first + l * C + j);
+                acc[l] += x * x + c2;
+            }
+        for (size_t l = 0; l < count; l++)
+            STORE(s, AF_AT(0, k0 + l),
+                  c0 * LOAD(s, AF_AT(0, k0 + l)) + c1 * (acc[l] / (real)C));
+    } else if (en.y == AF_COLS) { /* columns k0 .. (of B * C), in segments of one batch */
+        for (size_t l = 0; l < count;) {
+            const ulong k = k0 + l, b = k / C, j = k - b * C;
+            const size_t len = C - j < count - l ? (size_t)(C - j) : count - l;
+            for (ulong i = 0; i < R; i++) {
+                const size_t row = AF_AT(2, (b * R + i) * C + j);
+                for (size_t m = 0; m < len; m++) {
+                    const real x = LOAD(s, row + m);
+                    acc[l + m] += x * x + c2;
+                }
+            }
+            l += len;
+        }
+        for (size_t l = 0; l < count; l++)
+            STORE(s, AF_AT(1, k0 + l),
+                  c0 * LOAD(s, AF_AT(1, k0 + l)) + c1 * (acc[l] / (real)R));
+    } else { /* AF_ROW_MEANS: batches k0 ..; the mean goes after c, in c's storage */
+        for (ulong i = 0; i < R; i++)
+            for (size_t l = 0; l < count; l++) acc[l] += LOAD(s, AF_AT(0, (k0 + l) * R + i));
+        for (size_t l = 0; l < count; l++) STORE(s, AF_AT(1, B * C + k0 + l), acc[l] / (real)R);
+    }
+}
+
+/* Pass 4, one work-item per plan chunk: the chunk's sum of u^2, u = g / sqrt(v). */
+CHUNK_KERNEL void velocity(AF_ARGS) {
+    CHUNK_INDEX;
+    AF_CHUNK;
+    if (!in[AF_FACTORED]) return;
+    real vv[CHUNK], pu[CHUNK];
+    af_v_chunk(s, ss, base_, e0, lim, in, vv);
+    for (size_t l = 0; l < lim; l++) {
+        CHUNK_LANE(l);
+        const real u = af_round(LOAD(s, SLOT(2)) / sqrt(vv[l]));
+        pu[l] = u * u;
+    }
+    for (size_t l = lim; l < CHUNK; l++) pu[l] = 0;
+    AUX_AT(1) = clopt_tree_sum(pu);
+}
+
+/* Pass 6, one work-item per plan chunk. */
+CHUNK_KERNEL void adafactor(AF_ARGS) {
+    CHUNK_INDEX;
+    AF_CHUNK;
+    const real a = AUX_AT(0), d = AUX_AT(1);
+    size_t l = 0;
+    if (in[AF_FACTORED]) {
+        real vv[CHUNK];
+        af_v_chunk(s, ss, base_, e0, lim, in, vv);
+        for (; l < lim; l++) {
+            CHUNK_LANE(l);
+            const real wv = WEIGHT();
+            const real u = af_round(LOAD(s, SLOT(2)) / sqrt(vv[l]));
+            STORE(s, SLOT(2), vv[l]);
+            STORE(w, wi, wv - a * (u / d));
+        }
+    } else {
+        for (; l < lim; l++) {
+            CHUNK_LANE(l);
+            const real wv = WEIGHT();
+            const real u = LOAD(s, SLOT(0));
+            STORE(w, wi, wv - a * (u / d));
+        }
+    }
+    for (; l < CHUNK; l++) { /* padding */
+        CHUNK_LANE(l);
+        const real wv = WEIGHT();
+        const real u = 0;
+        STORE(w, wi, wv - a * (u / d));
+    }
+    if (e0 == 0) in[AF_ACTIVE] = 0;
+}
+
+#else /* the work-group forms (GPUs): one work-group of CHUNK work-items per table entry */
+
+
 /* Pass 1, plan chunks: the gradient (read once), w after decay; rank < 2: v and u. */
 kernel void stats(AF_ARGS) {
     local real part[CHUNK];
@@ -143,6 +347,26 @@ kernel void velocity(AF_ARGS) {
     if (get_local_id(0) == 0) AUX_AT(1) = su;
 }
 
+/* Pass 6, plan chunks: w := w - alpha * (u / max(1, RMS(u)/clip)), w after decay (WEIGHT() as
+ * pass 1 read it; the gradient is not read again); factored: v into the velocity slot. */
+kernel void adafactor(AF_ARGS) {
+    UPDATE_INDEX;
+    AF_ELEMENT;
+    const real wv = WEIGHT();
+    real u = 0;
+    if (e < n) {
+        if (in[AF_FACTORED]) {
+            u = LOAD(s, SLOT(2));
+            STORE(s, SLOT(2), af_v(s, ss, base_, e, in));
+        } else {
+            u = LOAD(s, SLOT(0));
+        }
+    }
+    STORE(w, wi, wv - AUX_AT(0) * (u / AUX_AT(1)));
+    if (e == 0) in[AF_ACTIVE] = 0;
+}
+#endif
+
 /* Pass 5, one work-item per variable (segment pass; scalars c0 rho, c1 epsilon_2,
  * c2 clip_threshold): alpha = max(epsilon_2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold)
  * over the variable's chunk partials. */
@@ -165,23 +389,4 @@ kernel void scale(global const uint4 *ranges, uint rbase, uint nranges, global r
         partials[(size_t)(rg.y + c) * AUX_STRIDE] = alpha;
         partials[(size_t)(rg.y + c) * AUX_STRIDE + 1] = d;
     }
-}
-
-/* Pass 6, plan chunks: w := w - alpha * (u / max(1, RMS(u)/clip)), w after decay (WEIGHT() as
- * pass 1 read it; the gradient is not read again); factored: v into the velocity slot. */
-kernel void adafactor(AF_ARGS) {
-    UPDATE_INDEX;
-    AF_ELEMENT;
-    const real wv = WEIGHT();
-    real u = 0;
-    if (e < n) {
-        if (in[AF_FACTORED]) {
-            u = LOAD(s, SLOT(2));
-            STORE(s, SLOT(2), af_v(s, ss, base_, e, in));
-        } else {
-            u = LOAD(s, SLOT(0));
-        }
-    }
-    STORE(w, wi, wv - AUX_AT(0) * (u / AUX_AT(1)));
-    if (e == 0) in[AF_ACTIVE] = 0;
 }
