@@ -11,13 +11,17 @@
  *   touched here (apply does it, weight decay included).
  * The segment pass norm then turns each variable's chunk sums into ||G||_F over its chunks.
  *
- * load and apply run over ONE Muon-path variable's chunks (the launch's table starts at its first
- * chunk, so the work-item id is the element index); x is a scratch matrix of reals holding the
- * variable's rows x cols elements, row-major. c3 is the number of real elements in the last chunk
- * (the rest is arena padding, which neither pass touches beyond keeping it zero).
+ * load and apply run over every chunk of the plan launch (as stats) and do nothing on AdamW-path
+ * chunks; x is the scratch of reals: a header of 8 uint words per built variable (sg), then the
+ * Muon-path variables' rows x cols matrices (row-major, grouped by shape for the batched
+ * products). Header words: 0 the element offset of the variable's matrix in x (0: not on the Muon
+ * path), 1 its first slot chunk, 2 its size, 3 max(rows, cols), and at byte 16 the real
+ * sqrt(max(rows, cols)). Element e of the variable is lane + (slot chunk - word 1) * CHUNK; lanes
+ * at e >= size are arena padding, which neither pass touches beyond keeping x zero there.
  * - load: x = G / (||G||_F + 1e-7).
- * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate with c0 lr, c1
- *   sqrt(max(rows, cols)), c2 rms_rate (both 1 when rms_rate is null: Keras's lr_adjust). */
+ * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate with c0 lr, c1 1 (0
+ *   when rms_rate is null: the factor is then 1), c2 rms_rate (1 when null: Keras's
+ *   lr_adjust). */
 #ifndef NESTEROV
 #define NESTEROV 1
 #endif
@@ -69,17 +73,24 @@ kernel void norm(SEGMENT_ARGS) {
     for (uint c = 0; c < rg.z; c++) partials[(size_t)(rg.y + c) * AUX_STRIDE] = n;
 }
 
-/* The arena padding of the variable's last chunk. */
-#define MUON_PADDING (gid_ / CHUNK == get_global_size(0) / CHUNK - 1 && lane_ >= (size_t)c3)
+/* The variable's header entry in x, and the element index e of this work-item in it. */
+#define MUON_HEADER(x)                                                  \
+    global const uint *h_ = (global const uint *)(x) + 8 * (size_t)sg; \
+    const uint pos_ = h_[0];                                            \
+    const size_t e_ = (size_t)(ch_.z - h_[1]) * CHUNK + lane_
 
 kernel void load(UPDATE_ARGS_AUX, global real *x) {
     UPDATE_INDEX;
-    x[gid_] = MUON_PADDING ? (real)0 : LOAD(s, SLOT(1)) / (AUX_AT(0) + (real)1e-7);
+    MUON_HEADER(x);
+    if (pos_ == 0 || e_ >= ((size_t)h_[2] + CHUNK - 1) / CHUNK * CHUNK) return;
+    x[pos_ + e_] = e_ >= h_[2] ? (real)0 : LOAD(s, SLOT(1)) / (AUX_AT(0) + (real)1e-7);
 }
 
 kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
     UPDATE_INDEX;
-    if (MUON_PADDING) return;
+    MUON_HEADER(x);
+    if (pos_ == 0 || e_ >= h_[2]) return;
+    const real sc = c1 != 0 ? *(global const real *)(h_ + 4) : (real)1;
     const real wv = WEIGHT();
-    STORE(w, wi, wv - ((c0 * x[gid_]) * c1) * c2);
+    STORE(w, wi, wv - ((c0 * x[pos_ + e_]) * sc) * c2);
 }

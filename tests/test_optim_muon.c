@@ -714,3 +714,260 @@ Test(muon_pocl, reference_zero_ns_steps) {
     POCL_NEEDS_CLBLAST();
     zero_steps(TU_POCL);
 }
+
+/* ---- many variables of a few shapes: the batched Newton-Schulz iteration ----
+ * The Muon-path variables of a plan launch are grouped by (dtype, rows, cols) and each group's
+ * products are one batched matrix product (src/optim/muon.c). Here: GN variables of a handful of
+ * shapes, interleaved in the built list (so groups are not contiguous there), plus AdamW-path
+ * variables; at some steps gradients are missing for members inside a group (the run splits). */
+#define GN 23
+static void group_shape(int k, int64_t shape[2], int *adamw, const char **kind) {
+    static const int64_t shapes[5][2] = {{6, 10}, {20, 7}, {16, 16}, {1, 300}, {9, 1}};
+    if (k % 11 == 5) { /* AdamW path: a bias (1-D) */
+        shape[0] = 13, shape[1] = 0, *adamw = 1, *kind = "bias";
+        return;
+    }
+    if (k == 8) { /* AdamW path: an embedding matrix of a Muon group's shape */
+        shape[0] = 6, shape[1] = 10, *adamw = 1, *kind = "embedding";
+        return;
+    }
+    const int s = k % 7 < 3 ? 0 : k % 7 < 5 ? 1 : k % 7 == 5 ? 2 : 3 + k % 2;
+    shape[0] = shapes[s][0], shape[1] = shapes[s][1], *adamw = 0, *kind = "kernel";
+}
+
+typedef struct group_set {
+    clopt_variable *vars[GN], *grads[GN];
+    int64_t shape[GN][2];
+    int ndim[GN], adamw[GN];
+    size_t n[GN];
+} group_set;
+
+static void group_set_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed, group_set *s,
+                           double **w0) {
+    uint64_t rng = seed;
+    for (int k = 0; k < GN; k++) {
+        const char *kind;
+        group_shape(k, s->shape[k], &s->adamw[k], &kind);
+        s->ndim[k] = s->shape[k][1] ? 2 : 1;
+        s->n[k] = (size_t)s->shape[k][0] * (size_t)(s->shape[k][1] ? s->shape[k][1] : 1);
+        double *x = malloc(s->n[k] * sizeof *x);
+        cr_assert(x);
+        tu_rand_fill(&rng, x, s->n[k], -1, 1);
+        char name[64];
+        snprintf(name, sizeof name, "layer%d/%s", k, kind);
+        s->vars[k] = tu_var_from_f64(ctx, name, dtype, s->ndim[k], s->shape[k], x);
+        s->grads[k] = tu_var_from_f64(ctx, "g", dtype, s->ndim[k], s->shape[k], x);
+        if (w0) w0[k] = x;
+        else free(x);
+    }
+}
+
+/* The gradients of step t, the same for every caller (seeded by t). */
+static void group_grads(const group_set *s, int t, double **g) {
+    uint64_t rng = 1000 + (uint64_t)t;
+    for (int k = 0; k < GN; k++) {
+        g[k] = malloc(s->n[k] * sizeof(double));
+        cr_assert(g[k]);
+        tu_rand_fill(&rng, g[k], s->n[k], -1, 1);
+        tu_write_f64(s->grads[k], g[k]);
+    }
+}
+
+/* Members 1 and 4 of the 6x10 group (variables 1 and 9) and one 20x7 member skip step 2. */
+static int group_skips(int k, int t) { return t == 2 && (k == 1 || k == 9 || k == 10); }
+
+#define GROUP_JSON                                                                            \
+    "{\"class_name\": \"Muon\", \"config\": {\"learning_rate\": 0.03125, \"exclude_layers\": " \
+    "[\"^head/\"]}}"
+
+/* float64 against the double reference (ref_step), four steps. */
+static void grouped_reference(const char *dev) {
+    clopt_context *ctx = tu_context(dev);
+    group_set s;
+    double *w[GN], *m[GN], *v[GN];
+    group_set_make(ctx, CLOPT_FLOAT64, 7, &s, w);
+    for (int k = 0; k < GN; k++) {
+        m[k] = calloc(s.n[k], sizeof(double));
+        v[k] = calloc(s.n[k], sizeof(double));
+        cr_assert(m[k] && v[k]);
+    }
+    muon_hp h = hp_default;
+    clopt_optimizer *o = tu_optimizer(ctx, GROUP_JSON);
+    for (int t = 1; t <= 4; t++) {
+        double *g[GN];
+        group_grads(&s, t, g);
+        clopt_variable *pass[GN];
+        for (int k = 0; k < GN; k++) {
+            pass[k] = group_skips(k, t) ? NULL : s.grads[k];
+            if (pass[k])
+                ref_step(&h, s.adamw[k], (int)s.shape[k][0], (int)s.shape[k][1], s.n[k], t, g[k],
+                         w[k], m[k], v[k]);
+        }
+        TU_OK(ctx, clopt_optimizer_apply(o, pass, s.vars, GN));
+        for (int k = 0; k < GN; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "step %d: %s", t, clopt_variable_name(s.vars[k]));
+            tu_assert_var_close(s.vars[k], w[k], 1e-10, 1e-12, what);
+            free(g[k]);
+        }
+    }
+    for (int k = 0; k < GN; k++) free(w[k]), free(m[k]), free(v[k]);
+    clopt_context_destroy(ctx);
+}
+Test(muon_host, grouped_reference) { grouped_reference(TU_HOST); }
+Test(muon_pocl, grouped_reference) {
+    POCL_NEEDS_CLBLAST();
+    grouped_reference(TU_POCL);
+}
+
+/* float32: host against pocl (test_util.h's tolerances), and on pocl the batched step against
+ * the per-variable computation: each variable alone in an optimizer of its own (a group of one:
+ * its products are single, unbatched ones, as every product was before batching). */
+Test(muon_pocl, grouped_agrees_with_host_and_per_variable) {
+    POCL_NEEDS_CLBLAST();
+    clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
+    group_set s[2], single;
+    clopt_optimizer *o[2], *one[GN];
+    for (int c = 0; c < 2; c++) {
+        group_set_make(ctx[c], CLOPT_FLOAT32, 11, &s[c], NULL);
+        o[c] = tu_optimizer(ctx[c], GROUP_JSON);
+    }
+    group_set_make(ctx[1], CLOPT_FLOAT32, 11, &single, NULL);
+    for (int k = 0; k < GN; k++) one[k] = tu_optimizer(ctx[1], GROUP_JSON);
+    size_t differ = 0, total = 0;
+    for (int t = 1; t <= 4; t++) {
+        double *g[GN];
+        for (int c = 0; c < 2; c++) {
+            group_grads(&s[c], t, g);
+            for (int k = 0; k < GN; k++) free(g[k]);
+        }
+        group_grads(&single, t, g);
+        for (int k = 0; k < GN; k++) free(g[k]);
+        for (int c = 0; c < 2; c++) {
+            clopt_variable *pass[GN];
+            for (int k = 0; k < GN; k++) pass[k] = group_skips(k, t) ? NULL : s[c].grads[k];
+            TU_OK(ctx[c], clopt_optimizer_apply(o[c], pass, s[c].vars, GN));
+        }
+        for (int k = 0; k < GN; k++)
+            if (!group_skips(k, t))
+                TU_OK(ctx[1], clopt_optimizer_apply(one[k], &single.grads[k], &single.vars[k], 1));
+        for (int k = 0; k < GN; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "step %d: %s (pocl vs host)", t,
+                     clopt_variable_name(s[1].vars[k]));
+            tu_assert_vars_close(s[1].vars[k], s[0].vars[k], what);
+            snprintf(what, sizeof what, "step %d: %s (batched vs alone)", t,
+                     clopt_variable_name(s[1].vars[k]));
+            tu_assert_vars_close(s[1].vars[k], single.vars[k], what);
+            double *a = tu_read_f64(s[1].vars[k]), *b = tu_read_f64(single.vars[k]);
+            for (size_t i = 0; i < s[1].n[k]; i++) differ += a[i] != b[i];
+            total += s[1].n[k];
+            free(a), free(b);
+        }
+    }
+    cr_log_info("Muon on pocl, batched vs per-variable products: %zu of %zu float32 values "
+                "differ (within tolerance)",
+                differ, total);
+    clopt_context_destroy(ctx[0]);
+    clopt_context_destroy(ctx[1]);
+}
+
+/* ---- launches per step ----
+ * Counted by wrapping the context's backend operations (internal: src/core/core_internal.h):
+ * every update, segment pass, clip pass, matrix product, fill and copy is one launch (a CLBlast
+ * product counts once, though CLBlast may run several kernels for it). A step over one plan
+ * launch with Muon-path variables of G shape groups takes 5 + ns_steps*(2 + 3G) launches
+ * (muon.c): 15 + 15G with the default ns_steps 5, whatever the number of variables. */
+#include "core/core_internal.h"
+static const clopt__backend_ops *real_ops;
+static clopt__backend_ops counting_ops;
+static size_t nlaunch;
+static clopt_status count_update(clopt_context *c, const clopt__launch *l) {
+    nlaunch++;
+    return real_ops->update(c, l);
+}
+static clopt_status count_segments(clopt_context *c, const clopt__segment_launch *l) {
+    nlaunch++;
+    return real_ops->segments(c, l);
+}
+static clopt_status count_clip(clopt_context *c, const clopt__clip_launch *l) {
+    nlaunch++;
+    return real_ops->clip_factors(c, l);
+}
+static clopt_status count_gemm(clopt_context *c, const clopt__gemm_launch *l) {
+    nlaunch++;
+    return real_ops->gemm(c, l);
+}
+static clopt_status count_fill(clopt_context *c, void *b, clopt_dtype d, size_t off, size_t n,
+                               double v) {
+    nlaunch++;
+    return real_ops->fill(c, b, d, off, n, v);
+}
+static clopt_status count_assign(clopt_context *c, clopt__assign_op op, clopt_dtype d, void *dst,
+                                 size_t doff, const void *src, size_t soff, size_t n) {
+    nlaunch++;
+    return real_ops->assign(c, op, d, dst, doff, src, soff, n);
+}
+static void count_launches(clopt_context *ctx) {
+    real_ops = ctx->ops;
+    counting_ops = *real_ops;
+    counting_ops.update = count_update;
+    counting_ops.segments = count_segments;
+    counting_ops.clip_factors = count_clip;
+    counting_ops.gemm = count_gemm;
+    counting_ops.fill = count_fill;
+    counting_ops.assign = count_assign;
+    ctx->ops = &counting_ops;
+}
+
+/* The launches of one step (the second) of `nsame` 8x12 float32 matrices, one 12x8 and one 5x5
+ * when `others`, and a 1-D AdamW-path variable; ns_steps 3 in the config when `ns3`. */
+static size_t step_launches(const char *dev, int nsame, int others, int ns3) {
+    clopt_context *ctx = tu_context(dev);
+    count_launches(ctx);
+    const int n = nsame + (others ? 2 : 0) + 1;
+    clopt_variable **v = calloc((size_t)n, sizeof *v), **g = calloc((size_t)n, sizeof *g);
+    cr_assert(v && g);
+    const int64_t s812[2] = {8, 12}, s128[2] = {12, 8}, s55[2] = {5, 5}, s7 = 7;
+    int k = 0;
+    for (; k < nsame; k++) {
+        v[k] = tu_var(ctx, "dense/kernel", CLOPT_FLOAT32, 2, s812, NULL);
+        g[k] = tu_var(ctx, "g", CLOPT_FLOAT32, 2, s812, NULL);
+        if (others && k == nsame / 2) { /* the other shapes in between */
+            v[++k] = tu_var(ctx, "t/kernel", CLOPT_FLOAT32, 2, s128, NULL);
+            g[k] = tu_var(ctx, "g", CLOPT_FLOAT32, 2, s128, NULL);
+            v[++k] = tu_var(ctx, "sq/kernel", CLOPT_FLOAT32, 2, s55, NULL);
+            g[k] = tu_var(ctx, "g", CLOPT_FLOAT32, 2, s55, NULL);
+            nsame += 2;
+        }
+    }
+    v[k] = tu_var(ctx, "dense/bias", CLOPT_FLOAT32, 1, &s7, NULL);
+    g[k] = tu_var(ctx, "g", CLOPT_FLOAT32, 1, &s7, NULL);
+    clopt_optimizer *o = tu_optimizer(
+        ctx, ns3 ? "{\"class_name\": \"Muon\", \"config\": {\"ns_steps\": 3}}"
+                 : "{\"class_name\": \"Muon\", \"config\": {}}");
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, (size_t)n));
+    nlaunch = 0;
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, (size_t)n));
+    const size_t got = nlaunch;
+    free(v), free(g);
+    clopt_context_destroy(ctx);
+    return got;
+}
+
+static void launches_constant(const char *dev) {
+    /* one group: 15 + 15 = 30 with ns_steps 5, 5 + 3*5 = 20 with 3 */
+    cr_assert_eq(step_launches(dev, 1, 0, 0), 30);
+    cr_assert_eq(step_launches(dev, 3, 0, 0), 30);
+    cr_assert_eq(step_launches(dev, 40, 0, 0), 30);
+    cr_assert_eq(step_launches(dev, 40, 0, 1), 20);
+    /* three groups (the 8x12 members are split by the others in the built list, still one
+     * group): 15 + 45 = 60 */
+    cr_assert_eq(step_launches(dev, 4, 1, 0), 60);
+    cr_assert_eq(step_launches(dev, 40, 1, 0), 60);
+}
+Test(muon_host, launches_per_step_are_constant) { launches_constant(TU_HOST); }
+Test(muon_pocl, launches_per_step_are_constant) {
+    POCL_NEEDS_CLBLAST();
+    launches_constant(TU_POCL);
+}

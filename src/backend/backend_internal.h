@@ -62,7 +62,26 @@ typedef struct clopt__launch {
      * which its kernels read and write. NULL when unused; when set, aux_buf must be set too and
      * the OpenCL kernel takes it as one more argument after aux. */
     void *info_buf;
+    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/device_step.c): when
+     * step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
+     * step_table and skips itself unless the device's finite flag says go; the OpenCL kernel
+     * takes step_table, step_state and step_kind as three more arguments right after
+     * UPDATE_ARGS' (before aux and info). Layout: CLOPT__STEP_* below. */
+    void *step_table, *step_state;
+    int step_kind;
 } clopt__launch;
+
+/* The device-decided step's state buffer (uint64 words; device_step.c keeps it):
+ * word 0 the finite flag (its first float: 1 go, 0 skip; a float64 kernel clears the word),
+ * word 1 the inner optimizer's iteration count, word 2 the loss scale's step counter, word 3
+ * the dynamic scale (its first float), word 4 the count of table row 0 (row = count - word 4),
+ * word 5 dynamic_growth_steps - 1. The table holds, per row, CLOPT__STEP_KINDS blocks of
+ * CLOPT__STEP_REALS reals (the launch's real dtype; double on the host backend): c0..c7, q0..q3, then unused, and last a
+ * go switch (0: this kind of launch skips this step: EMA's overwrite on other steps). */
+#define CLOPT__STEP_WORDS 6
+#define CLOPT__STEP_REALS 16
+#define CLOPT__STEP_KINDS 3
+enum { CLOPT__STEP_UPDATE = 0, CLOPT__STEP_EMA = 1, CLOPT__STEP_EMA_OVERWRITE = 2 };
 
 /* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at
  * 8 bytes per table entry). ranges_buf holds clopt__chunk entries read as {seg, first table
@@ -100,9 +119,14 @@ typedef struct clopt__segment_launch {
  * is set; op(A) is m x k, op(B) k x n and C m x n. Each matrix starts at an element offset of its
  * buffer and has a leading dimension (elements between the starts of two rows). dtype is
  * CLOPT_FLOAT32 or CLOPT_FLOAT64. With beta 0 the result does not depend on C as long as C is
- * finite (the OpenCL implementation may compute 0 * C); callers keep C finite. OpenCL: CLBlast
- * (CLBlastSgemm / CLBlastDgemm on the context's queue), CLOPT_ERR_UNSUPPORTED when clopt was built
- * without it; host: a plain triple loop accumulating in double. */
+ * finite (the OpenCL implementation may compute 0 * C); callers keep C finite.
+ * Batched: with batch > 1, `batch` independent products of that same shape in one operation,
+ * product i on the matrices starting at a_off + i*a_stride, b_off + i*b_stride and
+ * c_off + i*c_stride (elements; the C matrices must not overlap). batch 0 or 1: the one product
+ * (strides unused). OpenCL: CLBlast on the context's queue (CLBlastSgemm / CLBlastDgemm, batched
+ * CLBlastSgemmStridedBatched / CLBlastDgemmStridedBatched: one call whatever the batch),
+ * CLOPT_ERR_UNSUPPORTED when clopt was built without it; host: a plain triple loop accumulating
+ * in double, per product (the numerical reference). */
 typedef struct clopt__gemm_launch {
     clopt_dtype dtype;
     int trans_a, trans_b;
@@ -114,6 +138,7 @@ typedef struct clopt__gemm_launch {
     size_t b_off, ldb;
     void *c;
     size_t c_off, ldc;
+    size_t batch, a_stride, b_stride, c_stride;
 } clopt__gemm_launch;
 
 typedef enum clopt__assign_op {

@@ -169,12 +169,42 @@ static double decay_rate(const clopt_optimizer *o, size_t i) {
     return wd->null ? 0.0 : wd->v;
 }
 
-/* ---- build: the path table and the scratch matrices ---- */
+/* ---- build: the path table, the shape groups and the scratch matrices ---- */
+
+/* Muon-path variables of one (dtype, rows, cols), in built order: their scratch matrices lie one
+ * after another at fixed strides, so that a run of them is one batched matrix product. */
+typedef struct mu_group {
+    clopt_dtype dtype;
+    size_t rows, cols;
+    size_t first, count;      /* members[first .. first + count - 1]: built indices */
+    size_t x0, xstride;       /* member r's X (and Y) start at x0 + r*xstride: its padded size */
+    size_t a0, astride;       /* member r's A (and B) start at a0 + r*astride: min(rows, cols)^2 */
+} mu_group;
+
+/* A run of consecutive members of a group that one plan launch updates (the whole group, unless
+ * the launch holds only some of them). */
+typedef struct mu_run {
+    const mu_group *g;
+    size_t r0, len;
+} mu_run;
+
+/* The scratch header: at the start of each real dtype's X buffer, MU_HDR_WORDS uint32 words per
+ * built variable, which muon.load and muon.apply read (cl/muon.cl): word 0 the element offset of
+ * the variable's matrix in X (0: not on the Muon path in this dtype), word 1 its first slot
+ * chunk, word 2 its size, word 3 max(rows, cols), then sqrt(max(rows, cols)) as a real at byte
+ * 16. The matrices start after it, at a whole number of chunks. */
+#define MU_HDR_WORDS 8
 
 typedef struct mu_state {
     void *info_buf;         /* uint32 per built variable: 1 on the Muon path */
-    unsigned char *muon;    /* the same, on the host */
-    void *x[2], *y[2];      /* per real dtype (0 float32, 1 float64): the iterate and its copy */
+    unsigned char *muon;    /* the same, on the host (0 also for an empty matrix) */
+    size_t *group_of;       /* per built variable: its group, or SIZE_MAX */
+    size_t *members;        /* the groups' members, group after group */
+    mu_group *groups;
+    size_t ngroups;
+    unsigned char *present; /* per built variable, during a step: in the plan launch */
+    mu_run *runs;           /* per step: at most one per Muon-path variable */
+    void *x[2], *y[2];      /* per real dtype (0 float32, 1 float64): the iterates and copies */
     void *a[2], *b[2];      /* X X^T and b*A + c*A*A */
 } mu_state;
 
@@ -189,52 +219,139 @@ static void on_unbuild(clopt_optimizer *o) {
             if (bufs[k]) ctx->ops->buffer_release(ctx, bufs[k]);
     }
     free(st->muon);
+    free(st->group_of);
+    free(st->members);
+    free(st->groups);
+    free(st->present);
+    free(st->runs);
     free(st);
     o->class_state = NULL;
 }
 
-static size_t chunks_of(const clopt_variable *v) {
-    return ((size_t)v->size + CLOPT__CHUNK - 1) / CLOPT__CHUNK;
+static int real_index(clopt_dtype d) { return d == CLOPT_FLOAT64; }
+
+static size_t small_dim(const mu_group *g) { return g->rows < g->cols ? g->rows : g->cols; }
+
+/* Groups the Muon-path variables by (dtype, rows, cols) and lays out each real dtype's scratch:
+ * X and Y hold the header, then every group's matrices; A and B every group's min^2 blocks. */
+static clopt_status layout_groups(clopt_optimizer *o, mu_state *st, uint32_t *info,
+                                  size_t xlen[2], size_t alen[2]) {
+    clopt_context *ctx = o->ctx;
+    size_t *count = calloc(o->nvars ? o->nvars : 1, sizeof *count);
+    if (!count) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    for (size_t i = 0; i < o->nvars; i++) {
+        st->group_of[i] = SIZE_MAX;
+        const clopt_variable *v = o->vars[i];
+        if (adamw_path(o, v)) continue;
+        info[i] = 1;
+        st->muon[i] = v->size > 0;
+        if (!st->muon[i]) continue;
+        const size_t rows = (size_t)v->shape[0], cols = (size_t)v->shape[1];
+        size_t g = 0;
+        while (g < st->ngroups && !(st->groups[g].dtype == v->dtype &&
+                                    st->groups[g].rows == rows && st->groups[g].cols == cols))
+            g++;
+        if (g == st->ngroups)
+            st->groups[st->ngroups++] = (mu_group){v->dtype, rows, cols, 0, 0, 0, 0, 0, 0};
+        st->group_of[i] = g;
+        count[g]++;
+    }
+    size_t first = 0;
+    for (size_t g = 0; g < st->ngroups; g++) {
+        mu_group *gr = &st->groups[g];
+        const int r = real_index(gr->dtype);
+        if (!xlen[r]) { /* the header, in whole chunks of reals (so never 0: offsets are > 0) */
+            const size_t es = r ? sizeof(double) : sizeof(float);
+            const size_t words = (o->nvars * MU_HDR_WORDS * sizeof(uint32_t) + es - 1) / es;
+            xlen[r] = (words + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
+        }
+        gr->first = first;
+        first += count[g];
+        gr->xstride = (gr->rows * gr->cols + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
+        gr->astride = small_dim(gr) * small_dim(gr);
+        gr->x0 = xlen[r];
+        gr->a0 = alen[r];
+        xlen[r] += count[g] * gr->xstride;
+        alen[r] += count[g] * gr->astride;
+    }
+    free(count);
+    for (size_t i = 0; i < o->nvars; i++) {
+        if (st->group_of[i] == SIZE_MAX) continue;
+        mu_group *gr = &st->groups[st->group_of[i]];
+        st->members[gr->first + gr->count++] = i;
+    }
+    for (int r = 0; r < 2; r++)
+        if (xlen[r] > UINT32_MAX)
+            return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                               "build: Muon's Newton-Schulz scratch would hold %zu elements of "
+                               "%s (more than 2^32 - 1)",
+                               xlen[r], r ? "float64" : "float32");
+    return CLOPT_OK;
 }
 
-static int real_index(clopt_dtype d) { return d == CLOPT_FLOAT64; }
+/* The header of real dtype r's X buffer (MU_HDR_WORDS words per built variable). */
+static clopt_status write_header(clopt_optimizer *o, mu_state *st, int r) {
+    clopt_context *ctx = o->ctx;
+    uint32_t *h = calloc(o->nvars * MU_HDR_WORDS, sizeof *h);
+    if (!h) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    for (size_t g = 0; g < st->ngroups; g++) {
+        const mu_group *gr = &st->groups[g];
+        if (real_index(gr->dtype) != r) continue;
+        const size_t big = gr->rows > gr->cols ? gr->rows : gr->cols;
+        for (size_t k = 0; k < gr->count; k++) {
+            const size_t i = st->members[gr->first + k];
+            uint32_t *e = h + i * MU_HDR_WORDS;
+            e[0] = (uint32_t)(gr->x0 + k * gr->xstride);
+            e[1] = (uint32_t)(o->slot_off[i] / CLOPT__CHUNK);
+            e[2] = (uint32_t)o->vars[i]->size;
+            e[3] = (uint32_t)big;
+            if (r) {
+                const double sc = sqrt((double)big);
+                memcpy(e + 4, &sc, sizeof sc);
+            } else {
+                const float sc = (float)sqrt((double)big);
+                memcpy(e + 4, &sc, sizeof sc);
+            }
+        }
+    }
+    clopt_status s = ctx->ops->write(ctx, st->x[r], 0, h, o->nvars * MU_HDR_WORDS * sizeof *h);
+    free(h);
+    return s;
+}
 
 static clopt_status on_build(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     mu_state *st = calloc(1, sizeof *st);
     if (!st) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     o->class_state = st;
-    uint32_t *info = calloc(o->nvars ? o->nvars : 1, sizeof *info);
-    st->muon = calloc(o->nvars ? o->nvars : 1, 1);
-    if (!info || !st->muon) {
+    const size_t nv = o->nvars ? o->nvars : 1;
+    uint32_t *info = calloc(nv, sizeof *info);
+    st->muon = calloc(nv, 1);
+    st->group_of = malloc(nv * sizeof *st->group_of);
+    st->members = malloc(nv * sizeof *st->members);
+    st->groups = malloc(nv * sizeof *st->groups);
+    st->present = calloc(nv, 1);
+    st->runs = malloc(nv * sizeof *st->runs);
+    if (!info || !st->muon || !st->group_of || !st->members || !st->groups || !st->present ||
+        !st->runs) {
         free(info);
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     }
-    size_t xcap[2] = {0, 0}, acap[2] = {0, 0};
-    for (size_t i = 0; i < o->nvars; i++) {
-        const clopt_variable *v = o->vars[i];
-        if (adamw_path(o, v)) continue;
-        info[i] = 1;
-        st->muon[i] = v->size > 0;
-        const int r = real_index(v->dtype);
-        const size_t small = (size_t)(v->shape[0] < v->shape[1] ? v->shape[0] : v->shape[1]);
-        const size_t padded = chunks_of(v) * CLOPT__CHUNK;
-        if (padded > xcap[r]) xcap[r] = padded;
-        if (small * small > acap[r]) acap[r] = small * small;
-    }
-    clopt_status s = ctx->ops->buffer_create(ctx, o->nvars * sizeof *info, &st->info_buf);
+    size_t xlen[2] = {0, 0}, alen[2] = {0, 0};
+    clopt_status s = layout_groups(o, st, info, xlen, alen);
+    if (s == CLOPT_OK) s = ctx->ops->buffer_create(ctx, nv * sizeof *info, &st->info_buf);
     if (s == CLOPT_OK && o->nvars)
         s = ctx->ops->write(ctx, st->info_buf, 0, info, o->nvars * sizeof *info);
     free(info);
     for (int r = 0; r < 2 && s == CLOPT_OK; r++) {
-        if (!xcap[r]) continue;
+        if (!xlen[r]) continue;
         const size_t es = r ? sizeof(double) : sizeof(float);
-        const size_t ac = acap[r] ? acap[r] : 1;
-        if ((s = ctx->ops->buffer_create(ctx, xcap[r] * es, &st->x[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, xcap[r] * es, &st->y[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, ac * es, &st->a[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, ac * es, &st->b[r])) != CLOPT_OK)
+        if ((s = ctx->ops->buffer_create(ctx, xlen[r] * es, &st->x[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, xlen[r] * es, &st->y[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, alen[r] * es, &st->a[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, alen[r] * es, &st->b[r])) != CLOPT_OK)
             break;
+        s = write_header(o, st, r);
     }
     return s;
 }
@@ -262,65 +379,129 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->pipe[3] = l->dtype == CLOPT_FLOAT64 ? s->lr : (double)(float)s->lr;
 }
 
-/* ns_steps Newton-Schulz iterations on the rows x cols matrix in x (row-major), in place, with y,
- * a and b as scratch (rd: float32 or float64). rows > cols: x holds Keras's transposed iterate
- * X^T, and the products use transpose flags: A = X X^T = x^T x, x := a*x + y*B^T. */
-static clopt_status newton_schulz(clopt_optimizer *o, clopt_dtype rd, int ri, size_t rows,
-                                  size_t cols, int64_t steps) {
+/* The runs of plan launch `pl`: marks its Muon-path variables in st->present, then collects the
+ * maximal runs of consecutive present members of each group (of the launch's dtype) into
+ * st->runs, and the spans of scratch they cover; clears st->present again. Returns the count. */
+static size_t collect_runs(const clopt_optimizer *o, const clopt__plan *p,
+                           const clopt__plan_launch *pl, size_t xspan[2], size_t aspan[2]) {
+    mu_state *st = o->class_state;
+    for (size_t j = 0; j < p->n; j++) {
+        const size_t i = p->var_index[j];
+        const clopt_variable *v = o->vars[i], *g = p->grads[j] ? p->grads[j] : v;
+        if (st->muon[i] && v->dtype == pl->dtype && v->block == pl->var_block &&
+            g->block == pl->grad_block)
+            st->present[i] = 1;
+    }
+    size_t n = 0;
+    xspan[0] = aspan[0] = SIZE_MAX;
+    xspan[1] = aspan[1] = 0;
+    for (size_t gi = 0; gi < st->ngroups; gi++) {
+        const mu_group *g = &st->groups[gi];
+        if (g->dtype != pl->dtype) continue;
+        for (size_t k = 0; k < g->count; k++) {
+            if (!st->present[st->members[g->first + k]]) continue;
+            if (n && st->runs[n - 1].g == g && st->runs[n - 1].r0 + st->runs[n - 1].len == k)
+                st->runs[n - 1].len++;
+            else
+                st->runs[n++] = (mu_run){g, k, 1};
+            st->present[st->members[g->first + k]] = 0;
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        const mu_run *r = &st->runs[k];
+        const size_t x0 = r->g->x0 + r->r0 * r->g->xstride, a0 = r->g->a0 + r->r0 * r->g->astride;
+        if (x0 < xspan[0]) xspan[0] = x0;
+        if (x0 + r->len * r->g->xstride > xspan[1]) xspan[1] = x0 + r->len * r->g->xstride;
+        if (a0 < aspan[0]) aspan[0] = a0;
+        if (a0 + r->len * r->g->astride > aspan[1]) aspan[1] = a0 + r->len * r->g->astride;
+    }
+    return n;
+}
+
+/* ns_steps Newton-Schulz iterations, in place in X, on every run's matrices at once: per
+ * iteration one batched product per run for each of A = X X^T, B = c*A*A + b*B and
+ * X = B*Y + a*X, and one copy B := A and one Y := X over the spans of all runs. Each matrix is
+ * rows x cols, row-major; rows > cols: X holds Keras's transposed iterate X^T, and the products
+ * use transpose flags: A = X X^T = x^T x, x := a*x + y*B^T. First one fill of the runs' A, so
+ * that a product with beta 0 never sees non-finite values from an earlier step. On a failure
+ * *failed is the run whose product failed (NULL otherwise). */
+static clopt_status newton_schulz(clopt_optimizer *o, clopt_dtype rd, int ri, size_t nruns,
+                                  const size_t xspan[2], const size_t aspan[2], int64_t steps,
+                                  const mu_run **failed) {
     clopt_context *ctx = o->ctx;
     mu_state *st = o->class_state;
     void *x = st->x[ri], *y = st->y[ri], *a = st->a[ri], *b = st->b[ri];
-    const int tr = rows > cols;
-    const size_t m = tr ? cols : rows, n = tr ? rows : cols, ld = cols;
     const double ca = clopt__hp(o, MUON_A), cb = clopt__hp(o, MUON_B), cc = clopt__hp(o, MUON_C);
-    clopt_status s = ctx->ops->fill(ctx, a, rd, 0, m * m, 0.0);
+    *failed = NULL;
+    clopt_status s = ctx->ops->fill(ctx, a, rd, aspan[0], aspan[1] - aspan[0], 0.0);
     for (int64_t it = 0; it < steps && s == CLOPT_OK; it++) {
-        const clopt__gemm_launch xxt = {rd, tr, !tr, m, m, n, 1.0, 0.0, x, 0, ld, x, 0, ld,
-                                        a, 0, m};
-        const clopt__gemm_launch aa = {rd, 0, 0, m, m, m, cc, cb, a, 0, m, a, 0, m, b, 0, m};
-        const clopt__gemm_launch bx =
-            tr ? (clopt__gemm_launch){rd, 0, 1, n, m, m, 1.0, ca, y, 0, ld, b, 0, m, x, 0, ld}
-               : (clopt__gemm_launch){rd, 0, 0, m, n, m, 1.0, ca, b, 0, m, y, 0, ld, x, 0, ld};
-        if ((s = ctx->ops->gemm(ctx, &xxt)) != CLOPT_OK ||
-            (s = ctx->ops->assign(ctx, CLOPT__ASSIGN, rd, b, 0, a, 0, m * m)) != CLOPT_OK ||
-            (s = ctx->ops->gemm(ctx, &aa)) != CLOPT_OK ||
-            (s = ctx->ops->assign(ctx, CLOPT__ASSIGN, rd, y, 0, x, 0, rows * cols)) != CLOPT_OK)
-            break;
-        s = ctx->ops->gemm(ctx, &bx);
+        for (int pass = 0; pass < 3 && s == CLOPT_OK; pass++) {
+            for (size_t k = 0; k < nruns && s == CLOPT_OK; k++) {
+                const mu_run *r = &st->runs[k];
+                const mu_group *g = r->g;
+                const int tr = g->rows > g->cols;
+                const size_t m = tr ? g->cols : g->rows, n = tr ? g->rows : g->cols, ld = g->cols;
+                const size_t xo = g->x0 + r->r0 * g->xstride, ao = g->a0 + r->r0 * g->astride;
+                const size_t xs = g->xstride, as = g->astride;
+                clopt__gemm_launch gl;
+                if (pass == 0) /* A = X X^T */
+                    gl = (clopt__gemm_launch){rd, tr, !tr, m, m, n, 1.0, 0.0, x, xo, ld, x, xo,
+                                              ld, a, ao, m, r->len, xs, xs, as};
+                else if (pass == 1) /* B = c*A*A + b*B (B = A) */
+                    gl = (clopt__gemm_launch){rd, 0, 0, m, m, m, cc, cb, a, ao, m, a, ao, m,
+                                              b, ao, m, r->len, as, as, as};
+                else if (tr) /* X = B*Y + a*X, transposed */
+                    gl = (clopt__gemm_launch){rd, 0, 1, n, m, m, 1.0, ca, y, xo, ld, b, ao, m,
+                                              x, xo, ld, r->len, xs, as, xs};
+                else
+                    gl = (clopt__gemm_launch){rd, 0, 0, m, n, m, 1.0, ca, b, ao, m, y, xo, ld,
+                                              x, xo, ld, r->len, as, xs, xs};
+                if ((s = ctx->ops->gemm(ctx, &gl)) != CLOPT_OK) *failed = r;
+            }
+            if (s != CLOPT_OK || pass == 2) break;
+            s = pass == 0 ? ctx->ops->assign(ctx, CLOPT__ASSIGN, rd, b, aspan[0], a, aspan[0],
+                                             aspan[1] - aspan[0])
+                          : ctx->ops->assign(ctx, CLOPT__ASSIGN, rd, y, xspan[0], x, xspan[0],
+                                             xspan[1] - xspan[0]);
+        }
     }
     return s;
 }
 
-/* Load, iterate and apply for one Muon-path variable whose chunks are table entries e0 .. e0 +
- * nch - 1 of the launch `l` (muon.stats's launch). */
-static clopt_status muon_variable(clopt_optimizer *o, const clopt__launch *l,
-                                  const clopt_variable *v, size_t e0, size_t nch) {
+/* Muon's load and apply passes over every chunk of launch `l` (muon.stats's), reading the
+ * scratch header for each variable (AdamW-path chunks do nothing). */
+static clopt_status muon_pass(clopt_optimizer *o, const clopt__launch *l, int ri, int apply,
+                              int prepare_only) {
     clopt_context *ctx = o->ctx;
     mu_state *st = o->class_state;
-    const clopt_dtype rd = clopt__real_dtype(v->dtype);
-    const int ri = real_index(v->dtype);
-    const size_t rows = (size_t)v->shape[0], cols = (size_t)v->shape[1];
     clopt__launch a = *l;
-    a.table_base = e0;
-    a.nchunks = nch;
     a.info_buf = st->x[ri];
-    a.kernel = "muon.load";
-    a.scalars[3] = (double)((size_t)v->size - (nch - 1) * CLOPT__CHUNK); /* last chunk's elements */
-    clopt_status s = ctx->ops->update(ctx, &a);
-    if (s == CLOPT_OK)
-        s = newton_schulz(o, rd, ri, rows, cols, (int64_t)clopt__hp(o, NS_STEPS));
-    if (s != CLOPT_OK) return s;
-    const clopt__value *rms = &o->hp[RMS_RATE];
-    a.kernel = "muon.apply";
-    a.scalars[0] = l->scalars[6];
-    a.scalars[1] = rms->null ? 1.0 : sqrt((double)(rows > cols ? rows : cols));
-    a.scalars[2] = rms->null ? 1.0 : rms->v;
-    return ctx->ops->update(ctx, &a);
+    a.kernel = apply ? "muon.apply" : "muon.load";
+    if (apply) {
+        const clopt__value *rms = &o->hp[RMS_RATE];
+        a.scalars[0] = l->scalars[6];
+        a.scalars[1] = rms->null ? 0.0 : 1.0; /* lr_adjust: sqrt(max(rows, cols)) from the header */
+        a.scalars[2] = rms->null ? 1.0 : rms->v;
+    }
+    return prepare_only ? ctx->ops->prepare(ctx, &a) : ctx->ops->update(ctx, &a);
 }
 
-/* Compiles and warms every pass of plan launch `pl`, and runs one Newton-Schulz iteration per
- * distinct Muon-path shape on the (zero) scratch, so that CLBlast compiles its kernels and the
- * device sees every product size at build rather than in step 1. */
+/* On OpenCL without CLBlast: names the first variable of the run whose product failed. */
+static clopt_status name_failed(clopt_optimizer *o, clopt_status s, const mu_run *r) {
+    clopt_context *ctx = o->ctx;
+    if (s != CLOPT_ERR_UNSUPPORTED || !r) return s;
+    const mu_state *st = o->class_state;
+    const clopt_variable *v = o->vars[st->members[r->g->first + r->r0]];
+    char *why = clopt__strdup(ctx->error ? ctx->error : "");
+    clopt__fail(ctx, s, "build: Muon variable '%s' (%lld x %lld) takes the Muon path: %s",
+                v->name, (long long)v->shape[0], (long long)v->shape[1], why ? why : "");
+    free(why);
+    return s;
+}
+
+/* Compiles and warms every pass of plan launch `pl`, and runs one Newton-Schulz iteration on the
+ * (zero) scratch of its runs, so that CLBlast compiles its kernels and the device sees every
+ * product size and batch at build rather than in step 1. */
 static clopt_status warm(clopt_optimizer *o, const clopt__plan *p, const clopt__plan_launch *pl,
                          clopt__launch *l) {
     clopt_context *ctx = o->ctx;
@@ -330,34 +511,19 @@ static clopt_status warm(clopt_optimizer *o, const clopt__plan *p, const clopt__
     if (s != CLOPT_OK || !st->x[ri]) return s;
     const clopt__segment_launch sl = {"muon.norm", pl->dtype, p->ranges_buf, 0, 0,
                                       p->partials_buf, NULL, {0, 0, 0, 0}};
-    clopt__launch a = *l;
-    a.info_buf = st->x[ri];
-    if ((s = ctx->ops->segments(ctx, &sl)) != CLOPT_OK) return s;
-    a.kernel = "muon.load";
-    if ((s = ctx->ops->prepare(ctx, &a)) != CLOPT_OK) return s;
-    a.kernel = "muon.apply";
-    if ((s = ctx->ops->prepare(ctx, &a)) != CLOPT_OK) return s;
-    for (size_t i = 0; i < o->nvars && s == CLOPT_OK; i++) {
-        const clopt_variable *v = o->vars[i];
-        if (!st->muon[i] || v->dtype != pl->dtype || v->block != pl->var_block) continue;
-        int seen = 0;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = st->muon[j] && real_index(o->vars[j]->dtype) == ri &&
-                   o->vars[j]->shape[0] == v->shape[0] && o->vars[j]->shape[1] == v->shape[1];
-        if (seen) continue;
-        s = newton_schulz(o, clopt__real_dtype(v->dtype), ri, (size_t)v->shape[0],
-                          (size_t)v->shape[1], 1);
-        if (s == CLOPT_ERR_UNSUPPORTED) { /* OpenCL without CLBlast: name the variable */
-            char *why = clopt__strdup(ctx->error ? ctx->error : "");
-            clopt__fail(ctx, s, "build: Muon variable '%s' (%lld x %lld) takes the Muon path: %s",
-                        v->name, (long long)v->shape[0], (long long)v->shape[1],
-                        why ? why : "");
-            free(why);
-        }
-    }
-    return s;
+    if ((s = ctx->ops->segments(ctx, &sl)) != CLOPT_OK ||
+        (s = muon_pass(o, l, ri, 0, 1)) != CLOPT_OK || (s = muon_pass(o, l, ri, 1, 1)) != CLOPT_OK)
+        return s;
+    size_t xspan[2], aspan[2];
+    const size_t nruns = collect_runs(o, p, pl, xspan, aspan);
+    if (!nruns) return CLOPT_OK;
+    const mu_run *failed;
+    s = newton_schulz(o, clopt__real_dtype(pl->dtype), ri, nruns, xspan, aspan, 1, &failed);
+    return name_failed(o, s, failed);
 }
 
+/* A step's launches for plan launch `pl`: muon.stats; with Muon-path variables in it, then
+ * muon.norm, muon.load, the batched Newton-Schulz iteration and muon.apply. */
 static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
                                const clopt__plan_launch *pl, clopt__launch *l, int warm_only) {
     clopt_context *ctx = o->ctx;
@@ -367,28 +533,19 @@ static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
     if (warm_only) return warm(o, p, pl, l);
     clopt_status s = ctx->ops->update(ctx, l);
     if (s != CLOPT_OK) return s;
-    /* The launch's variables are the plan's pairs with its (dtype, variable block, gradient
-     * block), in list order, their chunks one after another from table_base (apply.c, layout). */
-    int any = 0;
-    for (size_t j = 0; j < p->n && !any; j++) {
-        const clopt_variable *v = o->vars[p->var_index[j]], *g = p->grads[j] ? p->grads[j] : v;
-        any = st->muon[p->var_index[j]] && v->dtype == pl->dtype && v->block == pl->var_block &&
-              g->block == pl->grad_block;
-    }
-    if (!any) return CLOPT_OK;
+    size_t xspan[2], aspan[2];
+    const size_t nruns = collect_runs(o, p, pl, xspan, aspan);
+    if (!nruns) return CLOPT_OK;
+    const int ri = real_index(pl->dtype);
     const clopt__segment_launch sl = {"muon.norm", pl->dtype, p->ranges_buf, pl->range_base,
                                       pl->nranges, p->partials_buf, NULL, {0, 0, 0, 0}};
-    if ((s = ctx->ops->segments(ctx, &sl)) != CLOPT_OK) return s;
-    size_t entry = pl->table_base;
-    for (size_t j = 0; j < p->n && s == CLOPT_OK; j++) {
-        const clopt_variable *v = o->vars[p->var_index[j]], *g = p->grads[j] ? p->grads[j] : v;
-        if (v->dtype != pl->dtype || v->block != pl->var_block || g->block != pl->grad_block)
-            continue;
-        const size_t e0 = entry;
-        entry += chunks_of(v);
-        if (st->muon[p->var_index[j]]) s = muon_variable(o, l, v, e0, chunks_of(v));
-    }
-    return s;
+    const mu_run *failed;
+    if ((s = ctx->ops->segments(ctx, &sl)) != CLOPT_OK ||
+        (s = muon_pass(o, l, ri, 0, 0)) != CLOPT_OK ||
+        (s = newton_schulz(o, clopt__real_dtype(pl->dtype), ri, nruns, xspan, aspan,
+                           (int64_t)clopt__hp(o, NS_STEPS), &failed)) != CLOPT_OK)
+        return s;
+    return muon_pass(o, l, ri, 1, 0);
 }
 
 const clopt__optimizer_class clopt__muon_class = {

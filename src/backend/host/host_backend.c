@@ -51,7 +51,7 @@ static clopt_status host_write(clopt_context *ctx, void *buf, size_t off, const 
 }
 
 static clopt_status host_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
-    (void)ctx;
+    ctx->mem_reads++;
     memcpy(dst, (char *)buf + off, n);
     return CLOPT_OK;
 }
@@ -113,9 +113,36 @@ static clopt_status host_prepare(clopt_context *ctx, const clopt__launch *l) {
     return CLOPT_OK;
 }
 
+/* A device-decided step (clopt__launch.step_state, STEP_LOAD_ in cl/common.cl): 0 when the
+ * step is skipped; else *out is `l` with the scalars of the table row the state points at. */
+static int step_launch(const clopt__launch *l, clopt__launch *out) {
+    const uint64_t *state = l->step_state;
+    float flag, scale;
+    memcpy(&flag, &state[0], sizeof flag);
+    memcpy(&scale, &state[3], sizeof scale);
+    if (flag != 1.0f) return 0;
+    const clopt_dtype rd = CLOPT_FLOAT64; /* the host's table (src/optim/device_step.c) */
+    const size_t row = (size_t)(state[1] - state[4]) * CLOPT__STEP_KINDS * CLOPT__STEP_REALS +
+                       (size_t)l->step_kind * CLOPT__STEP_REALS;
+    if (clopt__elem_load(l->step_table, rd, row + CLOPT__STEP_REALS - 1) == 0) return 0;
+    *out = *l;
+    for (int i = 0; i < CLOPT__MAX_SCALARS; i++)
+        out->scalars[i] = clopt__elem_load(l->step_table, rd, row + (size_t)i);
+    for (int i = 1; i < 4; i++)
+        out->pipe[i] = clopt__elem_load(l->step_table, rd, row + CLOPT__MAX_SCALARS + (size_t)i);
+    out->pipe[0] = 1.0 / (double)scale;
+    out->step_state = NULL;
+    return 1;
+}
+
 static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
     const clopt__host_kernel *k = find_kernel(l->kernel);
     if (!k) return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "host backend: no kernel '%s'", l->kernel);
+    clopt__launch stepped;
+    if (l->step_state) {
+        if (!step_launch(l, &stepped)) return CLOPT_OK;
+        l = &stepped;
+    }
     clopt__host_update u = {l, l->var_buf, l->grad_buf, l->slot_buf, l->seg_buf};
     const clopt__chunk *table = (const clopt__chunk *)l->table_buf + l->table_base;
     for (size_t c = 0; c < l->nchunks; c++) {
@@ -171,22 +198,28 @@ static clopt_status host_segments(clopt_context *ctx, const clopt__segment_launc
 }
 
 /* Row-major C = alpha*op(A)*op(B) + beta*C, each product accumulated in double and stored once
- * in the dtype (beta 0 ignores C, as BLAS does). */
+ * in the dtype (beta 0 ignores C, as BLAS does); a batch is the same, product after product. */
 static clopt_status host_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
     (void)ctx;
-    for (size_t i = 0; i < l->m; i++)
-        for (size_t j = 0; j < l->n; j++) {
-            double acc = 0;
-            for (size_t p = 0; p < l->k; p++) {
-                const size_t ai = l->a_off + (l->trans_a ? p * l->lda + i : i * l->lda + p);
-                const size_t bi = l->b_off + (l->trans_b ? j * l->ldb + p : p * l->ldb + j);
-                acc += clopt__elem_load(l->a, l->dtype, ai) * clopt__elem_load(l->b, l->dtype, bi);
+    const size_t batch = l->batch > 1 ? l->batch : 1;
+    for (size_t q = 0; q < batch; q++) {
+        const size_t a_off = l->a_off + q * l->a_stride, b_off = l->b_off + q * l->b_stride,
+                     c_off = l->c_off + q * l->c_stride;
+        for (size_t i = 0; i < l->m; i++)
+            for (size_t j = 0; j < l->n; j++) {
+                double acc = 0;
+                for (size_t p = 0; p < l->k; p++) {
+                    const size_t ai = a_off + (l->trans_a ? p * l->lda + i : i * l->lda + p);
+                    const size_t bi = b_off + (l->trans_b ? j * l->ldb + p : p * l->ldb + j);
+                    acc += clopt__elem_load(l->a, l->dtype, ai) *
+                           clopt__elem_load(l->b, l->dtype, bi);
+                }
+                const size_t ci = c_off + i * l->ldc + j;
+                double r = l->alpha * acc;
+                if (l->beta != 0) r += l->beta * clopt__elem_load(l->c, l->dtype, ci);
+                clopt__elem_store(l->c, l->dtype, ci, r);
             }
-            const size_t ci = l->c_off + i * l->ldc + j;
-            double r = l->alpha * acc;
-            if (l->beta != 0) r += l->beta * clopt__elem_load(l->c, l->dtype, ci);
-            clopt__elem_store(l->c, l->dtype, ci, r);
-        }
+    }
     return CLOPT_OK;
 }
 

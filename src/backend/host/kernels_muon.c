@@ -1,8 +1,9 @@
 /* Muon reference, the passes of cl/muon.cl (see there for the scalars). stats: per chunk, Adam on
  * the AdamW path, momentum and G (into slot 1) and the chunk's sum of G^2 on the Muon path
  * (launch.info_buf: one uint32 per built variable, 1 for the Muon path). norm: per variable,
- * ||G||_F over its chunks. load and apply: over one Muon-path variable's chunks, with
- * launch.info_buf the scratch matrix (reals: double for float64 variables, else float). */
+ * ||G||_F over its chunks. load and apply: over every chunk of the launch, with launch.info_buf
+ * the scratch (a header of 8 uint32 words per built variable, then the matrices as reals: double
+ * for float64 variables, else float). */
 #include <math.h>
 #include "host_internal.h"
 
@@ -43,36 +44,38 @@ void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__chunk *r
     for (uint32_t c = 0; c < range->slot; c++) p[2 * ((size_t)range->grad + c)] = n;
 }
 
-/* Element index within the variable of lane i of table entry `entry`, and whether it is arena
- * padding (beyond the scalar c3 elements of the last chunk). */
-static size_t muon_index(const clopt__host_update *u, size_t entry, size_t i, int *padding) {
-    const size_t c = entry - u->launch->table_base;
-    *padding = c == u->launch->nchunks - 1 && (double)i >= u->launch->scalars[3];
-    return c * CLOPT__CHUNK + i;
+/* The variable's entry in the scratch header (cl/muon.cl: 8 uint32 words per built variable). */
+static const uint32_t *muon_header(const clopt__host_update *u, const clopt__chunk *ch) {
+    return (const uint32_t *)u->launch->info_buf + 8 * (size_t)ch->seg;
 }
 
 void clopt__host_muon_load(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
     const clopt_dtype rd = clopt__real_dtype(u->launch->dtype);
+    const uint32_t *h = muon_header(u, ch);
+    if (!h[0]) return;
     const double norm = AUX_AT(entry, 0);
     for (size_t i = 0; i < CLOPT__CHUNK; i++) {
         const size_t s = (size_t)ch->slot * CLOPT__CHUNK + i;
-        int padding;
-        const size_t e = muon_index(u, entry, i, &padding);
-        clopt__elem_store(u->launch->info_buf, rd, e,
-                          padding ? 0.0 : HL(u->slot, SLOT(1)) / (norm + 1e-7));
+        const size_t e = (size_t)(ch->slot - h[1]) * CLOPT__CHUNK + i;
+        if (e >= ((size_t)h[2] + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK) return;
+        clopt__elem_store(u->launch->info_buf, rd, h[0] + e,
+                          e >= h[2] ? 0.0 : HL(u->slot, SLOT(1)) / (norm + 1e-7));
     }
 }
 
 void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
+    (void)entry;
     const double *c = u->launch->scalars;
     const clopt_dtype rd = clopt__real_dtype(u->launch->dtype);
     const uint32_t seg = ch->seg;
+    const uint32_t *h = muon_header(u, ch);
+    if (!h[0]) return;
+    const double sc = c[1] != 0 ? sqrt((double)h[3]) : 1.0;
     for (size_t i = 0; i < CLOPT__CHUNK; i++) {
         const size_t w = (size_t)ch->var * CLOPT__CHUNK + i;
-        int padding;
-        const size_t e = muon_index(u, entry, i, &padding);
-        if (padding) continue;
-        const double x = clopt__elem_load(u->launch->info_buf, rd, e);
-        HS(u->var, w, WEIGHT() - ((c[0] * x) * c[1]) * c[2]);
+        const size_t e = (size_t)(ch->slot - h[1]) * CLOPT__CHUNK + i;
+        if (e >= h[2]) continue;
+        const double x = clopt__elem_load(u->launch->info_buf, rd, h[0] + e);
+        HS(u->var, w, WEIGHT() - ((c[0] * x) * sc) * c[2]);
     }
 }

@@ -176,6 +176,7 @@ static clopt_status ocl_write(clopt_context *ctx, void *buf, size_t off, const v
 }
 
 static clopt_status ocl_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
+    ctx->mem_reads++;
     cl_int err = clEnqueueReadBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, CL_TRUE, off, n, dst, 0,
                                      NULL, NULL);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueReadBuffer", "reading");
@@ -273,23 +274,38 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
     return CLOPT_OK;
 }
 
-/* A multi-pass kernel's per-chunk reals: the argument after UPDATE_ARGS (UPDATE_ARGS_AUX), and
- * a class's info buffer after it (clopt__launch.info_buf). */
+/* The arguments after UPDATE_ARGS' scalars: a device-decided step's three (clopt__launch's
+ * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-chunk reals
+ * (UPDATE_ARGS_AUX), then a class's info buffer (clopt__launch.info_buf). */
+#define UPDATE_NARGS (7 + CLOPT__MAX_SCALARS + 4)
+static cl_uint extra_arg(const clopt__launch *l, cl_uint k) {
+    return UPDATE_NARGS + (l->step_state ? 3 : 0) + k;
+}
+static clopt_status set_step_args(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
+                                  cl_mem table, cl_mem state) {
+    const cl_uint kind = (cl_uint)l->step_kind;
+    clopt_status st;
+    if ((st = set_arg(ctx, k, UPDATE_NARGS, sizeof table, &table, l->kernel)) ||
+        (st = set_arg(ctx, k, UPDATE_NARGS + 1, sizeof state, &state, l->kernel)))
+        return st;
+    return set_arg(ctx, k, UPDATE_NARGS + 2, sizeof kind, &kind, l->kernel);
+}
 static clopt_status set_aux_arg(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
                                 cl_mem aux) {
-    return set_arg(ctx, k, 7 + CLOPT__MAX_SCALARS + 4, sizeof aux, &aux, l->kernel);
+    return set_arg(ctx, k, extra_arg(l, 0), sizeof aux, &aux, l->kernel);
 }
 static clopt_status set_info_arg(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
                                  cl_mem info) {
-    return set_arg(ctx, k, 7 + CLOPT__MAX_SCALARS + 5, sizeof info, &info, l->kernel);
+    return set_arg(ctx, k, extra_arg(l, 1), sizeof info, &info, l->kernel);
 }
 
 /* The kernel of a fused update: the optimizer's defines plus the pipeline's switches. */
 static clopt_status update_kernel(clopt_context *ctx, const clopt__launch *l,
                                   clopt__ocl_program **p) {
-    clopt__define defs[CLOPT__MAX_DEFINES + 6];
+    clopt__define defs[CLOPT__MAX_DEFINES + 7];
     int n = l->ndefines;
     memcpy(defs, l->defines, (size_t)n * sizeof *defs);
+    if (l->step_state) defs[n++] = (clopt__define){"DEVICE_STEP", 1};
     defs[n++] = (clopt__define){"ACCUM", l->accum};
     defs[n++] = (clopt__define){"CLIP", l->clip};
     defs[n++] = (clopt__define){"DECAY", l->decay};
@@ -340,6 +356,8 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     /* seg is the data buffer, not the table: sumsq writes it, and nothing may write the table
      * that other work-groups read offsets from. */
     st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, m);
+    /* A device-decided kernel sees a zero flag in the zeroed data, and returns at once. */
+    if (st == CLOPT_OK && l->step_state) st = set_step_args(ctx, p->kernel, l, m, m);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
     if (st == CLOPT_OK && l->info_buf) st = set_info_arg(ctx, p->kernel, l, (cl_mem)info);
     if (st == CLOPT_OK) st = enqueue_chunks(ctx, p, nwarm, l->kernel);
@@ -361,6 +379,8 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     cl_mem slot = l->slot_buf ? (cl_mem)l->slot_buf : (cl_mem)l->var_buf;
     st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
                          l->table_buf, (cl_uint)l->table_base, seg);
+    if (st == CLOPT_OK && l->step_state)
+        st = set_step_args(ctx, p->kernel, l, (cl_mem)l->step_table, (cl_mem)l->step_state);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, (cl_mem)l->aux_buf);
     if (st == CLOPT_OK && l->info_buf)
         st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
@@ -448,7 +468,22 @@ static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
     const CLBlastTranspose tb = l->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastStatusCode st;
     const char *call;
-    if (l->dtype == CLOPT_FLOAT64) {
+    if (l->batch > 1 && (l->dtype == CLOPT_FLOAT64 || l->dtype == CLOPT_FLOAT32)) {
+        /* a batch of equal products in one call: the matrices at a fixed stride */
+        if (l->dtype == CLOPT_FLOAT64) {
+            call = "CLBlastDgemmStridedBatched";
+            st = CLBlastDgemmStridedBatched(
+                CLBlastLayoutRowMajor, ta, tb, l->m, l->n, l->k, l->alpha, (cl_mem)l->a,
+                l->a_off, l->lda, l->a_stride, (cl_mem)l->b, l->b_off, l->ldb, l->b_stride,
+                l->beta, (cl_mem)l->c, l->c_off, l->ldc, l->c_stride, l->batch, &q, &ev);
+        } else {
+            call = "CLBlastSgemmStridedBatched";
+            st = CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor, ta, tb, l->m, l->n, l->k, (float)l->alpha, (cl_mem)l->a,
+                l->a_off, l->lda, l->a_stride, (cl_mem)l->b, l->b_off, l->ldb, l->b_stride,
+                (float)l->beta, (cl_mem)l->c, l->c_off, l->ldc, l->c_stride, l->batch, &q, &ev);
+        }
+    } else if (l->dtype == CLOPT_FLOAT64) {
         call = "CLBlastDgemm";
         st = CLBlastDgemm(CLBlastLayoutRowMajor, ta, tb, l->m, l->n, l->k, l->alpha,
                           (cl_mem)l->a, l->a_off, l->lda, (cl_mem)l->b, l->b_off, l->ldb, l->beta,
@@ -468,8 +503,9 @@ static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
     clopt_status cs = st == CLBlastNoDoublePrecision || st == CLBlastNoHalfPrecision
                           ? CLOPT_ERR_UNSUPPORTED
                           : CLOPT_ERR_OPENCL;
-    clopt__fail(ctx, cs, "matrix product: %s failed with CLBlast status %d (%zu x %zu x %zu)",
-                call, (int)st, l->m, l->n, l->k);
+    clopt__fail(ctx, cs,
+                "matrix product: %s failed with CLBlast status %d (%zu x %zu x %zu, batch %zu)",
+                call, (int)st, l->m, l->n, l->k, l->batch > 1 ? l->batch : 1);
     ctx->cl_error = (int)st;
     return cs;
 #else
