@@ -47,9 +47,51 @@ typedef float store_t;
  * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). */
 #define UPDATE_ARGS                                                                           \
     global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
-        global const uint4 *restrict table, uint tbase, global const real *seg, real c0,      \
-        real c1, real c2, real c3, real c4, real c5, real c6, real c7, real q0, real q1,      \
-        real q2, real q3
+        global const uint4 *restrict table, uint tbase, global const real *seg,              \
+        UPDATE_SCALAR_ARGS
+/* The per-step scalars of UPDATE_ARGS (and a device-decided step's arguments after them), for
+ * kernels that spell out the arguments before them (reduce.cl's sumsq). */
+#define UPDATE_SCALAR_ARGS                                                                    \
+    real STEP_ARG_(c0), real STEP_ARG_(c1), real STEP_ARG_(c2), real STEP_ARG_(c3),           \
+        real STEP_ARG_(c4), real STEP_ARG_(c5), real STEP_ARG_(c6), real STEP_ARG_(c7),       \
+        real STEP_ARG_(q0), real STEP_ARG_(q1), real STEP_ARG_(q2), real STEP_ARG_(q3)        \
+        STEP_ARGS_
+
+/* A device-decided step (DEVICE_STEP=1: a LossScaleOptimizer's inner step; clopt__launch's
+ * step_* fields and CLOPT__STEP_* in src/backend/backend_internal.h). The host cannot know
+ * whether the device found the gradients finite, nor so the inner iteration count, without
+ * waiting for it; so such a kernel takes three more arguments: a table of the per-step scalars
+ * for every count the step may be at, the state (finite flag, count, scale, the table's first
+ * count) and which kind of block of a row it reads. STEP_LOAD_ (first in UPDATE_INDEX and
+ * CHUNK_INDEX) returns unless the flag is 1 and the row's go switch is set, and defines
+ * c0..c7, q1..q3 from the row and q0 = 1 / the dynamic scale: the host's arguments are
+ * ignored. The condition is the same for every work-item, so an early return cannot split a
+ * work-group at a barrier. */
+#ifndef DEVICE_STEP
+#define DEVICE_STEP 0
+#endif
+#define STEP_REALS 16
+#define STEP_KINDS 3
+#if DEVICE_STEP
+#define STEP_ARG_(x) x##_in_
+#define STEP_ARGS_ , global const real *step_table, global const ulong *step_state, uint step_kind
+#define STEP_LOAD_                                                                            \
+    if (((global const float *)step_state)[0] != 1.0f) return;                               \
+    global const real *row_ = step_table +                                                   \
+        (size_t)(step_state[1] - step_state[4]) * (STEP_KINDS * STEP_REALS) +                 \
+        (size_t)step_kind * STEP_REALS;                                                       \
+    if (row_[STEP_REALS - 1] == 0) return;                                                    \
+    const real c0 = row_[0], c1 = row_[1], c2 = row_[2], c3 = row_[3], c4 = row_[4],         \
+               c5 = row_[5], c6 = row_[6], c7 = row_[7], q1 = row_[9], q2 = row_[10],         \
+               q3 = row_[11];                                                                 \
+    const real q0 = (real)1 / (real)((global const float *)step_state)[6];                   \
+    (void)c0_in_; (void)c1_in_; (void)c2_in_; (void)c3_in_; (void)c4_in_; (void)c5_in_;      \
+    (void)c6_in_; (void)c7_in_; (void)q0_in_; (void)q1_in_; (void)q2_in_; (void)q3_in_
+#else
+#define STEP_ARG_(x) x
+#define STEP_ARGS_
+#define STEP_LOAD_ (void)0
+#endif
 
 /* Work-item gid handles element gid % CHUNK of chunk table[tbase + gid / CHUNK]: wi, gi and si
  * index the variable, gradient and first slot; sg is the segment. Arena padding makes every
@@ -60,6 +102,7 @@ typedef float store_t;
  * with plain vector loads and stores; with gid / CHUNK it gathered every element (3x to 10x
  * more instructions). */
 #define UPDATE_INDEX                                                                 \
+    STEP_LOAD_;                                                                      \
     const size_t gid_ = get_global_id(0);                                            \
     const uint4 ch_ = table[tbase + get_group_id(0)];                                \
     const size_t lane_ = get_local_id(0);                                            \
@@ -84,6 +127,7 @@ typedef float store_t;
 #endif
 #define CHUNK_KERNEL __attribute__((reqd_work_group_size(1, 1, 1))) kernel
 #define CHUNK_INDEX                                                                  \
+    STEP_LOAD_;                                                                      \
     const size_t gid_ = get_global_id(0);                                            \
     const uint4 ch_ = table[tbase + gid_];                                           \
     const uint sg = ch_.w;                                                           \

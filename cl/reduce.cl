@@ -8,8 +8,7 @@
 /* A CPU device: one work-item per chunk (common.cl, CHUNK_KERNEL), the same sum. */
 CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global store_t *s,
                         ulong ss, global const uint4 *restrict table, uint tbase,
-                        global real *out, real c0, real c1, real c2, real c3, real c4, real c5,
-                        real c6, real c7, real q0, real q1, real q2, real q3) {
+                        global real *out, UPDATE_SCALAR_ARGS) {
     const global real *seg = out; /* for CHUNK_INDEX */
     CHUNK_INDEX;
     real part[CHUNK];
@@ -21,13 +20,16 @@ CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global
 #endif
         part[i] = x * x;
     }
-    out[(tbase + gid_) * PSTRIDE] = clopt_tree_sum(part);
+    for (int h = CHUNK / 32; h > 0; h /= 2)
+        for (int k = 0; k < h; k++) a[k] += a[k + h];
+    const real4 f = a[0].lo + a[0].hi;
+    const real2 q = f.lo + f.hi;
+    out[(tbase + gid_) * PSTRIDE] = q.x + q.y;
 }
 #else
 kernel void sumsq(global const store_t *w, global const store_t *g, global store_t *s, ulong ss,
-                  global const uint4 *restrict table, uint tbase, global real *out, real c0,
-                  real c1, real c2, real c3, real c4, real c5, real c6, real c7, real q0,
-                  real q1, real q2, real q3) {
+                  global const uint4 *restrict table, uint tbase, global real *out,
+                  UPDATE_SCALAR_ARGS) {
     local real part[CHUNK];
     /* The work-group is the chunk, as in UPDATE_INDEX (common.cl). */
     const size_t lid = get_local_id(0), chunk = get_group_id(0);

@@ -25,6 +25,8 @@ typedef struct clopt_memory_stats {
     uint64_t arena_blocks;
     uint64_t arena_used_bytes;  /* of arena_bytes: reserved by live variables and slots (sizes
                                  * rounded up to whole chunks), the rest is free for new ones */
+    uint64_t host_reads;        /* reads from device memory to the host since the context was
+                                 * (each one waits for the device: a step that reads shows here) */
 } clopt_memory_stats;
 
 /* Fills *out with the context's current memory accounting. Returns CLOPT_OK, or

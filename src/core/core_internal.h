@@ -44,6 +44,7 @@ struct clopt_context {
      * the backends' buffer_create and buffer_release through clopt__mem_created/_released. */
     size_t mem_bytes, mem_peak_bytes, mem_buffers;
     uint64_t mem_creates;
+    uint64_t mem_reads; /* backend reads (device to host), counted by the backends' read */
 };
 
 static inline void clopt__mem_created(clopt_context *ctx, size_t bytes) {

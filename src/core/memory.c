@@ -10,6 +10,7 @@ clopt_status clopt_context_memory_stats(const clopt_context *ctx, clopt_memory_s
     m.device_buffers = ctx->mem_buffers;
     m.peak_device_bytes = ctx->mem_peak_bytes;
     m.buffer_creates = ctx->mem_creates;
+    m.host_reads = ctx->mem_reads;
     for (const clopt__arena_block *b = ctx->blocks; b; b = b->next) {
         size_t free_bytes = 0;
         for (size_t i = 0; !b->dedicated && i < b->nfree; i++) free_bytes += b->free[i].bytes;

@@ -192,9 +192,10 @@ clopt_status clopt__checkpoint_save(const clopt_optimizer *opt, clopt_variable *
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
-    ck_plan p;
-    clopt_status st = plan_make(&p, ctx, fn, opt, vars, n);
+    clopt_status st = clopt__loss_scale_sync(opt, 0); /* the device's count and scale */
     if (st != CLOPT_OK) return st;
+    ck_plan p;
+    if ((st = plan_make(&p, ctx, fn, opt, vars, n)) != CLOPT_OK) return st;
     clopt__st_out *outs = calloc(p.n + 1, sizeof *outs);
     char *config = NULL, *paths = NULL;
     if (opt) {
@@ -422,9 +423,10 @@ clopt_status clopt__checkpoint_load(clopt_optimizer *opt, clopt_variable *const 
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
-    ck_plan p;
-    clopt_status st = plan_make(&p, ctx, fn, opt, vars, n);
+    clopt_status st = clopt__loss_scale_sync(opt, 1); /* host values may change below */
     if (st != CLOPT_OK) return st;
+    ck_plan p;
+    if ((st = plan_make(&p, ctx, fn, opt, vars, n)) != CLOPT_OK) return st;
     clopt__st_file f;
     char err[CLOPT__IO_ERRN] = "";
     st = reader(path, &f, err, sizeof err);

@@ -181,12 +181,16 @@ static int clip_mode(const clopt_optimizer *o, double *c, int *global) {
     return 0;
 }
 
+/* The pipeline's per-step reals and switches of a launch of l->dtype (make_launch's). */
+static void pipe_scalars(const clopt_optimizer *o, int accum_update, double lr, clopt__launch *l);
+
 /* A launch over plan entry `pl` with the pipeline's switches for an update step (accum_update:
- * this step adds the accumulator). */
-static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
-                                 const clopt__plan_launch *pl, int accum_update, double lr) {
+ * this step adds the accumulator). While a LossScaleOptimizer runs a device-decided step, its
+ * launches read their scalars on the device (clopt__launch.step_state; kind: the table block). */
+static clopt__launch make_launch_kind(const clopt_optimizer *o, const clopt__plan *p,
+                                      const clopt__plan_launch *pl, int accum_update, double lr,
+                                      int kind) {
     const clopt__slot_group *grp = &o->groups[pl->dtype];
-    const clopt__value *b = o->base;
     clopt__launch l;
     memset(&l, 0, sizeof l);
     l.dtype = pl->dtype;
@@ -198,32 +202,59 @@ static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
     l.table_base = pl->table_base;
     l.nchunks = pl->nchunks;
     l.seg_buf = grp->seg_buf;
-    const int64_t steps = clopt__accumulation_steps(o);
-    l.pipe[0] = (!b[CLOPT__B_LOSS_SCALE_FACTOR].null && b[CLOPT__B_LOSS_SCALE_FACTOR].v != 0)
-                    ? 1.0 / b[CLOPT__B_LOSS_SCALE_FACTOR].v
-                    : 1.0;
-    if (o->grad_unscale != 0) l.pipe[0] = 1.0 / o->grad_unscale; /* a LossScaleOptimizer's */
-    l.pipe[1] = steps ? 1.0 / (double)steps : 1.0;
-    l.accum = accum_update;
-    int global;
-    l.clip = clip_mode(o, &l.pipe[2], &global);
-    if (!b[CLOPT__B_WEIGHT_DECAY].null) {
-        /* Keras casts the learning rate to the variable's dtype before w*wd*lr. */
-        const double lrc = pl->dtype == CLOPT_FLOAT64 ? lr : (double)(float)lr;
-        l.decay = 1;
-        l.pipe[3] = b[CLOPT__B_WEIGHT_DECAY].v * lrc;
+    pipe_scalars(o, accum_update, lr, &l);
+    if (o->dstep && o->dstep->stepping) {
+        l.step_table = o->dstep->table_buf[pl->dtype];
+        l.step_state = o->dstep->state_buf;
+        l.step_kind = kind;
     }
-    l.slot_base = o->slot_base;
-    l.slot_acc = o->slot_acc < 0 ? 0 : o->slot_acc;
-    l.slot_ema = o->slot_ema < 0 ? 0 : o->slot_ema;
     return l;
 }
 
-/* Runs a pipeline kernel ("pipeline.ema", ...) over every launch of a plan. */
+static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
+                                 const clopt__plan_launch *pl, int accum_update, double lr) {
+    return make_launch_kind(o, p, pl, accum_update, lr, CLOPT__STEP_UPDATE);
+}
+
+static void pipe_scalars(const clopt_optimizer *o, int accum_update, double lr, clopt__launch *l) {
+    const clopt__value *b = o->base;
+    const int64_t steps = clopt__accumulation_steps(o);
+    l->pipe[0] = (!b[CLOPT__B_LOSS_SCALE_FACTOR].null && b[CLOPT__B_LOSS_SCALE_FACTOR].v != 0)
+                     ? 1.0 / b[CLOPT__B_LOSS_SCALE_FACTOR].v
+                     : 1.0;
+    if (o->grad_unscale != 0) l->pipe[0] = 1.0 / o->grad_unscale; /* a LossScaleOptimizer's */
+    l->pipe[1] = steps ? 1.0 / (double)steps : 1.0;
+    l->accum = accum_update;
+    int global;
+    l->clip = clip_mode(o, &l->pipe[2], &global);
+    if (!b[CLOPT__B_WEIGHT_DECAY].null) {
+        /* Keras casts the learning rate to the variable's dtype before w*wd*lr. */
+        const double lrc = l->dtype == CLOPT_FLOAT64 ? lr : (double)(float)lr;
+        l->decay = 1;
+        l->pipe[3] = b[CLOPT__B_WEIGHT_DECAY].v * lrc;
+    }
+    l->slot_base = o->slot_base;
+    l->slot_acc = o->slot_acc < 0 ? 0 : o->slot_acc;
+    l->slot_ema = o->slot_ema < 0 ? 0 : o->slot_ema;
+}
+
+void clopt__step_scalars(clopt_optimizer *o, clopt_dtype d, const clopt__step_info *step,
+                         double out[CLOPT__MAX_SCALARS + 4]) {
+    clopt__launch l;
+    memset(&l, 0, sizeof l);
+    l.dtype = d;
+    pipe_scalars(o, 0, step->lr, &l);
+    o->cls->launch(o, step, &l);
+    memcpy(out, l.scalars, sizeof l.scalars);
+    memcpy(out + CLOPT__MAX_SCALARS, l.pipe, sizeof l.pipe);
+}
+
+/* Runs a pipeline kernel ("pipeline.ema", ...) over every launch of a plan (kind: its block
+ * of a device-decided step's table). */
 static clopt_status run_pass(clopt_optimizer *o, const clopt__plan *p, const char *kernel,
-                             double c0, double lr) {
+                             double c0, double lr, int kind) {
     for (size_t i = 0; i < p->nlaunches; i++) {
-        clopt__launch l = make_launch(o, p, &p->launches[i], 0, lr);
+        clopt__launch l = make_launch_kind(o, p, &p->launches[i], 0, lr, kind);
         l.kernel = kernel;
         l.scalars[0] = c0;
         clopt_status st = o->ctx->ops->update(o->ctx, &l);
@@ -293,7 +324,8 @@ static clopt_status run_update(clopt_optimizer *o, int accum_update, double lr) 
     clopt_status st = clip_factors(o, accum_update, lr);
     if (st != CLOPT_OK) return st;
     const clopt__step_info step = {clopt__iterations(o) + 1, lr};
-    if (o->cls->before_step) o->cls->before_step(o, &step);
+    /* A device-decided step's host-side state moved on when its table was made. */
+    if (o->cls->before_step && !(o->dstep && o->dstep->stepping)) o->cls->before_step(o, &step);
     for (size_t i = 0; i < o->plan.nlaunches; i++) {
         clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], accum_update, lr);
         o->cls->launch(o, &step, &l);
@@ -317,11 +349,23 @@ static clopt_status run_ema(clopt_optimizer *o, double lr) {
     if (!b[CLOPT__B_USE_EMA].v) return CLOPT_OK;
     const int64_t it = clopt__iterations(o);
     clopt_status st = run_pass(o, &o->all_plan, "pipeline.ema",
-                               it != 0 ? b[CLOPT__B_EMA_MOMENTUM].v : 0.0, lr);
+                               it != 0 ? b[CLOPT__B_EMA_MOMENTUM].v : 0.0, lr, CLOPT__STEP_EMA);
     const clopt__value *f = &b[CLOPT__B_EMA_OVERWRITE_FREQUENCY];
-    if (st == CLOPT_OK && !f->null && f->v >= 1 && (it + 1) % (int64_t)f->v == 0)
-        st = run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, lr);
+    /* On a device-decided step the device knows the count: the launch skips itself off beat. */
+    const int device = o->dstep && o->dstep->stepping;
+    if (st == CLOPT_OK && !f->null && f->v >= 1 && (device || (it + 1) % (int64_t)f->v == 0))
+        st = run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, lr,
+                      CLOPT__STEP_EMA_OVERWRITE);
     return st;
+}
+
+/* EMA's momentum and overwrite beat at raw count it (before the step), for device_step.c. */
+double clopt__ema_momentum_at(const clopt_optimizer *o, int64_t it) {
+    return it != 0 ? o->base[CLOPT__B_EMA_MOMENTUM].v : 0.0;
+}
+int clopt__ema_overwrite_at(const clopt_optimizer *o, int64_t it) {
+    const clopt__value *f = &o->base[CLOPT__B_EMA_OVERWRITE_FREQUENCY];
+    return o->base[CLOPT__B_USE_EMA].v && !f->null && f->v >= 1 && (it + 1) % (int64_t)f->v == 0;
 }
 
 clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
@@ -331,11 +375,22 @@ clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
     if (!o->built)
         return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
                            "finalize_variable_values: the optimizer is not built");
-    return run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, clopt__learning_rate(o));
+    return run_pass(o, &o->all_plan, "pipeline.ema_overwrite", 0.0, clopt__learning_rate(o),
+                    CLOPT__STEP_UPDATE);
 }
 
-/* Compiles and warms every kernel a step can use, per dtype, so step 1 pays no compilation. */
+static clopt_status warm_kernels(clopt_optimizer *o);
+
+/* Compiles and warms every kernel a step can use, per dtype, so step 1 pays no compilation (a
+ * device-decided step's variants, when the optimizer takes such steps). */
 clopt_status clopt__warm_kernels(clopt_optimizer *o) {
+    if (o->dstep) o->dstep->stepping = 1;
+    clopt_status st = warm_kernels(o);
+    if (o->dstep) o->dstep->stepping = 0;
+    return st;
+}
+
+static clopt_status warm_kernels(clopt_optimizer *o) {
     const int steps = clopt__accumulation_steps(o) != 0;
     double c = 0; /* set when clip_mode returns 1 */
     int global;
@@ -361,7 +416,8 @@ clopt_status clopt__warm_kernels(clopt_optimizer *o) {
         }
         if (st == CLOPT_OK && o->finite_check) {
             l = base;
-            l.kernel = "pipeline.finite";
+            l.kernel = "pipeline.finite"; /* never device-decided: it decides */
+            l.step_table = l.step_state = NULL;
             st = o->ctx->ops->prepare(o->ctx, &l);
         }
         if (st == CLOPT_OK && clip == 1) {
@@ -470,12 +526,12 @@ clopt_status clopt__apply_run(clopt_optimizer *o) {
     const int64_t steps = clopt__accumulation_steps(o);
     clopt_status st;
     if (steps && (o->iterations + 1) % steps != 0)
-        st = run_pass(o, &o->plan, "pipeline.accumulate", 0.0, lr);
+        st = run_pass(o, &o->plan, "pipeline.accumulate", 0.0, lr, CLOPT__STEP_UPDATE);
     else
         st = run_update(o, steps != 0, lr);
     if (st == CLOPT_OK) st = run_ema(o, lr);
     if (st != CLOPT_OK) return st;
-    o->iterations++;
+    if (!(o->dstep && o->dstep->stepping)) o->iterations++; /* else the device counts */
     return CLOPT_OK;
 }
 

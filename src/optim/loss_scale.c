@@ -1,9 +1,17 @@
 /* LossScaleOptimizer (keras.optimizers.LossScaleOptimizer): dynamic loss scaling around an inner
  * optimizer. Its own variables are [iteration (never incremented), learning_rate (0.0),
  * step_counter, dynamic_scale], followed by the inner optimizer's. A step checks on the device
- * whether every gradient is finite (one kernel per launch group), reads that one flag back, and
- * then either runs the inner step with gradients divided by the scale, or skips it and halves the
- * scale. The flag read is the one host round trip of a step. */
+ * whether every gradient is finite (one kernel per launch group); then either the inner step
+ * runs with gradients divided by the scale, or it is skipped and the scale halves.
+ *
+ * Who decides: the device, with no host round trip (device_step.c), for every inner optimizer
+ * but Adafactor and Muon (passes of their own) and inner optimizers with gradient accumulation
+ * (the count picks the kernels). Each launch of the inner step then skips itself on a zero flag
+ * and takes its per-step scalars from a table indexed by the device's count, and one more
+ * kernel moves the count, step counter and scale on. The host reads that state back when asked
+ * for it (iterations, scale_loss, the variable list, checkpoints) and every CLOPT__STEP_ROWS
+ * steps, when the table is rewritten. For the other inner optimizers the host reads the flag
+ * (4 bytes) back every step and decides. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +94,7 @@ static clopt_status configure(clopt_optimizer *o, const json_t *config) {
     /* Keras sets the inner loss_scale_factor to None: gradients are never unscaled twice. */
     o->inner->base[CLOPT__B_LOSS_SCALE_FACTOR] = (clopt__value){0, 1};
     o->inner->finite_check = 1;
+    o->inner->device_step = 1;
     o->lr = 0.0f;
     o->state[STEP_COUNTER] = 0;
     o->state[DYNAMIC_SCALE] = (double)(float)o->hp[INITIAL_SCALE].v;
@@ -122,15 +131,37 @@ static clopt_status add_own_variables(clopt_optimizer *o) {
 
 static void init(clopt_optimizer *o) { o->state[DYNAMIC_SCALE] = 32768.0; }
 
+/* A step the device decides: nothing read back (device_step.c). */
+static clopt_status apply_on_device(clopt_optimizer *o) {
+    clopt_optimizer *in = o->inner;
+    clopt_status st = clopt__device_step_begin(in, &o->state[STEP_COUNTER],
+                                               o->hp[DYNAMIC_GROWTH_STEPS].v);
+    if (st != CLOPT_OK) return st;
+    if ((st = clopt__run_finite_check(in, in->dstep->state_buf)) != CLOPT_OK) return st;
+    in->dstep->stepping = 1;
+    st = clopt__apply_run(in);
+    in->dstep->stepping = 0;
+    return st == CLOPT_OK ? clopt__device_step_end(in) : st;
+}
+
+clopt_status clopt__loss_scale_sync(const clopt_optimizer *co, int write) {
+    clopt_optimizer *o = (clopt_optimizer *)co; /* the state is the same, only known */
+    if (!o || !o->inner || !o->inner->dstep) return CLOPT_OK;
+    clopt_status st = clopt__device_step_sync(o->inner, &o->state[STEP_COUNTER]);
+    if (write) clopt__device_step_invalidate(o->inner);
+    return st;
+}
+
 static clopt_status apply(clopt_optimizer *o, clopt_variable *const *grads,
                           clopt_variable *const *vars, size_t n) {
     clopt_optimizer *in = o->inner;
     clopt_status st;
+    if ((st = clopt__apply_prepare(in, grads, vars, n)) != CLOPT_OK) return st;
+    o->built = in->built;
+    if (in->dstep) return apply_on_device(o);
     if (!o->flag_buf &&
         (st = o->ctx->ops->buffer_create(o->ctx, 8, &o->flag_buf)) != CLOPT_OK)
         return st;
-    if ((st = clopt__apply_prepare(in, grads, vars, n)) != CLOPT_OK) return st;
-    o->built = in->built;
     if ((st = clopt__run_finite_check(in, o->flag_buf)) != CLOPT_OK) return st;
     float flag = 0;
     if ((st = o->ctx->ops->read(o->ctx, o->flag_buf, 0, &flag, sizeof flag)) != CLOPT_OK)
@@ -170,6 +201,8 @@ const clopt__optimizer_class clopt__loss_scale_class = {
 clopt_status clopt_optimizer_scale_loss(const clopt_optimizer *o, double loss, double *out) {
     if (!o || !out) return CLOPT_ERR_INVALID_ARGUMENT;
     if (o->inner) {
+        clopt_status st = clopt__loss_scale_sync(o, 0);
+        if (st != CLOPT_OK) return st;
         *out = loss * (o->built ? o->state[DYNAMIC_SCALE] : (double)(float)o->hp[INITIAL_SCALE].v);
         return CLOPT_OK;
     }

@@ -210,6 +210,26 @@ struct clopt__plan {
     size_t table_cap, ranges_cap; /* entries */
 };
 
+/* A LossScaleOptimizer's inner step decided on the device (device_step.c): the finite check
+ * writes a flag on the device, and every launch of the step (built with DEVICE_STEP=1) reads it
+ * and skips itself on non-finite gradients, with its per-step scalars taken from a table of
+ * rows, one for each iteration count the step may be at, since only the device knows how many
+ * steps ran. A one-work-item kernel (cl/loss_scale.cl) then moves the count, step counter and
+ * scale on. The host reads the state back only when asked for it (iterations, the scale, a
+ * checkpoint...) and when the table runs out, every CLOPT__STEP_ROWS steps. */
+#define CLOPT__STEP_ROWS 256
+typedef struct clopt__device_step {
+    void *state_buf;      /* CLOPT__STEP_WORDS uint64 words (backend_internal.h) */
+    void *table_buf[4];   /* per dtype of a built variable: CLOPT__STEP_ROWS rows */
+    int64_t base;         /* the iteration count of row 0 */
+    int64_t issued;       /* steps enqueued since the table was written */
+    int64_t pending;      /* of those, enqueued since the host last read the state */
+    int valid;            /* the device's state and table agree with the host's */
+    int stepping;         /* apply.c: the launches being made are device-decided */
+    double base_state[4]; /* the class's host state (o->state) at count `base` */
+    double states[CLOPT__STEP_ROWS][4]; /* and after the step of each row */
+} clopt__device_step;
+
 struct clopt_optimizer {
     clopt_context *ctx;
     const clopt__optimizer_class *cls;
@@ -228,6 +248,8 @@ struct clopt_optimizer {
     struct clopt_optimizer *inner; /* a LossScaleOptimizer's inner optimizer (owned) */
     int detached;                  /* not on the context's list (an inner optimizer) */
     void *flag_buf;                /* a LossScaleOptimizer's finite flag (8 bytes) */
+    int device_step;               /* an LSO's inner: take device-decided steps when it can */
+    clopt__device_step *dstep;     /* made at build when device_step and the class allow */
     int built;
     int64_t iterations;
     size_t nvars;
@@ -293,6 +315,31 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
                                   clopt_variable *const *vars, size_t n);
 clopt_status clopt__apply_run(clopt_optimizer *o);
 clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf);
+
+/* apply.c, for device_step.c: the optimizer's and the pipeline's per-step scalars for dtype d
+ * (c0..c7, q0..q3 as kernels take them), and EMA's momentum and overwrite beat at raw count it. */
+void clopt__step_scalars(clopt_optimizer *o, clopt_dtype d, const clopt__step_info *step,
+                         double out[CLOPT__MAX_SCALARS + 4]);
+double clopt__ema_momentum_at(const clopt_optimizer *o, int64_t it);
+int clopt__ema_overwrite_at(const clopt_optimizer *o, int64_t it);
+
+/* Device-decided steps (device_step.c), for a LossScaleOptimizer's inner optimizer `o`:
+ * made at build (nothing when o->device_step is unset or the class cannot: Adafactor and Muon
+ * run passes of their own, and gradient accumulation picks kernels by the count); freed at
+ * unbuild. `ls` is the loss scaler's host state {step counter, dynamic scale} and growth its
+ * dynamic_growth_steps. begin: makes the table and state current (reading the state back first
+ * when the table ran out or was invalidated). end: enqueues the finishing kernel. sync: reads
+ * the state back into o->iterations, o->state and ls when steps ran since the last read.
+ * invalidate: the host state changed (a load, a set learning rate): the next step rewrites. */
+clopt_status clopt__device_step_create(clopt_optimizer *o);
+void clopt__device_step_free(clopt_optimizer *o);
+clopt_status clopt__device_step_begin(clopt_optimizer *o, double ls[2], double growth);
+clopt_status clopt__device_step_end(clopt_optimizer *o);
+clopt_status clopt__device_step_sync(clopt_optimizer *o, double ls[2]);
+void clopt__device_step_invalidate(clopt_optimizer *o);
+/* A LossScaleOptimizer's sync of its inner optimizer's device-decided steps (loss_scale.c); no-op
+ * for any other optimizer. write: the caller is about to change host state (also invalidates). */
+clopt_status clopt__loss_scale_sync(const clopt_optimizer *o, int write);
 
 void clopt__optimizer_free_detached(clopt_optimizer *o);
 

@@ -44,6 +44,7 @@ static void unbuild(clopt_optimizer *o) {
     optvars_free(o, o->nbaseoptvars);
     clopt__plan_free(ctx, &o->plan);
     clopt__plan_free(ctx, &o->all_plan);
+    clopt__device_step_free(o);
     for (int d = 0; d < 4; d++) {
         if (o->groups[d].block) clopt__arena_free(ctx, o->groups[d].block, 0, 0);
         if (o->groups[d].seg_buf) ctx->ops->buffer_release(ctx, o->groups[d].seg_buf);
@@ -374,7 +375,9 @@ clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *va
         (st = build_optvars(o)) != CLOPT_OK ||
         (o->cls->on_build && (st = o->cls->on_build(o)) != CLOPT_OK) ||
         (clopt__apply_pending_no_decay(o), st = clopt__write_decay_flags(o)) != CLOPT_OK ||
-        (st = clopt__all_plan_build(o)) != CLOPT_OK || (st = clopt__warm_kernels(o)) != CLOPT_OK) {
+        (st = clopt__all_plan_build(o)) != CLOPT_OK ||
+        (st = clopt__device_step_create(o)) != CLOPT_OK ||
+        (st = clopt__warm_kernels(o)) != CLOPT_OK) {
         if (!o->ctx->error) clopt__fail(o->ctx, st, "build: %s", clopt_status_string(st));
         unbuild(o);
         return st;
@@ -396,12 +399,15 @@ int64_t clopt__iterations(const clopt_optimizer *o) {
 
 /* A LossScaleOptimizer delegates iterations and the learning rate to its inner optimizer. */
 int64_t clopt_optimizer_iterations(const clopt_optimizer *o) {
-    if (o && o->inner) return clopt_optimizer_iterations(o->inner);
+    if (o && o->inner)
+        return clopt__loss_scale_sync(o, 0) == CLOPT_OK ? clopt_optimizer_iterations(o->inner) : -1;
     return o ? clopt__iterations(o) : -1;
 }
 
 clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double *lr) {
     if (!o || !lr) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_status st = clopt__loss_scale_sync(o, 0); /* a schedule reads the count */
+    if (st != CLOPT_OK) return st;
     if (o->inner) return clopt_optimizer_get_learning_rate(o->inner, lr);
     *lr = clopt__learning_rate(o);
     return CLOPT_OK;
@@ -410,7 +416,8 @@ clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double 
 clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *o, double lr) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
     if (o->inner) {
-        clopt_status st = clopt_optimizer_set_learning_rate(o->inner, lr);
+        clopt_status st = clopt__loss_scale_sync(o, 1);
+        if (st == CLOPT_OK) st = clopt_optimizer_set_learning_rate(o->inner, lr);
         if (st != CLOPT_OK) clopt__fail(o->ctx, st, "%s", o->ctx->error ? o->ctx->error : "");
         return st;
     }
@@ -455,6 +462,8 @@ clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, co
 clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t index, double *dst,
                                            size_t count) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_status sync = clopt__loss_scale_sync(o, 0);
+    if (sync != CLOPT_OK) return sync;
     if (o->inner && index >= o->noptvars)
         return clopt_optimizer_variable_read(o->inner, index - o->noptvars, dst, count);
     if (index >= o->noptvars || !dst)

@@ -116,6 +116,8 @@ static clopt__optvar *entry(clopt_optimizer *o, size_t index, clopt_optimizer **
 clopt_status clopt_optimizer_variable_write(clopt_optimizer *o, size_t index, const double *src,
                                             size_t count) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_status sync = clopt__loss_scale_sync(o, 1);
+    if (sync != CLOPT_OK) return sync;
     clopt_optimizer *owner;
     clopt__optvar *e = entry(o, index, &owner);
     if (!e)
@@ -135,6 +137,8 @@ clopt_status clopt_optimizer_set_weights(clopt_optimizer *o, const double *const
                            "trainable variables first");
     if (n && (!values || !counts))
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "set_weights: NULL lists");
+    clopt_status sync = clopt__loss_scale_sync(o, 1);
+    if (sync != CLOPT_OK) return sync;
     /* Keras zips the lists: extra entries on either side are ignored. */
     size_t total = clopt_optimizer_variable_count(o), m = n < total ? n : total;
     for (size_t i = 0; i < m; i++) {

@@ -20,6 +20,7 @@ KERNEL(clopt__host_schedule_free_adamw)
 void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__chunk *range);
 void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_adafactor_velocity(const clopt__host_update *u, const clopt__chunk *ch,
@@ -62,6 +63,7 @@ const clopt__host_kernel clopt__host_kernels[] = {
 
 const clopt__host_segment_kernel clopt__host_segment_kernels[] = {
     {"lamb.ratio", clopt__host_lamb_ratio},
+    {"loss_scale.finish", clopt__host_loss_scale_finish},
     {"adafactor.scale", clopt__host_adafactor_scale},
     {"muon.norm", clopt__host_muon_norm},
     {NULL, NULL},

@@ -1,5 +1,6 @@
 /* Reference versions of cl/reduce.cl's sumsq and cl/pipeline.cl. */
 #include <math.h>
+#include <string.h>
 #include "host_internal.h"
 
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
@@ -39,4 +40,28 @@ void clopt__host_ema_overwrite(const clopt__host_update *u, size_t w, size_t g, 
                                uint32_t seg) {
     (void)g, (void)seg;
     HS(u->var, w, HL(u->slot, SLOT_ABS(u->launch->slot_ema)));
+}
+
+/* cl/loss_scale.cl's finish: the end of a device-decided LossScaleOptimizer step. */
+void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__chunk *range) {
+    (void)range;
+    uint64_t *st = l->partials_buf;
+    float flag, scale;
+    memcpy(&flag, &st[0], sizeof flag);
+    memcpy(&scale, &st[3], sizeof scale);
+    if (flag == 1.0f) {
+        st[1] += 1;
+        if (st[2] == st[5]) {
+            st[2] = 0;
+            scale *= 2.0f;
+        } else {
+            st[2] += 1;
+        }
+    } else {
+        st[2] = 0;
+        scale *= 0.5f;
+    }
+    memcpy(&st[3], &scale, sizeof scale);
+    const float go[2] = {1.0f, 1.0f};
+    memcpy(&st[0], go, sizeof go);
 }
