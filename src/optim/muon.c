@@ -24,29 +24,47 @@
  * Each variable's wd is its segment's decay multiplier (decay_rate) and the pipeline's q3 is the
  * learning rate, so WEIGHT() computes (w*wd)*lr as Keras does.
  *
+ * Shape groups: at build the Muon-path variables are grouped by (dtype, rows, cols), in built
+ * order; a group's scratch matrices lie one after another at a fixed stride (the padded size for
+ * X and Y, min(rows, cols)^2 for A and B), so a product over all of them is ONE batched gemm
+ * (CLBlast's strided-batched GEMM on OpenCL: equal m, n, k). At the start of each real dtype's X
+ * buffer a header holds, per built variable, its matrix's offset (0 off the Muon path), first slot
+ * chunk, size, max(rows, cols) and sqrt(max(rows, cols)): muon.load and muon.apply read it to run
+ * over every chunk of a plan launch at once.
+ *
  * A step, per plan launch (dtype, variable block, gradient block):
  * 1. muon.stats over every chunk of the launch: reads each gradient once (GRAD()); the AdamW path
  *    is complete after it; on the Muon path it updates m, stores G in the velocity storage and
  *    writes per-chunk sums of G^2;
+ *    (the launch ends here when it holds no Muon-path variable)
  * 2. the segment pass muon.norm: ||G||_F of every variable, on the device (no host round trip);
- *    (left out when the launch holds no Muon-path variable)
- * 3. for EACH Muon-path variable of the launch, in list order:
- *    - muon.load over its chunks: X = G/(||G||_F + 1e-7) into a scratch matrix;
- *    - one fill of the scratch A (so that a product with beta 0 never sees a previous variable's
- *      non-finite values);
- *    - ns_steps iterations of five launches: gemm A = X X^T, copy B := A, gemm B = c*A*A + b*B,
- *      copy Y := X, gemm X = B*Y + a*X (rows > cols: the same with X stored transposed, through
- *      the products' transpose flags, so no transpose pass is needed);
- *    - muon.apply over its chunks: w := WEIGHT() - ((lr*X)*sqrt(max(rows, cols)))*rms_rate.
- * So a step takes 1 (+1 with Muon-path variables) launches per plan launch plus 3 + 5*ns_steps
- * per Muon-path variable (28 with the default ns_steps=5; CLBlast's gemm may itself enqueue
- * several kernels per product for larger matrices: padding/transposition passes). Unlike every
- * other clopt optimizer this is NOT constant in the number of variables: the Newton-Schulz
- * products are per matrix, and CLBlast's batched gemm needs equal shapes. Nothing is allocated
- * per step: the scratch X, Y (the largest Muon-path variable) and A, B (min(rows, cols)^2 of the
- * largest) are made at build, per real dtype (float32 for float32/float16/bfloat16 variables,
- * float64 for float64). A float16/bfloat16 variable's G is stored in its own dtype (as Keras
- * computes in that dtype) and iterated in float32.
+ * 3. muon.load over every chunk of the launch: X = G/(||G||_F + 1e-7) into each Muon-path
+ *    variable's scratch matrix (AdamW-path chunks do nothing);
+ * 4. one fill of the scratch A of the launch's groups (so that a product with beta 0 never sees
+ *    non-finite values of an earlier step);
+ * 5. ns_steps iterations, each: per run, a batched gemm A = X X^T; one copy B := A; per run, a
+ *    batched gemm B = c*A*A + b*B; one copy Y := X; per run, a batched gemm X = B*Y + a*X
+ *    (rows > cols: the same with X stored transposed, through the products' transpose flags, so
+ *    no transpose pass is needed). A run is an unbroken sequence of a group's members in the
+ *    launch: one per group when every member is applied (gradients missing in between split it);
+ * 6. muon.apply over every chunk of the launch: w := WEIGHT() - ((lr*X)*sqrt(max(rows, cols)))*
+ *    rms_rate on the Muon path.
+ * So a step takes, per plan launch, 1 launch without Muon-path variables, else
+ * 5 + ns_steps*(2 + 3R) for R runs, R = the number of distinct (dtype, rows, cols) shapes among
+ * its Muon-path variables when all are applied: 15 + 15R with the default ns_steps=5 (30 for one
+ * shape, 45 for two, ...), whatever the number of variables of each shape (before batching: 2 +
+ * (3 + 5*ns_steps) per Muon-path variable). A CLBlast product counts as one launch here; CLBlast
+ * itself may enqueue several kernels for one (padding/transposition passes for larger matrices).
+ * A group of one runs the unbatched CLBlastSgemm/Dgemm, the same products as before batching;
+ * the batched products gave the same bits as the single ones on POCL in the tests
+ * (test_optim_muon.c, grouped_agrees_with_host_and_per_variable), which need not hold on every
+ * device. clopt allocates nothing per step (CLBlast may make temporary buffers of its own inside a
+ * product, for padded copies of larger matrices): the scratch X, Y (the header, then the padded matrices
+ * of every group) and A, B (min(rows, cols)^2 per Muon-path variable) are made at build, per real
+ * dtype (float32 for float32/float16/bfloat16 variables, float64 for float64); offsets are 32-bit
+ * (a build whose scratch would exceed 2^32 - 1 reals fails with CLOPT_ERR_UNSUPPORTED). A
+ * float16/bfloat16 variable's G is stored in its own dtype (as Keras computes in that dtype) and
+ * iterated in float32.
  *
  * On OpenCL without CLBlast (CLOPT_WITH_CLBLAST off or not found at build time), building a Muon
  * optimizer with a Muon-path variable fails with CLOPT_ERR_UNSUPPORTED (the products are warmed

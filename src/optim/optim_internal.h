@@ -145,8 +145,8 @@ typedef struct clopt__optimizer_class {
     void (*on_unbuild)(clopt_optimizer *opt);
     /* Optional: runs the update of plan launch `pl` of plan `p` itself, in passes of its own
      * (Adafactor's row and column statistics), instead of `launch`'s launch `l` alone or the
-     * stats_kernel passes; still a constant number of launches per plan launch (except Muon,
-     * whose Newton-Schulz matrix products take launches per Muon-path variable). `l` is the
+     * stats_kernel passes; still a constant number of launches per plan launch (Muon: per
+     * shape of its Newton-Schulz variables, whose products are batched per shape). `l` is the
      * update launch as `launch` filled it. With `warm`, only compiles and warms the kernels. */
     clopt_status (*run_launch)(clopt_optimizer *opt, const clopt__plan *p,
                                const clopt__plan_launch *pl, clopt__launch *l, int warm);
