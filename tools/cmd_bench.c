@@ -131,7 +131,8 @@ static const bench_opt bench_opts[] = {
     {"Adafactor", "\"learning_rate\": 0.001", 0.001, 1, 0, 0, 1, 7, 1.3, c_adafactor_f32,
      c_adafactor_f64},
     /* No C loop: Muon's step on a matrix is a Newton-Schulz iteration, matrix products of about
-     * 30*R*C*min(R, C) flops, so its limit is the matrix-multiply rate, not memory. */
+     * 30*R*C*min(R, C) flops, so its limit is the matrix-multiply rate, not memory:
+     * `--optimizer Muon` alone measures it against the device's GEMM instead (bench_muon.c). */
     {"Muon", "\"learning_rate\": 0.001", 0.001, 0, 0, 0, 0, 0, 0, NULL, NULL},
 };
 #define NOPTS (sizeof bench_opts / sizeof *bench_opts)
@@ -189,7 +190,13 @@ void cli_help_bench(FILE *out) {
           "Variables are rows x cols matrices (2^24: 4096 x 4096; 4096: 64 x 64) of random\n"
           "values in [-1, 1], gradients too; the C loops use OpenMP's default thread count\n"
           "(OMP_NUM_THREADS). Exit status 1 when a step fails or clopt's result differs from\n"
-          "the C loop's.\n",
+          "the C loop's.\n"
+          "\n"
+          "--optimizer Muon (its step is matrix products, not a memory-speed update): times\n"
+          "its step on --tensors K (default 64) variables of --size/K elements (default\n"
+          "256 x 256) against one Newton-Schulz iteration's three products as single GEMMs\n"
+          "and as batched GEMMs on the same device (CLBlast on OpenCL), interleaved; prints\n"
+          "ns per element and GFLOP/s (per iteration 4*m*m*n + 2*m^3 for m x n, m <= n).\n",
           out);
 }
 
@@ -1178,6 +1185,11 @@ int cli_cmd_bench(int argc, char **argv) {
             k = shapes[0][1];
         }
         return a.startup_child ? startup_child(&a, o, n, k) : run_startup(&a, o, n, k);
+    }
+    if (only && !only->f32 && a.steps <= 0) { /* Muon: against the GEMM rate (bench_muon.c) */
+        int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds,
+                           clopt_dtype dtype, int quiet);
+        return cli_bench_muon(a.device, a.size, a.tensors, a.rounds, a.dtype, a.quiet);
     }
     const size_t nopts = only ? 1 : NOPTS;
     int rc = CLI_EXIT_OK;
