@@ -13,7 +13,8 @@
 #define AF_ACTIVE 5
 #define AF_N_LO 6
 #define AF_N_HI 7
-#define AF_WORDS 8
+#define AF_GCHUNK 8
+#define AF_WORDS 9
 
 /* Row/column table entry kinds {variable, kind, first, count} (adafactor.c). */
 #define AF_ROWS 0
@@ -68,8 +69,13 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
  * are bit for bit those of the work-group forms: the same expressions, sums in the same order
  * (clopt_tree_sum is af_group_sum's tree; row, column and mean sums run in the same sequence per
  * lane). Differences in shape only: row, column and batch of the chunk's first element are
- * found with one set of divisions per chunk, not per element (af_v_chunk), and pass 4 does not
- * store u over g: pass 6 recomputes it from g, to the same bits (af_round), one store less. */
+ * found with one set of divisions per chunk, not per element (af_v_chunk); and the gradient of
+ * a factored variable is not copied to the velocity slot: pass 1 only notes where it starts
+ * (AF_GCHUNK), and passes 2, 4 and 6 read it from the gradient buffer (af_grad: GRAD()'s value,
+ * rounded as the copy's store would round it; pass 6 empties an accumulator, through GRAD()).
+ * Pass 4 sums w^2 as it reads g, and stores nothing: pass 6 recomputes u to the same bits. So a
+ * factored variable's step reads g four times (rows, columns, pass 4, pass 6) and w twice and
+ * writes w and v, where the work-group forms also write and read back the copy of g and u. */
 
 #define AF_CHUNK                                                      \
     global uint *in = info + (size_t)sg * AF_WORDS;                   \
@@ -90,6 +96,27 @@ inline real af_round(real x) { return as_float((uint)clopt_bf16(x) << 16); }
 #else
 #define af_round(x) (x)
 #endif
+
+/* The gradient as GRAD() (common.cl's clopt_grad) sees it, without emptying the accumulator
+ * (at acc_i), rounded to the storage type as the work-group forms' copy of it in the velocity
+ * slot is. */
+inline real af_grad(global const store_t *g, size_t gi, global const store_t *s, size_t acc_i,
+                    global const real *seg, uint sg, real q0, real q1, real q2) {
+    real x = LOAD(g, gi) * q0;
+#if ACCUM
+    x = (x + LOAD(s, acc_i)) * q1;
+#else
+    (void)s, (void)acc_i, (void)q1;
+#endif
+#if CLIP == 1
+    x *= seg[2 * sg];
+#elif CLIP == 2
+    x = clamp(x, -q2, q2);
+#else
+    (void)seg, (void)sg, (void)q2;
+#endif
+    return af_round(x);
+}
 
 /* vv[l] = v at element e0 + l of a factored variable (af_v), l < lim; one row segment at a
  * time: r / mean(r) once per row, c contiguous. */
@@ -120,30 +147,26 @@ inline void af_v_chunk(global const store_t *s, ulong ss, size_t base_, ulong e0
 CHUNK_KERNEL void stats(AF_ARGS) {
     CHUNK_INDEX;
     AF_CHUNK;
+    if (in[AF_FACTORED]) { /* passes 2, 4 and 6 read the gradient from here; 4 sums w^2 */
+        if (e0 == 0) {
+            in[AF_GCHUNK] = ch_.y;
+            in[AF_ACTIVE] = 1;
+        }
+        return;
+    }
     real pw[CHUNK], pu[CHUNK];
-    if (in[AF_FACTORED]) {
-        for (size_t l = 0; l < CHUNK; l++) {
-            CHUNK_LANE(l);
-            const real gv = GRAD();
-            const real wv = WEIGHT();
-            STORE(s, SLOT(2), gv); /* until pass 6 */
-            pw[l] = wv * wv;
-            pu[l] = 0;
+    for (size_t l = 0; l < CHUNK; l++) {
+        CHUNK_LANE(l);
+        const real gv = GRAD();
+        const real wv = WEIGHT();
+        real u = 0;
+        if (l < lim) {
+            STORE(s, SLOT(2), c0 * LOAD(s, SLOT(2)) + c1 * (gv * gv + c2));
+            STORE(s, SLOT(0), gv / sqrt(LOAD(s, SLOT(2))));
+            u = LOAD(s, SLOT(0));
         }
-    } else {
-        for (size_t l = 0; l < CHUNK; l++) {
-            CHUNK_LANE(l);
-            const real gv = GRAD();
-            const real wv = WEIGHT();
-            real u = 0;
-            if (l < lim) {
-                STORE(s, SLOT(2), c0 * LOAD(s, SLOT(2)) + c1 * (gv * gv + c2));
-                STORE(s, SLOT(0), gv / sqrt(LOAD(s, SLOT(2))));
-                u = LOAD(s, SLOT(0));
-            }
-            pw[l] = wv * wv;
-            pu[l] = u * u;
-        }
+        pw[l] = wv * wv;
+        pu[l] = u * u;
     }
     if (e0 == 0) in[AF_ACTIVE] = 1;
     AUX_AT(0) = clopt_tree_sum(pw);
@@ -157,19 +180,22 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
     if (!in[AF_ACTIVE]) return;
     const size_t base_ = (size_t)in[AF_SLOT] * CHUNK;
     const ulong B = in[AF_B], R = in[AF_R], C = in[AF_C];
+    /* Element e's gradient (its accumulator is at the same element of slot kind SLOT_ACC). */
+    const size_t gb_ = (size_t)in[AF_GCHUNK] * CHUNK, ab_ = base_ + (size_t)SLOT_ACC * ss;
+#define AF_G(e) af_grad(g, gb_ + (size_t)(e), s, ab_ + (size_t)(e), seg, en.x, q0, q1, q2)
     real acc[CHUNK];
     if (en.y == AF_ROW_GROUP) { /* one row of C >= CHUNK: lane l sums j = l, l + CHUNK, ... */
         const ulong k = en.z;
-        const size_t row = AF_AT(2, k * C);
+        const size_t row = k * C;
         for (size_t l = 0; l < CHUNK; l++) acc[l] = 0;
         ulong j = 0;
         for (; j + CHUNK <= C; j += CHUNK)
             for (size_t l = 0; l < CHUNK; l++) {
-                const real x = LOAD(s, row + j + l);
+                const real x = AF_G(row + j + l);
                 acc[l] += x * x + c2;
             }
         for (size_t l = 0; j + l < C; l++) {
-            const real x = LOAD(s, row + j + l);
+            const real x = AF_G(row + j + l);
             acc[l] += x * x + c2;
         }
         const real sum = clopt_tree_sum(acc);
@@ -180,10 +206,10 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
     const size_t count = en.w;
     for (size_t l = 0; l < count; l++) acc[l] = 0;
     if (en.y == AF_ROWS) { /* rows k0 .. k0 + count - 1, each summed in order */
-        const size_t first = AF_AT(2, k0 * C);
+        const size_t first = k0 * C;
         for (ulong j = 0; j < C; j++)
             for (size_t l = 0; l < count; l++) {
-                const real x = LOAD(s, first + l * C + j);
+                const real x = AF_G(first + l * C + j);
                 acc[l] += x * x + c2;
             }
         for (size_t l = 0; l < count; l++)
@@ -194,9 +220,9 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
             const ulong k = k0 + l, b = k / C, j = k - b * C;
             const size_t len = C - j < count - l ? (size_t)(C - j) : count - l;
             for (ulong i = 0; i < R; i++) {
-                const size_t row = AF_AT(2, (b * R + i) * C + j);
+                const size_t row = (b * R + i) * C + j;
                 for (size_t m = 0; m < len; m++) {
-                    const real x = LOAD(s, row + m);
+                    const real x = AF_G(row + m);
                     acc[l + m] += x * x + c2;
                 }
             }
@@ -210,21 +236,33 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
             for (size_t l = 0; l < count; l++) acc[l] += LOAD(s, AF_AT(0, (k0 + l) * R + i));
         for (size_t l = 0; l < count; l++) STORE(s, AF_AT(1, B * C + k0 + l), acc[l] / (real)R);
     }
+#undef AF_G
 }
 
-/* Pass 4, one work-item per plan chunk: the chunk's sum of u^2, u = g / sqrt(v). */
+/* Pass 4, one work-item per plan chunk of a factored variable: the chunk's sums of w^2 and of
+ * u^2, u = g / sqrt(v). */
 CHUNK_KERNEL void velocity(AF_ARGS) {
     CHUNK_INDEX;
     AF_CHUNK;
     if (!in[AF_FACTORED]) return;
-    real vv[CHUNK], pu[CHUNK];
+    real vv[CHUNK], pw[CHUNK], pu[CHUNK];
     af_v_chunk(s, ss, base_, e0, lim, in, vv);
-    for (size_t l = 0; l < lim; l++) {
+    size_t l = 0;
+    for (; l < lim; l++) {
         CHUNK_LANE(l);
-        const real u = af_round(LOAD(s, SLOT(2)) / sqrt(vv[l]));
+        const real wv = WEIGHT();
+        const real gv = af_grad(g, gi, s, SLOT_ABS(SLOT_ACC), seg, sg, q0, q1, q2);
+        const real u = af_round(gv / sqrt(vv[l]));
+        pw[l] = wv * wv;
         pu[l] = u * u;
     }
-    for (size_t l = lim; l < CHUNK; l++) pu[l] = 0;
+    for (; l < CHUNK; l++) { /* padding */
+        CHUNK_LANE(l);
+        const real wv = WEIGHT();
+        pw[l] = wv * wv;
+        pu[l] = 0;
+    }
+    AUX_AT(0) = clopt_tree_sum(pw);
     AUX_AT(1) = clopt_tree_sum(pu);
 }
 
@@ -239,10 +277,15 @@ CHUNK_KERNEL void adafactor(AF_ARGS) {
         af_v_chunk(s, ss, base_, e0, lim, in, vv);
         for (; l < lim; l++) {
             CHUNK_LANE(l);
+            const real gv = af_round(GRAD()); /* GRAD() empties an accumulator */
             const real wv = WEIGHT();
-            const real u = af_round(LOAD(s, SLOT(2)) / sqrt(vv[l]));
+            const real u = af_round(gv / sqrt(vv[l]));
             STORE(s, SLOT(2), vv[l]);
             STORE(w, wi, wv - a * (u / d));
+        }
+        for (size_t m = lim; m < CHUNK; m++) { /* padding: as GRAD() leaves it */
+            CHUNK_LANE(m);
+            (void)GRAD();
         }
     } else {
         for (; l < lim; l++) {

@@ -70,6 +70,7 @@ enum {
     AF_ACTIVE,   /* set by pass 1, cleared by pass 6: the variable is updated in this step */
     AF_N_LO,     /* element count */
     AF_N_HI,
+    AF_GCHUNK,   /* OpenCL on a CPU: the variable's gradient's first chunk, noted by pass 1 */
     AF_INFO_WORDS
 };
 

@@ -7,7 +7,7 @@
 #include <math.h>
 #include "host_internal.h"
 
-enum { AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI, AF_WORDS };
+enum { AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI, AF_GCHUNK, AF_WORDS };
 enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS };
 
 /* Element idx of slot kind k's storage starting at element `base`. */
