@@ -971,3 +971,70 @@ Test(muon_pocl, launches_per_step_are_constant) {
     POCL_NEEDS_CLBLAST();
     launches_constant(TU_POCL);
 }
+
+/* ---- mixed dtypes ----
+ * Equal shapes in four dtypes: float32, float16 and bfloat16 variables share the float32 scratch
+ * (one header, separate groups: one per dtype, each in its own plan launch), float64 has its own.
+ * Three 12x20 and one 20x12 per dtype, created interleaved; four steps, host against pocl (the
+ * formats' tolerances of optim_half.h: ~8 units in the last place for float16 and bfloat16). */
+static void mixed_write(clopt_variable *v, const double *x) {
+    const size_t n = (size_t)clopt_variable_size(v), es = clopt_dtype_size(clopt_variable_dtype(v));
+    unsigned char *b = malloc(n * es);
+    cr_assert(b);
+    for (size_t i = 0; i < n; i++) clopt__elem_store(b, clopt_variable_dtype(v), i, x[i]);
+    TU_OK(clopt_variable_context(v), clopt_variable_write(v, b, n * es));
+    free(b);
+}
+static double *mixed_read(const clopt_variable *v) {
+    const size_t n = (size_t)clopt_variable_size(v), es = clopt_dtype_size(clopt_variable_dtype(v));
+    unsigned char *b = malloc(n * es);
+    double *x = malloc(n * sizeof *x);
+    cr_assert(b && x);
+    TU_OK(clopt_variable_context(v), clopt_variable_read(v, b, n * es));
+    for (size_t i = 0; i < n; i++) x[i] = clopt__elem_load(b, clopt_variable_dtype(v), i);
+    free(b);
+    return x;
+}
+Test(muon_pocl, mixed_dtypes_agree_with_host) {
+    POCL_NEEDS_CLBLAST();
+    enum { ND = 4, PER = 4, NV = ND * PER };
+    static const clopt_dtype dts[ND] = {CLOPT_FLOAT32, CLOPT_FLOAT16, CLOPT_BFLOAT16,
+                                        CLOPT_FLOAT64};
+    static const double tol[ND] = {1e-5, 4e-3, 3e-2, 1e-12};
+    const int64_t wide[2] = {12, 20}, tall[2] = {20, 12};
+    clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
+    clopt_variable *v[2][NV], *g[2][NV];
+    clopt_optimizer *o[2];
+    double x[240];
+    uint64_t rng = 21;
+    for (int k = 0; k < NV; k++) { /* k = member * ND + dtype: the dtypes interleaved */
+        const int d = k % ND;
+        tu_rand_fill(&rng, x, 240, -1, 1);
+        for (int s = 0; s < 2; s++) {
+            const int64_t *shape = k / ND == 2 ? tall : wide;
+            v[s][k] = tu_var(ctx[s], "dense/kernel", dts[d], 2, shape, NULL);
+            g[s][k] = tu_var(ctx[s], "g", dts[d], 2, shape, NULL);
+            mixed_write(v[s][k], x);
+        }
+    }
+    for (int s = 0; s < 2; s++)
+        o[s] = tu_optimizer(ctx[s], "{\"class_name\": \"Muon\", \"config\": {\"learning_rate\": "
+                                    "0.02}}");
+    for (int t = 0; t < 4; t++) {
+        for (int k = 0; k < NV; k++) {
+            tu_rand_fill(&rng, x, 240, -1, 1);
+            for (int s = 0; s < 2; s++) mixed_write(g[s][k], x);
+        }
+        for (int s = 0; s < 2; s++) TU_OK(ctx[s], clopt_optimizer_apply(o[s], g[s], v[s], NV));
+        for (int k = 0; k < NV; k++) {
+            double *h = mixed_read(v[0][k]), *c = mixed_read(v[1][k]);
+            char what[96];
+            snprintf(what, sizeof what, "step %d: variable %d (%s)", t, k,
+                     clopt_dtype_name(dts[k % ND]));
+            tu_assert_close(c, h, 240, tol[k % ND], tol[k % ND], what);
+            free(h), free(c);
+        }
+    }
+    clopt_context_destroy(ctx[0]);
+    clopt_context_destroy(ctx[1]);
+}
