@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "clopt/clopt_cl.h"
 #include "clopt/experimental.h"
 #include "optim/optim_internal.h"
 #include "optim_state.h"
@@ -222,3 +223,57 @@ static void checkpoint_mid_run(const char *dev) {
 }
 Test(lsodev_host, checkpoint_mid_run) { checkpoint_mid_run(TU_HOST); }
 Test(lsodev_pocl, checkpoint_mid_run) { checkpoint_mid_run(TU_POCL); }
+
+/* clopt_optimizer_cl_loss_scale: the device's float32 scale, current before the first step and
+ * after each, without the host asking; its errors. */
+Test(lsodev_pocl, cl_loss_scale) {
+    pair p;
+    pair_open(&p, TU_POCL, CLOPT_FLOAT32, ADAM);
+    cl_mem mem = NULL;
+    size_t off = 0;
+    TU_OK(p.ctx, clopt_optimizer_cl_loss_scale(p.lso, &mem, &off));
+    cl_command_queue q;
+    TU_OK(p.ctx, clopt_context_cl_queue(p.ctx, &q));
+    double scale = 256, counter = 0;
+    for (int k = 0; k < 12; k++) {
+        float dev = 0;
+        cr_assert_eq(clEnqueueReadBuffer(q, mem, CL_TRUE, off, sizeof dev, &dev, 0, NULL, NULL),
+                     CL_SUCCESS);
+        cr_assert_eq((double)dev, scale, "before step %d: %g on the device, want %g", k, dev,
+                     scale);
+        scale_rule(pair_step(&p, k, scale), &scale, &counter);
+    }
+    pair_assert_same(&p, scale, counter, "cl_loss_scale");
+    TU_ASSERT_STATUS(p.ctx, clopt_optimizer_cl_loss_scale(p.bare, &mem, &off),
+                     CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(p.ctx, "not a LossScaleOptimizer");
+    cr_assert_eq(clopt_optimizer_cl_loss_scale(p.lso, NULL, &off), CLOPT_ERR_INVALID_ARGUMENT);
+    clopt_context_destroy(p.ctx);
+}
+
+static void cl_loss_scale_refused(const char *dev, const char *inner, clopt_status want,
+                                  const char *needle) {
+    clopt_context *ctx = tu_context(dev);
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"LossScaleOptimizer\", \"config\": {\"inner_optimizer\": %s}}",
+             inner);
+    clopt_optimizer *o = tu_optimizer(ctx, json);
+    cl_mem mem;
+    size_t off;
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_cl_loss_scale(o, &mem, &off), CLOPT_ERR_NOT_BUILT);
+    const int64_t n = 4;
+    clopt_variable *v = tu_var(ctx, "v", CLOPT_FLOAT32, 1, &n, NULL);
+    TU_OK(ctx, clopt_optimizer_build(o, &v, 1));
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_cl_loss_scale(o, &mem, &off), want);
+    if (needle) tu_assert_error_mentions(ctx, needle);
+    clopt_context_destroy(ctx);
+}
+Test(lsodev_host, cl_loss_scale_refused_on_host) {
+    cl_loss_scale_refused(TU_HOST, ADAM, CLOPT_ERR_UNSUPPORTED, "a host context");
+}
+Test(lsodev_pocl, cl_loss_scale_refused_for_host_decided_steps) {
+    cl_loss_scale_refused(TU_POCL,
+                          "{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 2}}",
+                          CLOPT_ERR_UNSUPPORTED, "decided on the host");
+}

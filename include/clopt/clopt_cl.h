@@ -11,6 +11,7 @@
 #include "clopt/export.h"
 #include "clopt/status.h"
 #include "clopt/context.h"
+#include "clopt/optimizer.h"
 #include "clopt/variable.h"
 
 #ifdef __cplusplus
@@ -28,6 +29,18 @@ CLOPT_API clopt_status clopt_context_cl_queue(const clopt_context *ctx, cl_comma
  * be ordered against clopt's queue by the caller. Returns as above. Since v0.1. */
 CLOPT_API clopt_status clopt_variable_cl_mem(const clopt_variable *var, cl_mem *mem,
                                              size_t *offset_bytes);
+
+/* Where a built LossScaleOptimizer keeps its dynamic scale on the device: a float32 at
+ * `offset_bytes` in `mem` (borrowed), for a training loop that scales its loss on the device
+ * (clopt_optimizer_scale_loss answers on the host, so it waits for the device's last decision).
+ * Each apply updates it in the order of clopt's queue; it stays valid until the optimizer is
+ * destroyed. Only for an inner optimizer whose steps the device decides (README, "Loss
+ * scaling"); the host's view is made current first (a write, once, before the first step).
+ * Returns CLOPT_OK; CLOPT_ERR_INVALID_ARGUMENT (NULL, or not a LossScaleOptimizer);
+ * CLOPT_ERR_NOT_BUILT; CLOPT_ERR_UNSUPPORTED (a "host" context, or an inner optimizer the host
+ * decides for: Adafactor, Muon, gradient accumulation). Since v0.2. */
+CLOPT_API clopt_status clopt_optimizer_cl_loss_scale(const clopt_optimizer *opt, cl_mem *mem,
+                                                     size_t *offset_bytes);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "clopt/clopt_cl.h"
 #include "optim_internal.h"
 
 enum { INITIAL_SCALE, DYNAMIC_GROWTH_STEPS };
@@ -197,6 +198,31 @@ const clopt__optimizer_class clopt__loss_scale_class = {
     .apply = apply,
     .after_init = add_own_variables,
 };
+
+clopt_status clopt_optimizer_cl_loss_scale(const clopt_optimizer *co, cl_mem *mem, size_t *off) {
+    if (!co || !mem || !off) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_optimizer *o = (clopt_optimizer *)co; /* makes the device's state current, once */
+    clopt_context *ctx = o->ctx;
+    if (!o->inner)
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "clopt_optimizer_cl_loss_scale: '%s' is a %s, not a "
+                           "LossScaleOptimizer", o->name, o->cls->class_name);
+    if (!o->built)
+        return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,
+                           "clopt_optimizer_cl_loss_scale: '%s' is not built", o->name);
+    if (ctx->ops != &clopt__opencl_backend || !o->inner->dstep)
+        return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                           "clopt_optimizer_cl_loss_scale: '%s' keeps its scale on the host (%s)",
+                           o->name, ctx->ops != &clopt__opencl_backend
+                                        ? "a host context"
+                                        : "its inner optimizer's steps are decided on the host");
+    clopt_status st = clopt__device_step_begin(o->inner, &o->state[STEP_COUNTER],
+                                               o->hp[DYNAMIC_GROWTH_STEPS].v);
+    if (st != CLOPT_OK) return st;
+    *mem = (cl_mem)o->inner->dstep->state_buf;
+    *off = 3 * sizeof(uint64_t); /* word 3 (backend_internal.h, CLOPT__STEP_*) */
+    return CLOPT_OK;
+}
 
 clopt_status clopt_optimizer_scale_loss(const clopt_optimizer *o, double loss, double *out) {
     if (!o || !out) return CLOPT_ERR_INVALID_ARGUMENT;
