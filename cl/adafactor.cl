@@ -61,6 +61,29 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
     return r / rm * LOAD(s, AF_AT(1, b * C + j));
 }
 
+/* sum = the sum of x^2 + epsilon_1 (c2) over a row of C < CHUNK elements (table kind AF_ROWS),
+ * x = X(j) its element j: eight running sums (element j into sum j % 8), added as
+ * clopt_tree_sum's last steps ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)), then the last
+ * C % 8 elements in order. Both forms sum so: eight independent sums let a CPU vectorize the
+ * row, where one running sum is a chain of dependent adds. */
+#define AF_ROW_SUM(sum, X)                                                                  \
+    do {                                                                                    \
+        real8 a_ = 0;                                                                       \
+        ulong j_ = 0;                                                                       \
+        for (; j_ + 8 <= C; j_ += 8) {                                                      \
+            const real8 x_ = (real8)(X(j_), X(j_ + 1), X(j_ + 2), X(j_ + 3), X(j_ + 4),     \
+                                     X(j_ + 5), X(j_ + 6), X(j_ + 7));                      \
+            a_ += x_ * x_ + c2;                                                             \
+        }                                                                                   \
+        const real4 f_ = a_.lo + a_.hi;                                                     \
+        const real2 h_ = f_.lo + f_.hi;                                                     \
+        sum = h_.x + h_.y;                                                                  \
+        for (; j_ < C; j_++) {                                                              \
+            const real x_ = X(j_);                                                          \
+            sum += x_ * x_ + c2;                                                            \
+        }                                                                                   \
+    } while (0)
+
 #if CLOPT_CPU
 /* On a CPU device (CLOPT_CPU, common.cl's CHUNK_KERNEL): every kernel but scale runs one
  * work-item per table entry, looping over the entry's elements, so that the loops vectorize and
@@ -68,7 +91,7 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
  * level: the work-group forms below took 5 to 10 ns per element and pass on POCL). The values
  * are bit for bit those of the work-group forms: the same expressions, sums in the same order
  * (clopt_tree_sum is af_group_sum's tree; row, column and mean sums run in the same sequence per
- * lane). Differences in shape only: row, column and batch of the chunk's first element are
+ * lane; AF_ROW_SUM for short rows). Differences in shape only: row, column and batch of the chunk's first element are
  * found with one set of divisions per chunk, not per element (af_v_chunk); and the gradient of
  * a factored variable is not copied to the velocity slot: pass 1 only notes where it starts
  * (AF_GCHUNK), and passes 2, 4 and 6 read it from the gradient buffer (af_grad: GRAD()'s value,
@@ -205,16 +228,15 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
     const ulong k0 = en.z;
     const size_t count = en.w;
     for (size_t l = 0; l < count; l++) acc[l] = 0;
-    if (en.y == AF_ROWS) { /* rows k0 .. k0 + count - 1, each summed in order */
-        const size_t first = k0 * C;
-        for (ulong j = 0; j < C; j++)
-            for (size_t l = 0; l < count; l++) {
-                const real x = AF_G(first + l * C + j);
-                acc[l] += x * x + c2;
-            }
-        for (size_t l = 0; l < count; l++)
-            STORE(s, AF_AT(0, k0 + l),
-                  c0 * LOAD(s, AF_AT(0, k0 + l)) + c1 * (acc[l] / (real)C));
+    if (en.y == AF_ROWS) { /* rows k0 .. k0 + count - 1 */
+        for (size_t l = 0; l < count; l++) {
+            const size_t row = (k0 + l) * C;
+            real sum;
+#define AF_X(j) AF_G(row + (j))
+            AF_ROW_SUM(sum, AF_X);
+#undef AF_X
+            STORE(s, AF_AT(0, k0 + l), c0 * LOAD(s, AF_AT(0, k0 + l)) + c1 * (sum / (real)C));
+        }
     } else if (en.y == AF_COLS) { /* columns k0 .. (of B * C), in segments of one batch */
         for (size_t l = 0; l < count;) {
             const ulong k = k0 + l, b = k / C, j = k - b * C;
@@ -357,10 +379,9 @@ kernel void reduce(AF_ARGS) {
     const ulong k = en.z + lid;
     real sum = 0;
     if (en.y == AF_ROWS) {
-        for (ulong j = 0; j < C; j++) {
-            const real x = LOAD(s, AF_AT(2, k * C + j));
-            sum += x * x + c2;
-        }
+#define AF_X(j) LOAD(s, AF_AT(2, k * C + (j)))
+        AF_ROW_SUM(sum, AF_X);
+#undef AF_X
         STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
     } else if (en.y == AF_COLS) {
         const ulong b = k / C, j = k % C;

@@ -12,30 +12,42 @@
  *   (host entries reading o->state[0], 0: written as int64 by checkpoints, like the iteration
  *   counter; they share that one value, which the update never reads). Their slot storage is
  *   scratch for the update u between passes.
- * The velocity slot holds v; in a step it first holds the gradient, then u, then v.
+ * The velocity slot holds v; in a step of the work-group form (below) it first holds the
+ * gradient, then u, then v (the CPU form writes only v).
  *
  * A step, per plan launch (dtype, variable block, gradient block), is six launches whatever the
- * number of variables:
- * 1. adafactor.stats, over the plan's chunks: reads the gradient once (GRAD(): on an
- *    accumulation step it empties the accumulator) and w after weight decay; per-chunk sum of w^2.
- *    rank >= 2: stores g in the velocity slot. rank < 2: v := b*v + (1-b)*(g^2 + eps1),
- *    u = g/sqrt(v) into the r storage, per-chunk sum of u^2. Marks the variable active.
+ * number of variables. cl/adafactor.cl has each kernel in two forms with the same results to the
+ * bit: the work-group form (one work-group of CHUNK per chunk or table entry, reductions through
+ * local memory: GPUs) and, on a CPU device (CLOPT_CPU), one work-item per chunk or table entry
+ * looping over its elements (CHUNK_KERNEL, cl/common.cl), which is what POCL runs fast. The
+ * passes:
+ * 1. adafactor.stats, over the plan's chunks: marks the variable active. rank < 2: reads the
+ *    gradient once (GRAD(): on an accumulation step it empties the accumulator) and w after
+ *    weight decay, v := b*v + (1-b)*(g^2 + eps1), u = g/sqrt(v) into the r storage, per-chunk
+ *    sums of w^2 and u^2. rank >= 2, work-group form: per-chunk sum of w^2, g copied into the
+ *    velocity slot for the later passes; CPU form: only notes where the variable's gradient
+ *    starts (AF_GCHUNK), and the later passes read the gradient buffer (and an accumulator,
+ *    without emptying it until pass 6) as GRAD() would.
  * 2. adafactor.reduce over the rows and columns table of the variable block (built here at build
- *    time: for each factored variable, its B*R rows, one per work-item, or one per work-group of
- *    CHUNK when rows are at least CHUNK long, and its B*C columns, one per work-item): r and c
- *    from the means of G = g^2 + eps1 over the last and second-to-last axes. Rows and columns of
- *    variables not marked active (no gradient in this step) are skipped.
+ *    time: for each factored variable, its B*R rows, 256 per entry, or one per entry when rows
+ *    are at least CHUNK long, and its B*C columns, 256 per entry): r and c from the means of
+ *    G = g^2 + eps1 over the last and second-to-last axes. Rows and columns of variables not
+ *    marked active (no gradient in this step) are skipped.
  * 3. adafactor.reduce over the same table's row-mean entries: mean(r, axis=-1) per batch.
  * 4. adafactor.velocity, over the plan's chunks (factored variables): v = (r/mean(r)) * c,
- *    u = g/sqrt(v) into the velocity slot, per-chunk sum of u^2.
+ *    u = g/sqrt(v), per-chunk sum of u^2 (work-group form: u stored over g; CPU form: nothing
+ *    stored, and the chunk's sum of w^2 taken here).
  * 5. the segment pass adafactor.scale, one work-item per variable: RMS(w) and RMS(u) from the
  *    chunk sums, alpha = max(eps2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold), written
  *    over the variable's chunk partials.
  * 6. adafactor, over the plan's chunks: w := w - alpha * (u / max(...)); rank >= 2: v into the
- *    velocity slot. Clears the active mark.
+ *    velocity slot (CPU form: v and u recomputed as pass 4 did). Clears the active mark.
  * Launches 2 to 4 are left out for a block without factored variables (three launches, as Lamb).
- * The per-step work is O(elements): every element is read a constant number of times (each row
- * and column pass reads G once). Nothing is allocated per step.
+ * The per-step work is O(elements): every element is read a constant number of times. CPU form,
+ * per element of a factored variable: g read four times (rows, columns, passes 4 and 6), w
+ * twice, w and v written: 32 bytes in float32, against the 28 that a fused row-and-column pass
+ * would need (clopt bench's C loop reads g three times); the row, column and batch of a chunk's
+ * elements are found with one set of integer divisions per chunk. Nothing is allocated per step.
  *
  * The learning rate: lr := min(lr, 1/sqrt(t)) when the learning rate is a float (not a schedule)
  * and relative_step; then rho = min(lr, 1/sqrt(t)) in every case, so, as in Keras,

@@ -1,13 +1,19 @@
 /* Adafactor reference: the passes of cl/adafactor.cl (src/optim/adafactor.c describes them), in
- * double. Scalars of the chunk kernels: 0 beta_2_t, 1 (1 - beta_2_t), 2 epsilon_1; of the segment
- * pass: 0 rho, 1 epsilon_2, 2 clip_threshold. Slots: 0 r, 1 c, 2 v. The info buffer
+ * double, storing what the work-group form stores between passes (the gradient, then u, in the
+ * velocity slot; the CPU form recomputes them, to the same values). Scalars of the chunk
+ * kernels: 0 beta_2_t, 1 (1 - beta_2_t), 2 epsilon_1; of the segment pass: 0 rho, 1 epsilon_2,
+ * 2 clip_threshold. Slots: 0 r, 1 c, 2 v. The info buffer
  * (clopt__launch.info_buf, or the segment pass's seg_buf) holds AF_WORDS uint32 words per built
  * variable; per chunk-table entry (AUX_AT, doubles): the sums of w^2 and u^2, then alpha and
  * max(1, RMS(u)/clip_threshold). */
 #include <math.h>
 #include "host_internal.h"
 
-enum { AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI, AF_GCHUNK, AF_WORDS };
+enum {
+    AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI,
+    AF_GCHUNK, /* used by the OpenCL CPU form only */
+    AF_WORDS
+};
 enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS };
 
 /* Element idx of slot kind k's storage starting at element `base`. */
