@@ -1187,6 +1187,12 @@ int cli_cmd_bench(int argc, char **argv) {
         return a.startup_child ? startup_child(&a, o, n, k) : run_startup(&a, o, n, k);
     }
     if (only && !only->f32 && a.steps <= 0) { /* Muon: against the GEMM rate (bench_muon.c) */
+        if (a.json || a.clip) {
+            fputs("clopt bench: --optimizer Muon takes --device, --size, --tensors, --rounds, "
+                  "--dtype and --quiet (no --json or --clip)\n",
+                  stderr);
+            return CLI_EXIT_USAGE;
+        }
         int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds,
                            clopt_dtype dtype, int quiet);
         return cli_bench_muon(a.device, a.size, a.tensors, a.rounds, a.dtype, a.quiet);
