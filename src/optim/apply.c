@@ -61,7 +61,7 @@ static clopt_status ensure_buffer(clopt_context *ctx, void **buf, size_t *cap, s
     if (st != CLOPT_OK) return st;
     if (*buf) ctx->ops->buffer_release(ctx, *buf);
     *buf = nb;
-    *cap = need;
+    *cap = need ? need : 1;
     return CLOPT_OK;
 }
 
@@ -96,9 +96,23 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
     return nl;
 }
 
-/* Builds `p` for the pairs, uploading the tables. Rebuilt only when the pattern changes. */
+static int clip_mode(const clopt_optimizer *o, double *c, int *global);
+
+/* Whether the steps of `o` use a plan's per-chunk partials: norm clipping's sums of squares, a
+ * class's statistics (Lamb) or its own passes (Adafactor, Muon). */
+static int uses_partials(const clopt_optimizer *o) {
+    double c;
+    int global;
+    return clip_mode(o, &c, &global) == 1 || o->cls->stats_kernel || o->cls->run_launch;
+}
+
+/* Builds `p` for the pairs, uploading the tables. Rebuilt only when the pattern changes. Device
+ * memory is 16 bytes per chunk for the chunk table, where `table` says launches read it, and 16
+ * per chunk for the partials, where `partials` says so; otherwise a one-entry placeholder (the
+ * kernel arguments stay valid buffers; warm-ups read scratch tables of their own). */
 static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
-                               clopt_variable *const *grads, size_t n) {
+                               clopt_variable *const *grads, size_t n, int table_used,
+                               int partials_used) {
     clopt_context *ctx = o->ctx;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
@@ -114,19 +128,13 @@ static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
         goto out;
     }
     size_t nl = layout(o, idx, grads, n, table, ranges, ls, done);
-    /* Decided before the table grows (which raises table_cap): partials follow the table. */
-    const int grow_partials = !p->partials_buf || total > p->table_cap;
-    if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, total, sizeof *table)) ||
-        (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)))
+    const size_t ntable = table_used ? total : 0;
+    if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, ntable, sizeof *table)) ||
+        (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)) ||
+        (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, partials_used ? total : 0,
+                            16)))
         goto out;
-    if (grow_partials) {
-        if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
-        p->partials_buf = NULL;
-        if ((st = ctx->ops->buffer_create(ctx, (p->table_cap ? p->table_cap : 1) * 16,
-                                          &p->partials_buf)))
-            goto out;
-    }
-    if ((total && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
+    if ((ntable && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
         (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, ranges, n * sizeof *ranges))))
         goto out;
     memcpy(nidx, idx, n * sizeof *idx);
@@ -158,7 +166,9 @@ clopt_status clopt__all_plan_build(clopt_optimizer *o) {
         o->scratch_idx[i] = i;
         o->scratch_grads[i] = NULL;
     }
-    return plan_build(o, &o->all_plan, o->scratch_idx, o->scratch_grads, o->nvars);
+    /* Only EMA's passes launch over this plan's table; nothing uses its partials. */
+    return plan_build(o, &o->all_plan, o->scratch_idx, o->scratch_grads, o->nvars,
+                      o->base[CLOPT__B_USE_EMA].v != 0, 0);
 }
 
 /* The clipping mode Keras picks (semantics doc 1.5): 1 by norm, 2 by value, 0 none. */
@@ -516,7 +526,7 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
     clopt_variable **kept = o->scratch_grads;
     if ((st = resolve_pairs(o, grads, vars, n, idx, kept, &m)) != CLOPT_OK) return st;
     if (!plan_matches(&o->plan, idx, kept, m) &&
-        (st = plan_build(o, &o->plan, idx, kept, m)) != CLOPT_OK)
+        (st = plan_build(o, &o->plan, idx, kept, m, 1, uses_partials(o))) != CLOPT_OK)
         return st;
     return CLOPT_OK;
 }
