@@ -98,21 +98,23 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
 
 static int clip_mode(const clopt_optimizer *o, double *c, int *global);
 
-/* Whether the steps of `o` use a plan's per-chunk partials: norm clipping's sums of squares, a
- * class's statistics (Lamb) or its own passes (Adafactor, Muon). */
-static int uses_partials(const clopt_optimizer *o) {
+/* The bytes per chunk of a plan's partials that the steps of `o` use: 16 (two reals,
+ * clopt__launch.aux_buf) for a class's statistics (Lamb) or passes of its own (Adafactor, Muon),
+ * 8 for norm clipping's sums of squares alone (clopt__clip_launch), else 0. */
+static size_t partials_bytes(const clopt_optimizer *o) {
     double c;
     int global;
-    return clip_mode(o, &c, &global) == 1 || o->cls->stats_kernel || o->cls->run_launch;
+    if (o->cls->stats_kernel || o->cls->run_launch) return 16;
+    return clip_mode(o, &c, &global) == 1 ? 8 : 0;
 }
 
 /* Builds `p` for the pairs, uploading the tables. Rebuilt only when the pattern changes. Device
- * memory is 16 bytes per chunk for the chunk table, where `table` says launches read it, and 16
- * per chunk for the partials, where `partials` says so; otherwise a one-entry placeholder (the
- * kernel arguments stay valid buffers; warm-ups read scratch tables of their own). */
+ * memory: 16 bytes per chunk for the chunk table where `table_used` (launches read it), and
+ * `pbytes` per chunk for the partials; otherwise one-entry placeholders (kernel arguments stay
+ * valid buffers; warm-ups read scratch tables of their own). */
 static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
                                clopt_variable *const *grads, size_t n, int table_used,
-                               int partials_used) {
+                               size_t pbytes) {
     clopt_context *ctx = o->ctx;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
@@ -131,8 +133,8 @@ static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
     const size_t ntable = table_used ? total : 0;
     if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, ntable, sizeof *table)) ||
         (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)) ||
-        (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, partials_used ? total : 0,
-                            16)))
+        (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? total : 0,
+                            pbytes ? pbytes : 16)))
         goto out;
     if ((ntable && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
         (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, ranges, n * sizeof *ranges))))
@@ -526,7 +528,7 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
     clopt_variable **kept = o->scratch_grads;
     if ((st = resolve_pairs(o, grads, vars, n, idx, kept, &m)) != CLOPT_OK) return st;
     if (!plan_matches(&o->plan, idx, kept, m) &&
-        (st = plan_build(o, &o->plan, idx, kept, m, 1, uses_partials(o))) != CLOPT_OK)
+        (st = plan_build(o, &o->plan, idx, kept, m, 1, partials_bytes(o))) != CLOPT_OK)
         return st;
     return CLOPT_OK;
 }

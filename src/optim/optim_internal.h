@@ -206,8 +206,8 @@ struct clopt__plan {
     size_t nlaunches;
     void *table_buf;     /* backend buffer of clopt__chunk */
     void *ranges_buf;    /* backend buffer of clopt__chunk used as {seg, first, count, 0} */
-    void *partials_buf;  /* 16 bytes per table entry (two reals: clopt__launch.aux_buf), or one
-                          * entry when no step uses them (apply.c, plan_build) */
+    void *partials_buf;  /* 16 bytes per table entry (two reals: clopt__launch.aux_buf), 8 for
+                          * norm clipping alone, one entry when no step uses them (plan_build) */
     size_t table_cap, ranges_cap, partials_cap; /* entries */
 };
 
