@@ -925,6 +925,32 @@ Test(io_inspect_host, lists_tensors_checksums_and_config) {
     fx_free(&f);
 }
 
+/* The pretty-printer of the optimizer_config metadata takes any string: one starting with a
+ * closing bracket used to make it read the byte before the string (found by fuzz_inspect). */
+Test(io_inspect_host, odd_optimizer_config_text) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    const char *texts[] = {"}", "]", "]]}}", "{[", "\\\"}\\\"", ",,  ,", ""};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char header[256];
+        snprintf(header, sizeof header,
+                 "{\"__metadata__\": {\"optimizer_config\": \"%s\"}, %s}", texts[i], T0);
+        unsigned char data[8] = {0};
+        craft(f.bad, header, data, sizeof data);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&buf, &len);
+        cr_assert(out);
+        char err[CLOPT__IO_ERRN] = "";
+        cr_assert_eq(clopt__inspect_file(f.bad, out, err, sizeof err), CLOPT_OK, "%s: %s", header,
+                     err);
+        fclose(out);
+        cr_assert(strstr(buf, "optimizer config:"), "%s", buf);
+        free(buf);
+    }
+    fx_free(&f);
+}
+
 /* The `clopt inspect` command itself (built next to the tests: <build>/clopt). */
 static int run_tool(const char *tool, const char *file, const char *log) {
     char inspect[] = "inspect";

@@ -112,6 +112,40 @@ Test(config_errors, value_out_of_range) {
     }
 }
 
+/* Numbers beyond int64's range (found by fuzz_config): an integer parameter given as an integral
+ * real such as 1e300 used to be accepted and then written back by get_config as
+ * -9223372036854775808 (an undefined conversion), which from_config refused; a JSON integer
+ * whose double value is 2^63 (INT64_MAX) was written back the same way. Now the first is refused
+ * and the second is written back as a real, so get_config always reads back. */
+Test(config_errors, numbers_beyond_int64) {
+    refuse("{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 1e300}}",
+           CLOPT_ERR_BAD_VALUE, "gradient_accumulation_steps");
+    refuse("{\"class_name\": \"SGD\", \"config\": {\"use_ema\": true, "
+           "\"ema_overwrite_frequency\": -1e19}}",
+           CLOPT_ERR_BAD_VALUE, "ema_overwrite_frequency");
+    const char *fine[] = {
+        "{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 1e18}}",
+        "{\"class_name\": \"Muon\", \"config\": {\"adam_lr_ratio\": 9223372036854775807}}",
+        "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": {\"class_name\": "
+        "\"ExponentialDecay\", \"config\": {\"initial_learning_rate\": 1e300, "
+        "\"decay_steps\": 1, \"decay_rate\": -1e300}}}}",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        clopt_optimizer *o = tu_optimizer(ctx, fine[i]), *o2 = NULL;
+        char *c1 = NULL, *c2 = NULL;
+        cr_assert_eq(clopt_optimizer_get_config(o, &c1), CLOPT_OK);
+        clopt_status st = clopt_optimizer_from_config(ctx, c1, &o2);
+        cr_assert_eq(st, CLOPT_OK, "%s: get_config's %s does not read back: %s", fine[i], c1,
+                     clopt_context_last_error(ctx));
+        cr_assert_eq(clopt_optimizer_get_config(o2, &c2), CLOPT_OK);
+        cr_assert_str_eq(c1, c2);
+        clopt_free(c1);
+        clopt_free(c2);
+        clopt_optimizer_destroy(o2);
+        clopt_optimizer_destroy(o);
+    }
+}
+
 Test(config_errors, malformed_json) {
     const char *bad[] = {"", "{", "{\"class_name\": \"Adam\", ", "{\"class_name\": Adam}",
                          "{\"class_name\": \"Adam\"} trailing", "{'class_name': 'Adam'}",

@@ -23,7 +23,8 @@ static const char *opt_path(const json_t *paths, const char *name) {
  * included) exactly as written. */
 static void put_indented(FILE *out, const char *s) {
     int depth = 0, in_str = 0, esc = 0;
-    for (; *s; s++) {
+    char prev = '\0'; /* the character before *s (not s[-1]: s may be the text's first) */
+    for (; *s; prev = *s++) {
         char c = *s;
         if (in_str) {
             fputc(c, out);
@@ -42,7 +43,7 @@ static void put_indented(FILE *out, const char *s) {
             break;
         case '}':
         case ']':
-            if (s[-1] != '{' && s[-1] != '[') fprintf(out, "\n%*s", 2 * --depth, "");
+            if (prev != '{' && prev != '[') fprintf(out, "\n%*s", 2 * (depth ? --depth : 0), "");
             fputc(c, out);
             break;
         case ',':
@@ -55,10 +56,9 @@ static void put_indented(FILE *out, const char *s) {
     fputc('\n', out);
 }
 
-clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t errn) {
-    clopt__st_file f;
-    clopt_status st = clopt__st_read(path, &f, err, errn);
-    if (st != CLOPT_OK) return st;
+/* Prints the summary of a validated file and frees it. */
+static clopt_status inspect_parsed(const char *path, clopt__st_file *fp, FILE *out) {
+    clopt__st_file f = *fp;
     fprintf(out, "%s: safetensors, %zu bytes: header %" PRIu64 " bytes, %zu tensors, %" PRIu64
                  " data bytes\n",
             path, f.size, f.header_len, f.ntensors, f.data_size);
@@ -106,4 +106,17 @@ clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t 
     }
     clopt__st_free(&f);
     return ferror(out) ? CLOPT_ERR_IO : CLOPT_OK;
+}
+
+clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t errn) {
+    clopt__st_file f;
+    clopt_status st = clopt__st_read(path, &f, err, errn);
+    return st == CLOPT_OK ? inspect_parsed(path, &f, out) : st;
+}
+
+clopt_status clopt__inspect_image(unsigned char *bytes, size_t size, const char *what, FILE *out,
+                                  char *err, size_t errn) {
+    clopt__st_file f;
+    clopt_status st = clopt__st_parse(bytes, size, what, &f, err, errn);
+    return st == CLOPT_OK ? inspect_parsed(what, &f, out) : st;
 }

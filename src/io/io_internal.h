@@ -190,5 +190,9 @@ void clopt__to_le(void *p, size_t esize, size_t count);
  * 64-bit FNV-1a checksum of its bytes), the metadata, and the optimizer config pretty-printed.
  * Returns CLOPT_OK or the status of clopt__st_read, with the message in err. */
 clopt_status clopt__inspect_file(const char *path, FILE *out, char *err, size_t errn);
+/* The same for a safetensors image in memory (the fuzz harness's entry point): takes ownership of
+ * `bytes` (malloc'd) as clopt__st_parse does; `what` names it in the summary and messages. */
+clopt_status clopt__inspect_image(unsigned char *bytes, size_t size, const char *what, FILE *out,
+                                  char *err, size_t errn);
 
 #endif

@@ -9,6 +9,8 @@
 #include "schedule_internal.h"
 
 #define INF HUGE_VAL
+/* Doubles of smaller magnitude convert to int64 exactly as C defines it (2^63 does not). */
+#define CLOPT__INT64_SAFE 9.2e18
 
 const clopt__param clopt__base_params[CLOPT__B_COUNT] = {
     [CLOPT__B_WEIGHT_DECAY] = {"weight_decay", CLOPT__P_FLOAT_OR_NULL, 0, 1, -INF, INF, 0, 0},
@@ -88,13 +90,22 @@ static clopt_status read_param(clopt_context *ctx, const char *cls, const clopt_
     if (!ok)
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "%s config: '%s' must be %s, got %s", cls,
                            p->key, expected(p->type), clopt__json_type_name(v));
+    /* An integer parameter is written back as a JSON integer (int64): a value beyond int64's
+     * range (an integral real such as 1e300) could not be; converting it would be undefined. */
+    if (p->type == CLOPT__P_INT_OR_NULL && !r.null && !(fabs(r.v) < CLOPT__INT64_SAFE))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                           "%s config: '%s' = %g is outside the range of a 64-bit integer", cls,
+                           p->key, r.v);
     if (!r.null && (!isfinite(r.v) || r.v < p->lo || r.v > p->hi ||
                     (p->lo_open && r.v == p->lo) || (p->hi_open && r.v == p->hi)))
         return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE, "%s config: '%s' = %g is outside %s%g, %g%s",
                            cls, p->key, r.v, p->lo_open ? "(" : "[", p->lo, p->hi,
                            p->hi_open ? ")" : "]");
     *out = r;
-    if (p->type == CLOPT__P_NUMBER) *integer = json_is_integer(v);
+    /* A JSON integer is written back as one, unless its double value is beyond int64's range
+     * (9223372036854775807 reads as 2^63): then it is written as a real. */
+    if (p->type == CLOPT__P_NUMBER)
+        *integer = json_is_integer(v) && fabs(r.v) < CLOPT__INT64_SAFE;
     return CLOPT_OK;
 }
 

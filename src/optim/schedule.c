@@ -155,7 +155,9 @@ static num num_of(const json_t *v) {
         n.is_int = 1;
     } else {
         n.v = json_number_value(v);
-        n.i = (int64_t)n.v; /* only read for integral reals, which are range-checked */
+        /* Only read for integral reals, which are range-checked; other reals may lie beyond
+         * int64's range, where the conversion would be undefined. */
+        n.i = fabs(n.v) < 9.2e18 ? (int64_t)n.v : 0;
     }
     return n;
 }
