@@ -14,13 +14,16 @@
 #define AF_N_LO 6
 #define AF_N_HI 7
 #define AF_GCHUNK 8
-#define AF_WORDS 9
+#define AF_RPB 9
+#define AF_WORDS 10
 
 /* Row/column table entry kinds {variable, kind, first, count} (adafactor.c). */
 #define AF_ROWS 0
 #define AF_ROW_GROUP 1
 #define AF_COLS 2
 #define AF_ROW_MEANS 3
+#define AF_ROW_BLOCK 4
+#define AF_COL_SUM 5
 
 #define AF_ARGS UPDATE_ARGS_AUX, global uint *info
 
@@ -34,6 +37,10 @@
 
 /* Element idx of slot kind k's storage of the variable whose storage starts at base_. */
 #define AF_AT(k, idx) (base_ + (size_t)(idx) + (size_t)((k) + SLOT_BASE) * ss)
+
+/* Column j's partial sum of row block p of batch b (AF_ROW_BLOCK: adafactor.c's
+ * rows_per_block), in the scratch of r's storage after r; nbb blocks per batch. */
+#define AF_PART(b, p, j) AF_AT(0, B * R + ((b) * nbb + (p)) * C + (j))
 
 /* The sum of x over the work-group (local size CHUNK); p is CHUNK local reals. */
 inline real af_group_sum(local real *p, real x) {
@@ -225,6 +232,34 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
         STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
         return;
     }
+    if (en.y == AF_ROW_BLOCK) { /* whole rows of one batch: each row as AF_ROW_GROUP sums it,
+                                 * and the block's column sums (rows in order) */
+        const ulong qf = en.z, rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb;
+        const ulong b = qf / R, p = (qf - b * R) / rpb; /* qf: the first row */
+        const size_t cp = AF_PART(b, p, 0);
+        for (uint qq = 0; qq < en.w; qq++) {
+            const ulong q = qf + qq;
+            const size_t row = q * C;
+            for (size_t l = 0; l < CHUNK; l++) acc[l] = 0;
+            ulong j = 0;
+            for (; j + CHUNK <= C; j += CHUNK)
+                for (size_t l = 0; l < CHUNK; l++) {
+                    const real x = AF_G(row + j + l);
+                    const real xx = x * x + c2;
+                    acc[l] += xx;
+                    STORE(s, cp + j + l, (qq ? LOAD(s, cp + j + l) : (real)0) + xx);
+                }
+            for (size_t l = 0; j + l < C; l++) {
+                const real x = AF_G(row + j + l);
+                const real xx = x * x + c2;
+                acc[l] += xx;
+                STORE(s, cp + j + l, (qq ? LOAD(s, cp + j + l) : (real)0) + xx);
+            }
+            const real sum = clopt_tree_sum(acc);
+            STORE(s, AF_AT(0, q), c0 * LOAD(s, AF_AT(0, q)) + c1 * (sum / (real)C));
+        }
+        return;
+    }
     const ulong k0 = en.z;
     const size_t count = en.w;
     for (size_t l = 0; l < count; l++) acc[l] = 0;
@@ -247,6 +282,20 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
                     const real x = AF_G(row + m);
                     acc[l + m] += x * x + c2;
                 }
+            }
+            l += len;
+        }
+        for (size_t l = 0; l < count; l++)
+            STORE(s, AF_AT(1, k0 + l),
+                  c0 * LOAD(s, AF_AT(1, k0 + l)) + c1 * (acc[l] / (real)R));
+    } else if (en.y == AF_COL_SUM) { /* columns k0 .. from the row blocks' partials, in order */
+        const ulong rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb;
+        for (size_t l = 0; l < count;) {
+            const ulong k = k0 + l, b = k / C, j = k - b * C;
+            const size_t len = C - j < count - l ? (size_t)(C - j) : count - l;
+            for (ulong p = 0; p < nbb; p++) {
+                const size_t cp = AF_PART(b, p, j);
+                for (size_t m = 0; m < len; m++) acc[l + m] += LOAD(s, cp + m);
             }
             l += len;
         }
@@ -375,6 +424,25 @@ kernel void reduce(AF_ARGS) {
         if (lid == 0) STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
         return;
     }
+    if (en.y == AF_ROW_BLOCK) { /* whole rows of one batch; lane l owns columns l, l + CHUNK.. */
+        const ulong qf = en.z, rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb;
+        const ulong b = qf / R, p = (qf - b * R) / rpb; /* qf: the first row */
+        const size_t cp = AF_PART(b, p, 0);
+        for (uint qq = 0; qq < en.w; qq++) {
+            const ulong q = qf + qq;
+            real sum = 0;
+            for (ulong j = lid; j < C; j += CHUNK) {
+                const real x = LOAD(s, AF_AT(2, q * C + j));
+                const real xx = x * x + c2;
+                sum += xx;
+                STORE(s, cp + j, (qq ? LOAD(s, cp + j) : (real)0) + xx);
+            }
+            sum = af_group_sum(part, sum);
+            if (lid == 0)
+                STORE(s, AF_AT(0, q), c0 * LOAD(s, AF_AT(0, q)) + c1 * (sum / (real)C));
+        }
+        return;
+    }
     if (lid >= en.w) return;
     const ulong k = en.z + lid;
     real sum = 0;
@@ -389,6 +457,10 @@ kernel void reduce(AF_ARGS) {
             const real x = LOAD(s, AF_AT(2, (b * R + i) * C + j));
             sum += x * x + c2;
         }
+        STORE(s, AF_AT(1, k), c0 * LOAD(s, AF_AT(1, k)) + c1 * (sum / (real)R));
+    } else if (en.y == AF_COL_SUM) {
+        const ulong rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb, b = k / C, j = k % C;
+        for (ulong p = 0; p < nbb; p++) sum += LOAD(s, AF_PART(b, p, j));
         STORE(s, AF_AT(1, k), c0 * LOAD(s, AF_AT(1, k)) + c1 * (sum / (real)R));
     } else { /* AF_ROW_MEANS: k is a batch index; the mean goes after c, in c's storage */
         for (ulong i = 0; i < R; i++) sum += LOAD(s, AF_AT(0, k * R + i));

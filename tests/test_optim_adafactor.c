@@ -73,7 +73,7 @@ Test(adafactor_pocl, keras_weight_decay) { om_keras_weight_decay(TU_POCL, CLS); 
 
 /* ---- the update rule (semantics doc section 3), ported independently, per variable ---- */
 
-#define NV 10
+#define NV 12
 typedef struct ref_var {
     const char *name;
     int ndim;
@@ -82,11 +82,14 @@ typedef struct ref_var {
 
 /* Scalar, vectors (one of 16 chunks), matrices with short rows (one row per work-item), long rows
  * (one row per work-group), one row, one column, rank-3 tensors (one with a single long row per
- * batch), and a matrix whose gradient is missing at some steps. */
+ * batch), blocks of long rows with column partials (adafactor.c's rows_per_block: 8 rows of
+ * 2048 per block, the last block of each batch one or eight rows), and a matrix whose gradient
+ * is missing at some steps (last). */
 static const ref_var ref_vars[NV] = {
     {"s", 0, {0}},           {"v300", 1, {300}},      {"v4096", 1, {4096}},
     {"m17x33", 2, {17, 33}}, {"m3x300", 2, {3, 300}}, {"t2x3x5", 3, {2, 3, 5}},
     {"t2x1x260", 3, {2, 1, 260}}, {"m7x1", 2, {7, 1}}, {"m1x9", 2, {1, 9}},
+    {"m33x2048", 2, {33, 2048}}, {"t2x40x2048", 3, {2, 40, 2048}},
     {"nograd", 2, {4, 3}},
 };
 

@@ -83,17 +83,21 @@ enum {
     AF_N_LO,     /* element count */
     AF_N_HI,
     AF_GCHUNK,   /* OpenCL on a CPU: the variable's gradient's first chunk, noted by pass 1 */
+    AF_RPB,      /* rows per AF_ROW_BLOCK entry (0: the variable has no such entries) */
     AF_INFO_WORDS
 };
 
-/* Kinds of row/column table entries {variable, kind, first, count}. */
-enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS };
+/* Kinds of row/column table entries {variable, kind, first, count}: rows (count rows, or one
+ * row with AF_ROW_GROUP), columns (of the B*C), per-batch means of r (batches); AF_ROW_BLOCK:
+ * `count` whole rows of one batch, their sums and their column sums (partials, stored in the
+ * scratch of r's storage), AF_COL_SUM: columns from those partials. */
+enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS, AF_ROW_BLOCK, AF_COL_SUM };
 
 typedef struct af_group { /* the factored variables of one (dtype, variable block) */
     clopt_dtype dtype;
     const clopt__arena_block *var_block;
     size_t base;         /* first table entry */
-    size_t nstat, nmean; /* row and column entries, then row-mean entries */
+    size_t nstat, nmean; /* entries of phase 0 (rows, columns), then of phase 1 (row means) */
 } af_group;
 
 typedef struct af_state {
@@ -172,25 +176,52 @@ static void dims(const clopt_variable *v, uint64_t *b, uint64_t *r, uint64_t *c)
     *c = (uint64_t)v->shape[v->ndim - 1];
 }
 
-/* Appends variable i's entries of one phase (0: rows and columns, 1: row means) to `t` (NULL:
- * only counts them). Returns the count. */
+/* Rows per AF_ROW_BLOCK entry of a factored variable, or 0 to use AF_ROW_GROUP and AF_COLS.
+ * Row blocks read each element once for both its row and its column, where row groups and
+ * column entries read it twice, a column entry with a stride of C (slow on a CPU for wide rows);
+ * they cost a partial column sum per block (C reals, written and read back: 1/8 of the
+ * variable at most). For rows of CHUNK or more elements in float32 or float64 (the partials
+ * are reals, stored in the slot dtype), at least 8 rows and at least 16384 elements per block,
+ * and at least 4 blocks per batch (parallel work: otherwise the row and column entries are
+ * more). Batch b's block p (of nbb = ceil(R / rpb) per batch) keeps its C partials from element
+ * B*R + (b*nbb + p)*C of r's storage, after r (cl/adafactor.cl, AF_PART), which fits since
+ * R >= 32: B*R + B*ceil(R/8)*C <= B*R*C. */
+static uint64_t rows_per_block(const clopt_variable *v) {
+    uint64_t b, r, c;
+    dims(v, &b, &r, &c);
+    if (c < CLOPT__CHUNK || (v->dtype != CLOPT_FLOAT32 && v->dtype != CLOPT_FLOAT64)) return 0;
+    uint64_t rpb = (16384 + c - 1) / c;
+    if (rpb < 8) rpb = 8;
+    return r >= 4 * rpb ? rpb : 0;
+}
+
+/* Appends variable i's entries of one phase (0: rows and columns, 1: row means and columns from
+ * partials) to `t` (NULL: only counts them). Returns the count. */
 static size_t entries(const clopt_variable *v, uint32_t i, int phase, clopt__chunk *t) {
     uint64_t b, r, c, n = 0;
     dims(v, &b, &r, &c);
-    const uint64_t K = CLOPT__CHUNK;
+    const uint64_t K = CLOPT__CHUNK, rpb = rows_per_block(v);
 #define PUT(kind, first, count)                                                              \
     do {                                                                                     \
         if (t) t[n] = (clopt__chunk){i, (kind), (uint32_t)(first), (uint32_t)(count)};       \
         n++;                                                                                 \
     } while (0)
-    if (phase == 0) {
+    if (phase == 0 && rpb) {
+        for (uint64_t q = 0; q < b * r; q += r)
+            for (uint64_t k = 0; k < r; k += rpb)
+                PUT(AF_ROW_BLOCK, q + k, r - k < rpb ? r - k : rpb);
+    } else if (phase == 0) {
         if (c >= K)
             for (uint64_t k = 0; k < b * r; k++) PUT(AF_ROW_GROUP, k, 1);
         else
             for (uint64_t k = 0; k < b * r; k += K) PUT(AF_ROWS, k, b * r - k < K ? b * r - k : K);
         for (uint64_t k = 0; k < b * c; k += K) PUT(AF_COLS, k, b * c - k < K ? b * c - k : K);
-    } else if (r >= 2) {
-        for (uint64_t k = 0; k < b; k += K) PUT(AF_ROW_MEANS, k, b - k < K ? b - k : K);
+    } else {
+        if (rpb)
+            for (uint64_t k = 0; k < b * c; k += K)
+                PUT(AF_COL_SUM, k, b * c - k < K ? b * c - k : K);
+        if (r >= 2)
+            for (uint64_t k = 0; k < b; k += K) PUT(AF_ROW_MEANS, k, b - k < K ? b - k : K);
     }
 #undef PUT
     return (size_t)n;
@@ -236,6 +267,7 @@ static clopt_status on_build(clopt_optimizer *o) {
         w[AF_N_LO] = (uint32_t)((uint64_t)v->size & 0xffffffffu);
         w[AF_N_HI] = (uint32_t)((uint64_t)v->size >> 32);
         if (v->ndim < 2) continue;
+        w[AF_RPB] = (uint32_t)rows_per_block(v);
         total += entries(v, (uint32_t)i, 0, NULL) + entries(v, (uint32_t)i, 1, NULL);
         if (!find_group(st, v->dtype, v->block))
             st->groups[st->ngroups++] = (af_group){v->dtype, v->block, 0, 0, 0};

@@ -11,10 +11,10 @@
 
 enum {
     AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI,
-    AF_GCHUNK, /* used by the OpenCL CPU form only */
+    AF_GCHUNK, AF_RPB, /* used by the OpenCL CPU form only (AF_RPB: cl/adafactor.cl's partials) */
     AF_WORDS
 };
-enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS };
+enum { AF_ROWS, AF_ROW_GROUP, AF_COLS, AF_ROW_MEANS, AF_ROW_BLOCK, AF_COL_SUM };
 
 /* Element idx of slot kind k's storage starting at element `base`. */
 #define AT(k, idx)                                                                          \
@@ -80,13 +80,15 @@ void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chun
     const uint32_t kind = ch->grad, first = ch->slot, count = kind == AF_ROW_GROUP ? 1 : ch->seg;
     for (uint64_t k = first; k < (uint64_t)first + count; k++) {
         double sum = 0;
-        if (kind == AF_ROWS || kind == AF_ROW_GROUP) {
+        /* AF_ROW_BLOCK's rows and AF_COL_SUM's columns are summed here as rows and columns,
+         * straight from G in double (the kernels add per-block column partials). */
+        if (kind == AF_ROWS || kind == AF_ROW_GROUP || kind == AF_ROW_BLOCK) {
             for (uint64_t j = 0; j < C; j++) {
                 const double x = HL(u->slot, AT(2, k * C + j));
                 sum += x * x + c[2];
             }
             HS(u->slot, AT(0, k), c[0] * HL(u->slot, AT(0, k)) + c[1] * (sum / (double)C));
-        } else if (kind == AF_COLS) {
+        } else if (kind == AF_COLS || kind == AF_COL_SUM) {
             const uint64_t b = k / C, j = k % C;
             for (uint64_t i = 0; i < R; i++) {
                 const double x = HL(u->slot, AT(2, (b * R + i) * C + j));
