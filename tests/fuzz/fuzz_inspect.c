@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "fuzz_util.h"
 #include "io/io_internal.h"
+#include "st_mutator.h"
 
 #define MAX_INPUT 65536
 

@@ -3,8 +3,9 @@
  *     every schedule class, LossScaleOptimizer, base options), so that the seeds are exactly what
  *     clopt itself writes;
  *   DIR/safetensors/<setup>.safetensors: a checkpoint of each setup of fuzz_util.h after one
- *     step, as clopt_checkpoint_save / clopt_optimizer_save write it.
- * Usage: fuzz_make_seeds DIR (the two subdirectories must exist). */
+ *     step, as clopt_checkpoint_save / clopt_optimizer_save write it;
+ *   DIR/h5/<setup>.weights.h5: with libhdf5, two of them as clopt_optimizer_save_h5 writes them.
+ * Usage: fuzz_make_seeds DIR (the subdirectories must exist). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include "fuzz_util.h"
@@ -106,6 +107,12 @@ int main(int argc, char **argv) {
                               : clopt_optimizer_save(su.opt, path);
         FUZZ_CHECK(st == CLOPT_OK, "%s: %s: %s", su.spec->label, clopt_status_name(st),
                    clopt_context_last_error(ctx));
+        if (su.opt && clopt_checkpoint_has_h5() && (k == 0 || k == 2)) {
+            snprintf(path, sizeof path, "%s/h5/%s.weights.h5", argv[1], su.spec->label);
+            st = clopt_optimizer_save_h5(su.opt, path);
+            FUZZ_CHECK(st == CLOPT_OK, "%s: %s: %s", su.spec->label, clopt_status_name(st),
+                       clopt_context_last_error(ctx));
+        }
     }
     clopt_context_destroy(ctx);
     return 0;

@@ -1,6 +1,7 @@
 /* Shared by the fuzz harnesses: aborting checks (a failed check is a finding: libFuzzer and the
- * replay driver both stop on abort), the host context, and the optimizer setups the checkpoint
- * harness loads into (also used by fuzz_make_seeds.c to write the seed corpus). */
+ * replay driver both stop on abort), the host context, the optimizer setups the checkpoint
+ * harnesses load into (also used by fuzz_make_seeds.c to write the seed corpus), and the load
+ * with its checks. */
 #ifndef CLOPT_FUZZ_UTIL_H
 #define CLOPT_FUZZ_UTIL_H
 
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <clopt.h>
+#include "io/io_internal.h"
 
 #define FUZZ_CHECK(cond, ...)                                                                  \
     do {                                                                                       \
@@ -172,6 +174,98 @@ static inline void fuzz_setup_make(clopt_context *ctx, const fuzz_setup_spec *sp
     }
     FUZZ_CHECK(st == CLOPT_OK, "%s: optimizer: %s: %s", spec->label, clopt_status_name(st),
                clopt_context_last_error(ctx));
+}
+
+/* Everything a load may change, as bytes. */
+typedef struct fuzz_snapshot {
+    unsigned char *p;
+    size_t n, cap;
+} fuzz_snapshot;
+
+static inline void fuzz_snap_put(fuzz_snapshot *s, const void *p, size_t n) {
+    if (s->n + n > s->cap) {
+        size_t cap = (s->n + n) * 2;
+        unsigned char *q = realloc(s->p, cap);
+        FUZZ_CHECK(q != NULL, "out of memory");
+        s->p = q;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->n, p, n);
+    s->n += n;
+}
+
+static inline void fuzz_snap_take(const fuzz_setup *su, fuzz_snapshot *s) {
+    s->n = 0;
+    unsigned char buf[16 * 8];
+    for (int i = 0; i < su->spec->nvars; i++) {
+        size_t nb = (size_t)clopt_variable_size(su->vars[i]) *
+                    clopt_dtype_size(clopt_variable_dtype(su->vars[i]));
+        FUZZ_CHECK(nb <= sizeof buf, "variable too large");
+        FUZZ_CHECK(clopt_variable_read(su->vars[i], buf, nb) == CLOPT_OK, "read");
+        fuzz_snap_put(s, buf, nb);
+    }
+    if (!su->opt) return;
+    int64_t it = clopt_optimizer_iterations(su->opt);
+    double lr = 0;
+    fuzz_snap_put(s, &it, sizeof it);
+    FUZZ_CHECK(clopt_optimizer_get_learning_rate(su->opt, &lr) == CLOPT_OK, "lr");
+    fuzz_snap_put(s, &lr, sizeof lr);
+    size_t nv = clopt_optimizer_variable_count(su->opt);
+    for (size_t i = 0; i < nv; i++) {
+        clopt_variable *v = NULL;
+        FUZZ_CHECK(clopt_optimizer_variable(su->opt, i, NULL, NULL, &v) == CLOPT_OK, "var %zu", i);
+        size_t count = v ? (size_t)clopt_variable_size(v) : 1;
+        double vals[16];
+        FUZZ_CHECK(count <= 16, "slot too large");
+        clopt_status st = clopt_optimizer_variable_read(su->opt, i, vals, count);
+        FUZZ_CHECK(st == CLOPT_OK, "variable_read %zu: %s", i, clopt_status_name(st));
+        fuzz_snap_put(s, vals, count * sizeof *vals);
+    }
+}
+
+/* Loads the file at `path` through `reader` (checkpoint.c's load path) into each setup, and
+ * checks: success, or CLOPT_ERR_CORRUPT_FILE / CLOPT_ERR_FILE_MISMATCH (also CLOPT_ERR_IO for
+ * .weights.h5, which libhdf5 reads itself) with a message and the state unchanged bit for bit;
+ * after a success the optimizer still applies a step. With `h5`, the setups with an optimizer,
+ * loaded without model variables as clopt_optimizer_load_h5 does. */
+static inline void fuzz_load_everywhere(clopt__st_reader_fn reader, const char *path, int h5) {
+    clopt_context *ctx = fuzz_context();
+    fuzz_snapshot before = {0}, after = {0};
+    for (int k = 0; k < FUZZ_NSETUPS; k++) {
+        if (h5 && !fuzz_setups[k].config) continue;
+        fuzz_setup su;
+        fuzz_setup_make(ctx, &fuzz_setups[k], 0, &su);
+        fuzz_snap_take(&su, &before);
+        const char *fn = h5                   ? "clopt_optimizer_load_h5"
+                         : su.spec->with_model ? "clopt_checkpoint_load"
+                                               : "clopt_optimizer_load";
+        size_t nmodel = su.spec->with_model && !h5 ? (size_t)su.spec->nvars : 0;
+        clopt_status st = clopt__checkpoint_load(su.opt, su.vars, nmodel, path, fn, reader);
+        if (st != CLOPT_OK) {
+            const char *msg = clopt_context_last_error(ctx);
+            FUZZ_CHECK(st == CLOPT_ERR_CORRUPT_FILE || st == CLOPT_ERR_FILE_MISMATCH ||
+                           (h5 && st == CLOPT_ERR_IO),
+                       "%s: load failed with %s: %s", su.spec->label, clopt_status_name(st), msg);
+            FUZZ_CHECK(msg && *msg, "%s: load failed with no message", su.spec->label);
+            fuzz_snap_take(&su, &after);
+            FUZZ_CHECK(after.n == before.n && memcmp(after.p, before.p, before.n) == 0,
+                       "%s: the failed load (%s: %s) changed the state", su.spec->label,
+                       clopt_status_name(st), msg);
+        } else if (su.opt) {
+            st = clopt_optimizer_apply(su.opt, su.grads, NULL, (size_t)su.spec->nvars);
+            FUZZ_CHECK(st == CLOPT_OK, "%s: apply after a load: %s: %s", su.spec->label,
+                       clopt_status_name(st), clopt_context_last_error(ctx));
+            fuzz_snap_take(&su, &after);
+        }
+        clopt_optimizer_destroy(su.opt);
+        for (int i = 0; i < su.spec->nvars; i++) {
+            clopt_variable_destroy(su.vars[i]);
+            clopt_variable_destroy(su.grads[i]);
+        }
+    }
+    free(before.p);
+    free(after.p);
+    clopt_context_destroy(ctx);
 }
 
 #endif

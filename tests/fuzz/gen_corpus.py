@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora tests/fuzz/corpus/{config,safetensors,inspect}/ (README.md, "Fuzzing").
+"""Writes the seed corpora tests/fuzz/corpus/{config,safetensors,inspect,h5}/ (README.md, "Fuzzing").
 
 Usage: python3 tests/fuzz/gen_corpus.py SEEDS_DIR [CORPUS_DIR]
-SEEDS_DIR holds what fuzz_make_seeds wrote (config/*.json, safetensors/*.safetensors: valid
+SEEDS_DIR holds what fuzz_make_seeds wrote (config/, safetensors/, h5/: valid
 configs and checkpoints as clopt writes them); this script copies them and adds truncated,
 garbled and semantically wrong variants. CORPUS_DIR defaults to tests/fuzz/corpus. Files already
 in the corpus (such as regression inputs from fuzzing, named crash-*) are kept.
@@ -221,3 +221,17 @@ h2["optimizer/vars/99999999999999999999"] = {"dtype": "U8", "shape": [], "data_o
                                              [len(data), len(data) + 1]}
 h2.setdefault("__metadata__", {})["optimizer_variables"] = '["a", "b"]'
 put("inspect", "paths_huge_index.safetensors", join(h2, data + b"\0"))
+
+# ---- .weights.h5 (when fuzz_make_seeds was built with libhdf5) ----
+h5dir = os.path.join(seeds, "h5")
+if os.path.isdir(h5dir):
+    for fn in sorted(os.listdir(h5dir)):
+        with open(os.path.join(h5dir, fn), "rb") as f:
+            b = f.read()
+        put("h5", fn, b)
+        if fn.startswith("nadam"):
+            put("h5", "trunc_half_" + fn, b[: len(b) // 2])
+            put("h5", "trunc_sig_" + fn, b[:8])
+            m = bytearray(b)
+            m[20] ^= 0xFF  # a flipped byte in the superblock
+            put("h5", "flip_superblock_" + fn, bytes(m))
