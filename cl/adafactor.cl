@@ -103,9 +103,11 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
  * a factored variable is not copied to the velocity slot: pass 1 only notes where it starts
  * (AF_GCHUNK), and passes 2, 4 and 6 read it from the gradient buffer (af_grad: GRAD()'s value,
  * rounded as the copy's store would round it; pass 6 empties an accumulator, through GRAD()).
- * Pass 4 sums w^2 as it reads g, and stores nothing: pass 6 recomputes u to the same bits. So a
- * factored variable's step reads g four times (rows, columns, pass 4, pass 6) and w twice and
- * writes w and v, where the work-group forms also write and read back the copy of g and u. */
+ * Pass 4 sums w^2 as it reads g, and stores nothing: pass 6 recomputes u to the same bits
+ * (storing u instead measured slower: the passes are bound by memory, not by sqrt and divide).
+ * So a factored variable's step reads g three times (row blocks) or four (rows and columns
+ * apart), w twice, and writes w and v, where the work-group forms also write and read back the
+ * copy of g and u. */
 
 #define AF_CHUNK                                                      \
     global uint *in = info + (size_t)sg * AF_WORDS;                   \

@@ -29,11 +29,14 @@
  *    starts (AF_GCHUNK), and the later passes read the gradient buffer (and an accumulator,
  *    without emptying it until pass 6) as GRAD() would.
  * 2. adafactor.reduce over the rows and columns table of the variable block (built here at build
- *    time: for each factored variable, its B*R rows, 256 per entry, or one per entry when rows
- *    are at least CHUNK long, and its B*C columns, 256 per entry): r and c from the means of
- *    G = g^2 + eps1 over the last and second-to-last axes. Rows and columns of variables not
- *    marked active (no gradient in this step) are skipped.
- * 3. adafactor.reduce over the same table's row-mean entries: mean(r, axis=-1) per batch.
+ *    time), r and c from the means of G = g^2 + eps1 over the last and second-to-last axes. Per
+ *    factored variable, either blocks of whole rows (rows_per_block: long rows in float32 or
+ *    float64), each entry summing its rows and its block's column partials, or its B*R rows
+ *    (256 per entry, or one per entry when rows are at least CHUNK long) and its B*C columns
+ *    (256 per entry). Rows and columns of variables not marked active (no gradient in this step)
+ *    are skipped.
+ * 3. adafactor.reduce over the same table's second part: mean(r, axis=-1) per batch, and c from
+ *    the column partials of the row blocks.
  * 4. adafactor.velocity, over the plan's chunks (factored variables): v = (r/mean(r)) * c,
  *    u = g/sqrt(v), per-chunk sum of u^2 (work-group form: u stored over g; CPU form: nothing
  *    stored, and the chunk's sum of w^2 taken here).
@@ -44,10 +47,11 @@
  *    velocity slot (CPU form: v and u recomputed as pass 4 did). Clears the active mark.
  * Launches 2 to 4 are left out for a block without factored variables (three launches, as Lamb).
  * The per-step work is O(elements): every element is read a constant number of times. CPU form,
- * per element of a factored variable: g read four times (rows, columns, passes 4 and 6), w
- * twice, w and v written: 32 bytes in float32, against the 28 that a fused row-and-column pass
- * would need (clopt bench's C loop reads g three times); the row, column and batch of a chunk's
- * elements are found with one set of integer divisions per chunk. Nothing is allocated per step.
+ * per element of a factored variable: g read three times with row blocks (pass 2, passes 4 and
+ * 6; plus the partials, at most 1/8 of a read and a write) and four without (rows and columns
+ * apart), w twice, w and v written: 28 or 32 bytes in float32, as clopt bench's C loop (which
+ * reads g three times); the row, column and batch of a chunk's elements are found with one set
+ * of integer divisions per chunk. Nothing is allocated per step.
  *
  * The learning rate: lr := min(lr, 1/sqrt(t)) when the learning rate is a float (not a schedule)
  * and relative_step; then rho = min(lr, 1/sqrt(t)) in every case, so, as in Keras,
