@@ -146,6 +146,34 @@ Test(config_errors, numbers_beyond_int64) {
     }
 }
 
+/* A learning rate beyond float32's range (found by fuzz_config: "learning_rate": 1e305) was
+ * accepted, became inf as the float32 clopt keeps, and get_config then failed (with
+ * CLOPT_ERR_OUT_OF_MEMORY: JSON has no inf). Every way in refuses it now. */
+Test(config_errors, learning_rate_beyond_float32) {
+    refuse("{\"class_name\": \"Muon\", \"config\": {\"learning_rate\": 1e305}}",
+           CLOPT_ERR_BAD_VALUE, "learning_rate");
+    refuse("{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": -3.5e38}}",
+           CLOPT_ERR_BAD_VALUE, "learning_rate");
+    clopt_optimizer *o = tu_optimizer(ctx, "{\"class_name\": \"SGD\", \"config\": "
+                                           "{\"learning_rate\": 3.4e38}}");
+    const int64_t shape[1] = {2};
+    clopt_variable *w = NULL;
+    cr_assert_eq(clopt_variable_create(ctx, "w", CLOPT_FLOAT32, 1, shape, NULL, &w), CLOPT_OK);
+    cr_assert_eq(clopt_optimizer_build(o, &w, 1), CLOPT_OK);
+    cr_assert_eq(clopt_optimizer_set_learning_rate(o, 1e300), CLOPT_ERR_BAD_VALUE);
+    const double inf = INFINITY, big = 1e39;
+    cr_assert_eq(clopt_optimizer_variable_write(o, 1, &inf, 1), CLOPT_ERR_BAD_VALUE);
+    cr_assert_eq(clopt_optimizer_variable_write(o, 1, &big, 1), CLOPT_ERR_BAD_VALUE);
+    double lr = 0;
+    cr_assert_eq(clopt_optimizer_get_learning_rate(o, &lr), CLOPT_OK);
+    cr_assert_eq(lr, (double)3.4e38f);
+    char *c = NULL;
+    cr_assert_eq(clopt_optimizer_get_config(o, &c), CLOPT_OK);
+    clopt_free(c);
+    clopt_optimizer_destroy(o);
+    clopt_variable_destroy(w);
+}
+
 Test(config_errors, malformed_json) {
     const char *bad[] = {"", "{", "{\"class_name\": \"Adam\", ", "{\"class_name\": Adam}",
                          "{\"class_name\": \"Adam\"} trailing", "{'class_name': 'Adam'}",

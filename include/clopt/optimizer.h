@@ -77,8 +77,9 @@ CLOPT_API int64_t clopt_optimizer_iterations(const clopt_optimizer *opt);
 CLOPT_API clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *opt, double *lr);
 
 /* Keras's learning_rate setter for a float learning rate. Returns CLOPT_OK,
- * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_BAD_VALUE (not finite) or CLOPT_ERR_BAD_STATE (the
- * optimizer was created with a schedule, as Keras's TypeError). Since v0.1. */
+ * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_BAD_VALUE (not finite as a float32, such as 1e300: the
+ * learning rate is kept as a float32) or CLOPT_ERR_BAD_STATE (the optimizer was created with a
+ * schedule, as Keras's TypeError). Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *opt, double lr);
 
 /* The optimizer's class name as Keras writes it ("Adam"), and its name ("adam"). Owned by the
@@ -116,8 +117,8 @@ CLOPT_API clopt_status clopt_optimizer_variable_read(const clopt_optimizer *opt,
                                                      double *dst, size_t count);
 
 /* Writes optimizer variable `index` from `count` doubles (converted to its storage: a counter
- * must be an integer >= 0, the learning rate is rounded to float32). count must equal its element
- * count. Every check happens before anything changes. Returns CLOPT_OK,
+ * must be an integer >= 0, the learning rate is rounded to float32 and must stay finite). count
+ * must equal its element count. Every check happens before anything changes. Returns CLOPT_OK,
  * CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_SHAPE_MISMATCH, CLOPT_ERR_BAD_VALUE or CLOPT_ERR_OPENCL.
  * Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_variable_write(clopt_optimizer *opt, size_t index,

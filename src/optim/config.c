@@ -155,9 +155,12 @@ static clopt_status parse_lr(clopt_context *ctx, clopt_optimizer *o, const json_
                            "%s config: 'learning_rate' must be a number or a schedule, got %s",
                            o->cls->class_name, clopt__json_type_name(v));
     double lr = json_number_value(v);
-    if (!isfinite(lr))
+    /* Kept as a float32 (Keras's learning-rate variable): 1e300 would be inf, which get_config
+     * could not write. */
+    if (!isfinite(lr) || !isfinite((float)lr))
         return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
-                           "%s config: 'learning_rate' must be finite", o->cls->class_name);
+                           "%s config: 'learning_rate' must be finite as a float32, got %g",
+                           o->cls->class_name, lr);
     o->lr = (float)lr;
     return CLOPT_OK;
 }

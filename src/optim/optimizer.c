@@ -426,9 +426,9 @@ clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *o, double lr) {
                            "learning_rate: this optimizer was created with a %s schedule as its "
                            "learning rate, hence its learning rate is not settable",
                            clopt__schedule_class_name(o->schedule));
-    if (!isfinite(lr))
-        return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE, "learning_rate must be finite, got %g",
-                           lr);
+    if (!isfinite(lr) || !isfinite((float)lr)) /* it is kept as a float32 */
+        return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                           "learning_rate must be finite as a float32, got %g", lr);
     o->lr = (float)lr;
     return CLOPT_OK;
 }

@@ -78,6 +78,12 @@ static clopt_status check_write(const clopt_optimizer *o, const clopt__optvar *e
             return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
                                "optimizer variable '%s' is a counter: %g is not an integer >= 0",
                                e->path, src[0]);
+    /* As clopt_optimizer_set_learning_rate: a float32 learning rate that is finite. */
+    if (e->kind == CLOPT__OV_LR && !(isfinite(src[0]) && isfinite((float)src[0])))
+        return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
+                           "optimizer variable '%s' is the learning rate: %g is not finite as a "
+                           "float32",
+                           e->path, src[0]);
     return CLOPT_OK;
 }
 
