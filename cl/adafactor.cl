@@ -98,8 +98,9 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
  * level: the work-group forms below took 5 to 10 ns per element and pass on POCL). The values
  * are bit for bit those of the work-group forms: the same expressions, sums in the same order
  * (clopt_tree_sum is af_group_sum's tree; row, column and mean sums run in the same sequence per
- * lane; AF_ROW_SUM for short rows). Differences in shape only: row, column and batch of the chunk's first element are
- * found with one set of divisions per chunk, not per element (af_v_chunk); and the gradient of
+ * lane; AF_ROW_SUM for short rows). Differences in shape only: row, column and batch of the
+ * chunk's first element are found with one set of divisions per chunk, not per element
+ * (af_v_chunk); and the gradient of
  * a factored variable is not copied to the velocity slot: pass 1 only notes where it starts
  * (AF_GCHUNK), and passes 2, 4 and 6 read it from the gradient buffer (af_grad: GRAD()'s value,
  * rounded as the copy's store would round it; pass 6 empties an accumulator, through GRAD()).
