@@ -4,7 +4,11 @@
  * is written to a scratch file ($TMPDIR, else /tmp). Properties as for fuzz_safetensors (also
  * CLOPT_ERR_IO allowed), and inspect returns CLOPT_OK or CLOPT_ERR_CORRUPT_FILE. Built only with
  * libhdf5 (CLOPT_WITH_HDF5). libhdf5 itself is not instrumented: a crash inside it is reported,
- * but its coverage does not guide the fuzzer and its memory errors go unseen unless they crash. */
+ * but its coverage does not guide the fuzzer and its memory errors go unseen unless they crash.
+ * Fuzz it with ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0: libhdf5 asks malloc for
+ * sizes read from a corrupt file (0x2200000000000060 bytes, say) and handles the NULL, which ASan
+ * otherwise reports as allocation-size-too-big, but then leaks a few of its own blocks
+ * (H5FL_blk_malloc under H5C_protect, from H5Gopen2 and H5Oopen). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <unistd.h>
