@@ -418,3 +418,38 @@ Test(io_h5_host, failed_saves_leave_the_old_file) {
     free(dir), free(p), free(st);
 #endif
 }
+
+/* A dataset claiming more elements than any file holds (chunked, nothing written: libhdf5 makes
+ * such a file in a few KB). `clopt inspect` multiplied its dimensions unchecked: 2^61 + 1 float64
+ * elements wrapped around to "8 bytes" and an 8-byte buffer was handed to H5Dread. It now says
+ * the dataset is too large and reads nothing; loading refuses it as before. */
+Test(io_h5_host, huge_dataset_dimensions) {
+#ifndef CLOPT_WITH_HDF5
+    expect_unsupported();
+#else
+    char *dir = io_tmpdir(), *p = io_path(dir, "huge.weights.h5");
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t og = group(f, "optimizer"), g = group(og, "vars");
+    hsize_t dims[1] = {((hsize_t)1 << 61) + 1}, chunk[1] = {1};
+    hid_t s = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, 1, chunk) >= 0);
+    hid_t d = H5Dcreate2(g, "0", H5T_IEEE_F64LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s), H5Gclose(g), H5Gclose(og), H5Fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    char err[CLOPT__IO_ERRN];
+    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
+    fclose(out);
+    cr_assert(strstr(buf, "[2305843009213693953]") && strstr(buf, "larger than clopt reads"),
+              "%s", buf);
+    free(buf);
+    dense_model m;
+    dense_make(&m, ADAM);
+    expect_h5_fails(&m, p, CLOPT_ERR_CORRUPT_FILE, "larger than clopt accepts");
+    clopt_context_destroy(m.ctx);
+    io_rmdir(dir);
+    free(dir), free(p);
+#endif
+}

@@ -525,20 +525,25 @@ static herr_t visit_cb(hid_t root, const char *name, const H5L_info_t *info, voi
     char sh[64 + 24 * CLOPT__ST_MAX_NDIM], dt[32];
     if (nd < 0 || nd > CLOPT__ST_MAX_NDIM) nd = 0;
     if (nd) H5Sget_simple_extent_dims(s, dims, NULL);
-    size_t bytes = H5Tget_size(t);
+    /* The size, with the reader's cap (add_dataset): a corrupt or crafted file may claim any
+     * dimensions, and an unchecked product could wrap around to a small buffer. */
+    uint64_t bytes = H5Tget_size(t);
+    int too_big = 0;
     for (int i = 0; i < nd; i++) {
         shape[i] = (int64_t)dims[i];
-        bytes *= (size_t)dims[i];
+        if (dims[i] && bytes > ((uint64_t)1 << 40) / dims[i]) too_big = 1;
+        else bytes *= dims[i];
     }
-    unsigned char *buf = malloc(bytes ? bytes : 1);
+    unsigned char *buf = too_big ? NULL : malloc(bytes ? (size_t)bytes : 1);
     hid_t mt = d < CLOPT__ST_NDTYPES ? mem_type(d, t) : H5Tcopy(t);
     uint64_t h = 0;
     int ok = buf && (!bytes || H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
-    if (ok) h = clopt__hash64(CLOPT__HASH_INIT, buf, bytes);
-    fprintf(v->out, "  /%-40s  %-9s  %-16s  %10zu  ", name, h5_dtype_text(d, t, dt, sizeof dt),
-            clopt__st_shape_str(nd, shape, sh, sizeof sh), bytes);
-    if (ok) fprintf(v->out, "%016" PRIx64 "\n", h);
-    else fprintf(v->out, "(unreadable)\n");
+    if (ok) h = clopt__hash64(CLOPT__HASH_INIT, buf, (size_t)bytes);
+    fprintf(v->out, "  /%-40s  %-9s  %-16s  ", name, h5_dtype_text(d, t, dt, sizeof dt),
+            clopt__st_shape_str(nd, shape, sh, sizeof sh));
+    if (too_big) fprintf(v->out, "%10s  (larger than clopt reads)\n", "> 2^40");
+    else if (ok) fprintf(v->out, "%10" PRIu64 "  %016" PRIx64 "\n", bytes, h);
+    else fprintf(v->out, "%10" PRIu64 "  (unreadable)\n", bytes);
     free(buf);
     H5Tclose(mt);
     H5Tclose(t);
