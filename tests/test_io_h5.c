@@ -453,3 +453,36 @@ Test(io_h5_host, huge_dataset_dimensions) {
     free(dir), free(p);
 #endif
 }
+
+/* A never-written dataset of 2^28 float32 (1 GiB) in a 3 KB file: libhdf5 reads it back as fill
+ * values, so loading or inspecting it used to allocate and fill 1 GiB. Now loading refuses it
+ * (its data is not in the file) and inspect does not read it. */
+Test(io_h5_host, dataset_not_stored_in_the_file) {
+#ifndef CLOPT_WITH_HDF5
+    expect_unsupported();
+#else
+    char *dir = io_tmpdir(), *p = io_path(dir, "sparse.weights.h5");
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t og = group(f, "optimizer"), g = group(og, "vars");
+    hsize_t dims[1] = {(hsize_t)1 << 28};
+    hid_t s = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_LATE) >= 0);
+    hid_t d = H5Dcreate2(g, "0", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s), H5Gclose(g), H5Gclose(og), H5Fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    char err[CLOPT__IO_ERRN];
+    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
+    fclose(out);
+    cr_assert(strstr(buf, "1073741824  (not stored in the file)"), "%s", buf);
+    free(buf);
+    dense_model m;
+    dense_make(&m, ADAM);
+    expect_h5_fails(&m, p, CLOPT_ERR_CORRUPT_FILE, "but the file holds 0 of them");
+    clopt_context_destroy(m.ctx);
+    io_rmdir(dir);
+    free(dir), free(p);
+#endif
+}

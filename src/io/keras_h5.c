@@ -195,6 +195,17 @@ static int img_append(h5_img *m, size_t n, unsigned char **dst) {
     return 0;
 }
 
+/* Whether an unfiltered dataset holds fewer bytes in the file than its shape needs (storage
+ * never written, read back as fill values): reading it would make a small file allocate and fill
+ * any size up to the cap. Keras (h5py) writes every dataset whole. Compressed datasets are not
+ * judged. */
+static int not_stored(hid_t obj, uint64_t bytes) {
+    hid_t dcpl = H5Dget_create_plist(obj);
+    int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return nfilters == 0 && (uint64_t)H5Dget_storage_size(obj) < bytes;
+}
+
 /* Adds dataset `name` of group g to the image as "optimizer/vars/<name>". */
 static clopt_status add_dataset(h5_img *m, hid_t g, const char *name, const char *path,
                                 char *err, size_t errn) {
@@ -247,6 +258,14 @@ static clopt_status add_dataset(h5_img *m, hid_t g, const char *name, const char
             goto out;
         }
         bytes *= dims[i];
+    }
+    if (not_stored(obj, bytes)) {
+        st = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
+                     "%s: /optimizer/vars/%s: its shape needs %llu bytes but the file holds %llu "
+                     "of them",
+                     path, name, (unsigned long long)bytes,
+                     (unsigned long long)H5Dget_storage_size(obj));
+        goto out;
     }
     unsigned char *dst;
     size_t at = m->size;
@@ -534,7 +553,8 @@ static herr_t visit_cb(hid_t root, const char *name, const H5L_info_t *info, voi
         if (dims[i] && bytes > ((uint64_t)1 << 40) / dims[i]) too_big = 1;
         else bytes *= dims[i];
     }
-    unsigned char *buf = too_big ? NULL : malloc(bytes ? (size_t)bytes : 1);
+    int absent = !too_big && not_stored(obj, bytes);
+    unsigned char *buf = too_big || absent ? NULL : malloc(bytes ? (size_t)bytes : 1);
     hid_t mt = d < CLOPT__ST_NDTYPES ? mem_type(d, t) : H5Tcopy(t);
     uint64_t h = 0;
     int ok = buf && (!bytes || H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
@@ -542,6 +562,7 @@ static herr_t visit_cb(hid_t root, const char *name, const H5L_info_t *info, voi
     fprintf(v->out, "  /%-40s  %-9s  %-16s  ", name, h5_dtype_text(d, t, dt, sizeof dt),
             clopt__st_shape_str(nd, shape, sh, sizeof sh));
     if (too_big) fprintf(v->out, "%10s  (larger than clopt reads)\n", "> 2^40");
+    else if (absent) fprintf(v->out, "%10" PRIu64 "  (not stored in the file)\n", bytes);
     else if (ok) fprintf(v->out, "%10" PRIu64 "  %016" PRIx64 "\n", bytes, h);
     else fprintf(v->out, "%10" PRIu64 "  (unreadable)\n", bytes);
     free(buf);
