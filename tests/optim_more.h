@@ -73,6 +73,20 @@ static inline void om_keras_golden(const char *dev, clopt_dtype dtype, const cha
     clopt_context_destroy(ctx);
 }
 
+/* om_keras_single_step in float32, then in float64 (Keras's test runs each float dtype). */
+static inline void om_keras_single_step_f32_f64(const char *dev, const char *json,
+                                                const double want[4]) {
+    om_keras_single_step(dev, CLOPT_FLOAT32, json, want);
+    om_keras_single_step(dev, CLOPT_FLOAT64, json, want);
+}
+
+/* om_keras_golden in float32, then in float64. */
+static inline void om_keras_golden_f32_f64(const char *dev, const char *json,
+                                           const double golden[5][10]) {
+    om_keras_golden(dev, CLOPT_FLOAT32, json, golden);
+    om_keras_golden(dev, CLOPT_FLOAT64, json, golden);
+}
+
 /* Keras's test_weight_decay: scalar variables at 2.0, zero gradients, learning_rate 1.0,
  * weight_decay 0.004; one optimizer decays var1 alone, one excludes var2 by name ("exclude"),
  * one excludes var3 by identity. var1 ends at 1.9760959 (decimal=6), var2 and var3 at 2. */

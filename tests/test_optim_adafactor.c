@@ -45,12 +45,10 @@ static void keras_single_step_2d(const char *dev, clopt_dtype dtype) {
 }
 
 Test(adafactor_host, keras_single_step_1d) {
-    om_keras_single_step(TU_HOST, CLOPT_FLOAT32, SINGLE_STEP_JSON, single_step_1d);
-    om_keras_single_step(TU_HOST, CLOPT_FLOAT64, SINGLE_STEP_JSON, single_step_1d);
+    om_keras_single_step_f32_f64(TU_HOST, SINGLE_STEP_JSON, single_step_1d);
 }
 Test(adafactor_pocl, keras_single_step_1d) {
-    om_keras_single_step(TU_POCL, CLOPT_FLOAT32, SINGLE_STEP_JSON, single_step_1d);
-    om_keras_single_step(TU_POCL, CLOPT_FLOAT64, SINGLE_STEP_JSON, single_step_1d);
+    om_keras_single_step_f32_f64(TU_POCL, SINGLE_STEP_JSON, single_step_1d);
 }
 Test(adafactor_host, keras_single_step_2d) {
     keras_single_step_2d(TU_HOST, CLOPT_FLOAT32);
@@ -61,12 +59,10 @@ Test(adafactor_pocl, keras_single_step_2d) {
     keras_single_step_2d(TU_POCL, CLOPT_FLOAT64);
 }
 Test(adafactor_host, keras_golden) {
-    om_keras_golden(TU_HOST, CLOPT_FLOAT32, GOLDEN_JSON, golden);
-    om_keras_golden(TU_HOST, CLOPT_FLOAT64, GOLDEN_JSON, golden);
+    om_keras_golden_f32_f64(TU_HOST, GOLDEN_JSON, golden);
 }
 Test(adafactor_pocl, keras_golden) {
-    om_keras_golden(TU_POCL, CLOPT_FLOAT32, GOLDEN_JSON, golden);
-    om_keras_golden(TU_POCL, CLOPT_FLOAT64, GOLDEN_JSON, golden);
+    om_keras_golden_f32_f64(TU_POCL, GOLDEN_JSON, golden);
 }
 Test(adafactor_host, keras_weight_decay) { om_keras_weight_decay(TU_HOST, CLS); }
 Test(adafactor_pocl, keras_weight_decay) { om_keras_weight_decay(TU_POCL, CLS); }

@@ -18,20 +18,16 @@ static const double golden[5][10] = {
     "\"initial_accumulator_value\": 0.3, \"epsilon\": 1e-6}}"
 
 Test(adagrad_host, keras_single_step) {
-    om_keras_single_step(TU_HOST, CLOPT_FLOAT32, SINGLE_STEP_JSON, single_step);
-    om_keras_single_step(TU_HOST, CLOPT_FLOAT64, SINGLE_STEP_JSON, single_step);
+    om_keras_single_step_f32_f64(TU_HOST, SINGLE_STEP_JSON, single_step);
 }
 Test(adagrad_pocl, keras_single_step) {
-    om_keras_single_step(TU_POCL, CLOPT_FLOAT32, SINGLE_STEP_JSON, single_step);
-    om_keras_single_step(TU_POCL, CLOPT_FLOAT64, SINGLE_STEP_JSON, single_step);
+    om_keras_single_step_f32_f64(TU_POCL, SINGLE_STEP_JSON, single_step);
 }
 Test(adagrad_host, keras_golden) {
-    om_keras_golden(TU_HOST, CLOPT_FLOAT32, GOLDEN_JSON, golden);
-    om_keras_golden(TU_HOST, CLOPT_FLOAT64, GOLDEN_JSON, golden);
+    om_keras_golden_f32_f64(TU_HOST, GOLDEN_JSON, golden);
 }
 Test(adagrad_pocl, keras_golden) {
-    om_keras_golden(TU_POCL, CLOPT_FLOAT32, GOLDEN_JSON, golden);
-    om_keras_golden(TU_POCL, CLOPT_FLOAT64, GOLDEN_JSON, golden);
+    om_keras_golden_f32_f64(TU_POCL, GOLDEN_JSON, golden);
 }
 Test(adagrad_host, keras_weight_decay) { om_keras_weight_decay(TU_HOST, "Adagrad"); }
 Test(adagrad_pocl, keras_weight_decay) { om_keras_weight_decay(TU_POCL, "Adagrad"); }
