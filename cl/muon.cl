@@ -12,13 +12,16 @@
  * The segment pass norm then turns each variable's chunk sums into ||G||_F over its chunks.
  *
  * load and apply run over every chunk of the plan launch (as stats) and do nothing on AdamW-path
- * chunks; x is the scratch of reals: a header of 8 uint words per built variable (sg), then the
- * Muon-path variables' rows x cols matrices (row-major, grouped by shape for the batched
- * products). Header words: 0 the element offset of the variable's matrix in x (0: not on the Muon
- * path), 1 its first slot chunk, 2 its size, 3 max(rows, cols), and at byte 16 the real
- * sqrt(max(rows, cols)). Element e of the variable is lane + (slot chunk - word 1) * CHUNK; lanes
- * at e >= size are arena padding, which neither pass touches beyond keeping x zero there.
- * - load: x = G / (||G||_F + 1e-7).
+ * chunks; x is the scratch of reals: a header of 12 uint words per built variable (sg), then the
+ * Muon-path variables' matrices (row-major, grouped for the batched products; zero-padded to the
+ * group's size where shapes were merged). Header words: 0 the element offset of the variable's
+ * matrix in x (0: not on the Muon path), 1 its first slot chunk, 2 its size, 3 max(rows, cols), at
+ * byte 16 the real sqrt(max(rows, cols)), 6 its cols, 7 the stored matrix's row length, 8 1 when
+ * it is stored transposed, 9 the reals load writes (the group's stride). Element e = i*cols + j
+ * of the variable is lane + (slot chunk - word 1) * CHUNK, stored at (i, j) (or (j, i)
+ * transposed) of the stored matrix; lanes at e >= size are arena padding.
+ * - load: x = G / (||G||_F + 1e-7), and 0 everywhere else in the variable's stride (the padding,
+ *   which the products keep exactly 0, and the tail up to a whole chunk).
  * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate with c0 lr, c1 1 (0
  *   when rms_rate is null: the factor is then 1), c2 rms_rate (1 when null: Keras's
  *   lr_adjust). */
@@ -74,23 +77,40 @@ kernel void norm(SEGMENT_ARGS) {
 }
 
 /* The variable's header entry in x, and the element index e of this work-item in it. */
-#define MUON_HEADER(x)                                                  \
-    global const uint *h_ = (global const uint *)(x) + 8 * (size_t)sg; \
-    const uint pos_ = h_[0];                                            \
+#define MUON_HEADER(x)                                                   \
+    global const uint *h_ = (global const uint *)(x) + 12 * (size_t)sg; \
+    const uint pos_ = h_[0];                                             \
     const size_t e_ = (size_t)(ch_.z - h_[1]) * CHUNK + lane_
 
+/* Each work-item writes the stored positions p = e, e + lanes, ... below the group's stride
+ * (lanes: the variable's chunks' lanes): its element there (stored transposed or not), or 0 in
+ * the padding. A group of one shape: one position, p = e. */
 kernel void load(UPDATE_ARGS_AUX, global real *x) {
     UPDATE_INDEX;
     MUON_HEADER(x);
-    if (pos_ == 0 || e_ >= ((size_t)h_[2] + CHUNK - 1) / CHUNK * CHUNK) return;
-    x[pos_ + e_] = e_ >= h_[2] ? (real)0 : LOAD(s, SLOT(1)) / (AUX_AT(0) + (real)1e-7);
+    const size_t n = h_[2], lanes = (n + CHUNK - 1) / CHUNK * CHUNK;
+    if (pos_ == 0 || e_ >= lanes) return;
+    const size_t cols = h_[6], ld = h_[7], tr = h_[8], span = h_[9];
+    const size_t rb = tr ? cols : n / cols, cb = tr ? n / cols : cols; /* the stored block */
+    const real d = AUX_AT(0) + (real)1e-7;
+    for (size_t p = e_; p < span; p += lanes) {
+        const size_t a = p / ld, b = p - a * ld;
+        real v = 0;
+        if (a < rb && b < cb) {
+            const size_t el = tr ? b * cols + a : a * cols + b; /* the variable's element */
+            v = LOAD(s, SLOT(1) - e_ + el) / d;
+        }
+        x[pos_ + p] = v;
+    }
 }
 
 kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
     UPDATE_INDEX;
     MUON_HEADER(x);
     if (pos_ == 0 || e_ >= h_[2]) return;
+    const size_t cols = h_[6], ld = h_[7], i = e_ / cols, j = e_ - i * cols;
+    const size_t p = h_[8] ? j * ld + i : i * ld + j;
     const real sc = c1 != 0 ? *(global const real *)(h_ + 4) : (real)1;
     const real wv = WEIGHT();
-    STORE(w, wi, wv - ((c0 * x[pos_ + e_]) * sc) * c2);
+    STORE(w, wi, wv - ((c0 * x[pos_ + p]) * sc) * c2);
 }

@@ -123,7 +123,7 @@ static void ref_step(const muon_hp *h, int adamw, int rows, int cols, size_t n, 
         }
         return;
     }
-    double *G = malloc(n * sizeof *G), *U = malloc(n * sizeof *U);
+    double *G = calloc(n, sizeof *G), *U = calloc(n, sizeof *U); /* no -Wmaybe-uninitialized */
     cr_assert(G && U);
     for (size_t i = 0; i < n; i++) {
         m[i] += g[i] + m[i] * (h->momentum - 1);
@@ -1094,4 +1094,258 @@ Test(muon_host, group_over_several_arena_blocks) { split_group(TU_HOST); }
 Test(muon_pocl, group_over_several_arena_blocks) {
     POCL_NEEDS_CLBLAST();
     split_group(TU_POCL);
+}
+
+/* ---- more distinct shapes than MU_S_MAX (8) groups: merged groups, zero padding ----
+ * With more than 8 distinct (dtype, rows, cols) shapes among the Muon-path variables of a dtype,
+ * muon.c merges shape groups (greedily, least padded work first) down to 8, each merged group's
+ * matrices zero-padded to its largest oriented min x max; the launches of a step stay
+ * 5 + ns_steps*(2 + 3*8) per plan launch however many shapes. Here: 20 shapes, tall, wide and
+ * square (1 x 12 and 12 x 1 among them: equal once oriented), 4 of them with a second member,
+ * and two AdamW-path variables. */
+#define MS_SHAPES 20
+#define MS_N (MS_SHAPES + 4 + 2)
+static const int64_t ms_shapes[MS_SHAPES][2] = {
+    {3, 5},  {8, 4},  {17, 33}, {40, 9},  {1, 12}, {12, 1}, {6, 6},  {30, 31}, {31, 30}, {2, 50},
+    {50, 3}, {7, 13}, {13, 7},  {20, 20}, {9, 64}, {64, 10}, {5, 5}, {11, 2},  {4, 27},  {25, 16}};
+
+typedef struct ms_set {
+    clopt_variable *vars[MS_N], *grads[MS_N];
+    int64_t shape[MS_N][2];
+    int ndim[MS_N], adamw[MS_N];
+    size_t n[MS_N];
+} ms_set;
+
+/* Variable k: shapes 0..19, then second members of shapes 3, 8, 14 and 17, then a 1-D bias and
+ * an embedding (AdamW path). */
+static void ms_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed, ms_set *s, double **w0) {
+    static const int again[4] = {3, 8, 14, 17};
+    uint64_t rng = seed;
+    for (int k = 0; k < MS_N; k++) {
+        const char *kind = "kernel";
+        s->adamw[k] = 0;
+        s->ndim[k] = 2;
+        if (k < MS_SHAPES) {
+            memcpy(s->shape[k], ms_shapes[k], sizeof s->shape[k]);
+        } else if (k < MS_SHAPES + 4) {
+            memcpy(s->shape[k], ms_shapes[again[k - MS_SHAPES]], sizeof s->shape[k]);
+        } else if (k == MS_SHAPES + 4) {
+            s->shape[k][0] = 19, s->shape[k][1] = 0, s->ndim[k] = 1, s->adamw[k] = 1;
+            kind = "bias";
+        } else {
+            s->shape[k][0] = 10, s->shape[k][1] = 4, s->adamw[k] = 1, kind = "embedding";
+        }
+        s->n[k] = (size_t)s->shape[k][0] * (size_t)(s->ndim[k] == 2 ? s->shape[k][1] : 1);
+        double *x = malloc(s->n[k] * sizeof *x);
+        cr_assert(x);
+        tu_rand_fill(&rng, x, s->n[k], -1, 1);
+        char name[64];
+        snprintf(name, sizeof name, "layer%d/%s", k, kind);
+        s->vars[k] = tu_var_from_f64(ctx, name, dtype, s->ndim[k], s->shape[k], x);
+        s->grads[k] = tu_var_from_f64(ctx, "g", dtype, s->ndim[k], s->shape[k], x);
+        if (w0) w0[k] = x;
+        else free(x);
+    }
+}
+
+static void ms_grads(const ms_set *s, int t, double **g) {
+    uint64_t rng = 2000 + (uint64_t)t;
+    for (int k = 0; k < MS_N; k++) {
+        g[k] = malloc(s->n[k] * sizeof(double));
+        cr_assert(g[k]);
+        tu_rand_fill(&rng, g[k], s->n[k], -1, 1);
+        tu_write_f64(s->grads[k], g[k]);
+    }
+}
+
+/* At step 2 the first 30 x 31 member and the 9 x 64 second member have no gradient. */
+static int ms_skips(int k, int t) { return t == 2 && (k == 7 || k == MS_SHAPES + 2); }
+
+/* float64 against the double reference (ref_step), four steps: the padded products give the
+ * unpadded iteration's results up to the summation order. */
+static void many_shapes_reference(const char *dev) {
+    clopt_context *ctx = tu_context(dev);
+    ms_set s;
+    double *w[MS_N], *m[MS_N], *v[MS_N];
+    ms_make(ctx, CLOPT_FLOAT64, 17, &s, w);
+    for (int k = 0; k < MS_N; k++) {
+        m[k] = calloc(s.n[k], sizeof(double));
+        v[k] = calloc(s.n[k], sizeof(double));
+        cr_assert(m[k] && v[k]);
+    }
+    muon_hp h = hp_default;
+    clopt_optimizer *o = tu_optimizer(ctx, GROUP_JSON);
+    for (int t = 1; t <= 4; t++) {
+        double *g[MS_N];
+        ms_grads(&s, t, g);
+        clopt_variable *pass[MS_N];
+        for (int k = 0; k < MS_N; k++) {
+            pass[k] = ms_skips(k, t) ? NULL : s.grads[k];
+            if (pass[k])
+                ref_step(&h, s.adamw[k], (int)s.shape[k][0], (int)s.shape[k][1], s.n[k], t, g[k],
+                         w[k], m[k], v[k]);
+        }
+        TU_OK(ctx, clopt_optimizer_apply(o, pass, s.vars, MS_N));
+        for (int k = 0; k < MS_N; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "step %d: %s (%lld x %lld)", t,
+                     clopt_variable_name(s.vars[k]), (long long)s.shape[k][0],
+                     (long long)s.shape[k][1]);
+            tu_assert_var_close(s.vars[k], w[k], 1e-10, 1e-12, what);
+            free(g[k]);
+        }
+    }
+    for (int k = 0; k < MS_N; k++) free(w[k]), free(m[k]), free(v[k]);
+    clopt_context_destroy(ctx);
+}
+Test(muon_host, many_shapes_reference) { many_shapes_reference(TU_HOST); }
+Test(muon_pocl, many_shapes_reference) {
+    POCL_NEEDS_CLBLAST();
+    many_shapes_reference(TU_POCL);
+}
+
+/* float32, host against pocl (test_util.h's tolerances), variables and slots, four steps. */
+Test(muon_pocl, many_shapes_agree_with_host) {
+    POCL_NEEDS_CLBLAST();
+    clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
+    ms_set s[2];
+    clopt_optimizer *o[2];
+    for (int c = 0; c < 2; c++) {
+        ms_make(ctx[c], CLOPT_FLOAT32, 23, &s[c], NULL);
+        o[c] = tu_optimizer(ctx[c], GROUP_JSON);
+    }
+    for (int t = 1; t <= 4; t++) {
+        for (int c = 0; c < 2; c++) {
+            double *g[MS_N];
+            ms_grads(&s[c], t, g);
+            for (int k = 0; k < MS_N; k++) free(g[k]);
+            clopt_variable *pass[MS_N];
+            for (int k = 0; k < MS_N; k++) pass[k] = ms_skips(k, t) ? NULL : s[c].grads[k];
+            TU_OK(ctx[c], clopt_optimizer_apply(o[c], pass, s[c].vars, MS_N));
+        }
+        for (int k = 0; k < MS_N; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "step %d: %s", t, clopt_variable_name(s[1].vars[k]));
+            tu_assert_vars_close(s[1].vars[k], s[0].vars[k], what);
+        }
+        const size_t nv = clopt_optimizer_variable_count(o[0]);
+        cr_assert_eq(clopt_optimizer_variable_count(o[1]), nv);
+        for (size_t i = 0; i < nv; i++) {
+            const char *name;
+            clopt_variable *a, *b;
+            TU_OK(ctx[0], clopt_optimizer_variable(o[0], i, &name, NULL, &a));
+            TU_OK(ctx[1], clopt_optimizer_variable(o[1], i, NULL, NULL, &b));
+            if (a) tu_assert_vars_close(b, a, name);
+        }
+    }
+    clopt_context_destroy(ctx[0]);
+    clopt_context_destroy(ctx[1]);
+}
+
+/* The launches of one step (the second) of `nshapes` distinct shapes of float32 matrices (shape
+ * k: (3 + k/2) x (5 + k) for even k, its transpose-like (5 + k) x (3 + k/2) for odd k), each with
+ * `per` members (created round-robin), plus a 1-D AdamW-path variable; with `f64`, the same
+ * again in float64 (a second plan launch, grouped separately). */
+static size_t shapes_launches(const char *dev, int nshapes, int per, int f64, int ns3) {
+    clopt_context *ctx = tu_context(dev);
+    count_launches(ctx);
+    const int nd = f64 ? 2 : 1, n = nd * nshapes * per + 1;
+    clopt_variable **v = calloc((size_t)n, sizeof *v), **g = calloc((size_t)n, sizeof *g);
+    cr_assert(v && g);
+    int k = 0;
+    for (int d = 0; d < nd; d++)
+        for (int r = 0; r < per; r++)
+            for (int j = 0; j < nshapes; j++, k++) {
+                const int64_t a = 3 + j / 2, b = 5 + j;
+                const int64_t shape[2] = {j % 2 ? b : a, j % 2 ? a : b};
+                const clopt_dtype dt = d ? CLOPT_FLOAT64 : CLOPT_FLOAT32;
+                v[k] = tu_var(ctx, "dense/kernel", dt, 2, shape, NULL);
+                g[k] = tu_var(ctx, "g", dt, 2, shape, NULL);
+            }
+    const int64_t s7 = 7;
+    v[k] = tu_var(ctx, "dense/bias", CLOPT_FLOAT32, 1, &s7, NULL);
+    g[k] = tu_var(ctx, "g", CLOPT_FLOAT32, 1, &s7, NULL);
+    clopt_optimizer *o = tu_optimizer(
+        ctx, ns3 ? "{\"class_name\": \"Muon\", \"config\": {\"ns_steps\": 3}}"
+                 : "{\"class_name\": \"Muon\", \"config\": {}}");
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, (size_t)n));
+    nlaunch = 0;
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, (size_t)n));
+    const size_t got = nlaunch;
+    free(v), free(g);
+    clopt_context_destroy(ctx);
+    return got;
+}
+
+static void launches_bounded(const char *dev) {
+    /* S <= 8 distinct shapes: 5 + 5*(2 + 3S), as before */
+    cr_assert_eq(step_launches(dev, 4, 1, 0), 60);
+    cr_assert_eq(shapes_launches(dev, 7, 1, 0, 0), 5 + 5 * (2 + 3 * 7));
+    cr_assert_eq(shapes_launches(dev, 8, 1, 0, 0), 5 + 5 * (2 + 3 * 8));
+    /* more: merged down to 8 groups, 135 with ns_steps 5, 83 with 3, whatever the shapes */
+    cr_assert_eq(shapes_launches(dev, 9, 1, 0, 0), 135);
+    cr_assert_eq(shapes_launches(dev, 20, 1, 0, 0), 135);
+    cr_assert_eq(shapes_launches(dev, 20, 3, 0, 0), 135);
+    cr_assert_eq(shapes_launches(dev, 60, 1, 0, 0), 135);
+    cr_assert_eq(shapes_launches(dev, 20, 1, 0, 1), 83);
+    /* float32 and float64: two plan launches, each at most 8 groups of its own dtype */
+    cr_assert_eq(shapes_launches(dev, 20, 1, 1, 0), 2 * 135);
+}
+Test(muon_host, launches_bounded_by_shape_groups) { launches_bounded(TU_HOST); }
+Test(muon_pocl, launches_bounded_by_shape_groups) {
+    POCL_NEEDS_CLBLAST();
+    launches_bounded(TU_POCL);
+}
+
+/* A square matrix merged into a group stored tall: 9 shapes, of which 4 x 4 and the two 60 x 4
+ * members make the cheapest merge (the squares 12 .. 60 cost more to merge with anything), so
+ * the 4 x 4 is stored transposed in a 60 x 4 (oriented 4 x 60) group. float64, three steps
+ * against the double reference. */
+static void square_in_tall_group(const char *dev) {
+    enum { NQ = 10 };
+    static const int64_t shapes[NQ][2] = {{60, 4},  {4, 4},   {12, 12}, {20, 20}, {28, 28},
+                                          {36, 36}, {44, 44}, {52, 52}, {60, 60}, {60, 4}};
+    clopt_context *ctx = tu_context(dev);
+    count_launches(ctx);
+    clopt_variable *v[NQ], *g[NQ];
+    double *w[NQ], *m[NQ], *vv[NQ];
+    uint64_t rng = 31;
+    for (int k = 0; k < NQ; k++) {
+        const size_t n = (size_t)(shapes[k][0] * shapes[k][1]);
+        w[k] = malloc(n * sizeof(double));
+        m[k] = calloc(n, sizeof(double));
+        vv[k] = calloc(n, sizeof(double));
+        cr_assert(w[k] && m[k] && vv[k]);
+        tu_rand_fill(&rng, w[k], n, -1, 1);
+        v[k] = tu_var(ctx, "dense/kernel", CLOPT_FLOAT64, 2, shapes[k], w[k]);
+        g[k] = tu_var(ctx, "g", CLOPT_FLOAT64, 2, shapes[k], NULL);
+    }
+    muon_hp h = hp_default;
+    clopt_optimizer *o = tu_optimizer(ctx, GROUP_JSON);
+    for (int t = 1; t <= 3; t++) {
+        for (int k = 0; k < NQ; k++) {
+            const size_t n = (size_t)(shapes[k][0] * shapes[k][1]);
+            double *gr = malloc(n * sizeof *gr);
+            cr_assert(gr);
+            tu_rand_fill(&rng, gr, n, -1, 1);
+            tu_write_f64(g[k], gr);
+            ref_step(&h, 0, (int)shapes[k][0], (int)shapes[k][1], n, t, gr, w[k], m[k], vv[k]);
+            free(gr);
+        }
+        nlaunch = 0;
+        TU_OK(ctx, clopt_optimizer_apply(o, g, v, NQ));
+        if (t > 1) cr_assert_eq(nlaunch, 135, "step %d: %zu launches", t, nlaunch);
+        for (int k = 0; k < NQ; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "step %d: variable %d", t, k);
+            tu_assert_var_close(v[k], w[k], 1e-10, 1e-12, what);
+        }
+    }
+    for (int k = 0; k < NQ; k++) free(w[k]), free(m[k]), free(vv[k]);
+    clopt_context_destroy(ctx);
+}
+Test(muon_host, square_in_tall_group) { square_in_tall_group(TU_HOST); }
+Test(muon_pocl, square_in_tall_group) {
+    POCL_NEEDS_CLBLAST();
+    square_in_tall_group(TU_POCL);
 }

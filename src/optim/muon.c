@@ -27,10 +27,25 @@
  * Shape groups: at build the Muon-path variables are grouped by (dtype, rows, cols), in built
  * order; a group's scratch matrices lie one after another at a fixed stride (the padded size for
  * X and Y, min(rows, cols)^2 for A and B), so a product over all of them is ONE batched gemm
- * (CLBlast's strided-batched GEMM on OpenCL: equal m, n, k). At the start of each real dtype's X
- * buffer a header holds, per built variable, its matrix's offset (0 off the Muon path), first slot
- * chunk, size, max(rows, cols) and sqrt(max(rows, cols)): muon.load and muon.apply read it to run
- * over every chunk of a plan launch at once.
+ * (CLBlast's strided-batched GEMM on OpenCL: equal m, n, k). A dtype has at most MU_S_MAX (8)
+ * groups: with more distinct shapes, groups are merged greedily (repeatedly the two whose union
+ * adds the least padded work, k*(2*m*m*n + m^3) for k matrices padded to m x n; only then: with
+ * 8 shapes or fewer the groups are exactly the shapes, as before). A merged group stores its
+ * matrices zero-padded to its oriented (after the rows > cols transposition, so m <= n) M x N =
+ * (max min(rows, cols), max max(rows, cols)), as M x N or, when most of its elements are tall and
+ * N > M, as N x M (the products' transpose flags, as for a tall shape); a variable whose
+ * orientation differs from its group's is stored transposed. This is exact: with X zero outside
+ * its block, X X^T, A*A, B = b*A + c*A*A and B*X stay zero outside it, so the block is the
+ * unpadded iteration's result, up to the summation order inside the products (equal within
+ * round-off, not necessarily bitwise). muon.load writes each matrix's whole padded stride every
+ * step (the block from G, zeros elsewhere), muon.apply reads only the block. Padding costs
+ * memory and FLOPs, so many shapes far apart in size cost more than their own products (the
+ * scratch grows to the padded sizes; a build whose scratch would exceed 2^32 - 1 reals fails, as
+ * below). At the start of each real dtype's X buffer a header holds, per built variable, its
+ * matrix's offset (0 off the Muon path), first slot chunk, size, max(rows, cols),
+ * sqrt(max(rows, cols)), cols, the stored row length, whether it is stored transposed and the
+ * group's stride: muon.load and muon.apply read it to run over every chunk of a plan launch at
+ * once.
  *
  * A step, per plan launch (dtype, variable block, gradient block):
  * 1. muon.stats over every chunk of the launch: reads each gradient once (GRAD()); the AdamW path
@@ -39,7 +54,8 @@
  *    (the launch ends here when it holds no Muon-path variable)
  * 2. the segment pass muon.norm: ||G||_F of every variable, on the device (no host round trip);
  * 3. muon.load over every chunk of the launch: X = G/(||G||_F + 1e-7) into each Muon-path
- *    variable's scratch matrix (AdamW-path chunks do nothing);
+ *    variable's scratch matrix, and zeros in the rest of its stride (a merged group's padding);
+ *    AdamW-path chunks do nothing;
  * 4. one fill of the scratch A of the launch's groups (so that a product with beta 0 never sees
  *    non-finite values of an earlier step);
  * 5. ns_steps iterations, each: per run, a batched gemm A = X X^T; one copy B := A; per run, a
@@ -50,18 +66,22 @@
  * 6. muon.apply over every chunk of the launch: w := WEIGHT() - ((lr*X)*sqrt(max(rows, cols)))*
  *    rms_rate on the Muon path.
  * So a step takes, per plan launch, 1 launch without Muon-path variables, else
- * 5 + ns_steps*(2 + 3R) for R runs, R = the number of distinct (dtype, rows, cols) shapes among
- * its Muon-path variables when all are applied: 15 + 15R with the default ns_steps=5 (30 for one
- * shape, 45 for two, ...), whatever the number of variables of each shape (before batching: 2 +
- * (3 + 5*ns_steps) per Muon-path variable). A CLBlast product counts as one launch here; CLBlast
- * itself may enqueue several kernels for one (padding/transposition passes for larger matrices).
+ * 5 + ns_steps*(2 + 3R) for R runs, R = the number of shape groups among its Muon-path variables
+ * when all are applied: min(S, MU_S_MAX) for S distinct (dtype, rows, cols) shapes, so 15 + 15R
+ * with the default ns_steps=5 (30 for one shape, 45 for two, ..., at most 135 for 8 or more),
+ * whatever the number of variables and shapes (before batching: 2 + (3 + 5*ns_steps) per
+ * Muon-path variable). Gradients missing inside a group split its run (one run per unbroken
+ * sequence of applied members), so a partly applied step can take more. A CLBlast product
+ * counts as one launch here; CLBlast itself may enqueue several kernels for one
+ * (padding/transposition passes for larger matrices).
  * A group of one runs the unbatched CLBlastSgemm/Dgemm, the same products as before batching;
  * the batched products gave the same bits as the single ones on POCL in the tests
  * (test_optim_muon.c, grouped_agrees_with_host_and_per_variable), which need not hold on every
  * device. clopt allocates nothing per step (CLBlast may make temporary buffers of its own inside a
- * product, for padded copies of larger matrices): the scratch X, Y (the header, then the padded matrices
- * of every group) and A, B (min(rows, cols)^2 per Muon-path variable) are made at build, per real
- * dtype (float32 for float32/float16/bfloat16 variables, float64 for float64); offsets are 32-bit
+ * product, for padded copies of larger matrices): the scratch X, Y (the header, then the padded
+ * matrices of every group) and A, B (min(rows, cols)^2 per Muon-path variable; M^2 in a merged
+ * group) are made at build, per real dtype (float32 for float32/float16/bfloat16 variables,
+ * float64 for float64); offsets are 32-bit
  * (a build whose scratch would exceed 2^32 - 1 reals fails with CLOPT_ERR_UNSUPPORTED). A
  * float16/bfloat16 variable's G is stored in its own dtype (as Keras computes in that dtype) and
  * iterated in float32.
@@ -189,8 +209,18 @@ static double decay_rate(const clopt_optimizer *o, size_t i) {
 
 /* ---- build: the path table, the shape groups and the scratch matrices ---- */
 
-/* Muon-path variables of one (dtype, rows, cols), in built order: their scratch matrices lie one
- * after another at fixed strides, so that a run of them is one batched matrix product. */
+/* At most MU_S_MAX shape groups per dtype: with more distinct (dtype, rows, cols) shapes among the
+ * Muon-path variables, groups are merged (merge_groups) and their matrices zero-padded to a
+ * common size, so that the products of a step stay a constant number whatever the shapes. */
+#define MU_S_MAX 8
+
+/* Muon-path variables stored at one size, in built order: their scratch matrices lie one after
+ * another at fixed strides, so that a run of them is one batched matrix product. rows x cols is
+ * the stored (row-major) matrix: for a group of one (dtype, rows, cols) shape exactly that shape;
+ * for merged shapes (more than MU_S_MAX of them) the oriented (after Muon's rows > cols
+ * transposition) M x N = (max min(rows, cols), max max(rows, cols)) of its shapes, stored as M x N,
+ * or as N x M when most of its elements are tall (rows > cols) and N > M; each matrix is then
+ * zero outside its own block. rows > cols: the products use transpose flags. */
 typedef struct mu_group {
     clopt_dtype dtype;
     size_t rows, cols;
@@ -210,8 +240,12 @@ typedef struct mu_run {
  * built variable, which muon.load and muon.apply read (cl/muon.cl): word 0 the element offset of
  * the variable's matrix in X (0: not on the Muon path in this dtype), word 1 its first slot
  * chunk, word 2 its size, word 3 max(rows, cols), then sqrt(max(rows, cols)) as a real at byte
- * 16. The matrices start after it, at a whole number of chunks. */
-#define MU_HDR_WORDS 8
+ * 16 (words 4 and 5); word 6 its cols, word 7 the stored matrix's row length (its group's cols),
+ * word 8 1 when the variable is stored transposed (element (i, j) at (j, i): a tall variable in
+ * a group stored wide, or the reverse), word 9 the group's X stride (how many reals muon.load
+ * writes, zero padding included). A group of one shape stores each variable as it is (word 7 =
+ * word 6, word 8 = 0). The matrices start after the header, at a whole number of chunks. */
+#define MU_HDR_WORDS 12
 
 typedef struct mu_state {
     void *info_buf;         /* uint32 per built variable: 1 on the Muon path */
@@ -250,13 +284,89 @@ static int real_index(clopt_dtype d) { return d == CLOPT_FLOAT64; }
 
 static size_t small_dim(const mu_group *g) { return g->rows < g->cols ? g->rows : g->cols; }
 
-/* Groups the Muon-path variables by (dtype, rows, cols) and lays out each real dtype's scratch:
- * X and Y hold the header, then every group's matrices; A and B every group's min^2 blocks. */
+/* Merging shape groups (only when a dtype has more than MU_S_MAX of them). A candidate is a
+ * (dtype, rows, cols) group or a union of them: k matrices padded to the oriented m x n (m the
+ * largest min(rows, cols), n the largest max(rows, cols)); tall counts the elements of its tall
+ * (rows > cols) matrices, wide the others'. Work per Newton-Schulz iteration, up to a factor 2:
+ * k*(m*m*n (X X^T) + m^3 (A*A) + m*m*n (B*X)). */
+typedef struct mu_cand {
+    clopt_dtype dtype;
+    double k, m, n, tall, wide;
+    size_t into;     /* SIZE_MAX while a candidate of its own, else the one it was merged into */
+    size_t best;     /* the live candidate of its dtype whose union with it adds the least work */
+    double best_add; /* that work */
+} mu_cand;
+
+static double mu_work(double k, double m, double n) { return k * m * m * (2 * n + m); }
+
+static double merge_add(const mu_cand *a, const mu_cand *b) {
+    const double m = a->m > b->m ? a->m : b->m, n = a->n > b->n ? a->n : b->n;
+    return mu_work(a->k + b->k, m, n) - mu_work(a->k, a->m, a->n) - mu_work(b->k, b->m, b->n);
+}
+
+/* c[i]'s best partner among the live candidates of its dtype (the lowest index on ties). */
+static void find_best(mu_cand *c, size_t nc, size_t i) {
+    c[i].best = SIZE_MAX;
+    c[i].best_add = HUGE_VAL;
+    for (size_t j = 0; j < nc; j++) {
+        if (j == i || c[j].into != SIZE_MAX || c[j].dtype != c[i].dtype) continue;
+        const double add = merge_add(&c[i], &c[j]);
+        if (c[i].best == SIZE_MAX || add < c[i].best_add) c[i].best = j, c[i].best_add = add;
+    }
+}
+
+/* Greedy: while dtype d has more than MU_S_MAX live candidates, merges the pair whose union adds
+ * the least padded work (the lowest indices on ties) into the lower index. A merge changes only
+ * the pairs with the merged candidates, so each round rescans only the candidates whose best
+ * partner was one of them: about O(S^2) work for S shapes in practice. */
+static void merge_groups(mu_cand *c, size_t nc, clopt_dtype d) {
+    size_t live = 0;
+    for (size_t i = 0; i < nc; i++) live += c[i].dtype == d;
+    if (live <= MU_S_MAX) return;
+    for (size_t i = 0; i < nc; i++)
+        if (c[i].dtype == d) find_best(c, nc, i);
+    for (; live > MU_S_MAX; live--) {
+        size_t i = SIZE_MAX;
+        for (size_t j = 0; j < nc; j++)
+            if (c[j].dtype == d && c[j].into == SIZE_MAX &&
+                (i == SIZE_MAX || c[j].best_add < c[i].best_add))
+                i = j;
+        const size_t a = i < c[i].best ? i : c[i].best, b = i < c[i].best ? c[i].best : i;
+        c[a].m = c[a].m > c[b].m ? c[a].m : c[b].m;
+        c[a].n = c[a].n > c[b].n ? c[a].n : c[b].n;
+        c[a].k += c[b].k;
+        c[a].tall += c[b].tall;
+        c[a].wide += c[b].wide;
+        c[b].into = a;
+        for (size_t h = 0; h < nc; h++) {
+            if (h == a || c[h].dtype != d || c[h].into != SIZE_MAX) continue;
+            if (c[h].best == a || c[h].best == b) {
+                find_best(c, nc, h);
+            } else {
+                const double add = merge_add(&c[h], &c[a]);
+                if (add < c[h].best_add || (add == c[h].best_add && a < c[h].best))
+                    c[h].best = a, c[h].best_add = add;
+            }
+        }
+        find_best(c, nc, a);
+    }
+}
+
+/* Groups the Muon-path variables by (dtype, rows, cols), merges groups where a dtype has more than
+ * MU_S_MAX (merge_groups), and lays out each real dtype's scratch: X and Y hold the header, then
+ * every group's matrices; A and B every group's min^2 blocks. */
 static clopt_status layout_groups(clopt_optimizer *o, mu_state *st, uint32_t *info,
                                   size_t xlen[2], size_t alen[2]) {
     clopt_context *ctx = o->ctx;
-    size_t *count = calloc(o->nvars ? o->nvars : 1, sizeof *count);
-    if (!count) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    const size_t nv = o->nvars ? o->nvars : 1;
+    size_t *count = calloc(nv, sizeof *count), *final = malloc(nv * sizeof *final);
+    mu_cand *cand = malloc(nv * sizeof *cand);
+    if (!count || !final || !cand) {
+        free(count), free(final), free(cand);
+        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    }
+    /* the (dtype, rows, cols) groups, in order of first appearance (st->groups for now) */
+    size_t nshapes = 0;
     for (size_t i = 0; i < o->nvars; i++) {
         st->group_of[i] = SIZE_MAX;
         const clopt_variable *v = o->vars[i];
@@ -266,14 +376,45 @@ static clopt_status layout_groups(clopt_optimizer *o, mu_state *st, uint32_t *in
         if (!st->muon[i]) continue;
         const size_t rows = (size_t)v->shape[0], cols = (size_t)v->shape[1];
         size_t g = 0;
-        while (g < st->ngroups && !(st->groups[g].dtype == v->dtype &&
-                                    st->groups[g].rows == rows && st->groups[g].cols == cols))
+        while (g < nshapes && !(st->groups[g].dtype == v->dtype && st->groups[g].rows == rows &&
+                                st->groups[g].cols == cols))
             g++;
-        if (g == st->ngroups)
-            st->groups[st->ngroups++] = (mu_group){v->dtype, rows, cols, 0, 0, 0, 0, 0, 0};
+        if (g == nshapes) {
+            st->groups[nshapes] = (mu_group){v->dtype, rows, cols, 0, 0, 0, 0, 0, 0};
+            const double lo = (double)(rows < cols ? rows : cols);
+            const double hi = (double)(rows < cols ? cols : rows);
+            cand[nshapes++] = (mu_cand){v->dtype, 0, lo, hi, 0, 0, SIZE_MAX, SIZE_MAX, 0};
+        }
         st->group_of[i] = g;
-        count[g]++;
+        cand[g].k += 1;
+        if (rows > cols) cand[g].tall += (double)v->size;
+        else cand[g].wide += (double)v->size;
     }
+    for (size_t g = 0; g < nshapes; g++) {
+        size_t f = 0;
+        while (cand[f].dtype != cand[g].dtype) f++;
+        if (f == g) merge_groups(cand, nshapes, cand[g].dtype); /* once per dtype */
+    }
+    /* the final groups: one per live candidate, in order of first appearance; a merged group is
+     * stored M x N, or N x M when most of its elements are tall (and N > M) */
+    st->ngroups = 0;
+    for (size_t g = 0; g < nshapes; g++) {
+        size_t root = g;
+        while (cand[root].into != SIZE_MAX) root = cand[root].into;
+        if (root != g) {
+            final[g] = final[root]; /* root < g: already numbered */
+            continue;
+        }
+        final[g] = st->ngroups;
+        mu_group *gr = &st->groups[st->ngroups++];
+        const size_t m = (size_t)cand[g].m, n = (size_t)cand[g].n;
+        const int tall = cand[g].tall > cand[g].wide && n > m;
+        *gr = (mu_group){cand[g].dtype, tall ? n : m, tall ? m : n, 0, 0, 0, 0, 0, 0};
+    }
+    for (size_t i = 0; i < o->nvars; i++)
+        if (st->group_of[i] != SIZE_MAX) count[st->group_of[i] = final[st->group_of[i]]]++;
+    free(final);
+    free(cand);
     size_t first = 0;
     for (size_t g = 0; g < st->ngroups; g++) {
         mu_group *gr = &st->groups[g];
@@ -315,9 +456,10 @@ static clopt_status write_header(clopt_optimizer *o, mu_state *st, int r) {
     for (size_t g = 0; g < st->ngroups; g++) {
         const mu_group *gr = &st->groups[g];
         if (real_index(gr->dtype) != r) continue;
-        const size_t big = gr->rows > gr->cols ? gr->rows : gr->cols;
         for (size_t k = 0; k < gr->count; k++) {
             const size_t i = st->members[gr->first + k];
+            const size_t rows = (size_t)o->vars[i]->shape[0], cols = (size_t)o->vars[i]->shape[1];
+            const size_t big = rows > cols ? rows : cols;
             uint32_t *e = h + i * MU_HDR_WORDS;
             e[0] = (uint32_t)(gr->x0 + k * gr->xstride);
             e[1] = (uint32_t)(o->slot_off[i] / CLOPT__CHUNK);
@@ -330,6 +472,10 @@ static clopt_status write_header(clopt_optimizer *o, mu_state *st, int r) {
                 const float sc = (float)sqrt((double)big);
                 memcpy(e + 4, &sc, sizeof sc);
             }
+            e[6] = (uint32_t)cols;
+            e[7] = (uint32_t)gr->cols;
+            e[8] = (rows > cols) != (gr->rows > gr->cols);
+            e[9] = (uint32_t)gr->xstride;
         }
     }
     clopt_status s = ctx->ops->write(ctx, st->x[r], 0, h, o->nvars * MU_HDR_WORDS * sizeof *h);
