@@ -403,6 +403,41 @@ static inline void om_variable_list(const char *json, const char *const *want) {
     clopt_context_destroy(ctx);
 }
 
+/* With "use_ema" and "gradient_accumulation_steps", Keras lists each variable's EMA average,
+ * then each variable's gradient accumulator, between learning_rate and the slots (variables
+ * dense/kernel [3, 2] and dense/bias [2], as om_variable_list and ovl_check build). */
+#define OM_NEMA_ACCUMULATION 4
+static const char *const om_ema_accumulation_names[OM_NEMA_ACCUMULATION] = {
+    "dense_kernel_average", "dense_bias_average", "dense_kernel_gradient_accumulator",
+    "dense_bias_gradient_accumulator"};
+
+/* {"class_name": cls, "config": {<config>, "use_ema": true, "gradient_accumulation_steps":
+ * steps}} (config: entries of "config", or NULL), in one of om_json's buffers. */
+static inline const char *om_ema_accumulation_json(const char *cls, const char *config,
+                                                   int steps) {
+    char pipeline[96];
+    snprintf(pipeline, sizeof pipeline,
+             "\"use_ema\": true, \"gradient_accumulation_steps\": %d", steps);
+    return om_json(cls, config, pipeline, NULL);
+}
+
+/* om_variable_list of om_ema_accumulation_json(cls, config, steps): iteration, learning_rate,
+ * om_ema_accumulation_names, then `slots` (NULL-terminated; usually the plain list's names after
+ * learning_rate). */
+static inline void om_variable_list_with_ema_and_accumulation(const char *cls, const char *config,
+                                                              const char *const *slots,
+                                                              int steps) {
+    const char *want[64] = {"iteration", "learning_rate"};
+    size_t n = 2;
+    for (size_t i = 0; i < OM_NEMA_ACCUMULATION; i++) want[n++] = om_ema_accumulation_names[i];
+    for (size_t i = 0; slots[i]; i++) {
+        cr_assert(n + 1 < sizeof want / sizeof *want, "%s: too many slots", cls);
+        want[n++] = slots[i];
+    }
+    want[n] = NULL;
+    om_variable_list(om_ema_accumulation_json(cls, config, steps), want);
+}
+
 /* get_config of the default optimizer: class_name, default name, and the keys in Keras's order
  * (the base keys, then `keys`, NULL-terminated); then from_config(get_config()) gives the same
  * text. */

@@ -5,7 +5,7 @@
 #ifndef CLOPT_TEST_OPTIM_VARLIST_H
 #define CLOPT_TEST_OPTIM_VARLIST_H
 
-#include "test_util.h"
+#include "optim_more.h" /* om_ema_accumulation_names, om_ema_accumulation_json */
 
 /* One expected entry: Keras's name, and its element count (0: no device variable, a scalar the
  * optimizer keeps on the host). */
@@ -43,6 +43,26 @@ static inline void ovl_check(const char *json, const ovl_entry *want) {
                          json, i, name);
     }
     clopt_context_destroy(ctx);
+}
+
+/* ovl_check of om_ema_accumulation_json(cls, config, steps): iteration, learning_rate, each
+ * variable's EMA average, each variable's gradient accumulator (om_ema_accumulation_names, of
+ * 6 elements for dense/kernel, 2 for dense/bias), then `slots` (ending with a NULL name; usually
+ * the plain list's entries after learning_rate). */
+static inline void ovl_check_with_ema_and_accumulation(const char *cls, const char *config,
+                                                       const ovl_entry *slots, int steps) {
+    ovl_entry want[64] = {{"iteration", 0}, {"learning_rate", 0}};
+    size_t n = 2;
+    for (size_t i = 0; i < OM_NEMA_ACCUMULATION; i++) {
+        const char *name = om_ema_accumulation_names[i];
+        want[n++] = (ovl_entry){name, strstr(name, "_kernel_") ? 6 : 2};
+    }
+    for (size_t i = 0; slots[i].name; i++) {
+        cr_assert(n + 1 < sizeof want / sizeof *want, "%s: too many slots", cls);
+        want[n++] = slots[i];
+    }
+    want[n] = (ovl_entry){NULL, 0};
+    ovl_check(om_ema_accumulation_json(cls, config, steps), want);
 }
 
 #endif

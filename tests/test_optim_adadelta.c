@@ -111,18 +111,5 @@ Test(adadelta_host, variable_list_in_keras_order) {
                                         "dense_bias_accumulated_delta_var",
                                         NULL};
     om_variable_list("{\"class_name\": \"Adadelta\", \"config\": {}}", plain);
-    static const char *const all[] = {"iteration",
-                                      "learning_rate",
-                                      "dense_kernel_average",
-                                      "dense_bias_average",
-                                      "dense_kernel_gradient_accumulator",
-                                      "dense_bias_gradient_accumulator",
-                                      "dense_kernel_accumulated_grad",
-                                      "dense_kernel_accumulated_delta_var",
-                                      "dense_bias_accumulated_grad",
-                                      "dense_bias_accumulated_delta_var",
-                                      NULL};
-    om_variable_list("{\"class_name\": \"Adadelta\", \"config\": {\"use_ema\": true, "
-                     "\"gradient_accumulation_steps\": 2}}",
-                     all);
+    om_variable_list_with_ema_and_accumulation("Adadelta", NULL, plain + 2, 2);
 }

@@ -456,22 +456,7 @@ Test(adafactor_host, variable_list_in_keras_order) {
         {"dense_kernel_velocity", 6}, {"bias", 0}, {"bias", 0}, {"dense_bias_velocity", 2},
         {NULL, 0}};
     ovl_check("{\"class_name\": \"Adafactor\", \"config\": {}}", plain);
-    static const ovl_entry all[] = {{"iteration", 0},
-                                    {"learning_rate", 0},
-                                    {"dense_kernel_average", 6},
-                                    {"dense_bias_average", 2},
-                                    {"dense_kernel_gradient_accumulator", 6},
-                                    {"dense_bias_gradient_accumulator", 2},
-                                    {"kernel", 3},
-                                    {"kernel", 2},
-                                    {"dense_kernel_velocity", 6},
-                                    {"bias", 0},
-                                    {"bias", 0},
-                                    {"dense_bias_velocity", 2},
-                                    {NULL, 0}};
-    ovl_check("{\"class_name\": \"Adafactor\", \"config\": {\"use_ema\": true, "
-              "\"gradient_accumulation_steps\": 2}}",
-              all);
+    ovl_check_with_ema_and_accumulation("Adafactor", NULL, plain + 2, 2);
 }
 
 /* The shapes of r and c: shape[:-1] and shape[:-2] + shape[-1:] (rank 3 and 4), the dtype of

@@ -122,16 +122,5 @@ Test(adagrad_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration", "learning_rate", "dense_kernel_accumulator",
                                         "dense_bias_accumulator", NULL};
     om_variable_list("{\"class_name\": \"Adagrad\", \"config\": {}}", plain);
-    static const char *const all[] = {"iteration",
-                                      "learning_rate",
-                                      "dense_kernel_average",
-                                      "dense_bias_average",
-                                      "dense_kernel_gradient_accumulator",
-                                      "dense_bias_gradient_accumulator",
-                                      "dense_kernel_accumulator",
-                                      "dense_bias_accumulator",
-                                      NULL};
-    om_variable_list("{\"class_name\": \"Adagrad\", \"config\": {\"use_ema\": true, "
-                     "\"gradient_accumulation_steps\": 4}}",
-                     all);
+    om_variable_list_with_ema_and_accumulation("Adagrad", NULL, plain + 2, 4);
 }

@@ -109,18 +109,5 @@ Test(adamax_host, variable_list_in_keras_order) {
                                         "dense_bias_momentum",   "dense_bias_norm",
                                         NULL};
     om_variable_list("{\"class_name\": \"Adamax\", \"config\": {}}", plain);
-    static const char *const all[] = {"iteration",
-                                      "learning_rate",
-                                      "dense_kernel_average",
-                                      "dense_bias_average",
-                                      "dense_kernel_gradient_accumulator",
-                                      "dense_bias_gradient_accumulator",
-                                      "dense_kernel_momentum",
-                                      "dense_kernel_norm",
-                                      "dense_bias_momentum",
-                                      "dense_bias_norm",
-                                      NULL};
-    om_variable_list("{\"class_name\": \"Adamax\", \"config\": {\"use_ema\": true, "
-                     "\"gradient_accumulation_steps\": 2}}",
-                     all);
+    om_variable_list_with_ema_and_accumulation("Adamax", NULL, plain + 2, 2);
 }

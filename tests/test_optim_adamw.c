@@ -185,20 +185,13 @@ Test(adamw_host, variable_list_in_keras_order) {
                                         "dense_bias_velocity",
                                         NULL};
     om_variable_list("{\"class_name\": \"AdamW\", \"config\": {}}", plain);
-    static const char *const all[] = {"iteration",
-                                      "learning_rate",
-                                      "dense_kernel_average",
-                                      "dense_bias_average",
-                                      "dense_kernel_gradient_accumulator",
-                                      "dense_bias_gradient_accumulator",
-                                      "dense_kernel_momentum",
-                                      "dense_kernel_velocity",
-                                      "dense_bias_momentum",
-                                      "dense_bias_velocity",
-                                      "dense_kernel_velocity_hat",
-                                      "dense_bias_velocity_hat",
-                                      NULL};
-    om_variable_list("{\"class_name\": \"AdamW\", \"config\": {\"amsgrad\": true, \"use_ema\": "
-                     "true, \"gradient_accumulation_steps\": 2}}",
-                     all);
+    static const char *const slots[] = {
+        "dense_kernel_momentum",
+        "dense_kernel_velocity",
+        "dense_bias_momentum",
+        "dense_bias_velocity",
+        "dense_kernel_velocity_hat",
+        "dense_bias_velocity_hat",
+        NULL};
+    om_variable_list_with_ema_and_accumulation("AdamW", "\"amsgrad\": true", slots, 2);
 }

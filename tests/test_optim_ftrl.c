@@ -213,20 +213,7 @@ Test(ftrl_host, variable_list_in_keras_order) {
         {"dense_kernel_linear", 6}, {"accumulator", 2}, {"dense_bias_linear", 2},
         {NULL, 0}};
     ovl_check("{\"class_name\": \"Ftrl\", \"config\": {}}", plain);
-    static const ovl_entry all[] = {{"iteration", 0},
-                                    {"learning_rate", 0},
-                                    {"dense_kernel_average", 6},
-                                    {"dense_bias_average", 2},
-                                    {"dense_kernel_gradient_accumulator", 6},
-                                    {"dense_bias_gradient_accumulator", 2},
-                                    {"accumulator", 6},
-                                    {"dense_kernel_linear", 6},
-                                    {"accumulator", 2},
-                                    {"dense_bias_linear", 2},
-                                    {NULL, 0}};
-    ovl_check("{\"class_name\": \"Ftrl\", \"config\": {\"use_ema\": true, "
-              "\"gradient_accumulation_steps\": 3}}",
-              all);
+    ovl_check_with_ema_and_accumulation("Ftrl", NULL, plain + 2, 3);
 }
 
 /* The accumulator starts at initial_accumulator_value, the linear slot at zero. */

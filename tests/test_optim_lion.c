@@ -153,16 +153,5 @@ Test(lion_host, variable_list_in_keras_order) {
                                       {"dense_bias_momentum", 2},
                                       {NULL, 0}};
     ovl_check("{\"class_name\": \"Lion\", \"config\": {}}", plain);
-    static const ovl_entry all[] = {{"iteration", 0},
-                                    {"learning_rate", 0},
-                                    {"dense_kernel_average", 6},
-                                    {"dense_bias_average", 2},
-                                    {"dense_kernel_gradient_accumulator", 6},
-                                    {"dense_bias_gradient_accumulator", 2},
-                                    {"dense_kernel_momentum", 6},
-                                    {"dense_bias_momentum", 2},
-                                    {NULL, 0}};
-    ovl_check("{\"class_name\": \"Lion\", \"config\": {\"use_ema\": true, "
-              "\"gradient_accumulation_steps\": 2}}",
-              all);
+    ovl_check_with_ema_and_accumulation("Lion", NULL, plain + 2, 2);
 }

@@ -167,19 +167,5 @@ Test(nadam_host, variable_list_in_keras_order) {
         {"dense_kernel_velocity", 6}, {"dense_bias_momentum", 2}, {"dense_bias_velocity", 2},
         {"variable", 0},            {NULL, 0}};
     ovl_check("{\"class_name\": \"Nadam\", \"config\": {}}", plain);
-    static const ovl_entry all[] = {{"iteration", 0},
-                                    {"learning_rate", 0},
-                                    {"dense_kernel_average", 6},
-                                    {"dense_bias_average", 2},
-                                    {"dense_kernel_gradient_accumulator", 6},
-                                    {"dense_bias_gradient_accumulator", 2},
-                                    {"dense_kernel_momentum", 6},
-                                    {"dense_kernel_velocity", 6},
-                                    {"dense_bias_momentum", 2},
-                                    {"dense_bias_velocity", 2},
-                                    {"variable", 0},
-                                    {NULL, 0}};
-    ovl_check("{\"class_name\": \"Nadam\", \"config\": {\"use_ema\": true, "
-              "\"gradient_accumulation_steps\": 2}}",
-              all);
+    ovl_check_with_ema_and_accumulation("Nadam", NULL, plain + 2, 2);
 }
