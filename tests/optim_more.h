@@ -31,7 +31,7 @@ static inline char *om_json(const char *cls, const char *a, const char *b, const
 /* ---- Keras's published numbers ---- */
 
 /* Keras's test_single_step: variable [1, 2, 3, 4], gradient [1, 6, 7, 2], one apply; compared
- * with rtol = atol = 1e-4 as in Keras. */
+ * with rtol = atol = 1e-4 as in Keras; the iteration counter is then 1. */
 static inline void om_keras_single_step(const char *dev, clopt_dtype dtype, const char *json,
                                         const double want[4]) {
     clopt_context *ctx = tu_context(dev);
@@ -43,12 +43,13 @@ static inline void om_keras_single_step(const char *dev, clopt_dtype dtype, cons
     TU_OK(ctx, clopt_optimizer_apply(o, &g, &w, 1));
     tu_assert_var_close(w, want, TU_KERAS_TOL_SINGLE_STEP, TU_KERAS_TOL_SINGLE_STEP,
                         "single step");
+    cr_assert_eq(clopt_optimizer_iterations(o), 1);
     clopt_context_destroy(ctx);
 }
 
 /* Keras's test_correctness_with_golden: x = ones(10), one apply of full(10, 0.01), then five
  * times: x must match golden[i] (rtol = atol = 5e-4 as in Keras), then apply arange(0.1, 1.1,
- * 0.1). */
+ * 0.1); the iteration counter is then 6. */
 static inline void om_keras_golden(const char *dev, clopt_dtype dtype, const char *json,
                                    const double golden[5][10]) {
     clopt_context *ctx = tu_context(dev);
@@ -70,6 +71,7 @@ static inline void om_keras_golden(const char *dev, clopt_dtype dtype, const cha
         tu_assert_var_close(x, golden[i], TU_KERAS_TOL_GOLDEN, TU_KERAS_TOL_GOLDEN, what);
         TU_OK(ctx, clopt_optimizer_apply(o, &g, &x, 1));
     }
+    cr_assert_eq(clopt_optimizer_iterations(o), 6);
     clopt_context_destroy(ctx);
 }
 

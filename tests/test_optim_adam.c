@@ -6,53 +6,34 @@
  * tolerances. Plus an independent double-precision reference of the semantics doc's Adam
  * (section 3: alpha = lr*sqrt(1-b2^t)/(1-b1^t), m += (g-m)(1-b1), v += (g^2-v)(1-b2),
  * vhat = max(vhat, v), w -= alpha*m/(sqrt(v)+eps)) that checks the variable and every slot. */
-#include "test_util.h"
+#include "optim_more.h"
 
 TU_SUITE(adam_host);
 TU_SUITE(adam_pocl);
 
 /* ---- Keras 3 adam_test.py: test_single_step ---- */
 
+static const double adam_single_step[4] = {0.5, 1.5, 2.5, 3.5};
+
 static void single_step(const char *spec) {
-    clopt_context *ctx = tu_context(spec);
-    clopt_optimizer *o =
-        tu_optimizer(ctx, "{\"class_name\": \"Adam\", \"config\": {\"learning_rate\": 0.5}}");
-    const float g[4] = {1, 6, 7, 2}, w[4] = {1, 2, 3, 4};
-    clopt_variable *vars = tu_var_f32(ctx, "vars", 4, w), *grads = tu_var_f32(ctx, "grads", 4, g);
-    TU_OK(ctx, clopt_optimizer_apply(o, &grads, &vars, 1));
-    const double want[4] = {0.5, 1.5, 2.5, 3.5};
-    tu_assert_var_close(vars, want, TU_KERAS_TOL_SINGLE_STEP, TU_KERAS_TOL_SINGLE_STEP, "vars");
-    cr_assert_eq(clopt_optimizer_iterations(o), 1);
-    clopt_context_destroy(ctx);
+    om_keras_single_step(spec, CLOPT_FLOAT32,
+                         "{\"class_name\": \"Adam\", \"config\": {\"learning_rate\": 0.5}}",
+                         adam_single_step);
 }
 Test(adam_host, keras_single_step) { single_step(TU_HOST); }
 Test(adam_pocl, keras_single_step) { single_step(TU_POCL); }
 
 /* ---- Keras 3 adam_test.py: test_correctness_with_golden ---- */
 
-static const double adam_golden[5] = {0.999, 0.9982, 0.9974, 0.9965, 0.9955}; /* tiled x10 */
+static const double adam_golden[5][10] = {
+#define ROW(x) {x, x, x, x, x, x, x, x, x, x}
+    ROW(0.999), ROW(0.9982), ROW(0.9974), ROW(0.9965), ROW(0.9955),
+#undef ROW
+};
 
 static void golden(const char *spec, clopt_dtype dtype) {
-    clopt_context *ctx = tu_context(spec);
-    clopt_optimizer *o =
-        tu_optimizer(ctx, "{\"class_name\": \"Adam\", \"config\": {\"amsgrad\": true}}");
-    const int64_t n = 10;
-    double ones[10], first[10], grads[10];
-    for (int i = 0; i < 10; i++) ones[i] = 1.0, first[i] = 0.01, grads[i] = 0.1 * (i + 1);
-    clopt_variable *x = tu_var_from_f64(ctx, "x", dtype, 1, &n, ones);
-    clopt_variable *g1 = tu_var_from_f64(ctx, "first_grads", dtype, 1, &n, first);
-    clopt_variable *g = tu_var_from_f64(ctx, "grads", dtype, 1, &n, grads);
-    TU_OK(ctx, clopt_optimizer_apply(o, &g1, &x, 1));
-    for (int i = 0; i < 5; i++) {
-        double row[10];
-        for (int j = 0; j < 10; j++) row[j] = adam_golden[i];
-        char what[32];
-        snprintf(what, sizeof what, "golden[%d]", i);
-        tu_assert_var_close(x, row, TU_KERAS_TOL_GOLDEN, TU_KERAS_TOL_GOLDEN, what);
-        TU_OK(ctx, clopt_optimizer_apply(o, &g, &x, 1));
-    }
-    cr_assert_eq(clopt_optimizer_iterations(o), 6);
-    clopt_context_destroy(ctx);
+    om_keras_golden(spec, dtype, "{\"class_name\": \"Adam\", \"config\": {\"amsgrad\": true}}",
+                    adam_golden);
 }
 Test(adam_host, keras_golden_amsgrad_float32) { golden(TU_HOST, CLOPT_FLOAT32); }
 Test(adam_host, keras_golden_amsgrad_float64) { golden(TU_HOST, CLOPT_FLOAT64); }

@@ -11,7 +11,7 @@
  *    Keras 2 and 3 share SGD's update and the sign of the momentum slot (m := mu*m - lr*g).
  * Plus an independent double-precision reference of the semantics doc's SGD formulas (section 3)
  * over 12 random steps. */
-#include "test_util.h"
+#include "optim_more.h"
 
 TU_SUITE(sgd_host);
 TU_SUITE(sgd_pocl);
@@ -53,24 +53,8 @@ static const double sgd_golden[5][10] = {
 };
 
 static void golden(const char *spec, clopt_dtype dtype) {
-    clopt_context *ctx = tu_context(spec);
-    clopt_optimizer *o =
-        tu_optimizer(ctx, "{\"class_name\": \"SGD\", \"config\": {\"nesterov\": true}}");
-    const int64_t n = 10;
-    double ones[10], first[10], grads[10];
-    for (int i = 0; i < 10; i++) ones[i] = 1.0, first[i] = 0.01, grads[i] = 0.1 * (i + 1);
-    clopt_variable *x = tu_var_from_f64(ctx, "x", dtype, 1, &n, ones);
-    clopt_variable *g1 = tu_var_from_f64(ctx, "first_grads", dtype, 1, &n, first);
-    clopt_variable *g = tu_var_from_f64(ctx, "grads", dtype, 1, &n, grads);
-    TU_OK(ctx, clopt_optimizer_apply(o, &g1, &x, 1));
-    for (int i = 0; i < 5; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "golden[%d]", i);
-        tu_assert_var_close(x, sgd_golden[i], TU_KERAS_TOL_GOLDEN, TU_KERAS_TOL_GOLDEN, what);
-        TU_OK(ctx, clopt_optimizer_apply(o, &g, &x, 1));
-    }
-    cr_assert_eq(clopt_optimizer_iterations(o), 6);
-    clopt_context_destroy(ctx);
+    om_keras_golden(spec, dtype, "{\"class_name\": \"SGD\", \"config\": {\"nesterov\": true}}",
+                    sgd_golden);
 }
 Test(sgd_host, keras_golden_float32) { golden(TU_HOST, CLOPT_FLOAT32); }
 Test(sgd_host, keras_golden_float64) { golden(TU_HOST, CLOPT_FLOAT64); }
