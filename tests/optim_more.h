@@ -174,6 +174,53 @@ static inline void om_formula_check(const char *dev, const char *json, double lr
     clopt_context_destroy(ctx);
 }
 
+/* ---- per-variable references over several variables (Lamb, ScheduleFreeAdamW) ---- */
+
+/* For k < n: the float64 variable names[k] holding init[k] and its gradient "g" (zeros), of
+ * shape [17, 33] for k == matrix (sizes[k] must be 17 * 33), else [sizes[k]]. */
+static inline void om_ref_vars_f64(clopt_context *ctx, int n, const int64_t *sizes,
+                                   const char *const *names, int matrix, double *const *init,
+                                   clopt_variable **vars, clopt_variable **grads) {
+    const int64_t shape2[2] = {17, 33};
+    for (int k = 0; k < n; k++) {
+        const int two = k == matrix;
+        cr_assert(!two || sizes[k] == 17 * 33, "om_ref_vars_f64: variable %d is not 17 x 33", k);
+        vars[k] = tu_var(ctx, names[k], CLOPT_FLOAT64, two ? 2 : 1, two ? shape2 : &sizes[k],
+                         init[k]);
+        grads[k] = tu_var(ctx, "g", CLOPT_FLOAT64, two ? 2 : 1, two ? shape2 : &sizes[k], NULL);
+    }
+}
+
+/* For k < n: fills g[k] (sizes[k] values) uniformly in [-1, 1) from rng, writes it to grads[k],
+ * and sets pass[k] = grads[k] (the gradients of one apply; the caller may then drop some). */
+static inline void om_ref_random_grads(uint64_t *rng, int n, const int64_t *sizes,
+                                       double *const *g, clopt_variable *const *grads,
+                                       clopt_variable **pass) {
+    for (int k = 0; k < n; k++) {
+        tu_rand_fill(rng, g[k], (size_t)sizes[k], -1, 1);
+        tu_write_f64(grads[k], g[k]);
+        pass[k] = grads[k];
+    }
+}
+
+/* For k < n, after step t: vars[k] holds w[k], and the slots "<names[k]>_momentum" and
+ * "<names[k]>_velocity" hold m[k] and v[k] (rtol 1e-10, atol 1e-12: float64 against a double
+ * reference). `dev` goes in the messages. */
+static inline void om_ref_check_momentum_velocity(const char *dev, int t, const clopt_optimizer *o,
+                                                  int n, const char *const *names,
+                                                  clopt_variable *const *vars, double *const *w,
+                                                  double *const *m, double *const *v) {
+    for (int k = 0; k < n; k++) {
+        char what[96], name[64];
+        snprintf(what, sizeof what, "%s step %d: %s", dev, t, names[k]);
+        tu_assert_var_close(vars[k], w[k], 1e-10, 1e-12, what);
+        snprintf(name, sizeof name, "%s_momentum", names[k]);
+        tu_assert_var_close(tu_slot(o, name), m[k], 1e-10, 1e-12, name);
+        snprintf(name, sizeof name, "%s_velocity", names[k]);
+        tu_assert_var_close(tu_slot(o, name), v[k], 1e-10, 1e-12, name);
+    }
+}
+
 /* ---- host versus OpenCL ---- */
 
 #define OM_NVARS 4

@@ -92,33 +92,17 @@ static void reference(const char *dev, double wd, const char *extra) {
         g[k] = malloc(n * sizeof(double));
         cr_assert(r.w[k] && r.m[k] && r.v[k] && g[k]);
         if (k != 4) tu_rand_fill(&rng, r.w[k], n, -1, 1);
-        const int64_t shape2[2] = {17, 33};
-        vars[k] = k == 3 ? tu_var(ctx, ref_names[k], CLOPT_FLOAT64, 2, shape2, r.w[k])
-                         : tu_var(ctx, ref_names[k], CLOPT_FLOAT64, 1, &ref_sizes[k], r.w[k]);
-        grads[k] = k == 3 ? tu_var(ctx, "g", CLOPT_FLOAT64, 2, shape2, NULL)
-                          : tu_var(ctx, "g", CLOPT_FLOAT64, 1, &ref_sizes[k], NULL);
     }
+    om_ref_vars_f64(ctx, NV, ref_sizes, ref_names, 3, r.w, vars, grads);
     clopt_optimizer *o = tu_optimizer(ctx, json);
     for (int t = 1; t <= 8; t++) {
         clopt_variable *pass[NV];
-        for (int k = 0; k < NV; k++) {
-            tu_rand_fill(&rng, g[k], (size_t)ref_sizes[k], -1, 1);
-            tu_write_f64(grads[k], g[k]);
-            pass[k] = grads[k];
-        }
+        om_ref_random_grads(&rng, NV, ref_sizes, g, grads, pass);
         if (t == 1) pass[2] = NULL;
         if (t % 3 == 0) pass[5] = NULL;
         for (int k = 0; k < NV; k++) ref_step(&r, k, t, pass[k] ? g[k] : NULL);
         TU_OK(ctx, clopt_optimizer_apply(o, pass, vars, NV));
-        for (int k = 0; k < NV; k++) {
-            char what[96], name[64];
-            snprintf(what, sizeof what, "step %d: %s", t, ref_names[k]);
-            tu_assert_var_close(vars[k], r.w[k], 1e-10, 1e-12, what);
-            snprintf(name, sizeof name, "%s_momentum", ref_names[k]);
-            tu_assert_var_close(tu_slot(o, name), r.m[k], 1e-10, 1e-12, name);
-            snprintf(name, sizeof name, "%s_velocity", ref_names[k]);
-            tu_assert_var_close(tu_slot(o, name), r.v[k], 1e-10, 1e-12, name);
-        }
+        om_ref_check_momentum_velocity(dev, t, o, NV, ref_names, vars, r.w, r.m, r.v);
     }
     /* The all-zero variable moved at lr per element on its first step (ratio 1). */
     cr_assert(r.w[4][0] != 0);

@@ -202,20 +202,12 @@ static void reference(const char *dev, const sf_cfg *cfg) {
         cr_assert(w[k] && z[k] && v[k] && g[k]);
         tu_rand_fill(&rng, w[k], n, -1, 1);
         memcpy(z[k], w[k], n * sizeof(double));
-        const int64_t shape2[2] = {17, 33};
-        vars[k] = k == 3 ? tu_var(ctx, ref_names[k], CLOPT_FLOAT64, 2, shape2, w[k])
-                         : tu_var(ctx, ref_names[k], CLOPT_FLOAT64, 1, &ref_sizes[k], w[k]);
-        grads[k] = k == 3 ? tu_var(ctx, "g", CLOPT_FLOAT64, 2, shape2, NULL)
-                          : tu_var(ctx, "g", CLOPT_FLOAT64, 1, &ref_sizes[k], NULL);
     }
+    om_ref_vars_f64(ctx, NV, ref_sizes, ref_names, 3, w, vars, grads);
     clopt_optimizer *o = tu_optimizer(ctx, json);
     for (int t = 1; t <= 8; t++) {
         clopt_variable *pass[NV];
-        for (int k = 0; k < NV; k++) {
-            tu_rand_fill(&rng, g[k], (size_t)ref_sizes[k], -1, 1);
-            tu_write_f64(grads[k], g[k]);
-            pass[k] = grads[k];
-        }
+        om_ref_random_grads(&rng, NV, ref_sizes, g, grads, pass);
         if (t == 1 || t % 3 == 0) pass[NV - 1] = NULL;
         for (int k = 0; k < NV; k++) {
             if (!pass[k]) continue;
@@ -223,15 +215,7 @@ static void reference(const char *dev, const sf_cfg *cfg) {
                 sf_step(cfg, lr, t, g[k][i], &w[k][i], &z[k][i], &v[k][i], 0);
         }
         TU_OK(ctx, clopt_optimizer_apply(o, pass, vars, NV));
-        for (int k = 0; k < NV; k++) {
-            char what[96], name[64];
-            snprintf(what, sizeof what, "%s step %d: %s", dev, t, ref_names[k]);
-            tu_assert_var_close(vars[k], w[k], 1e-10, 1e-12, what);
-            snprintf(name, sizeof name, "%s_momentum", ref_names[k]);
-            tu_assert_var_close(tu_slot(o, name), z[k], 1e-10, 1e-12, name);
-            snprintf(name, sizeof name, "%s_velocity", ref_names[k]);
-            tu_assert_var_close(tu_slot(o, name), v[k], 1e-10, 1e-12, name);
-        }
+        om_ref_check_momentum_velocity(dev, t, o, NV, ref_names, vars, w, z, v);
     }
     for (int k = 0; k < NV; k++) free(w[k]), free(z[k]), free(v[k]), free(g[k]);
     clopt_context_destroy(ctx);
