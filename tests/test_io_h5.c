@@ -64,6 +64,30 @@ static void dataset(hid_t g, const char *name, hid_t ft, hid_t mt, int ndim, con
     H5Dclose(d), H5Sclose(s);
 }
 
+/* A file holding only an unwritten /optimizer/vars/0: n elements of file type ft, created with
+ * the dataset creation properties dcpl (closed here). */
+static void unwritten_vars_dataset(const char *p, hid_t ft, hsize_t n, hid_t dcpl) {
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t og = group(f, "optimizer"), g = group(og, "vars");
+    hsize_t dims[1] = {n};
+    hid_t s = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(g, "0", ft, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(d >= 0);
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s), H5Gclose(g), H5Gclose(og), H5Fclose(f);
+}
+
+/* What clopt inspect prints for p (it must succeed); the caller frees it. */
+static char *inspect_output(const char *p) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cr_assert(out);
+    char err[CLOPT__IO_ERRN];
+    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
+    fclose(out);
+    return buf;
+}
+
 /* What model.save_weights writes for a Dense(4) layer on 3 inputs compiled with Adam(0.01) after
  * 3 steps: /layers/dense/vars/{0,1} (kernel, bias), /optimizer/vars/{0..5} (iteration, learning
  * rate, then m and v of the kernel, m and v of the bias), groups named by attribute, and an empty
@@ -201,12 +225,7 @@ Test(io_h5_host, saves_into_a_keras_file_keeping_the_model) {
     cr_assert(H5Gget_info(g, &info) >= 0);
     cr_assert_eq(info.nlinks, 6);
     H5Gclose(g), H5Fclose(f);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char err[CLOPT__IO_ERRN];
-    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
-    fclose(out);
+    char *buf = inspect_output(p);
     const char *want[] = {"/optimizer/vars/  (name: adam)", "/optimizer/vars/0", "int64",
                           "/layers/dense/vars/0", "float32", "[3, 4]"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
@@ -428,20 +447,11 @@ Test(io_h5_host, huge_dataset_dimensions) {
     expect_unsupported();
 #else
     char *dir = io_tmpdir(), *p = io_path(dir, "huge.weights.h5");
-    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t og = group(f, "optimizer"), g = group(og, "vars");
-    hsize_t dims[1] = {((hsize_t)1 << 61) + 1}, chunk[1] = {1};
-    hid_t s = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk[1] = {1};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     cr_assert(H5Pset_chunk(dcpl, 1, chunk) >= 0);
-    hid_t d = H5Dcreate2(g, "0", H5T_IEEE_F64LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    cr_assert(d >= 0);
-    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s), H5Gclose(g), H5Gclose(og), H5Fclose(f);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char err[CLOPT__IO_ERRN];
-    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
-    fclose(out);
+    unwritten_vars_dataset(p, H5T_IEEE_F64LE, ((hsize_t)1 << 61) + 1, dcpl);
+    char *buf = inspect_output(p);
     cr_assert(strstr(buf, "[2305843009213693953]") && strstr(buf, "larger than clopt reads"),
               "%s", buf);
     free(buf);
@@ -462,20 +472,10 @@ Test(io_h5_host, dataset_not_stored_in_the_file) {
     expect_unsupported();
 #else
     char *dir = io_tmpdir(), *p = io_path(dir, "sparse.weights.h5");
-    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t og = group(f, "optimizer"), g = group(og, "vars");
-    hsize_t dims[1] = {(hsize_t)1 << 28};
-    hid_t s = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     cr_assert(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_LATE) >= 0);
-    hid_t d = H5Dcreate2(g, "0", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    cr_assert(d >= 0);
-    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s), H5Gclose(g), H5Gclose(og), H5Fclose(f);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    char err[CLOPT__IO_ERRN];
-    cr_assert_eq(clopt__inspect_h5(p, out, err, sizeof err), CLOPT_OK, "%s", err);
-    fclose(out);
+    unwritten_vars_dataset(p, H5T_IEEE_F32LE, (hsize_t)1 << 28, dcpl);
+    char *buf = inspect_output(p);
     cr_assert(strstr(buf, "1073741824  (not stored in the file)"), "%s", buf);
     free(buf);
     dense_model m;
