@@ -97,47 +97,43 @@ static void assert_iterations(const clopt_optimizer *o, int64_t raw, int64_t div
  * Adam(clipnorm=1) turn the gradient [100, 100] into [2**0.5 / 2, 2**0.5 / 2] (assertAllClose,
  * default tolerance). clopt has no _clip_gradients, so the clipped gradient is observed after a
  * step: SGD(learning_rate=1.0) from w = 0 gives w = -g, and Adam(beta_1=0.0) stores its first
- * moment m := m + (g - m) * (1 - 0) = g. */
-static void keras_clip_norm(const char *dev) {
+ * moment m := m + (g - m) * (1 - 0) = g. keras_clip runs both with the option `clip` and
+ * expects the clipped gradient `want`. */
+static void keras_clip(const char *dev, const char *clip, const double want[2],
+                       const char *what) {
     clopt_context *ctx = tu_context(dev);
     const int64_t shape[1] = {2};
     const double g100[2] = {100.0, 100.0}, zero[2] = {0, 0};
-    const double want[2] = {sqrt(2.0) / 2, sqrt(2.0) / 2};
     const double neg[2] = {-want[0], -want[1]};
+    char cfg[128], msg[64];
     clopt_variable *g = var32(ctx, "grad", 1, shape, g100);
 
     clopt_variable *v = var32(ctx, "variable", 1, shape, zero);
-    clopt_optimizer *sgd = make_opt(ctx, "SGD", "\"learning_rate\": 1.0, \"clipnorm\": 1");
+    snprintf(cfg, sizeof cfg, "\"learning_rate\": 1.0, %s", clip);
+    clopt_optimizer *sgd = make_opt(ctx, "SGD", cfg);
     TU_OK(ctx, clopt_optimizer_apply(sgd, &g, &v, 1));
-    tu_assert_var_close(v, neg, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL, "SGD clipnorm");
+    snprintf(msg, sizeof msg, "SGD %s", what);
+    tu_assert_var_close(v, neg, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL, msg);
 
     clopt_variable *va = var32(ctx, "variable_a", 1, shape, zero);
-    clopt_optimizer *adam = make_opt(ctx, "Adam", "\"clipnorm\": 1, \"beta_1\": 0.0");
+    snprintf(cfg, sizeof cfg, "%s, \"beta_1\": 0.0", clip);
+    clopt_optimizer *adam = make_opt(ctx, "Adam", cfg);
     TU_OK(ctx, clopt_optimizer_apply(adam, &g, &va, 1));
-    assert_optvar(adam, "variable_a_momentum", want, 2, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL,
-                  "Adam clipnorm");
+    snprintf(msg, sizeof msg, "Adam %s", what);
+    assert_optvar(adam, "variable_a_momentum", want, 2, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL, msg);
     clopt_context_destroy(ctx);
+}
+
+static void keras_clip_norm(const char *dev) {
+    const double want[2] = {sqrt(2.0) / 2, sqrt(2.0) / 2};
+    keras_clip(dev, "\"clipnorm\": 1", want, "clipnorm");
 }
 
 /* optimizer_test.py, sgd_test.py and adam_test.py test_clip_value: clipvalue=1 turns
  * [100, 100] into [1, 1]. Observed as in keras_clip_norm. */
 static void keras_clip_value(const char *dev) {
-    clopt_context *ctx = tu_context(dev);
-    const int64_t shape[1] = {2};
-    const double g100[2] = {100.0, 100.0}, zero[2] = {0, 0}, want[2] = {1.0, 1.0},
-                 neg[2] = {-1.0, -1.0};
-    clopt_variable *g = var32(ctx, "grad", 1, shape, g100);
-    clopt_variable *v = var32(ctx, "variable", 1, shape, zero);
-    clopt_optimizer *sgd = make_opt(ctx, "SGD", "\"learning_rate\": 1.0, \"clipvalue\": 1");
-    TU_OK(ctx, clopt_optimizer_apply(sgd, &g, &v, 1));
-    tu_assert_var_close(v, neg, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL, "SGD clipvalue");
-
-    clopt_variable *va = var32(ctx, "variable_a", 1, shape, zero);
-    clopt_optimizer *adam = make_opt(ctx, "Adam", "\"clipvalue\": 1, \"beta_1\": 0.0");
-    TU_OK(ctx, clopt_optimizer_apply(adam, &g, &va, 1));
-    assert_optvar(adam, "variable_a_momentum", want, 2, KERAS_DEFAULT_TOL, KERAS_DEFAULT_TOL,
-                  "Adam clipvalue");
-    clopt_context_destroy(ctx);
+    const double want[2] = {1.0, 1.0};
+    keras_clip(dev, "\"clipvalue\": 1", want, "clipvalue");
 }
 
 /* optimizer_test.py test_global_clip_norm: SGD(global_clipnorm=1) turns the float32 gradient
