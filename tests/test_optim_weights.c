@@ -43,6 +43,14 @@ static void model_steps(model *m, clopt_optimizer *o, int steps) {
     for (int i = 0; i < steps; i++) TU_OK(m->ctx, clopt_optimizer_apply(o, m->g, m->v, 2));
 }
 
+/* An optimizer from `json`, built on m's variables, after `steps` steps of m's gradients. */
+static clopt_optimizer *model_optimizer(model *m, const char *json, int steps) {
+    clopt_optimizer *o = tu_optimizer(m->ctx, json);
+    TU_OK(m->ctx, clopt_optimizer_build(o, m->v, 2));
+    model_steps(m, o, steps);
+    return o;
+}
+
 /* ---- set_weights ---- */
 
 /* Keras: "You are calling set_weights() on an optimizer that has not yet been built". */
@@ -134,9 +142,7 @@ Test(weights_pocl, set_weights_transplants_state) {
 Test(weights, set_weights_zips_lists) {
     model m;
     model_init(&m, ctx, "dense");
-    clopt_optimizer *o = tu_optimizer(ctx, ADAM_AMS);
-    TU_OK(ctx, clopt_optimizer_build(o, m.v, 2));
-    model_steps(&m, o, 2);
+    clopt_optimizer *o = model_optimizer(&m, ADAM_AMS, 2);
     os_state before, want, after;
     os_read(&before, o);
     os_alloc(&want, o, 0.75);
@@ -174,9 +180,7 @@ Test(weights, set_weights_zips_lists) {
 Test(weights, set_weights_refusals_change_nothing) {
     model m;
     model_init(&m, ctx, "dense");
-    clopt_optimizer *o = tu_optimizer(ctx, LSO_ADAM);
-    TU_OK(ctx, clopt_optimizer_build(o, m.v, 2));
-    model_steps(&m, o, 2);
+    clopt_optimizer *o = model_optimizer(&m, LSO_ADAM, 2);
     os_state before, good, after;
     os_read(&before, o);
     os_alloc(&good, o, 0.5);
@@ -243,9 +247,8 @@ Test(weights, set_weights_refusals_change_nothing) {
 Test(weights, write_read_iteration) {
     model m;
     model_init(&m, ctx, "dense");
-    clopt_optimizer *o = tu_optimizer(
-        ctx, "{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 3}}");
-    TU_OK(ctx, clopt_optimizer_build(o, m.v, 2));
+    clopt_optimizer *o = model_optimizer(
+        &m, "{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 3}}", 0);
     const double seven = 7, big = 4503599627370496.0; /* 2^52 */
     TU_OK(ctx, clopt_optimizer_variable_write(o, 0, &seven, 1));
     cr_assert_eq(os_scalar(o, 0), 7.0);
@@ -389,8 +392,7 @@ Test(weights, write_read_host_scalars) {
     /* An LSO's step_counter (an integer) and dynamic_scale (float32). */
     model m;
     model_init(&m, ctx, "dense");
-    clopt_optimizer *l = tu_optimizer(ctx, LSO_ADAM);
-    TU_OK(ctx, clopt_optimizer_build(l, m.v, 2));
+    clopt_optimizer *l = model_optimizer(&m, LSO_ADAM, 0);
     const double five = 5, half = 2.5, tenth = 0.1;
     TU_OK(ctx, clopt_optimizer_variable_write(l, 2, &five, 1));
     cr_assert_eq(os_scalar(l, 2), 5.0);
@@ -565,8 +567,7 @@ Test(weights, add_variable_from_reference) {
 Test(weights, add_variable_on_loss_scale_optimizer) {
     model m;
     model_init(&m, ctx, "dense");
-    clopt_optimizer *l = tu_optimizer(ctx, LSO_ADAM);
-    TU_OK(ctx, clopt_optimizer_build(l, m.v, 2));
+    clopt_optimizer *l = model_optimizer(&m, LSO_ADAM, 0);
     const size_t n0 = clopt_optimizer_variable_count(l);
     clopt_variable *x = NULL, *y = NULL;
     TU_OK(ctx, clopt_optimizer_add_variable(l, "x", CLOPT_FLOAT32, 0, NULL, 2.0, &x));
