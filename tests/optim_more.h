@@ -8,6 +8,7 @@
 #define CLOPT_TEST_OPTIM_MORE_H
 
 #include "test_util.h"
+#include "optim_varlist.h"
 
 /* ---- JSON ---- */
 
@@ -420,71 +421,39 @@ static inline void om_good_values(const char *cls, const char *const *good, size
 
 /* ---- Keras's variable list and config ---- */
 
+/* ovl_entry list of `names` (NULL-terminated) as om_variable_list expects it: the entries from
+ * `first_slot` on are device slots of 6 elements ("dense_kernel_...") or 2 (the bias), the ones
+ * before it host entries (no device storage). `out` has room for `room` entries. */
+static inline void om_varlist_entries(const char *const *names, size_t first_slot,
+                                      ovl_entry *out, size_t room) {
+    size_t i = 0;
+    for (; names[i]; i++) {
+        cr_assert(i + 1 < room, "om_varlist_entries: too many names");
+        const int kernel = strncmp(names[i], "dense_kernel_", 13) == 0;
+        out[i] = (ovl_entry){names[i], i < first_slot ? 0 : kernel ? 6 : 2};
+    }
+    out[i] = (ovl_entry){NULL, 0};
+}
+
 /* Builds `json` on "dense/kernel" [3, 2] and "dense/bias" [2] and checks the optimizer's
  * variable names and paths (<name>/<var>) against `want` (NULL-terminated), Keras's save order
- * (semantics doc section 5). */
+ * (semantics doc section 5): iteration and learning_rate on the host, then slots of the
+ * variables' sizes (ovl_check). */
 static inline void om_variable_list(const char *json, const char *const *want) {
-    clopt_context *ctx = tu_context(TU_HOST);
-    const int64_t ks[2] = {3, 2}, bs = 2;
-    clopt_variable *vars[2] = {tu_var(ctx, "dense/kernel", CLOPT_FLOAT32, 2, ks, NULL),
-                               tu_var(ctx, "dense/bias", CLOPT_FLOAT32, 1, &bs, NULL)};
-    clopt_optimizer *o = tu_optimizer(ctx, json);
-    TU_OK(ctx, clopt_optimizer_build(o, vars, 2));
-    size_t n = 0;
-    while (want[n]) n++;
-    cr_assert_eq(clopt_optimizer_variable_count(o), n, "%s: %zu variables, expected %zu", json,
-                 clopt_optimizer_variable_count(o), n);
-    for (size_t i = 0; i < n; i++) {
-        const char *name, *path;
-        clopt_variable *v;
-        TU_OK(ctx, clopt_optimizer_variable(o, i, &name, &path, &v));
-        cr_assert_str_eq(name, want[i], "%s: variable %zu", json, i);
-        char p[128];
-        snprintf(p, sizeof p, "%s/%s", clopt_optimizer_name(o), want[i]);
-        cr_assert_str_eq(path, p, "%s: path of variable %zu", json, i);
-        cr_assert((v != NULL) == (i >= 2), "%s: variable %zu device storage", json, i);
-        if (v) {
-            const int kernel = strncmp(name, "dense_kernel_", 13) == 0;
-            cr_assert_eq(clopt_variable_size(v), kernel ? 6 : 2, "%s: %s has the wrong size",
-                         json, name);
-        }
-    }
-    clopt_context_destroy(ctx);
+    ovl_entry entries[64];
+    om_varlist_entries(want, 2, entries, sizeof entries / sizeof *entries);
+    ovl_check(json, entries);
 }
 
-/* With "use_ema" and "gradient_accumulation_steps", Keras lists each variable's EMA average,
- * then each variable's gradient accumulator, between learning_rate and the slots (variables
- * dense/kernel [3, 2] and dense/bias [2], as om_variable_list and ovl_check build). */
-#define OM_NEMA_ACCUMULATION 4
-static const char *const om_ema_accumulation_names[OM_NEMA_ACCUMULATION] = {
-    "dense_kernel_average", "dense_bias_average", "dense_kernel_gradient_accumulator",
-    "dense_bias_gradient_accumulator"};
-
-/* {"class_name": cls, "config": {<config>, "use_ema": true, "gradient_accumulation_steps":
- * steps}} (config: entries of "config", or NULL), in one of om_json's buffers. */
-static inline const char *om_ema_accumulation_json(const char *cls, const char *config,
-                                                   int steps) {
-    char pipeline[96];
-    snprintf(pipeline, sizeof pipeline,
-             "\"use_ema\": true, \"gradient_accumulation_steps\": %d", steps);
-    return om_json(cls, config, pipeline, NULL);
-}
-
-/* om_variable_list of om_ema_accumulation_json(cls, config, steps): iteration, learning_rate,
- * om_ema_accumulation_names, then `slots` (NULL-terminated; usually the plain list's names after
- * learning_rate). */
+/* om_variable_list with "use_ema" and "gradient_accumulation_steps" on
+ * (ovl_check_with_ema_and_accumulation): `slots` (NULL-terminated) are the names after the
+ * averages and gradient accumulators, usually the plain list's names after learning_rate. */
 static inline void om_variable_list_with_ema_and_accumulation(const char *cls, const char *config,
                                                               const char *const *slots,
                                                               int steps) {
-    const char *want[64] = {"iteration", "learning_rate"};
-    size_t n = 2;
-    for (size_t i = 0; i < OM_NEMA_ACCUMULATION; i++) want[n++] = om_ema_accumulation_names[i];
-    for (size_t i = 0; slots[i]; i++) {
-        cr_assert(n + 1 < sizeof want / sizeof *want, "%s: too many slots", cls);
-        want[n++] = slots[i];
-    }
-    want[n] = NULL;
-    om_variable_list(om_ema_accumulation_json(cls, config, steps), want);
+    ovl_entry entries[64];
+    om_varlist_entries(slots, 0, entries, sizeof entries / sizeof *entries);
+    ovl_check_with_ema_and_accumulation(cls, config, entries, steps);
 }
 
 /* get_config of the default optimizer: class_name, default name, and the keys in Keras's order

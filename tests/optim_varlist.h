@@ -1,11 +1,12 @@
-/* Keras's variable list of an optimizer (semantics doc section 5), for the tests of Nadam, Ftrl,
- * Lion and Lamb, whose lists hold entries that optim_more.h's om_variable_list does not expect:
- * a host scalar after the slots (Nadam's u_product) and slots named without their variable
- * (Ftrl's accumulator, made by Keras's add_variable). Not a test source itself. */
+/* Keras's variable list of an optimizer (semantics doc section 5): every entry's name, path and
+ * size, as the tests of Nadam, Ftrl, Lion, Lamb, Adafactor and ScheduleFreeAdamW spell it out
+ * (their lists hold a host scalar after the slots, such as Nadam's u_product, or slots named
+ * without their variable, such as Ftrl's accumulator). optim_more.h's om_variable_list, which
+ * takes names only, is built on it. Not a test source itself. */
 #ifndef CLOPT_TEST_OPTIM_VARLIST_H
 #define CLOPT_TEST_OPTIM_VARLIST_H
 
-#include "optim_more.h" /* om_ema_accumulation_names, om_ema_accumulation_json */
+#include "test_util.h"
 
 /* One expected entry: Keras's name, and its element count (0: no device variable, a scalar the
  * optimizer keeps on the host). */
@@ -45,24 +46,33 @@ static inline void ovl_check(const char *json, const ovl_entry *want) {
     clopt_context_destroy(ctx);
 }
 
-/* ovl_check of om_ema_accumulation_json(cls, config, steps): iteration, learning_rate, each
- * variable's EMA average, each variable's gradient accumulator (om_ema_accumulation_names, of
- * 6 elements for dense/kernel, 2 for dense/bias), then `slots` (ending with a NULL name; usually
- * the plain list's entries after learning_rate). */
+/* ovl_check of {"class_name": cls, "config": {<config>, "use_ema": true,
+ * "gradient_accumulation_steps": steps}} (config: entries of "config", or NULL), expecting
+ * iteration, learning_rate, each variable's EMA average, each variable's gradient accumulator
+ * (Keras's order), then `slots` (ending with a NULL name; usually the plain list's entries after
+ * learning_rate). */
 static inline void ovl_check_with_ema_and_accumulation(const char *cls, const char *config,
                                                        const ovl_entry *slots, int steps) {
-    ovl_entry want[64] = {{"iteration", 0}, {"learning_rate", 0}};
-    size_t n = 2;
-    for (size_t i = 0; i < OM_NEMA_ACCUMULATION; i++) {
-        const char *name = om_ema_accumulation_names[i];
-        want[n++] = (ovl_entry){name, strstr(name, "_kernel_") ? 6 : 2};
-    }
+    static const ovl_entry pipeline[] = {{"iteration", 0},
+                                         {"learning_rate", 0},
+                                         {"dense_kernel_average", 6},
+                                         {"dense_bias_average", 2},
+                                         {"dense_kernel_gradient_accumulator", 6},
+                                         {"dense_bias_gradient_accumulator", 2}};
+    ovl_entry want[64];
+    size_t n = 0;
+    for (; n < sizeof pipeline / sizeof *pipeline; n++) want[n] = pipeline[n];
     for (size_t i = 0; slots[i].name; i++) {
         cr_assert(n + 1 < sizeof want / sizeof *want, "%s: too many slots", cls);
         want[n++] = slots[i];
     }
     want[n] = (ovl_entry){NULL, 0};
-    ovl_check(om_ema_accumulation_json(cls, config, steps), want);
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"%s\", \"config\": {%s%s\"use_ema\": true, "
+             "\"gradient_accumulation_steps\": %d}}",
+             cls, config ? config : "", config ? ", " : "", steps);
+    ovl_check(json, want);
 }
 
 #endif
