@@ -93,6 +93,10 @@ kernel void load(UPDATE_ARGS_AUX, global real *x) {
     const size_t cols = h_[6], ld = h_[7], tr = h_[8], span = h_[9];
     const size_t rb = tr ? cols : n / cols, cb = tr ? n / cols : cols; /* the stored block */
     const real d = AUX_AT(0) + (real)1e-7;
+    if (span == lanes && ld == cols && !tr) { /* stored as it is, unpadded: p = e */
+        x[pos_ + e_] = e_ >= n ? (real)0 : LOAD(s, SLOT(1)) / d;
+        return;
+    }
     for (size_t p = e_; p < span; p += lanes) {
         const size_t a = p / ld, b = p - a * ld;
         real v = 0;
@@ -108,8 +112,12 @@ kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
     UPDATE_INDEX;
     MUON_HEADER(x);
     if (pos_ == 0 || e_ >= h_[2]) return;
-    const size_t cols = h_[6], ld = h_[7], i = e_ / cols, j = e_ - i * cols;
-    const size_t p = h_[8] ? j * ld + i : i * ld + j;
+    const size_t cols = h_[6], ld = h_[7];
+    size_t p = e_; /* stored as it is: p = e */
+    if (ld != cols || h_[8]) {
+        const size_t i = e_ / cols, j = e_ - i * cols;
+        p = h_[8] ? j * ld + i : i * ld + j;
+    }
     const real sc = c1 != 0 ? *(global const real *)(h_ + 4) : (real)1;
     const real wv = WEIGHT();
     STORE(w, wi, wv - ((c0 * x[pos_ + p]) * sc) * c2);
