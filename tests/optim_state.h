@@ -107,17 +107,6 @@ static inline void os_assert_close(const os_state *a, const os_state *b, const c
     }
 }
 
-/* The index of the first entry named `name` in o's variable list. */
-static inline size_t os_index(const clopt_optimizer *o, const char *name) {
-    size_t n = clopt_optimizer_variable_count(o);
-    for (size_t i = 0; i < n; i++) {
-        const char *nm = NULL;
-        cr_assert(clopt_optimizer_variable(o, i, &nm, NULL, NULL) == CLOPT_OK);
-        if (strcmp(nm, name) == 0) return i;
-    }
-    cr_assert_fail("the optimizer has no variable named '%s'", name);
-    return 0;
-}
 
 /* The value of a one-element entry. */
 static inline double os_scalar(const clopt_optimizer *o, size_t i) {
@@ -146,16 +135,8 @@ static inline void os_bytes_take(os_bytes *b, clopt_variable *const *vars, size_
 }
 
 static inline void os_bytes_assert_same(const os_bytes *b, const char *what) {
-    char msg[512];
-    for (size_t i = 0; i < b->n; i++) {
-        size_t nb;
-        unsigned char *now = tu_read_bytes(b->vars[i], &nb);
-        cr_assert_eq(nb, b->nbytes[i]);
-        snprintf(msg, sizeof msg, "%s: variable '%s' changed", what,
-                 clopt_variable_name(b->vars[i]));
-        tu_assert_same_bytes(now, b->bytes[i], nb, msg);
-        free(now);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        tu_assert_var_bytes_unchanged(b->vars[i], b->bytes[i], b->nbytes[i], what);
 }
 
 static inline void os_bytes_free(os_bytes *b) {

@@ -48,25 +48,13 @@ static clopt_variable *var32(clopt_context *ctx, const char *name, int ndim, con
     return tu_var_from_f64(ctx, name, CLOPT_FLOAT32, ndim, shape, vals);
 }
 
-/* The index of the optimizer variable named `name` in Keras's variable list. */
-static size_t optvar_index(const clopt_optimizer *o, const char *name) {
-    size_t n = clopt_optimizer_variable_count(o);
-    for (size_t i = 0; i < n; i++) {
-        const char *nm = NULL;
-        cr_assert(clopt_optimizer_variable(o, i, &nm, NULL, NULL) == CLOPT_OK);
-        if (strcmp(nm, name) == 0) return i;
-    }
-    cr_assert_fail("the optimizer has no variable named '%s'", name);
-    return 0;
-}
-
 /* Reads optimizer variable `name` (count elements) through clopt_optimizer_variable_read and
  * compares it with `want`. */
 static void assert_optvar(const clopt_optimizer *o, const char *name, const double *want,
                           size_t count, double rtol, double atol, const char *what) {
     double *got = malloc(count * sizeof *got);
     cr_assert(got);
-    size_t i = optvar_index(o, name);
+    size_t i = tu_optimizer_variable_index(o, name);
     clopt_status st = clopt_optimizer_variable_read(o, i, got, count);
     cr_assert(st == CLOPT_OK, "%s: reading '%s' failed: %s", what, name, clopt_status_name(st));
     char msg[256];

@@ -185,7 +185,7 @@ Test(weights, set_weights_refusals_change_nothing) {
     os_read(&before, o);
     os_alloc(&good, o, 0.5);
     for (size_t i = 0; i < good.n; i++) good.vals[i][0] = 1.0; /* counters: integers */
-    const size_t iv = os_index(o, "dense_bias_velocity");
+    const size_t iv = tu_optimizer_variable_index(o, "dense_bias_velocity");
     char path[64];
     snprintf(path, sizeof path, "adam/dense_bias_velocity");
     /* A slot given too few values: the last entries before it are all valid. */

@@ -229,6 +229,20 @@ static inline void tu_assert_same_bytes(const void *got, const void *want, size_
                   b[i]);
 }
 
+/* Asserts that v still holds `bytes` (nbytes of them, as tu_read_bytes gave); the message says
+ * "<what>: variable '<name>' changed". */
+static inline void tu_assert_var_bytes_unchanged(const clopt_variable *v,
+                                                 const unsigned char *bytes, size_t nbytes,
+                                                 const char *what) {
+    char msg[512];
+    size_t nb;
+    unsigned char *now = tu_read_bytes(v, &nb);
+    cr_assert_eq(nb, nbytes);
+    snprintf(msg, sizeof msg, "%s: variable '%s' changed", what, clopt_variable_name(v));
+    tu_assert_same_bytes(now, bytes, nb, msg);
+    free(now);
+}
+
 /* ---- optimizers ---- */
 
 static inline clopt_optimizer *tu_optimizer(clopt_context *ctx, const char *json) {
@@ -239,20 +253,26 @@ static inline clopt_optimizer *tu_optimizer(clopt_context *ctx, const char *json
     return o;
 }
 
-/* The slot variable `name` of an optimizer (e.g. "var0_momentum"); fails the test if absent. */
-static inline clopt_variable *tu_slot(const clopt_optimizer *o, const char *name) {
+/* The index of the first entry named `name` in an optimizer's variable list (Keras's
+ * `variables`); fails the test if absent. */
+static inline size_t tu_optimizer_variable_index(const clopt_optimizer *o, const char *name) {
     size_t n = clopt_optimizer_variable_count(o);
     for (size_t i = 0; i < n; i++) {
         const char *nm = NULL;
-        clopt_variable *v = NULL;
-        cr_assert(clopt_optimizer_variable(o, i, &nm, NULL, &v) == CLOPT_OK);
-        if (strcmp(nm, name) == 0) {
-            cr_assert(v, "optimizer variable '%s' has no device variable", name);
-            return v;
-        }
+        cr_assert(clopt_optimizer_variable(o, i, &nm, NULL, NULL) == CLOPT_OK);
+        if (strcmp(nm, name) == 0) return i;
     }
     cr_assert_fail("the optimizer has no variable named '%s'", name);
-    return NULL;
+    return 0;
+}
+
+/* The slot variable `name` of an optimizer (e.g. "var0_momentum"); fails the test if absent. */
+static inline clopt_variable *tu_slot(const clopt_optimizer *o, const char *name) {
+    const size_t i = tu_optimizer_variable_index(o, name);
+    clopt_variable *v = NULL;
+    cr_assert(clopt_optimizer_variable(o, i, NULL, NULL, &v) == CLOPT_OK);
+    cr_assert(v, "optimizer variable '%s' has no device variable", name);
+    return v;
 }
 
 /* ---- snapshots: "nothing changed" ----
@@ -292,16 +312,8 @@ static inline void tu_snapshot_take(tu_snapshot *s, const clopt_optimizer *o,
 /* Asserts that every variable, slot and counter is as when the snapshot was taken. */
 static inline void tu_snapshot_assert_same(const tu_snapshot *s, const clopt_optimizer *o,
                                            const char *what) {
-    char msg[256];
-    for (size_t i = 0; i < s->n; i++) {
-        size_t nb;
-        unsigned char *now = tu_read_bytes(s->vars[i], &nb);
-        cr_assert_eq(nb, s->nbytes[i]);
-        snprintf(msg, sizeof msg, "%s: variable '%s' changed", what,
-                 clopt_variable_name(s->vars[i]));
-        tu_assert_same_bytes(now, s->bytes[i], nb, msg);
-        free(now);
-    }
+    for (size_t i = 0; i < s->n; i++)
+        tu_assert_var_bytes_unchanged(s->vars[i], s->bytes[i], s->nbytes[i], what);
     if (o) {
         double lr;
         cr_assert_eq(clopt_optimizer_iterations(o), s->iterations,
