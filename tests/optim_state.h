@@ -116,34 +116,6 @@ static inline double os_scalar(const clopt_optimizer *o, size_t i) {
     return x;
 }
 
-/* Every user variable's bytes, for "unchanged" checks beside os_state. */
-typedef struct os_bytes {
-    size_t n;
-    const clopt_variable *vars[16];
-    unsigned char *bytes[16];
-    size_t nbytes[16];
-} os_bytes;
-
-static inline void os_bytes_take(os_bytes *b, clopt_variable *const *vars, size_t n) {
-    cr_assert(n <= 16);
-    memset(b, 0, sizeof *b);
-    b->n = n;
-    for (size_t i = 0; i < n; i++) {
-        b->vars[i] = vars[i];
-        b->bytes[i] = tu_read_bytes(vars[i], &b->nbytes[i]);
-    }
-}
-
-static inline void os_bytes_assert_same(const os_bytes *b, const char *what) {
-    for (size_t i = 0; i < b->n; i++)
-        tu_assert_var_bytes_unchanged(b->vars[i], b->bytes[i], b->nbytes[i], what);
-}
-
-static inline void os_bytes_free(os_bytes *b) {
-    for (size_t i = 0; i < b->n; i++) free(b->bytes[i]);
-    memset(b, 0, sizeof *b);
-}
-
 /* Asserts that two variables hold the same bytes. */
 static inline void os_assert_vars_same(const clopt_variable *got, const clopt_variable *want,
                                        const char *what) {

@@ -611,8 +611,8 @@ Test(lso_config, apply_errors_change_nothing) {
     TU_OK(cctx, clopt_optimizer_apply(o, &g, &w, 1));
     os_state before, after;
     os_read(&before, o);
-    os_bytes vb;
-    os_bytes_take(&vb, &w, 1);
+    tu_snapshot vb;
+    tu_snapshot_take(&vb, NULL, &w, 1);
     TU_ASSERT_STATUS(cctx, clopt_optimizer_apply(o, &bad, &w, 1), CLOPT_ERR_SHAPE_MISMATCH);
     tu_assert_error_mentions(cctx, "g_short");
     TU_ASSERT_STATUS(cctx, clopt_optimizer_apply(o, &bad64, NULL, 1), CLOPT_ERR_DTYPE_MISMATCH);
@@ -622,10 +622,10 @@ Test(lso_config, apply_errors_change_nothing) {
     TU_ASSERT_STATUS(cctx, clopt_optimizer_apply(o, &g, NULL, 2), CLOPT_ERR_LENGTH_MISMATCH);
     os_read(&after, o);
     os_assert_same(&after, &before, o, "after refused applies");
-    os_bytes_assert_same(&vb, "after refused applies");
+    tu_snapshot_assert_same(&vb, NULL, "after refused applies");
     os_free(&before);
     os_free(&after);
-    os_bytes_free(&vb);
+    tu_snapshot_free(&vb);
 }
 
 /* ---- a non-finite gradient skips the inner step entirely ---- */
@@ -673,14 +673,14 @@ static void nonfinite_skips(const char *dev) {
         if (cases[c].other_missing) gg[1 - cases[c].var] = NULL;
         os_state before, after;
         os_read(&before, o);
-        os_bytes vb;
-        os_bytes_take(&vb, v, 2);
+        tu_snapshot vb;
+        tu_snapshot_take(&vb, NULL, v, 2);
         const double scale = os_scalar(o, 3);
         TU_OK(ctx, clopt_optimizer_apply(o, gg, v, 2));
         char what[96];
         snprintf(what, sizeof what, "%s: case %zu (%g in gradient %d)", dev, c, cases[c].value,
                  cases[c].var);
-        os_bytes_assert_same(&vb, what);
+        tu_snapshot_assert_same(&vb, NULL, what);
         os_read(&after, o);
         cr_assert_eq(after.vals[2][0], 0.0, "%s: step_counter", what);
         cr_assert_eq(after.vals[3][0], scale / 2, "%s: dynamic_scale", what);
@@ -690,7 +690,7 @@ static void nonfinite_skips(const char *dev) {
         cr_assert_eq(clopt_optimizer_iterations(o), 2, "%s: inner iterations", what);
         os_free(&before);
         os_free(&after);
-        os_bytes_free(&vb);
+        tu_snapshot_free(&vb);
     }
     /* Finite again: the inner optimizer steps. */
     tu_write_f64(g[0], ga);

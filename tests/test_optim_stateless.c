@@ -126,13 +126,13 @@ static void matches_apply(const char *dev, const char *json) {
         clopt_variable *vout[2] = {copy_of(ctx, m.v[0], "out0"), copy_of(ctx, m.v[1], "out1")};
         poison(vout[0]);
         poison(vout[1]);
-        os_bytes before;
+        tu_snapshot before;
         clopt_variable *all[6] = {m.v[0], m.v[1], m.g[0], m.g[1], vin[0], vin[1]};
-        os_bytes_take(&before, all, 6);
+        tu_snapshot_take(&before, NULL, all, 6);
         TU_OK(ctx, clopt_optimizer_stateless_apply(m.o, (const double *const *)in.vals, grads, vin,
                                                    2, out.vals, vout));
         /* Nothing changed. */
-        os_bytes_assert_same(&before, what);
+        tu_snapshot_assert_same(&before, NULL, what);
         os_read(&now, m.o);
         os_assert_same(&now, &in, m.o, what);
         os_free(&now);
@@ -144,7 +144,7 @@ static void matches_apply(const char *dev, const char *json) {
         os_free(&now);
         os_free(&in);
         os_free(&out);
-        os_bytes_free(&before);
+        tu_snapshot_free(&before);
         for (int i = 0; i < 2; i++) {
             clopt_variable_destroy(vin[i]);
             clopt_variable_destroy(vout[i]);
@@ -183,8 +183,8 @@ static void foreign_state(const char *dev, const char *json) {
     os_read(&in, b.o);
     os_alloc(&out, b.o, NAN);
     clopt_variable *vout[2] = {copy_of(ctx, a.v[0], "out0"), copy_of(ctx, a.v[1], "out1")};
-    os_bytes abytes;
-    os_bytes_take(&abytes, a.v, 2);
+    tu_snapshot abytes;
+    tu_snapshot_take(&abytes, NULL, a.v, 2);
     write_grads(&a, 3, scale_for(b.o));
     write_grads(&b, 3, scale_for(b.o));
     clopt_variable *grads[2];
@@ -195,7 +195,7 @@ static void foreign_state(const char *dev, const char *json) {
     snprintf(what, sizeof what, "%s %s: A after a stateless step from B's state", dev, json);
     os_read(&now, a.o);
     os_assert_same(&now, &fresh, a.o, what);
-    os_bytes_assert_same(&abytes, what);
+    tu_snapshot_assert_same(&abytes, NULL, what);
     os_free(&now);
     grad_list(&b, 3, grads);
     TU_OK(ctx, clopt_optimizer_apply(b.o, grads, b.v, 2));
@@ -207,7 +207,7 @@ static void foreign_state(const char *dev, const char *json) {
     os_free(&fresh);
     os_free(&in);
     os_free(&out);
-    os_bytes_free(&abytes);
+    tu_snapshot_free(&abytes);
     clopt_context_destroy(ctx);
 }
 Test(stateless_host, uses_the_given_state) {
@@ -266,7 +266,7 @@ typedef struct fixture {
     model m;
     os_state in, out, state;   /* given values (not the optimizer's), outputs, the optimizer's */
     clopt_variable *vin[2], *vout[2];
-    os_bytes bytes;            /* model variables, gradients, vin, vout */
+    tu_snapshot bytes;         /* model variables, gradients, vin, vout */
     os_state out_copy;
 } fixture;
 
@@ -292,7 +292,7 @@ static void fixture_init(fixture *f, const char *dev) {
     TU_OK(f->ctx, clopt_optimizer_assign_add(f->m.o, f->vin[0], f->vin[0])); /* differ from v */
     clopt_variable *all[8] = {f->m.v[0], f->m.v[1], f->m.g[0], f->m.g[1],
                               f->vin[0], f->vin[1], f->vout[0], f->vout[1]};
-    os_bytes_take(&f->bytes, all, 8);
+    tu_snapshot_take(&f->bytes, NULL, all, 8);
 }
 
 static clopt_status call(fixture *f, const double *const *in, clopt_variable *const *grads,
@@ -307,7 +307,7 @@ static void fixture_check(fixture *f, const char *what) {
     os_read(&now, f->m.o);
     os_assert_same(&now, &f->state, f->m.o, what);
     os_free(&now);
-    os_bytes_assert_same(&f->bytes, what);
+    tu_snapshot_assert_same(&f->bytes, NULL, what);
     os_assert_same(&f->out, &f->out_copy, NULL, what);
 }
 
@@ -319,7 +319,7 @@ static void fixture_free(fixture *f) {
     os_free(&f->out);
     os_free(&f->state);
     os_free(&f->out_copy);
-    os_bytes_free(&f->bytes);
+    tu_snapshot_free(&f->bytes);
     clopt_context_destroy(f->other);
     clopt_context_destroy(f->ctx);
 }

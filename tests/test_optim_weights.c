@@ -650,9 +650,9 @@ static void assign_helpers(const char *dev) {
     clopt_variable *f64 = tu_var(c, "f64", CLOPT_FLOAT64, 1, &n, NULL);
     clopt_context *c2 = tu_context(TU_HOST);
     clopt_variable *foreign = tu_var(c2, "foreign", CLOPT_FLOAT32, 1, &n, NULL);
-    os_bytes before;
+    tu_snapshot before;
     clopt_variable *all[2] = {w, m};
-    os_bytes_take(&before, all, 2);
+    tu_snapshot_take(&before, NULL, all, 2);
     clopt_status (*const fns[3])(clopt_optimizer *, clopt_variable *, const clopt_variable *) = {
         clopt_optimizer_assign, clopt_optimizer_assign_add, clopt_optimizer_assign_sub};
     for (int k = 0; k < 3; k++) {
@@ -665,8 +665,8 @@ static void assign_helpers(const char *dev) {
         TU_ASSERT_STATUS(c, fns[k](o, w, NULL), CLOPT_ERR_INVALID_ARGUMENT);
         TU_ASSERT_STATUS(c, fns[k](NULL, w, val), CLOPT_ERR_INVALID_ARGUMENT);
     }
-    os_bytes_assert_same(&before, "after refused assigns");
-    os_bytes_free(&before);
+    tu_snapshot_assert_same(&before, NULL, "after refused assigns");
+    tu_snapshot_free(&before);
     clopt_context_destroy(c2);
     clopt_context_destroy(c);
 }
