@@ -123,18 +123,22 @@ Test(context_pocl, null_device_uses_clopt_device) {
               clopt_last_create_error());
 }
 
+/* clopt_context_create(spec) fails with `want`, leaves the out pointer alone and names the spec
+ * in clopt_last_create_error. */
+static void expect_create_fails(const char *spec, clopt_status want) {
+    clopt_context *out = SENTINEL;
+    clopt_status st = clopt_context_create(spec, &out);
+    cr_assert_eq(st, want, "'%s' gave %s", spec, clopt_status_name(st));
+    cr_assert_eq(out, SENTINEL, "out written on failure for '%s'", spec);
+    cr_assert(strstr(clopt_last_create_error(), spec), "error for '%s' is '%s'", spec,
+              clopt_last_create_error());
+}
+
 Test(context_pocl, spec_matching_nothing) {
     const char *specs[] = {"no-such-platform:cpu:0", "pocl:cpu:7", "pocl:gpu:0",
                            "pocl:accelerator:0", "nvidia-xyz"};
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        clopt_context *out = SENTINEL;
-        clopt_status st = clopt_context_create(specs[i], &out);
-        cr_assert_eq(st, CLOPT_ERR_DEVICE_NOT_FOUND, "'%s' gave %s", specs[i],
-                     clopt_status_name(st));
-        cr_assert_eq(out, SENTINEL, "out written on failure for '%s'", specs[i]);
-        cr_assert(strstr(clopt_last_create_error(), specs[i]), "error for '%s' is '%s'",
-                  specs[i], clopt_last_create_error());
-    }
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++)
+        expect_create_fails(specs[i], CLOPT_ERR_DEVICE_NOT_FOUND);
     /* A later success does not leave a stale message behind. */
     clopt_context *ctx = tu_context("host");
     cr_assert_str_eq(clopt_last_create_error(), "");
@@ -145,15 +149,8 @@ Test(context_pocl, malformed_specs) {
     const char *specs[] = {"pocl:cpu:0:1", "pocl:cpu:0:", "pocl:banana:0", "pocl:CPUS:0",
                            "pocl:cpu:x", "pocl:cpu:-1", "pocl:cpu:1x",
                            "pocl:0", "a:b:c:d"};
-    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        clopt_context *out = SENTINEL;
-        clopt_status st = clopt_context_create(specs[i], &out);
-        cr_assert_eq(st, CLOPT_ERR_INVALID_ARGUMENT, "'%s' gave %s", specs[i],
-                     clopt_status_name(st));
-        cr_assert_eq(out, SENTINEL, "out written on failure for '%s'", specs[i]);
-        cr_assert(strstr(clopt_last_create_error(), specs[i]), "error for '%s' is '%s'",
-                  specs[i], clopt_last_create_error());
-    }
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++)
+        expect_create_fails(specs[i], CLOPT_ERR_INVALID_ARGUMENT);
     /* A platform name longer than any platform buffer. */
     char longspec[400];
     memset(longspec, 'p', sizeof longspec - 1);
