@@ -438,6 +438,28 @@ Test(io_h5_host, failed_saves_leave_the_old_file) {
 #endif
 }
 
+#ifdef CLOPT_WITH_HDF5
+/* A file whose only dataset, /optimizer/vars/0 (unwritten_vars_dataset: n elements of ft, with
+ * dcpl), is one clopt must not read: clopt inspect succeeds and prints every string of
+ * `inspect` (NULL-terminated), and loading it into a Dense model's Adam fails with
+ * CLOPT_ERR_CORRUPT_FILE naming `load_needle` and changing nothing. */
+static void unwritten_dataset_case(hid_t ft, hsize_t n, hid_t dcpl, const char *const *inspect,
+                                   const char *load_needle) {
+    char *dir = io_tmpdir(), *p = io_path(dir, "unwritten.weights.h5");
+    unwritten_vars_dataset(p, ft, n, dcpl);
+    char *buf = inspect_output(p);
+    for (size_t i = 0; inspect[i]; i++)
+        cr_assert(strstr(buf, inspect[i]), "inspect lacks \"%s\":\n%s", inspect[i], buf);
+    free(buf);
+    dense_model m;
+    dense_make(&m, ADAM);
+    expect_h5_fails(&m, p, CLOPT_ERR_CORRUPT_FILE, load_needle);
+    clopt_context_destroy(m.ctx);
+    io_rmdir(dir);
+    free(dir), free(p);
+}
+#endif
+
 /* A dataset claiming more elements than any file holds (chunked, nothing written: libhdf5 makes
  * such a file in a few KB). `clopt inspect` multiplied its dimensions unchecked: 2^61 + 1 float64
  * elements wrapped around to "8 bytes" and an 8-byte buffer was handed to H5Dread. It now says
@@ -446,21 +468,13 @@ Test(io_h5_host, huge_dataset_dimensions) {
 #ifndef CLOPT_WITH_HDF5
     expect_unsupported();
 #else
-    char *dir = io_tmpdir(), *p = io_path(dir, "huge.weights.h5");
     hsize_t chunk[1] = {1};
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     cr_assert(H5Pset_chunk(dcpl, 1, chunk) >= 0);
-    unwritten_vars_dataset(p, H5T_IEEE_F64LE, ((hsize_t)1 << 61) + 1, dcpl);
-    char *buf = inspect_output(p);
-    cr_assert(strstr(buf, "[2305843009213693953]") && strstr(buf, "larger than clopt reads"),
-              "%s", buf);
-    free(buf);
-    dense_model m;
-    dense_make(&m, ADAM);
-    expect_h5_fails(&m, p, CLOPT_ERR_CORRUPT_FILE, "larger than clopt accepts");
-    clopt_context_destroy(m.ctx);
-    io_rmdir(dir);
-    free(dir), free(p);
+    static const char *const inspect[] = {"[2305843009213693953]", "larger than clopt reads",
+                                          NULL};
+    unwritten_dataset_case(H5T_IEEE_F64LE, ((hsize_t)1 << 61) + 1, dcpl, inspect,
+                           "larger than clopt accepts");
 #endif
 }
 
@@ -471,18 +485,10 @@ Test(io_h5_host, dataset_not_stored_in_the_file) {
 #ifndef CLOPT_WITH_HDF5
     expect_unsupported();
 #else
-    char *dir = io_tmpdir(), *p = io_path(dir, "sparse.weights.h5");
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     cr_assert(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_LATE) >= 0);
-    unwritten_vars_dataset(p, H5T_IEEE_F32LE, (hsize_t)1 << 28, dcpl);
-    char *buf = inspect_output(p);
-    cr_assert(strstr(buf, "1073741824  (not stored in the file)"), "%s", buf);
-    free(buf);
-    dense_model m;
-    dense_make(&m, ADAM);
-    expect_h5_fails(&m, p, CLOPT_ERR_CORRUPT_FILE, "but the file holds 0 of them");
-    clopt_context_destroy(m.ctx);
-    io_rmdir(dir);
-    free(dir), free(p);
+    static const char *const inspect[] = {"1073741824  (not stored in the file)", NULL};
+    unwritten_dataset_case(H5T_IEEE_F32LE, (hsize_t)1 << 28, dcpl, inspect,
+                           "but the file holds 0 of them");
 #endif
 }
