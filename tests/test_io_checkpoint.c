@@ -562,6 +562,20 @@ Test(io_load_host, bad_values) {
     fx_free(&f);
 }
 
+/* A new optimizer from `json`, built on `var` (in var's context), its state saved as dir/name
+ * with clopt_optimizer_save; returns the path (the caller frees it), and the optimizer in *out
+ * when out is not NULL. */
+static char *saved_optimizer(const char *dir, const char *name, const char *json,
+                             clopt_variable *var, clopt_optimizer **out) {
+    clopt_context *ctx = clopt_variable_context(var);
+    clopt_optimizer *o = tu_optimizer(ctx, json);
+    TU_OK(ctx, clopt_optimizer_build(o, &var, 1));
+    char *path = io_path(dir, name);
+    TU_OK(ctx, clopt_optimizer_save(o, path));
+    if (out) *out = o;
+    return path;
+}
+
 /* The metadata's class, format version and config. */
 Test(io_load_host, file_for_another_optimizer) {
     fx f;
@@ -571,10 +585,8 @@ Test(io_load_host, file_for_another_optimizer) {
     clopt_context *c2 = tu_context(TU_HOST);
     const float z[2] = {0, 0};
     clopt_variable *w2 = tu_var_f32(c2, "w", 2, z);
-    clopt_optimizer *adam = tu_optimizer(c2, ADAM);
-    TU_OK(c2, clopt_optimizer_build(adam, &w2, 1));
-    char *adam_file = io_path(f.dir, "adam.safetensors");
-    TU_OK(c2, clopt_optimizer_save(adam, adam_file));
+    clopt_optimizer *adam = NULL;
+    char *adam_file = saved_optimizer(f.dir, "adam.safetensors", ADAM, w2, &adam);
     expect_load_fails(&f, adam_file, 0, CLOPT_ERR_FILE_MISMATCH,
                       "the state of an optimizer of class 'Adam', this one is 'SGD'",
                       "Adam file into SGD");
@@ -586,19 +598,14 @@ Test(io_load_host, file_for_another_optimizer) {
     snap_assert_same(&s, adam, &w2, 1, "SGD file into Adam");
     snap_free(&s);
     /* SGD without momentum: the same class, another variable list */
-    clopt_optimizer *plain = tu_optimizer(c2, "{\"class_name\": \"SGD\", \"config\": {}}");
-    TU_OK(c2, clopt_optimizer_build(plain, &w2, 1));
-    char *plain_file = io_path(f.dir, "plain.safetensors");
-    TU_OK(c2, clopt_optimizer_save(plain, plain_file));
+    char *plain_file = saved_optimizer(f.dir, "plain.safetensors",
+                                       "{\"class_name\": \"SGD\", \"config\": {}}", w2, NULL);
     expect_load_fails(&f, plain_file, 0, CLOPT_ERR_FILE_MISMATCH,
                       "holds 2 optimizer tensors, the optimizer has 3", "SGD file into SGD(m)");
     /* a file built on variables of another shape */
     const int64_t three = 3;
     clopt_variable *w3 = tu_var(c2, "w3", CLOPT_FLOAT32, 1, &three, NULL);
-    clopt_optimizer *sgd3 = tu_optimizer(c2, SGD_M);
-    TU_OK(c2, clopt_optimizer_build(sgd3, &w3, 1));
-    char *sgd3_file = io_path(f.dir, "sgd3.safetensors");
-    TU_OK(c2, clopt_optimizer_save(sgd3, sgd3_file));
+    char *sgd3_file = saved_optimizer(f.dir, "sgd3.safetensors", SGD_M, w3, NULL);
     expect_load_fails(&f, sgd3_file, 0, CLOPT_ERR_FILE_MISMATCH, "has shape [3]", "[3] into [2]");
     /* LossScaleOptimizer: the inner class counts */
     clopt_optimizer *lso_adam = tu_optimizer(
@@ -739,10 +746,7 @@ static void other_optimizer_and_dtype(const char *spec) {
     fx_make(&f, spec, ADAM);
     clopt_context *c2 = tu_context(spec);
     clopt_variable *w2 = tu_var_f32(c2, "w", 2, NULL);
-    clopt_optimizer *sgd = tu_optimizer(c2, SGD_M);
-    TU_OK(c2, clopt_optimizer_build(sgd, &w2, 1));
-    char *p = io_path(f.dir, "sgd.safetensors");
-    TU_OK(c2, clopt_optimizer_save(sgd, p));
+    char *p = saved_optimizer(f.dir, "sgd.safetensors", SGD_M, w2, NULL);
     expect_load_fails(&f, p, 0, CLOPT_ERR_FILE_MISMATCH, "SGD", "SGD file into Adam");
     clopt_variable *w64 = tu_var_f64(c2, "w", 2, NULL);
     clopt_optimizer *adam64 = tu_optimizer(c2, ADAM);
