@@ -61,17 +61,18 @@
  * 5. ns_steps iterations, each: per run, a batched gemm A = X X^T; one copy B := A; per run, a
  *    batched gemm B = c*A*A + b*B; one copy Y := X; per run, a batched gemm X = B*Y + a*X
  *    (rows > cols: the same with X stored transposed, through the products' transpose flags, so
- *    no transpose pass is needed). A run is an unbroken sequence of a group's members in the
- *    launch: one per group when every member is applied (gradients missing in between split it);
+ *    no transpose pass is needed). A run is a group's members from the first the launch updates
+ *    to the last: one per group, whatever gradients are missing in between (a skipped member's
+ *    products then work on its stale scratch, finite or not, which only its own batch entry
+ *    sees and nothing applies);
  * 6. muon.apply over every chunk of the launch: w := WEIGHT() - ((lr*X)*sqrt(max(rows, cols)))*
  *    rms_rate on the Muon path.
  * So a step takes, per plan launch, 1 launch without Muon-path variables, else
  * 5 + ns_steps*(2 + 3R) for R runs, R = the number of shape groups among its Muon-path variables
- * when all are applied: min(S, MU_S_MAX) for S distinct (dtype, rows, cols) shapes, so 15 + 15R
+ * with a gradient: at most min(S, MU_S_MAX) for S distinct (dtype, rows, cols) shapes, so 15 + 15R
  * with the default ns_steps=5 (30 for one shape, 45 for two, ..., at most 135 for 8 or more),
  * whatever the number of variables and shapes (before batching: 2 + (3 + 5*ns_steps) per
- * Muon-path variable). Gradients missing inside a group split its run (one run per unbroken
- * sequence of applied members), so a partly applied step can take more. A CLBlast product
+ * Muon-path variable), missing gradients included. A CLBlast product
  * counts as one launch here; CLBlast itself may enqueue several kernels for one
  * (padding/transposition passes for larger matrices).
  * A group of one runs the unbatched CLBlastSgemm/Dgemm, the same products as before batching;
@@ -229,8 +230,8 @@ typedef struct mu_group {
     size_t a0, astride;       /* member r's A (and B) start at a0 + r*astride: min(rows, cols)^2 */
 } mu_group;
 
-/* A run of consecutive members of a group that one plan launch updates (the whole group, unless
- * the launch holds only some of them). */
+/* The consecutive members of a group that one plan launch's products cover: from the first it
+ * updates to the last (the whole group when every member has a gradient). */
 typedef struct mu_run {
     const mu_group *g;
     size_t r0, len;
@@ -543,9 +544,12 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->pipe[3] = l->dtype == CLOPT_FLOAT64 ? s->lr : (double)(float)s->lr;
 }
 
-/* The runs of plan launch `pl`: marks its Muon-path variables in st->present, then collects the
- * maximal runs of consecutive present members of each group (of the launch's dtype) into
- * st->runs, and the spans of scratch they cover; clears st->present again. Returns the count. */
+/* The runs of plan launch `pl`: marks its Muon-path variables in st->present, then collects, per
+ * group of the launch's dtype with a present member, the one run from its first present member
+ * to its last into st->runs (members in between without a gradient, or in another plan launch,
+ * ride along: their products work on scratch that nothing of this launch loads or applies, so
+ * the launch count stays one batched product per group), and the spans of scratch they cover;
+ * clears st->present again. Returns the count. */
 static size_t collect_runs(const clopt_optimizer *o, const clopt__plan *p,
                            const clopt__plan_launch *pl, size_t xspan[2], size_t aspan[2]) {
     mu_state *st = o->class_state;
@@ -562,14 +566,14 @@ static size_t collect_runs(const clopt_optimizer *o, const clopt__plan *p,
     for (size_t gi = 0; gi < st->ngroups; gi++) {
         const mu_group *g = &st->groups[gi];
         if (g->dtype != pl->dtype) continue;
+        size_t lo = SIZE_MAX, hi = 0;
         for (size_t k = 0; k < g->count; k++) {
             if (!st->present[st->members[g->first + k]]) continue;
-            if (n && st->runs[n - 1].g == g && st->runs[n - 1].r0 + st->runs[n - 1].len == k)
-                st->runs[n - 1].len++;
-            else
-                st->runs[n++] = (mu_run){g, k, 1};
+            if (lo == SIZE_MAX) lo = k;
+            hi = k + 1;
             st->present[st->members[g->first + k]] = 0;
         }
+        if (lo != SIZE_MAX) st->runs[n++] = (mu_run){g, lo, hi - lo};
     }
     for (size_t k = 0; k < n; k++) {
         const mu_run *r = &st->runs[k];
