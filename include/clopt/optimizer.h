@@ -69,7 +69,11 @@ CLOPT_API clopt_status clopt_optimizer_build(clopt_optimizer *opt, clopt_variabl
 CLOPT_API clopt_status clopt_optimizer_apply(clopt_optimizer *opt, clopt_variable *const *grads,
                                              clopt_variable *const *vars, size_t n);
 
-/* Keras's `iterations`: the number of applied steps. -1 if opt is NULL. Since v0.1. */
+/* Keras's `iterations`: the number of applied steps. -1 if opt is NULL (or, for a
+ * LossScaleOptimizer, when reading its count back from the device fails). A LossScaleOptimizer
+ * whose steps the device decides (README, "Loss scaling") keeps the count on the device: asking
+ * waits for the steps enqueued so far and reads it back, as do scale_loss, the learning rate,
+ * the variable list's values and checkpoints. Since v0.1. */
 CLOPT_API int64_t clopt_optimizer_iterations(const clopt_optimizer *opt);
 
 /* The learning rate the next step will use (the float, or the schedule at the current step).
@@ -103,8 +107,10 @@ CLOPT_API clopt_status clopt_optimizer_variable(const clopt_optimizer *opt, size
 
 /* Keras's scale_loss: loss times the loss scale (a LossScaleOptimizer's current dynamic scale,
  * or its initial_scale before it is built; otherwise loss_scale_factor when set, else 1). The
- * gradients of a scaled loss are divided by the same factor inside apply. Returns CLOPT_OK or
- * CLOPT_ERR_INVALID_ARGUMENT. Since v0.1. */
+ * gradients of a scaled loss are divided by the same factor inside apply. A LossScaleOptimizer
+ * whose steps the device decides waits for them to read the scale back; a loop that scales on
+ * the device takes the scale's buffer from clopt_optimizer_cl_loss_scale (clopt/clopt_cl.h)
+ * instead. Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT or CLOPT_ERR_OPENCL. Since v0.1. */
 CLOPT_API clopt_status clopt_optimizer_scale_loss(const clopt_optimizer *opt, double loss,
                                                   double *out);
 
