@@ -735,19 +735,31 @@ static void group_shape(int k, int64_t shape[2], int *adamw, const char **kind) 
     shape[0] = shapes[s][0], shape[1] = shapes[s][1], *adamw = 0, *kind = "kernel";
 }
 
-typedef struct group_set {
-    clopt_variable *vars[GN], *grads[GN];
-    int64_t shape[GN][2];
-    int ndim[GN], adamw[GN];
-    size_t n[GN];
-} group_set;
+/* A set of Muon test variables: variable k's shape, path and name kind come from `layout` (a
+ * second dimension of 0 makes it 1-D), its start from the seeded generator; its gradients at step
+ * t from the generator seeded grad_seed + t (the same for every caller); `skips` says which
+ * variables have no gradient at a step. */
+#define SET_MAX 32
+typedef void (*set_layout_fn)(int k, int64_t shape[2], int *adamw, const char **kind);
+typedef struct mu_set {
+    int nv;
+    clopt_variable *vars[SET_MAX], *grads[SET_MAX];
+    int64_t shape[SET_MAX][2];
+    int ndim[SET_MAX], adamw[SET_MAX];
+    size_t n[SET_MAX];
+    uint64_t grad_seed;
+    int (*skips)(int k, int t);
+} mu_set;
 
-static void group_set_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed, group_set *s,
-                           double **w0) {
+static void set_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed, int nv,
+                     set_layout_fn layout, uint64_t grad_seed, int (*skips)(int, int), mu_set *s,
+                     double **w0) {
+    cr_assert(nv <= SET_MAX);
+    s->nv = nv, s->grad_seed = grad_seed, s->skips = skips;
     uint64_t rng = seed;
-    for (int k = 0; k < GN; k++) {
+    for (int k = 0; k < nv; k++) {
         const char *kind;
-        group_shape(k, s->shape[k], &s->adamw[k], &kind);
+        layout(k, s->shape[k], &s->adamw[k], &kind);
         s->ndim[k] = s->shape[k][1] ? 2 : 1;
         s->n[k] = (size_t)s->shape[k][0] * (size_t)(s->shape[k][1] ? s->shape[k][1] : 1);
         double *x = malloc(s->n[k] * sizeof *x);
@@ -762,31 +774,40 @@ static void group_set_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed,
     }
 }
 
-/* The gradients of step t, the same for every caller (seeded by t). */
-static void group_grads(const group_set *s, int t, double **g) {
-    uint64_t rng = 1000 + (uint64_t)t;
-    for (int k = 0; k < GN; k++) {
-        g[k] = malloc(s->n[k] * sizeof(double));
-        cr_assert(g[k]);
-        tu_rand_fill(&rng, g[k], s->n[k], -1, 1);
-        tu_write_f64(s->grads[k], g[k]);
+/* Writes step t's gradients (into g[k] as well when g is not NULL; the caller frees them). */
+static void set_grads(const mu_set *s, int t, double **g) {
+    uint64_t rng = s->grad_seed + (uint64_t)t;
+    for (int k = 0; k < s->nv; k++) {
+        double *x = malloc(s->n[k] * sizeof(double));
+        cr_assert(x);
+        tu_rand_fill(&rng, x, s->n[k], -1, 1);
+        tu_write_f64(s->grads[k], x);
+        if (g) g[k] = x;
+        else free(x);
     }
 }
 
-/* Members 1 and 4 of the 6x10 group (variables 1 and 9) and one 20x7 member skip step 2. */
-static int group_skips(int k, int t) { return t == 2 && (k == 1 || k == 9 || k == 10); }
+/* One step of the set: step t's gradients, then apply with the skipped ones left out. */
+static void set_step(clopt_context *ctx, clopt_optimizer *o, const mu_set *s, int t, double **g) {
+    set_grads(s, t, g);
+    clopt_variable *pass[SET_MAX];
+    for (int k = 0; k < s->nv; k++) pass[k] = s->skips(k, t) ? NULL : s->grads[k];
+    TU_OK(ctx, clopt_optimizer_apply(o, pass, (clopt_variable **)s->vars, (size_t)s->nv));
+}
 
 #define GROUP_JSON                                                                            \
     "{\"class_name\": \"Muon\", \"config\": {\"learning_rate\": 0.03125, \"exclude_layers\": " \
     "[\"^head/\"]}}"
 
-/* float64 against the double reference (ref_step), four steps. */
-static void grouped_reference(const char *dev) {
+/* float64 against the double reference (ref_step), four steps: each variable's weights after
+ * every step, within 1e-10 relative. */
+static void set_reference(const char *dev, uint64_t seed, int nv, set_layout_fn layout,
+                          uint64_t grad_seed, int (*skips)(int, int)) {
     clopt_context *ctx = tu_context(dev);
-    group_set s;
-    double *w[GN], *m[GN], *v[GN];
-    group_set_make(ctx, CLOPT_FLOAT64, 7, &s, w);
-    for (int k = 0; k < GN; k++) {
+    mu_set s;
+    double *w[SET_MAX], *m[SET_MAX], *v[SET_MAX];
+    set_make(ctx, CLOPT_FLOAT64, seed, nv, layout, grad_seed, skips, &s, w);
+    for (int k = 0; k < nv; k++) {
         m[k] = calloc(s.n[k], sizeof(double));
         v[k] = calloc(s.n[k], sizeof(double));
         cr_assert(m[k] && v[k]);
@@ -794,25 +815,29 @@ static void grouped_reference(const char *dev) {
     muon_hp h = hp_default;
     clopt_optimizer *o = tu_optimizer(ctx, GROUP_JSON);
     for (int t = 1; t <= 4; t++) {
-        double *g[GN];
-        group_grads(&s, t, g);
-        clopt_variable *pass[GN];
-        for (int k = 0; k < GN; k++) {
-            pass[k] = group_skips(k, t) ? NULL : s.grads[k];
-            if (pass[k])
+        double *g[SET_MAX];
+        set_step(ctx, o, &s, t, g);
+        for (int k = 0; k < nv; k++) {
+            if (!skips(k, t))
                 ref_step(&h, s.adamw[k], (int)s.shape[k][0], (int)s.shape[k][1], s.n[k], t, g[k],
                          w[k], m[k], v[k]);
-        }
-        TU_OK(ctx, clopt_optimizer_apply(o, pass, s.vars, GN));
-        for (int k = 0; k < GN; k++) {
             char what[96];
-            snprintf(what, sizeof what, "step %d: %s", t, clopt_variable_name(s.vars[k]));
+            snprintf(what, sizeof what, "step %d: %s (%lld x %lld)", t,
+                     clopt_variable_name(s.vars[k]), (long long)s.shape[k][0],
+                     (long long)s.shape[k][1]);
             tu_assert_var_close(s.vars[k], w[k], 1e-10, 1e-12, what);
             free(g[k]);
         }
     }
-    for (int k = 0; k < GN; k++) free(w[k]), free(m[k]), free(v[k]);
+    for (int k = 0; k < nv; k++) free(w[k]), free(m[k]), free(v[k]);
     clopt_context_destroy(ctx);
+}
+
+/* Members 1 and 4 of the 6x10 group (variables 1 and 9) and one 20x7 member skip step 2. */
+static int group_skips(int k, int t) { return t == 2 && (k == 1 || k == 9 || k == 10); }
+
+static void grouped_reference(const char *dev) {
+    set_reference(dev, 7, GN, group_shape, 1000, group_skips);
 }
 Test(muon_host, grouped_reference) { grouped_reference(TU_HOST); }
 Test(muon_pocl, grouped_reference) {
@@ -826,28 +851,18 @@ Test(muon_pocl, grouped_reference) {
 Test(muon_pocl, grouped_agrees_with_host_and_per_variable) {
     POCL_NEEDS_CLBLAST();
     clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
-    group_set s[2], single;
+    mu_set s[2], single;
     clopt_optimizer *o[2], *one[GN];
     for (int c = 0; c < 2; c++) {
-        group_set_make(ctx[c], CLOPT_FLOAT32, 11, &s[c], NULL);
+        set_make(ctx[c], CLOPT_FLOAT32, 11, GN, group_shape, 1000, group_skips, &s[c], NULL);
         o[c] = tu_optimizer(ctx[c], GROUP_JSON);
     }
-    group_set_make(ctx[1], CLOPT_FLOAT32, 11, &single, NULL);
+    set_make(ctx[1], CLOPT_FLOAT32, 11, GN, group_shape, 1000, group_skips, &single, NULL);
     for (int k = 0; k < GN; k++) one[k] = tu_optimizer(ctx[1], GROUP_JSON);
     size_t differ = 0, total = 0;
     for (int t = 1; t <= 4; t++) {
-        double *g[GN];
-        for (int c = 0; c < 2; c++) {
-            group_grads(&s[c], t, g);
-            for (int k = 0; k < GN; k++) free(g[k]);
-        }
-        group_grads(&single, t, g);
-        for (int k = 0; k < GN; k++) free(g[k]);
-        for (int c = 0; c < 2; c++) {
-            clopt_variable *pass[GN];
-            for (int k = 0; k < GN; k++) pass[k] = group_skips(k, t) ? NULL : s[c].grads[k];
-            TU_OK(ctx[c], clopt_optimizer_apply(o[c], pass, s[c].vars, GN));
-        }
+        for (int c = 0; c < 2; c++) set_step(ctx[c], o[c], &s[c], t, NULL);
+        set_grads(&single, t, NULL);
         for (int k = 0; k < GN; k++)
             if (!group_skips(k, t))
                 TU_OK(ctx[1], clopt_optimizer_apply(one[k], &single.grads[k], &single.vars[k], 1));
@@ -1119,52 +1134,19 @@ static const int64_t ms_shapes[MS_SHAPES][2] = {
     {3, 5},  {8, 4},  {17, 33}, {40, 9},  {1, 12}, {12, 1}, {6, 6},  {30, 31}, {31, 30}, {2, 50},
     {50, 3}, {7, 13}, {13, 7},  {20, 20}, {9, 64}, {64, 10}, {5, 5}, {11, 2},  {4, 27},  {25, 16}};
 
-typedef struct ms_set {
-    clopt_variable *vars[MS_N], *grads[MS_N];
-    int64_t shape[MS_N][2];
-    int ndim[MS_N], adamw[MS_N];
-    size_t n[MS_N];
-} ms_set;
-
 /* Variable k: shapes 0..19, then second members of shapes 3, 8, 14 and 17, then a 1-D bias and
  * an embedding (AdamW path). */
-static void ms_make(clopt_context *ctx, clopt_dtype dtype, uint64_t seed, ms_set *s, double **w0) {
+static void ms_shape(int k, int64_t shape[2], int *adamw, const char **kind) {
     static const int again[4] = {3, 8, 14, 17};
-    uint64_t rng = seed;
-    for (int k = 0; k < MS_N; k++) {
-        const char *kind = "kernel";
-        s->adamw[k] = 0;
-        s->ndim[k] = 2;
-        if (k < MS_SHAPES) {
-            memcpy(s->shape[k], ms_shapes[k], sizeof s->shape[k]);
-        } else if (k < MS_SHAPES + 4) {
-            memcpy(s->shape[k], ms_shapes[again[k - MS_SHAPES]], sizeof s->shape[k]);
-        } else if (k == MS_SHAPES + 4) {
-            s->shape[k][0] = 19, s->shape[k][1] = 0, s->ndim[k] = 1, s->adamw[k] = 1;
-            kind = "bias";
-        } else {
-            s->shape[k][0] = 10, s->shape[k][1] = 4, s->adamw[k] = 1, kind = "embedding";
-        }
-        s->n[k] = (size_t)s->shape[k][0] * (size_t)(s->ndim[k] == 2 ? s->shape[k][1] : 1);
-        double *x = malloc(s->n[k] * sizeof *x);
-        cr_assert(x);
-        tu_rand_fill(&rng, x, s->n[k], -1, 1);
-        char name[64];
-        snprintf(name, sizeof name, "layer%d/%s", k, kind);
-        s->vars[k] = tu_var_from_f64(ctx, name, dtype, s->ndim[k], s->shape[k], x);
-        s->grads[k] = tu_var_from_f64(ctx, "g", dtype, s->ndim[k], s->shape[k], x);
-        if (w0) w0[k] = x;
-        else free(x);
-    }
-}
-
-static void ms_grads(const ms_set *s, int t, double **g) {
-    uint64_t rng = 2000 + (uint64_t)t;
-    for (int k = 0; k < MS_N; k++) {
-        g[k] = malloc(s->n[k] * sizeof(double));
-        cr_assert(g[k]);
-        tu_rand_fill(&rng, g[k], s->n[k], -1, 1);
-        tu_write_f64(s->grads[k], g[k]);
+    *kind = "kernel", *adamw = 0;
+    if (k < MS_SHAPES) {
+        memcpy(shape, ms_shapes[k], 2 * sizeof *shape);
+    } else if (k < MS_SHAPES + 4) {
+        memcpy(shape, ms_shapes[again[k - MS_SHAPES]], 2 * sizeof *shape);
+    } else if (k == MS_SHAPES + 4) {
+        shape[0] = 19, shape[1] = 0, *adamw = 1, *kind = "bias";
+    } else {
+        shape[0] = 10, shape[1] = 4, *adamw = 1, *kind = "embedding";
     }
 }
 
@@ -1174,39 +1156,7 @@ static int ms_skips(int k, int t) { return t == 2 && (k == 7 || k == MS_SHAPES +
 /* float64 against the double reference (ref_step), four steps: the padded products give the
  * unpadded iteration's results up to the summation order. */
 static void many_shapes_reference(const char *dev) {
-    clopt_context *ctx = tu_context(dev);
-    ms_set s;
-    double *w[MS_N], *m[MS_N], *v[MS_N];
-    ms_make(ctx, CLOPT_FLOAT64, 17, &s, w);
-    for (int k = 0; k < MS_N; k++) {
-        m[k] = calloc(s.n[k], sizeof(double));
-        v[k] = calloc(s.n[k], sizeof(double));
-        cr_assert(m[k] && v[k]);
-    }
-    muon_hp h = hp_default;
-    clopt_optimizer *o = tu_optimizer(ctx, GROUP_JSON);
-    for (int t = 1; t <= 4; t++) {
-        double *g[MS_N];
-        ms_grads(&s, t, g);
-        clopt_variable *pass[MS_N];
-        for (int k = 0; k < MS_N; k++) {
-            pass[k] = ms_skips(k, t) ? NULL : s.grads[k];
-            if (pass[k])
-                ref_step(&h, s.adamw[k], (int)s.shape[k][0], (int)s.shape[k][1], s.n[k], t, g[k],
-                         w[k], m[k], v[k]);
-        }
-        TU_OK(ctx, clopt_optimizer_apply(o, pass, s.vars, MS_N));
-        for (int k = 0; k < MS_N; k++) {
-            char what[96];
-            snprintf(what, sizeof what, "step %d: %s (%lld x %lld)", t,
-                     clopt_variable_name(s.vars[k]), (long long)s.shape[k][0],
-                     (long long)s.shape[k][1]);
-            tu_assert_var_close(s.vars[k], w[k], 1e-10, 1e-12, what);
-            free(g[k]);
-        }
-    }
-    for (int k = 0; k < MS_N; k++) free(w[k]), free(m[k]), free(v[k]);
-    clopt_context_destroy(ctx);
+    set_reference(dev, 17, MS_N, ms_shape, 2000, ms_skips);
 }
 Test(muon_host, many_shapes_reference) { many_shapes_reference(TU_HOST); }
 Test(muon_pocl, many_shapes_reference) {
@@ -1218,21 +1168,14 @@ Test(muon_pocl, many_shapes_reference) {
 Test(muon_pocl, many_shapes_agree_with_host) {
     POCL_NEEDS_CLBLAST();
     clopt_context *ctx[2] = {tu_context(TU_HOST), tu_context(TU_POCL)};
-    ms_set s[2];
+    mu_set s[2];
     clopt_optimizer *o[2];
     for (int c = 0; c < 2; c++) {
-        ms_make(ctx[c], CLOPT_FLOAT32, 23, &s[c], NULL);
+        set_make(ctx[c], CLOPT_FLOAT32, 23, MS_N, ms_shape, 2000, ms_skips, &s[c], NULL);
         o[c] = tu_optimizer(ctx[c], GROUP_JSON);
     }
     for (int t = 1; t <= 4; t++) {
-        for (int c = 0; c < 2; c++) {
-            double *g[MS_N];
-            ms_grads(&s[c], t, g);
-            for (int k = 0; k < MS_N; k++) free(g[k]);
-            clopt_variable *pass[MS_N];
-            for (int k = 0; k < MS_N; k++) pass[k] = ms_skips(k, t) ? NULL : s[c].grads[k];
-            TU_OK(ctx[c], clopt_optimizer_apply(o[c], pass, s[c].vars, MS_N));
-        }
+        for (int c = 0; c < 2; c++) set_step(ctx[c], o[c], &s[c], t, NULL);
         for (int k = 0; k < MS_N; k++) {
             char what[96];
             snprintf(what, sizeof what, "step %d: %s", t, clopt_variable_name(s[1].vars[k]));
