@@ -519,6 +519,21 @@ static int cside_vars(clopt_context *ctx, cside *c, const cbench *b, clopt_dtype
     return 0;
 }
 
+/* The optimizer of `json`, built on the clopt side's variables. Returns 0; 1 when this library
+ * does not have it (*skipped and `note` say why: a note, not a failure); -1 on a failure. */
+static int cside_optimizer(clopt_context *ctx, cside *c, const char *json, int *skipped,
+                           char *note, size_t nnote) {
+    clopt_status st = clopt_optimizer_from_config(ctx, json, &c->opt);
+    if (st != CLOPT_OK) {
+        *skipped = 1;
+        snprintf(note, nnote, "%s: %s", clopt_status_name(st), clopt_context_last_error(ctx));
+        return 1;
+    }
+    if ((st = clopt_optimizer_build(c->opt, c->vars, c->n)) != CLOPT_OK)
+        return fail_clopt(ctx, "clopt_optimizer_build", st);
+    return 0;
+}
+
 static int clopt_step(clopt_context *ctx, cside *c) {
     clopt_status st = clopt_optimizer_apply(c->opt, c->grads, c->vars, c->n);
     if (st == CLOPT_OK) st = clopt_finish(ctx);
@@ -625,16 +640,9 @@ static int run_timed(clopt_context *ctx, const bench_args *a, const bench_opt *o
     }
     if (cside_vars(ctx, &c, &b, a->dtype)) goto out;
     const double t0 = now_ns();
-    clopt_status st = clopt_optimizer_from_config(ctx, json, &c.opt);
-    if (st != CLOPT_OK) { /* not in this library (yet): a note, not a failure */
-        r->skipped = 1;
-        snprintf(r->note, sizeof r->note, "%s: %s", clopt_status_name(st),
-                 clopt_context_last_error(ctx));
-        rc = 0;
-        goto out;
-    }
-    if ((st = clopt_optimizer_build(c.opt, c.vars, c.n)) != CLOPT_OK) {
-        fail_clopt(ctx, "clopt_optimizer_build", st);
+    const int made = cside_optimizer(ctx, &c, json, &r->skipped, r->note, sizeof r->note);
+    if (made != 0) {
+        rc = made > 0 ? 0 : -1;
         goto out;
     }
     r->build_ms = (now_ns() - t0) / 1e6;
@@ -830,15 +838,9 @@ static int run_steps(const bench_args *a, const bench_opt *o, size_t n, size_t t
     clopt_context_memory_stats(ctx, &m0);
     if (cside_vars(ctx, &c, &b, a->dtype)) goto out;
     clopt_context_memory_stats(ctx, &m1);
-    if ((st = clopt_optimizer_from_config(ctx, json, &c.opt)) != CLOPT_OK) {
-        r->skipped = 1;
-        snprintf(r->note, sizeof r->note, "%s: %s", clopt_status_name(st),
-                 clopt_context_last_error(ctx));
-        rc = 0;
-        goto out;
-    }
-    if ((st = clopt_optimizer_build(c.opt, c.vars, c.n)) != CLOPT_OK) {
-        fail_clopt(ctx, "clopt_optimizer_build", st);
+    const int made = cside_optimizer(ctx, &c, json, &r->skipped, r->note, sizeof r->note);
+    if (made != 0) {
+        rc = made > 0 ? 0 : -1;
         goto out;
     }
     clopt_context_memory_stats(ctx, &m2);

@@ -547,9 +547,10 @@ clopt_status clopt__apply_run(clopt_optimizer *o) {
     return CLOPT_OK;
 }
 
-clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf) {
+clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int reset) {
     /* Two floats of 1: a float kernel's 0 clears the first, a double kernel's clears both. */
-    clopt_status st = o->ctx->ops->fill(o->ctx, flag_buf, CLOPT_FLOAT32, 0, 2, 1.0);
+    clopt_status st =
+        reset ? o->ctx->ops->fill(o->ctx, flag_buf, CLOPT_FLOAT32, 0, 2, 1.0) : CLOPT_OK;
     for (size_t i = 0; st == CLOPT_OK && i < o->plan.nlaunches; i++) {
         clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], 0, 0.0);
         l.kernel = "pipeline.finite";

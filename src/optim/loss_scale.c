@@ -138,11 +138,14 @@ static clopt_status apply_on_device(clopt_optimizer *o) {
     clopt_status st = clopt__device_step_begin(in, &o->state[STEP_COUNTER],
                                                o->hp[DYNAMIC_GROWTH_STEPS].v);
     if (st != CLOPT_OK) return st;
-    if ((st = clopt__run_finite_check(in, in->dstep->state_buf)) != CLOPT_OK) return st;
+    if ((st = clopt__run_finite_check(in, in->dstep->state_buf, 0)) != CLOPT_OK) return st;
     in->dstep->stepping = 1;
     st = clopt__apply_run(in);
     in->dstep->stepping = 0;
-    return st == CLOPT_OK ? clopt__device_step_end(in) : st;
+    if (st == CLOPT_OK) st = clopt__device_step_end(in);
+    /* A step cut short may leave the flag at skip: the next one rewrites the state. */
+    if (st != CLOPT_OK) clopt__device_step_invalidate(in);
+    return st;
 }
 
 clopt_status clopt__loss_scale_sync(const clopt_optimizer *co, int write) {
@@ -163,7 +166,7 @@ static clopt_status apply(clopt_optimizer *o, clopt_variable *const *grads,
     if (!o->flag_buf &&
         (st = o->ctx->ops->buffer_create(o->ctx, 8, &o->flag_buf)) != CLOPT_OK)
         return st;
-    if ((st = clopt__run_finite_check(in, o->flag_buf)) != CLOPT_OK) return st;
+    if ((st = clopt__run_finite_check(in, o->flag_buf, 1)) != CLOPT_OK) return st;
     float flag = 0;
     if ((st = o->ctx->ops->read(o->ctx, o->flag_buf, 0, &flag, sizeof flag)) != CLOPT_OK)
         return st;

@@ -311,11 +311,12 @@ void clopt__apply_pending_no_decay(clopt_optimizer *o);
 
 /* apply() in two halves: checks and the launch plan (nothing changes), then the step. A
  * LossScaleOptimizer runs its finite check (a kernel writing 0 to flag_buf's first float when a
- * gradient is not finite) in between. */
+ * gradient is not finite) in between; with `reset` the flag is set to go first (a device-decided
+ * step needs no reset: its finishing kernel sets it back). */
 clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *grads,
                                   clopt_variable *const *vars, size_t n);
 clopt_status clopt__apply_run(clopt_optimizer *o);
-clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf);
+clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int reset);
 
 /* apply.c, for device_step.c: the optimizer's and the pipeline's per-step scalars for dtype d
  * (c0..c7, q0..q3 as kernels take them), and EMA's momentum and overwrite beat at raw count it. */
