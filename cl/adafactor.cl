@@ -2,7 +2,7 @@
  * Scalars of the fused kernels: c0 beta_2_t, c1 1-beta_2_t, c2 epsilon_1. Slots: 0 r, 1 c,
  * 2 v, each stored at the variable's size (adafactor.c: r and c views at the start, the rest
  * scratch). info: AF_WORDS uint words per built variable, the layout of adafactor.c's AF_*
- * enum. Per chunk-table entry (AUX_AT): the chunk's sums of w^2 and u^2, then (pass 5) its
+ * enum. Per chunk position (AUX_AT): the chunk's sums of w^2 and u^2, then (pass 5) its
  * variable's alpha and max(1, RMS(u)/clip_threshold). */
 
 #define AF_FACTORED 0
@@ -176,16 +176,16 @@ inline void af_v_chunk(global const store_t *s, ulong ss, size_t base_, ulong e0
     }
 }
 
-/* Pass 1, one work-item per plan chunk. */
+/* Pass 1, over the plan's chunks (a work-item's loop over its chunks). */
 CHUNK_KERNEL void stats(AF_ARGS) {
-    CHUNK_INDEX;
+    CHUNK_BEGIN;
     AF_CHUNK;
     if (in[AF_FACTORED]) { /* passes 2, 4 and 6 read the gradient from here; 4 sums w^2 */
         if (e0 == 0) {
             in[AF_GCHUNK] = ch_.y;
             in[AF_ACTIVE] = 1;
         }
-        return;
+        continue;
     }
     real pw[CHUNK], pu[CHUNK];
     for (size_t l = 0; l < CHUNK; l++) {
@@ -204,11 +204,13 @@ CHUNK_KERNEL void stats(AF_ARGS) {
     if (e0 == 0) in[AF_ACTIVE] = 1;
     AUX_AT(0) = clopt_tree_sum(pw);
     AUX_AT(1) = clopt_tree_sum(pu);
+    CHUNK_END;
 }
 
 /* Passes 2 and 3, one work-item per entry of adafactor.c's table. */
 CHUNK_KERNEL void reduce(AF_ARGS) {
-    const uint4 en = table[tbase + get_global_id(0)];
+    (void)ntable;
+    const uint4 en = OWN_TABLE[tbase + get_global_id(0)];
     global const uint *in = info + (size_t)en.x * AF_WORDS;
     if (!in[AF_ACTIVE]) return;
     const size_t base_ = (size_t)in[AF_SLOT] * CHUNK;
@@ -313,12 +315,12 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
 #undef AF_G
 }
 
-/* Pass 4, one work-item per plan chunk of a factored variable: the chunk's sums of w^2 and of
- * u^2, u = g / sqrt(v). */
+/* Pass 4, over the plan's chunks of factored variables: the chunk's sums of w^2 and of u^2,
+ * u = g / sqrt(v). */
 CHUNK_KERNEL void velocity(AF_ARGS) {
-    CHUNK_INDEX;
+    CHUNK_BEGIN;
     AF_CHUNK;
-    if (!in[AF_FACTORED]) return;
+    if (!in[AF_FACTORED]) continue;
     real vv[CHUNK], pw[CHUNK], pu[CHUNK];
     af_v_chunk(s, ss, base_, e0, lim, in, vv);
     size_t l = 0;
@@ -338,11 +340,12 @@ CHUNK_KERNEL void velocity(AF_ARGS) {
     }
     AUX_AT(0) = clopt_tree_sum(pw);
     AUX_AT(1) = clopt_tree_sum(pu);
+    CHUNK_END;
 }
 
-/* Pass 6, one work-item per plan chunk. */
+/* Pass 6, over the plan's chunks. */
 CHUNK_KERNEL void adafactor(AF_ARGS) {
-    CHUNK_INDEX;
+    CHUNK_BEGIN;
     AF_CHUNK;
     const real a = AUX_AT(0), d = AUX_AT(1);
     size_t l = 0;
@@ -376,15 +379,17 @@ CHUNK_KERNEL void adafactor(AF_ARGS) {
         STORE(w, wi, wv - a * (u / d));
     }
     if (e0 == 0) in[AF_ACTIVE] = 0;
+    CHUNK_END;
 }
 
-#else /* the work-group forms (GPUs): one work-group of CHUNK work-items per table entry */
+#else /* the work-group forms (GPUs): work-groups of CHUNK work-items, a chunk (or an entry of
+       * adafactor.c's table) at a time */
 
 
 /* Pass 1, plan chunks: the gradient (read once), w after decay; rank < 2: v and u. */
 kernel void stats(AF_ARGS) {
     local real part[CHUNK];
-    UPDATE_INDEX;
+    GROUP_BEGIN;
     AF_ELEMENT;
     const real gv = GRAD();
     const real wv = WEIGHT();
@@ -403,6 +408,7 @@ kernel void stats(AF_ARGS) {
         AUX_AT(0) = sw;
         AUX_AT(1) = su;
     }
+    GROUP_END;
 }
 
 /* Passes 2 and 3, over adafactor.c's table: r and c from the row and column means of
@@ -410,8 +416,9 @@ kernel void stats(AF_ARGS) {
  * without a gradient in this step (not active) are skipped. */
 kernel void reduce(AF_ARGS) {
     local real part[CHUNK];
-    const size_t gid = get_global_id(0), lid = get_local_id(0);
-    const uint4 en = table[tbase + gid / CHUNK];
+    const size_t lid = get_local_id(0);
+    (void)ntable;
+    const uint4 en = OWN_TABLE[tbase + get_group_id(0)];
     global const uint *in = info + (size_t)en.x * AF_WORDS;
     if (!in[AF_ACTIVE]) return; /* the whole work-group shares the entry */
     const size_t base_ = (size_t)in[AF_SLOT] * CHUNK;
@@ -474,9 +481,9 @@ kernel void reduce(AF_ARGS) {
 /* Pass 4, plan chunks of factored variables: u = g / sqrt(v) over g in the velocity slot. */
 kernel void velocity(AF_ARGS) {
     local real part[CHUNK];
-    UPDATE_INDEX;
+    GROUP_BEGIN;
     AF_ELEMENT;
-    if (!in[AF_FACTORED]) return; /* the whole work-group is one chunk of one variable */
+    if (!in[AF_FACTORED]) continue; /* the whole work-group is on one chunk of one variable */
     real u = 0;
     if (e < n) {
         STORE(s, SLOT(2), LOAD(s, SLOT(2)) / sqrt(af_v(s, ss, base_, e, in)));
@@ -484,12 +491,13 @@ kernel void velocity(AF_ARGS) {
     }
     const real su = af_group_sum(part, u * u);
     if (get_local_id(0) == 0) AUX_AT(1) = su;
+    GROUP_END;
 }
 
 /* Pass 6, plan chunks: w := w - alpha * (u / max(1, RMS(u)/clip)), w after decay (WEIGHT() as
  * pass 1 read it; the gradient is not read again); factored: v into the velocity slot. */
 kernel void adafactor(AF_ARGS) {
-    UPDATE_INDEX;
+    GROUP_BEGIN;
     AF_ELEMENT;
     const real wv = WEIGHT();
     real u = 0;
@@ -503,29 +511,30 @@ kernel void adafactor(AF_ARGS) {
     }
     STORE(w, wi, wv - AUX_AT(0) * (u / AUX_AT(1)));
     if (e == 0) in[AF_ACTIVE] = 0;
+    GROUP_END;
 }
 #endif
 
 /* Pass 5, one work-item per variable (segment pass; scalars c0 rho, c1 epsilon_2,
  * c2 clip_threshold): alpha = max(epsilon_2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold)
  * over the variable's chunk partials. */
-kernel void scale(global const uint4 *ranges, uint rbase, uint nranges, global real *partials,
+kernel void scale(global const segment *ranges, uint rbase, uint nranges, global real *partials,
                   global const uint *info, real c0, real c1, real c2, real c3) {
     (void)c3;
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
-    const uint4 rg = ranges[rbase + i];
-    global const uint *in = info + (size_t)rg.x * AF_WORDS;
+    const segment rg = ranges[rbase + i];
+    global const uint *in = info + (size_t)rg.index * AF_WORDS;
     const real n = (real)((ulong)in[AF_N_LO] | ((ulong)in[AF_N_HI] << 32));
     real sw = 0, su = 0;
-    for (uint c = 0; c < rg.z; c++) {
-        sw += partials[(size_t)(rg.y + c) * AUX_STRIDE];
-        su += partials[(size_t)(rg.y + c) * AUX_STRIDE + 1];
+    for (uint c = 0; c < rg.count; c++) {
+        sw += partials[(size_t)(rg.first + c) * AUX_STRIDE];
+        su += partials[(size_t)(rg.first + c) * AUX_STRIDE + 1];
     }
     const real alpha = af_max(c1, sqrt(sw / n)) * c0;
     const real d = af_max((real)1, sqrt(su / n) / c2);
-    for (uint c = 0; c < rg.z; c++) {
-        partials[(size_t)(rg.y + c) * AUX_STRIDE] = alpha;
-        partials[(size_t)(rg.y + c) * AUX_STRIDE + 1] = d;
+    for (uint c = 0; c < rg.count; c++) {
+        partials[(size_t)(rg.first + c) * AUX_STRIDE] = alpha;
+        partials[(size_t)(rg.first + c) * AUX_STRIDE + 1] = d;
     }
 }

@@ -3,8 +3,8 @@
 #ifndef AMSGRAD
 #define AMSGRAD 0
 #endif
-kernel void adam(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void adam(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real gv = GRAD();
     const real wv = WEIGHT();
     real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
@@ -17,4 +17,5 @@ kernel void adam(UPDATE_ARGS) {
     STORE(s, SLOT(2), v);
 #endif
     STORE(w, wi, wv - c0 * m / (sqrt(v) + c3));
+    UPDATE_END;
 }

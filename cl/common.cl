@@ -39,16 +39,30 @@ typedef float store_t;
 
 /* Kernel names: "file.kernel" names a kernel in cl/file.cl; a plain "name" is in cl/name.cl. */
 
+/* A fused launch runs over a plan's segment table: one entry per variable (the host's
+ * clopt__segment, src/backend/backend_internal.h). `first` and `count` place the variable's
+ * chunks among the plan's chunk positions (a launch's segments cover consecutive positions; the
+ * position indexes per-chunk partial sums); var, grad and slot are the chunk offsets of its
+ * variable, gradient and first slot in their buffers; index is the segment (the variable's
+ * built index: seg[] and class info). The table grows with the number of variables, not with
+ * their sizes. */
+typedef struct {
+    uint index, first, count, var, grad, slot, unused0, unused1;
+} segment;
+
 /* The arguments every fused update kernel takes: variable, gradient and slot buffers, the slot
- * stride (slot kind k is at s + k*ss), the chunk table (uint4: variable, gradient and slot
- * chunk, segment) and its first entry, per-segment float scalars (seg[2*sg] the gradient's clip
- * factor, seg[2*sg+1] the weight-decay multiplier: 1 where weight decay applies, else 0), eight
+ * stride (slot kind k is at s + k*ss), the segment table with the launch's first entry and its
+ * number of entries, per-segment float scalars (seg[2*sg] the gradient's clip factor,
+ * seg[2*sg+1] the weight-decay multiplier: 1 where weight decay applies, else 0), eight
  * per-step scalars of the optimizer (c0..c7) and four of the apply pipeline (q0
- * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). */
+ * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). A class's
+ * pass over a table of its own (clopt__launch.own_table: Adafactor's rows and columns) gets
+ * that table as `table`, read through OWN_TABLE, with ntable its entries. */
 #define UPDATE_ARGS                                                                           \
     global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
-        global const uint4 *restrict table, uint tbase, global const real *seg,              \
+        global const segment *restrict table, uint tbase, uint ntable, global const real *seg, \
         UPDATE_SCALAR_ARGS
+#define OWN_TABLE ((global const uint4 *)table)
 /* The per-step scalars of UPDATE_ARGS (and a device-decided step's arguments after them), for
  * kernels that spell out the arguments before them (reduce.cl's sumsq). */
 #define UPDATE_SCALAR_ARGS                                                                    \
@@ -62,8 +76,8 @@ typedef float store_t;
  * whether the device found the gradients finite, nor so the inner iteration count, without
  * waiting for it; so such a kernel takes three more arguments: a table of the per-step scalars
  * for every count the step may be at, the state (finite flag, count, scale, the table's first
- * count) and which kind of block of a row it reads. STEP_LOAD_ (first in UPDATE_INDEX and
- * CHUNK_INDEX) returns unless the flag is 1 and the row's go switch is set, and defines
+ * count) and which kind of block of a row it reads. STEP_LOAD_ (first in UPDATE_BEGIN and the
+ * other walks) returns unless the flag is 1 and the row's go switch is set, and defines
  * c0..c7, q1..q3 from the row and q0 = 1 / the dynamic scale: the host's arguments are
  * ignored. The condition is the same for every work-item, so an early return cannot split a
  * work-group at a barrier. */
@@ -93,47 +107,132 @@ typedef float store_t;
 #define STEP_LOAD_ (void)0
 #endif
 
-/* Work-item gid handles element gid % CHUNK of chunk table[tbase + gid / CHUNK]: wi, gi and si
- * index the variable, gradient and first slot; sg is the segment. Arena padding makes every
- * chunk whole, so there is no bounds check. The backend launches these kernels with work-groups
- * of exactly CHUNK work-items, so the chunk is the work-group and the lane the local id: written
- * so (and with the table `restrict`: no kernel writes it), the compiler sees one table entry per
- * work-group and consecutive elements across work-items, and POCL vectorizes the work-group
- * with plain vector loads and stores; with gid / CHUNK it gathered every element (3x to 10x
- * more instructions). */
-#define UPDATE_INDEX                                                                 \
-    STEP_LOAD_;                                                                      \
-    const size_t gid_ = get_global_id(0);                                            \
-    const uint4 ch_ = table[tbase + get_group_id(0)];                                \
-    const size_t lane_ = get_local_id(0);                                            \
-    const size_t wi = (size_t)ch_.x * CHUNK + lane_, gi = (size_t)ch_.y * CHUNK + lane_, \
-                 si = (size_t)ch_.z * CHUNK + lane_;                                 \
-    const uint sg = ch_.w;                                                           \
-    (void)gid_; (void)sg; (void)seg; (void)ss;                                       \
-    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
+/* CLOPT_CPU: 1 on a CPU device (the backend sets it). A CHUNK_KERNEL runs in work-groups of
+ * one work-item (CL_KERNEL_COMPILE_WORK_GROUP_SIZE 1, which the backend reads). */
+#ifndef CLOPT_CPU
+#define CLOPT_CPU 0
+#endif
+#define CHUNK_KERNEL __attribute__((reqd_work_group_size(1, 1, 1))) kernel
+
+/* Chunks per unit of a fused launch: a CPU work-item (PER_ITEM) or a work-group of CHUNK
+ * work-items (PER_GROUP) runs that many consecutive chunk positions, finding its first segment
+ * by a binary search and walking on from there. The backend sets both (-D); the host's grid is
+ * ceil(chunks / per unit) units. */
+#ifndef PER_ITEM
+#define PER_ITEM 16
+#endif
+#ifndef PER_GROUP
+#define PER_GROUP 4
+#endif
+
+/* The last segment r in [lo, lo + n) with table[r].first <= c (n > 0): the segment of chunk
+ * position c (empty segments before it share its `first` and come earlier). */
+inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uint c) {
+    uint a = lo, b = lo + n;
+    while (b - a > 1) {
+        const uint m = a + (b - a) / 2;
+        if (table[m].first <= c) a = m;
+        else b = m;
+    }
+    return a;
+}
+
+/* The unit's range of chunk positions [c_, ce_) and its first segment r_. */
+#define SEGMENT_WALK_START(unit, per)                                                         \
+    STEP_LOAD_;                                                                               \
+    const uint cb_ = table[tbase].first;                                                      \
+    const uint cl_ = table[tbase + ntable - 1].first + table[tbase + ntable - 1].count;       \
+    uint c_ = cb_ + (uint)(unit) * (uint)(per);                                               \
+    const uint ce_ = c_ + (uint)(per) < cl_ ? c_ + (uint)(per) : cl_;                        \
+    uint r_ = clopt_segment_find(table, tbase, ntable, c_ < cl_ ? c_ : cb_)
+/* Moves r_ to the segment of c_ and reads it. */
+#define SEGMENT_WALK_ENTRY                                                                    \
+    while (c_ >= table[r_].first + table[r_].count) r_++;                                     \
+    const segment sgm_ = table[r_];                                                           \
+    const uint k_ = c_ - sgm_.first;                                                          \
+    const uint sg = sgm_.index;                                                               \
+    (void)sg; (void)seg; (void)ss;                                                            \
+    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;           \
     (void)q0; (void)q1; (void)q2; (void)q3
+
+/* An element-wise fused kernel is written
+ *     UPDATE_KERNEL void name(UPDATE_ARGS) { UPDATE_BEGIN; ...body...; UPDATE_END; }
+ * where the body handles one element: wi, gi and si index the variable, gradient and first
+ * slot, sg is the segment and cpos_ the chunk position (for AUX_AT). Arena padding makes every
+ * chunk whole, so there is no bounds check. `continue` skips the element. The body must not
+ * return (it runs in loops).
+ *
+ * On a CPU device (CLOPT_CPU) the kernel is a CHUNK_KERNEL: one work-item runs its PER_ITEM
+ * chunks as loops over the contiguous elements of each segment it meets, which the compiler
+ * vectorizes (POCL vectorizes a work-group's work-items only when the kernel body has no loop;
+ * a search for the segment in that form made POCL run it once per work-item and stop
+ * vectorizing: 11 to 14 times slower). Elsewhere (GPUs) the kernel runs in work-groups of CHUNK
+ * work-items, lane = local id, PER_GROUP chunks per group. */
+#if CLOPT_CPU
+#define UPDATE_KERNEL CHUNK_KERNEL
+#define UPDATE_BEGIN                                                                          \
+    SEGMENT_WALK_START(get_global_id(0), PER_ITEM);                                           \
+    while (c_ < ce_) {                                                                        \
+        SEGMENT_WALK_ENTRY;                                                                   \
+        const uint n_ = (sgm_.first + sgm_.count < ce_ ? sgm_.first + sgm_.count : ce_) - c_; \
+        const size_t w0_ = ((size_t)sgm_.var + k_) * CHUNK, g0_ = ((size_t)sgm_.grad + k_) * CHUNK, \
+                     s0_ = ((size_t)sgm_.slot + k_) * CHUNK;                                  \
+        for (size_t i_ = 0; i_ < (size_t)n_ * CHUNK; i_++) {                                  \
+            const size_t wi = w0_ + i_, gi = g0_ + i_, si = s0_ + i_;                         \
+            const uint cpos_ = c_ + (uint)(i_ / CHUNK);                                       \
+            const size_t lane_ = i_ % CHUNK;                                                  \
+            (void)wi; (void)gi; (void)si; (void)cpos_; (void)lane_
+#define UPDATE_END                                                                            \
+        }                                                                                     \
+        c_ += n_;                                                                             \
+    }
+#else
+#define UPDATE_KERNEL kernel
+#define UPDATE_BEGIN                                                                          \
+    SEGMENT_WALK_START(get_group_id(0), PER_GROUP);                                           \
+    for (; c_ < ce_; c_++) {                                                                  \
+        SEGMENT_WALK_ENTRY;                                                                   \
+        const uint cpos_ = c_;                                                                \
+        const size_t lane_ = get_local_id(0);                                                 \
+        const size_t wi = ((size_t)sgm_.var + k_) * CHUNK + lane_,                            \
+                     gi = ((size_t)sgm_.grad + k_) * CHUNK + lane_,                           \
+                     si = ((size_t)sgm_.slot + k_) * CHUNK + lane_;                           \
+        (void)wi; (void)gi; (void)si; (void)cpos_
+#define UPDATE_END }
+#endif
+
+/* A work-group-form kernel with barriers (a reduction through local memory): the same walk,
+ * always in work-groups of CHUNK work-items, PER_GROUP chunks per group; the loop is uniform
+ * across the group, so barriers inside it are reached by every work-item. */
+#define GROUP_BEGIN                                                                           \
+    SEGMENT_WALK_START(get_group_id(0), PER_GROUP);                                           \
+    for (; c_ < ce_; c_++) {                                                                  \
+        SEGMENT_WALK_ENTRY;                                                                   \
+        const uint cpos_ = c_;                                                                \
+        const size_t lane_ = get_local_id(0);                                                 \
+        const size_t wi = ((size_t)sgm_.var + k_) * CHUNK + lane_,                            \
+                     gi = ((size_t)sgm_.grad + k_) * CHUNK + lane_,                           \
+                     si = ((size_t)sgm_.slot + k_) * CHUNK + lane_;                           \
+        (void)wi; (void)gi; (void)si; (void)cpos_
+#define GROUP_END }
 
 /* Reductions over a chunk on a CPU device (CLOPT_CPU, set by the backend). POCL runs a
  * work-group's tree reduction through local memory as one loop over the work-items per barrier:
  * reducing the gradient's squares for norm clipping that way took 5 to 40 times as long as
  * reading it. There such kernels are declared CHUNK_KERNEL, which the backend sees
- * (CL_KERNEL_COMPILE_WORK_GROUP_SIZE 1) and launches as one work-item per chunk; CHUNK_INDEX
- * reads the chunk's table entry and CHUNK_LANE(i) makes wi, gi and si index element i of it,
- * in a loop over the chunk that the compiler vectorizes; clopt_tree_sum adds the chunk's
- * values in the order of the work-group tree (so the same bits) from registers. Elsewhere
- * (GPUs) the work-group form is kept. */
-#ifndef CLOPT_CPU
-#define CLOPT_CPU 0
-#endif
-#define CHUNK_KERNEL __attribute__((reqd_work_group_size(1, 1, 1))) kernel
-#define CHUNK_INDEX                                                                  \
-    STEP_LOAD_;                                                                      \
-    const size_t gid_ = get_global_id(0);                                            \
-    const uint4 ch_ = table[tbase + gid_];                                           \
-    const uint sg = ch_.w;                                                           \
-    (void)sg; (void)seg; (void)ss;                                                   \
-    (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;  \
-    (void)q0; (void)q1; (void)q2; (void)q3
+ * (CL_KERNEL_COMPILE_WORK_GROUP_SIZE 1) and launches as one work-item per PER_ITEM chunks;
+ * CHUNK_BEGIN .. CHUNK_END loop over the work-item's chunks, with ch_ the chunk's
+ * (variable, gradient, slot) chunk offsets and segment, and cpos_ its position; CHUNK_LANE(i)
+ * makes wi, gi and si index element i of it, in a loop over the chunk that the compiler
+ * vectorizes; clopt_tree_sum adds the chunk's values in the order of the work-group tree (so
+ * the same bits) from registers. Elsewhere (GPUs) the work-group form is kept. */
+#define CHUNK_BEGIN                                                                  \
+    SEGMENT_WALK_START(get_global_id(0), PER_ITEM);                                  \
+    for (; c_ < ce_; c_++) {                                                         \
+        SEGMENT_WALK_ENTRY;                                                          \
+        const uint cpos_ = c_;                                                       \
+        const uint4 ch_ = (uint4)(sgm_.var + k_, sgm_.grad + k_, sgm_.slot + k_, sg)
+#define CHUNK_END }
 #define CHUNK_LANE(i)                                                                \
     const size_t wi = (size_t)ch_.x * CHUNK + (i), gi = (size_t)ch_.y * CHUNK + (i), \
                  si = (size_t)ch_.z * CHUNK + (i);                                   \
@@ -166,18 +265,20 @@ inline real clopt_tree_sum(const real *p) {
 }
 
 /* Multi-pass steps (Lamb): a kernel that reads or writes per-chunk reals takes UPDATE_ARGS_AUX
- * (the backend passes clopt__launch.aux_buf after the usual arguments). Each chunk-table entry
- * owns 16 bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the work-item's entry (k < 2). */
+ * (the backend passes clopt__launch.aux_buf after the usual arguments). Each chunk position
+ * owns 16 bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the current chunk's (k < 2). */
 #define UPDATE_ARGS_AUX UPDATE_ARGS, global real *aux
 #define AUX_STRIDE (16 / sizeof(real))
-#define AUX_AT(k) aux[((size_t)tbase + get_group_id(0)) * AUX_STRIDE + (k)] /* a CHUNK_KERNEL's
-                                                                             * group is its chunk */
+#define AUX_AT(k) aux[(size_t)cpos_ * AUX_STRIDE + (k)]
+/* The same for a per-variable real that a segment pass wrote over every chunk of the variable:
+ * read at the first chunk of the work-item's current run (one load per run, not per element). */
+#define AUX_SEGMENT(k) aux[(size_t)c_ * AUX_STRIDE + (k)]
 
-/* Segment passes (clopt__segment_launch): one work-item per range ranges[rbase + i], i <
- * nranges, read as {segment, first chunk-table entry, chunk count, unused}; partials holds
- * AUX_STRIDE reals per chunk-table entry, seg per-segment reals, c0..c3 scalars. */
+/* Segment passes (clopt__segment_launch): one work-item per segment ranges[rbase + i], i <
+ * nranges (its index, first chunk position and chunk count); partials holds AUX_STRIDE reals
+ * per chunk position, seg per-segment reals, c0..c3 scalars. */
 #define SEGMENT_ARGS                                                                          \
-    global const uint4 *ranges, uint rbase, uint nranges, global real *partials,              \
+    global const segment *ranges, uint rbase, uint nranges, global real *partials,            \
         global real *seg, real c0, real c1, real c2, real c3
 
 /* Slot kinds: the pipeline's own (EMA average, gradient accumulator) come first, SLOT_BASE of

@@ -9,8 +9,8 @@
 #else
 #define NPOW(x) pow((x), c1)
 #endif
-kernel void ftrl(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void ftrl(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real gv = GRAD();
     const real wv = WEIGHT();
     const real n = LOAD(s, SLOT(0));
@@ -23,4 +23,5 @@ kernel void ftrl(UPDATE_ARGS) {
     STORE(s, SLOT(1), z);
     STORE(w, wi, (clamp(z, -c3, c3) - z) / q);
     STORE(s, SLOT(0), n1);
+    UPDATE_END;
 }

@@ -1,5 +1,5 @@
 /* Lamb, in three passes (src/optim/lamb.c). Scalars: c0 1-beta1, c1 1-beta2, c2 1-beta1^t,
- * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per chunk-table entry (AUX_AT): the chunk's
+ * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per chunk position (AUX_AT): the chunk's
  * sums of w^2 and r^2, then its variable's trust ratio.
  *
  * Arena padding holds zeros in w, g, m and v, and every pass keeps it so (r = 0 there), so whole
@@ -9,9 +9,10 @@
 #define LAMB_R(m, v) (((m) / c2) / (sqrt((v) / c3) + c4))
 
 #if CLOPT_CPU
-/* Pass 1 on a CPU device: one work-item per chunk (common.cl, CHUNK_KERNEL), the same values. */
+/* Pass 1 on a CPU device: a work-item's loop over its chunks (common.cl, CHUNK_KERNEL), the
+ * same values. */
 CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
-    CHUNK_INDEX;
+    CHUNK_BEGIN;
     real pw[CHUNK], pr[CHUNK];
     for (size_t i = 0; i < CHUNK; i++) {
         CHUNK_LANE(i);
@@ -28,13 +29,15 @@ CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
     }
     AUX_AT(0) = clopt_tree_sum(pw);
     AUX_AT(1) = clopt_tree_sum(pr);
+    CHUNK_END;
 }
 #else
-/* Pass 1, one work-group per chunk (local size CHUNK): m and v, and the chunk's sums. */
+/* Pass 1, in work-groups of CHUNK work-items, a chunk at a time: m and v, and the chunk's
+ * sums. */
 kernel void stats(UPDATE_ARGS_AUX) {
     local real pw[CHUNK], pr[CHUNK];
-    UPDATE_INDEX;
-    const size_t lid = get_local_id(0);
+    GROUP_BEGIN;
+    const size_t lid = lane_;
     const real gv = GRAD();
     const real wv = WEIGHT();
     real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
@@ -57,6 +60,7 @@ kernel void stats(UPDATE_ARGS_AUX) {
         AUX_AT(0) = pw[0];
         AUX_AT(1) = pr[0];
     }
+    GROUP_END;
 }
 #endif
 
@@ -65,22 +69,23 @@ kernel void stats(UPDATE_ARGS_AUX) {
 kernel void ratio(SEGMENT_ARGS) {
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
-    const uint4 rg = ranges[rbase + i];
+    const segment rg = ranges[rbase + i];
     real sw = 0, sr = 0;
-    for (uint c = 0; c < rg.z; c++) {
-        sw += partials[(size_t)(rg.y + c) * AUX_STRIDE];
-        sr += partials[(size_t)(rg.y + c) * AUX_STRIDE + 1];
+    for (uint c = 0; c < rg.count; c++) {
+        sw += partials[(size_t)(rg.first + c) * AUX_STRIDE];
+        sr += partials[(size_t)(rg.first + c) * AUX_STRIDE + 1];
     }
     const real wn = sqrt(sw), rn = sqrt(sr);
     const real ratio = wn > 0 ? (rn > 0 ? wn / rn : (real)1) : (real)1;
-    for (uint c = 0; c < rg.z; c++) partials[(size_t)(rg.y + c) * AUX_STRIDE] = ratio;
+    for (uint c = 0; c < rg.count; c++) partials[(size_t)(rg.first + c) * AUX_STRIDE] = ratio;
 }
 
 /* Pass 3: w := w - ratio*lr*r (w after weight decay: WEIGHT() reads the variable as pass 1 did;
  * the gradient is not read again). */
-kernel void lamb(UPDATE_ARGS_AUX) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void lamb(UPDATE_ARGS_AUX) {
+    UPDATE_BEGIN;
     const real wv = WEIGHT();
     const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
-    STORE(w, wi, wv - AUX_AT(0) * c5 * r);
+    STORE(w, wi, wv - AUX_SEGMENT(0) * c5 * r);
+    UPDATE_END;
 }

@@ -31,8 +31,8 @@
 
 kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
     local real part[CHUNK];
-    UPDATE_INDEX;
-    const size_t lid = get_local_id(0);
+    GROUP_BEGIN;
+    const size_t lid = lane_;
     const real gv = GRAD();
     real sq = 0;
     if (info[sg]) {
@@ -62,6 +62,7 @@ kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0) AUX_AT(0) = part[0];
+    GROUP_END;
 }
 
 /* One work-item per variable: the Frobenius norm of G from its chunks' sums, written over the
@@ -69,33 +70,33 @@ kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
 kernel void norm(SEGMENT_ARGS) {
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
-    const uint4 rg = ranges[rbase + i];
+    const segment rg = ranges[rbase + i];
     real sum = 0;
-    for (uint c = 0; c < rg.z; c++) sum += partials[(size_t)(rg.y + c) * AUX_STRIDE];
+    for (uint c = 0; c < rg.count; c++) sum += partials[(size_t)(rg.first + c) * AUX_STRIDE];
     const real n = sqrt(sum);
-    for (uint c = 0; c < rg.z; c++) partials[(size_t)(rg.y + c) * AUX_STRIDE] = n;
+    for (uint c = 0; c < rg.count; c++) partials[(size_t)(rg.first + c) * AUX_STRIDE] = n;
 }
 
-/* The variable's header entry in x, and the element index e of this work-item in it. */
+/* The variable's header entry in x, and the element index e of this element in it. */
 #define MUON_HEADER(x)                                                   \
     global const uint *h_ = (global const uint *)(x) + 12 * (size_t)sg; \
     const uint pos_ = h_[0];                                             \
-    const size_t e_ = (size_t)(ch_.z - h_[1]) * CHUNK + lane_
+    const size_t e_ = si - (size_t)h_[1] * CHUNK
 
 /* Each work-item writes the stored positions p = e, e + lanes, ... below the group's stride
  * (lanes: the variable's chunks' lanes): its element there (stored transposed or not), or 0 in
  * the padding. A group of one shape: one position, p = e. */
-kernel void load(UPDATE_ARGS_AUX, global real *x) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void load(UPDATE_ARGS_AUX, global real *x) {
+    UPDATE_BEGIN;
     MUON_HEADER(x);
     const size_t n = h_[2], lanes = (n + CHUNK - 1) / CHUNK * CHUNK;
-    if (pos_ == 0 || e_ >= lanes) return;
+    if (pos_ == 0 || e_ >= lanes) continue;
     const size_t cols = h_[6], ld = h_[7], tr = h_[8], span = h_[9];
     const size_t rb = tr ? cols : n / cols, cb = tr ? n / cols : cols; /* the stored block */
-    const real d = AUX_AT(0) + (real)1e-7;
+    const real d = AUX_SEGMENT(0) + (real)1e-7;
     if (span == lanes && ld == cols && !tr) { /* stored as it is, unpadded: p = e */
         x[pos_ + e_] = e_ >= n ? (real)0 : LOAD(s, SLOT(1)) / d;
-        return;
+        continue;
     }
     for (size_t p = e_; p < span; p += lanes) {
         const size_t a = p / ld, b = p - a * ld;
@@ -106,12 +107,13 @@ kernel void load(UPDATE_ARGS_AUX, global real *x) {
         }
         x[pos_ + p] = v;
     }
+    UPDATE_END;
 }
 
-kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void apply(UPDATE_ARGS_AUX, global const real *x) {
+    UPDATE_BEGIN;
     MUON_HEADER(x);
-    if (pos_ == 0 || e_ >= h_[2]) return;
+    if (pos_ == 0 || e_ >= h_[2]) continue;
     const size_t cols = h_[6], ld = h_[7];
     size_t p = e_; /* stored as it is: p = e */
     if (ld != cols || h_[8]) {
@@ -121,4 +123,5 @@ kernel void apply(UPDATE_ARGS_AUX, global const real *x) {
     const real sc = c1 != 0 ? *(global const real *)(h_ + 4) : (real)1;
     const real wv = WEIGHT();
     STORE(w, wi, wv - ((c0 * x[pos_ + p]) * sc) * c2);
+    UPDATE_END;
 }

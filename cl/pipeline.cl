@@ -5,25 +5,29 @@
 #ifndef SLOT_EMA
 #define SLOT_EMA 0
 #endif
-kernel void accumulate(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void accumulate(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     STORE(s, SLOT_ABS(SLOT_ACC), LOAD(s, SLOT_ABS(SLOT_ACC)) + LOAD(g, gi) * q0);
+    UPDATE_END;
 }
 
-kernel void ema(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void ema(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real a = LOAD(s, SLOT_ABS(SLOT_EMA));
     STORE(s, SLOT_ABS(SLOT_EMA), c0 * a + (1 - c0) * LOAD(w, wi));
+    UPDATE_END;
 }
 
-kernel void ema_overwrite(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void ema_overwrite(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     STORE(w, wi, LOAD(s, SLOT_ABS(SLOT_EMA)));
+    UPDATE_END;
 }
 
 /* finite: seg[0] := 0 when any gradient element is not finite (seg is a one-real flag that the
  * host filled with 1). */
-kernel void finite(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void finite(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     if (!isfinite(LOAD(g, gi))) ((global real *)seg)[0] = 0;
+    UPDATE_END;
 }

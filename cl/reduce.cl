@@ -1,7 +1,6 @@
-/* Reductions for gradient clipping. sumsq: one work-group per chunk (local size CHUNK) writes the
- * chunk's sum of squares of the gradient as the pipeline sees it before clipping (unscaled, plus
- * the accumulator on an accumulation update step) to out[(tbase + chunk) * PSTRIDE], 8 bytes
- * per table entry whatever the dtype. */
+/* Reductions for gradient clipping. sumsq writes each chunk's sum of squares of the gradient as
+ * the pipeline sees it before clipping (unscaled, plus the accumulator on an accumulation update
+ * step) to out[position * PSTRIDE], 8 bytes per chunk position whatever the dtype. */
 #define PSTRIDE (8 / sizeof(real))
 
 #if CLOPT_CPU
@@ -28,10 +27,10 @@ inline real8 sumsq_sq8(global const store_t *g, global const store_t *acc, int k
     return x * x;
 }
 CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global store_t *s,
-                        ulong ss, global const uint4 *restrict table, uint tbase,
+                        ulong ss, global const segment *restrict table, uint tbase, uint ntable,
                         global real *out, UPDATE_SCALAR_ARGS) {
-    const global real *seg = out; /* for CHUNK_INDEX */
-    CHUNK_INDEX;
+    const global real *seg = out; /* for CHUNK_BEGIN */
+    CHUNK_BEGIN;
     /* clopt_tree_sum's order, from registers: vector k (elements 8k .. 8k+7) plus vector
      * k + CHUNK/16 first, then halving. */
     const size_t gb = (size_t)ch_.y * CHUNK, ab = (size_t)ch_.z * CHUNK + (size_t)SLOT_ACC * ss;
@@ -45,18 +44,17 @@ CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global
         for (int k = 0; k < h; k++) a[k] += a[k + h];
     const real4 f = a[0].lo + a[0].hi;
     const real2 q = f.lo + f.hi;
-    out[(tbase + gid_) * PSTRIDE] = q.x + q.y;
+    out[(size_t)cpos_ * PSTRIDE] = q.x + q.y;
+    CHUNK_END;
 }
 #else
 kernel void sumsq(global const store_t *w, global const store_t *g, global store_t *s, ulong ss,
-                  global const uint4 *restrict table, uint tbase, global real *out,
-                  UPDATE_SCALAR_ARGS) {
+                  global const segment *restrict table, uint tbase, uint ntable,
+                  global real *out, UPDATE_SCALAR_ARGS) {
     local real part[CHUNK];
-    STEP_LOAD_;
-    /* The work-group is the chunk, as in UPDATE_INDEX (common.cl). */
-    const size_t lid = get_local_id(0), chunk = get_group_id(0);
-    const uint4 ch_ = table[tbase + chunk];
-    const size_t gi = (size_t)ch_.y * CHUNK + lid, si = (size_t)ch_.z * CHUNK + lid;
+    const global real *seg = out; /* for GROUP_BEGIN */
+    GROUP_BEGIN;
+    const size_t lid = lane_;
     real x = LOAD(g, gi) * q0;
 #if ACCUM
     x = (x + LOAD(s, SLOT_ABS(SLOT_ACC))) * q1;
@@ -67,30 +65,31 @@ kernel void sumsq(global const store_t *w, global const store_t *g, global store
         if (lid < h) part[lid] += part[lid + h];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (lid == 0) out[(tbase + chunk) * PSTRIDE] = part[0];
+    if (lid == 0) out[(size_t)cpos_ * PSTRIDE] = part[0];
+    GROUP_END;
 }
 #endif
 
-/* The norm of one range's chunks. */
-inline real range_sum(global const real *partials, uint4 r) {
+/* The sum of one segment's chunk partials. */
+inline real range_sum(global const real *partials, segment r) {
     real sum = 0;
-    for (uint c = 0; c < r.z; c++) sum += partials[(size_t)(r.y + c) * PSTRIDE];
+    for (uint c = 0; c < r.count; c++) sum += partials[(size_t)(r.first + c) * PSTRIDE];
     return sum;
 }
 
 /* clipnorm: one work-item per range. */
-kernel void clip_seg(global const uint4 *ranges, uint rbase, uint nranges,
+kernel void clip_seg(global const segment *ranges, uint rbase, uint nranges,
                      global const real *partials, global real *seg, real clipnorm) {
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
-    const uint4 r = ranges[rbase + i];
+    const segment r = ranges[rbase + i];
     const real s = range_sum(partials, r);
     const real n = s > 0 ? sqrt(s) : 0;
-    seg[2 * r.x] = clipnorm / fmax(n, clipnorm);
+    seg[2 * r.index] = clipnorm / fmax(n, clipnorm);
 }
 
 /* global_clipnorm: one work-group of CHUNK work-items. */
-kernel void clip_global(global const uint4 *ranges, uint rbase, uint nranges,
+kernel void clip_global(global const segment *ranges, uint rbase, uint nranges,
                         global const real *partials, global real *seg, real clipnorm) {
     local real part[CHUNK];
     const size_t lid = get_local_id(0);
@@ -104,5 +103,5 @@ kernel void clip_global(global const uint4 *ranges, uint rbase, uint nranges,
     }
     const real n = sqrt(part[0]);
     const real f = clipnorm * fmin(1 / n, 1 / clipnorm) + (n - n);
-    for (size_t i = lid; i < nranges; i += CHUNK) seg[2 * ranges[rbase + i].x] = f;
+    for (size_t i = lid; i < nranges; i += CHUNK) seg[2 * ranges[rbase + i].index] = f;
 }

@@ -6,8 +6,8 @@
 #ifndef CENTERED
 #define CENTERED 0
 #endif
-kernel void rmsprop(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void rmsprop(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real gv = GRAD();
     const real wv = WEIGHT();
     const real v = c1 * LOAD(s, SLOT(0)) + c2 * (gv * gv);
@@ -27,4 +27,5 @@ kernel void rmsprop(UPDATE_ARGS) {
 #else
     STORE(w, wi, wv - inc);
 #endif
+    UPDATE_END;
 }

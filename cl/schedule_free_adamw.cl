@@ -3,8 +3,8 @@
  * (Keras's "momentum"), 1 v. The model variable holds y. As tf.keras, x_old is recovered from
  * the UPDATED z (semantics doc section 6, quirk 1). Stored slots are read back, as Keras reads
  * the variables it has just assigned. */
-kernel void schedule_free_adamw(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void schedule_free_adamw(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real gv = GRAD();
     const real y = WEIGHT();
     real v = LOAD(s, SLOT(1));
@@ -17,4 +17,5 @@ kernel void schedule_free_adamw(UPDATE_ARGS) {
     const real x_old = (y - c4 * z) / c5;
     const real x_new = c7 * x_old + c6 * z;
     STORE(w, wi, c4 * z + c5 * x_new);
+    UPDATE_END;
 }

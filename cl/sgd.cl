@@ -5,8 +5,8 @@
 #ifndef NESTEROV
 #define NESTEROV 0
 #endif
-kernel void sgd(UPDATE_ARGS) {
-    UPDATE_INDEX;
+UPDATE_KERNEL void sgd(UPDATE_ARGS) {
+    UPDATE_BEGIN;
     const real gv = GRAD();
     real wv = WEIGHT();
 #if MOMENTUM
@@ -21,4 +21,5 @@ kernel void sgd(UPDATE_ARGS) {
     wv -= c0 * gv;
 #endif
     STORE(w, wi, wv);
+    UPDATE_END;
 }

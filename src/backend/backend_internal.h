@@ -15,9 +15,25 @@ typedef struct clopt_context clopt_context;
  * (zero-filled padding), so a kernel needs no bounds check. Must match CHUNK in cl/common.cl. */
 #define CLOPT__CHUNK 256
 
-/* One chunk of a fused multi-tensor launch, in chunk units. A fused kernel's work-item g handles
- * element (g % CHUNK) of chunk table[g / CHUNK]: variable element var*CHUNK + g % CHUNK, and so
- * on. seg is the index of the variable within the launch (for per-variable scalars). */
+/* Chunks per unit of a fused launch over segments (PER_ITEM and PER_GROUP in cl/common.cl): a
+ * CPU device's work-item (CHUNK_KERNEL) runs CLOPT__PER_ITEM consecutive chunks, a work-group
+ * CLOPT__PER_GROUP; each unit searches the segment table once. */
+#define CLOPT__PER_ITEM 16
+#define CLOPT__PER_GROUP 4
+
+/* One variable of a plan (a segment): its chunks are the plan's chunk positions first ..
+ * first + count - 1 (consecutive within a launch; a position indexes per-chunk partial sums),
+ * and chunk k of it is chunk var + k of the variable's buffer, grad + k of the gradient's and
+ * slot + k of the slot block's (chunk units). index is the segment: the variable's built index
+ * (per-segment reals, class info). A fused launch reads a table of these (`segment` in
+ * cl/common.cl; 32 bytes): it grows with the number of variables, not with their sizes. */
+typedef struct clopt__segment {
+    uint32_t index, first, count, var, grad, slot, unused[2];
+} clopt__segment;
+
+/* One chunk, as the host backend's per-chunk kernels see it: chunk offsets of the variable,
+ * gradient and first slot, and the segment; also the entries of a class's own table
+ * (clopt__launch.own_table: Adafactor's {variable, kind, first, count}). */
 typedef struct clopt__chunk {
     uint32_t var, grad, slot, seg;
 } clopt__chunk;
@@ -31,7 +47,7 @@ typedef struct clopt__define {
 #define CLOPT__MAX_DEFINES 8
 #define CLOPT__MAX_SCALARS 8
 
-/* A fused elementwise update over a chunk table. Scalars are per-step values (learning rate,
+/* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are per-step values (learning rate,
  * bias corrections) passed as kernel arguments, never compiled in. */
 typedef struct clopt__launch {
     const char *kernel;   /* "adam" (kernel adam in cl/adam.cl) or "file.kernel" */
@@ -40,9 +56,12 @@ typedef struct clopt__launch {
     void *grad_buf;
     void *slot_buf;       /* slot kind k of a variable is at slot_stride*k + its slot offset */
     size_t slot_stride;   /* elements */
-    void *table_buf;      /* clopt__chunk entries */
+    void *table_buf;      /* clopt__segment entries (own_table: the class's clopt__chunk) */
     size_t table_base;    /* first entry of this launch */
-    size_t nchunks;
+    size_t ntable;        /* entries of this launch */
+    size_t nchunks;       /* chunks the entries cover (own_table: = ntable, one unit each) */
+    int own_table;        /* table_buf is a class's own table of clopt__chunk entries, one
+                           * work-group (or CPU work-item) each (OWN_TABLE in cl/common.cl) */
     void *seg_buf;        /* per-segment reals (clip factor, decay flag); NULL if unused */
     int ndefines;
     clopt__define defines[CLOPT__MAX_DEFINES];
@@ -54,7 +73,7 @@ typedef struct clopt__launch {
     double pipe[4];
     int accum, clip, decay, slot_base, slot_acc, slot_ema;
     /* Per-chunk reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
-     * chunk-table entry, two reals at entry*16 bytes (doubles on the host backend whatever the
+     * chunk position, two reals at position*16 bytes (doubles on the host backend whatever the
      * dtype). NULL for single-pass kernels; when set, the OpenCL kernel takes it as one more
      * argument after UPDATE_ARGS (UPDATE_ARGS_AUX in cl/common.cl). */
     void *aux_buf;
@@ -84,8 +103,7 @@ typedef struct clopt__launch {
 enum { CLOPT__STEP_UPDATE = 0, CLOPT__STEP_EMA = 1, CLOPT__STEP_EMA_OVERWRITE = 2 };
 
 /* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at
- * 8 bytes per table entry). ranges_buf holds clopt__chunk entries read as {seg, first table
- * entry, chunk count, unused}. Mode 0 (clipnorm): seg[2*seg] = c / max(norm_seg, c). Mode 1
+ * 8 bytes per chunk position). ranges_buf holds the plan's clopt__segment entries. Mode 0 (clipnorm): seg[2*seg] = c / max(norm_seg, c). Mode 1
  * (global_clipnorm): one norm N over every range, and seg[2*seg] = c * min(1/N, 1/c) + (N - N)
  * for each range's segment. seg holds reals (double for float64, else float). */
 typedef struct clopt__clip_launch {
@@ -98,10 +116,9 @@ typedef struct clopt__clip_launch {
     double clipnorm;
 } clopt__clip_launch;
 
-/* A per-variable pass over a plan's ranges (ranges_buf holds clopt__chunk entries read as {seg,
- * first table entry, chunk count, unused}): the kernel `kernel` ("lamb.ratio") runs once per range
+/* A per-variable pass over a plan's segments (ranges_buf holds clopt__segment entries): the kernel `kernel` ("lamb.ratio") runs once per range
  * rbase .. rbase + nranges - 1, reading and writing the ranges' per-chunk reals in partials_buf
- * (16 bytes per chunk-table entry, as clopt__launch.aux_buf) and, if seg_buf is set,
+ * (16 bytes per chunk position, as clopt__launch.aux_buf) and, if seg_buf is set,
  * per-segment reals. One launch whatever the number of variables. Kernels: SEGMENT_ARGS in
  * cl/common.cl; host twins in clopt__host_segment_kernels. */
 typedef struct clopt__segment_launch {

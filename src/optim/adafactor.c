@@ -17,9 +17,10 @@
  *
  * A step, per plan launch (dtype, variable block, gradient block), is six launches whatever the
  * number of variables. cl/adafactor.cl has each kernel in two forms with the same results to the
- * bit: the work-group form (one work-group of CHUNK per chunk or table entry, reductions through
- * local memory: GPUs) and, on a CPU device (CLOPT_CPU), one work-item per chunk or table entry
- * looping over its elements (CHUNK_KERNEL, cl/common.cl), which is what POCL runs fast. The
+ * bit: the work-group form (work-groups of CHUNK over the plan's chunks or one per entry of its
+ * own table, reductions through local memory: GPUs) and, on a CPU device (CLOPT_CPU), work-items
+ * looping over the elements of their chunks or of a table entry (CHUNK_KERNEL, cl/common.cl),
+ * which is what POCL runs fast. The
  * passes:
  * 1. adafactor.stats, over the plan's chunks: marks the variable active. rank < 2: reads the
  *    gradient once (GRAD(): on an accumulation step it empties the accumulator) and w after
@@ -326,12 +327,13 @@ static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
         a = *l;
         a.kernel = "adafactor.reduce";
         a.table_buf = st->table_buf;
+        a.own_table = 1;
         a.table_base = grp->base;
-        a.nchunks = grp->nstat;
+        a.ntable = a.nchunks = grp->nstat;
         if ((s = RUN(a)) != CLOPT_OK) return s;
         if (grp->nmean && !warm) {
             a.table_base = grp->base + grp->nstat;
-            a.nchunks = grp->nmean;
+            a.ntable = a.nchunks = grp->nmean;
             if ((s = ctx->ops->update(ctx, &a)) != CLOPT_OK) return s;
         }
         a = *l;

@@ -65,32 +65,34 @@ static clopt_status ensure_buffer(clopt_context *ctx, void **buf, size_t *cap, s
     return CLOPT_OK;
 }
 
-/* Lays out the chunk table and per-variable ranges of the pairs (idx[i], grads[i]); a NULL
- * gradient stands for the variable itself (passes that read no gradient). */
+/* Lays out the segment table of the pairs (idx[i], grads[i]), one entry per variable, grouped
+ * into launches; a NULL gradient stands for the variable itself (passes that read no
+ * gradient). Chunk positions run on across the plan. */
 static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable *const *grads,
-                     size_t n, clopt__chunk *table, clopt__chunk *ranges,
-                     clopt__plan_launch *ls, char *done) {
+                     size_t n, clopt__segment *segs, clopt__plan_launch *ls, char *done) {
     size_t nl = 0, used = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
         if (done[i]) continue;
         const clopt_variable *vi = o->vars[idx[i]], *gi = grads[i] ? grads[i] : vi;
         clopt__plan_launch *l = &ls[nl++];
-        *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, used, 0, nr, 0};
+        *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, 0, nr, 0};
+        const size_t first = used;
         for (size_t j = i; j < n; j++) {
             const clopt_variable *v = o->vars[idx[j]], *g = grads[j] ? grads[j] : v;
             if (done[j] || v->dtype != l->dtype || v->block != l->var_block ||
                 g->block != l->grad_block)
                 continue;
             done[j] = 1;
-            ranges[nr++] = (clopt__chunk){(uint32_t)idx[j], (uint32_t)used,
-                                          (uint32_t)chunks_of(v), 0};
-            for (size_t c = 0; c < chunks_of(v); c++)
-                table[used++] = (clopt__chunk){(uint32_t)(v->offset / CLOPT__CHUNK + c),
-                                               (uint32_t)(g->offset / CLOPT__CHUNK + c),
-                                               (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK + c),
-                                               (uint32_t)idx[j]};
+            segs[nr++] = (clopt__segment){(uint32_t)idx[j],
+                                          (uint32_t)used,
+                                          (uint32_t)chunks_of(v),
+                                          (uint32_t)(v->offset / CLOPT__CHUNK),
+                                          (uint32_t)(g->offset / CLOPT__CHUNK),
+                                          (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK),
+                                          {0, 0}};
+            used += chunks_of(v);
         }
-        l->nchunks = used - l->table_base;
+        l->nchunks = used - first;
         l->nranges = nr - l->range_base;
     }
     return nl;
@@ -108,37 +110,37 @@ static size_t partials_bytes(const clopt_optimizer *o) {
     return clip_mode(o, &c, &global) == 1 ? 8 : 0;
 }
 
-/* Builds `p` for the pairs, uploading the tables. Rebuilt only when the pattern changes. Device
- * memory: 16 bytes per chunk for the chunk table where `table_used` (launches read it), and
- * `pbytes` per chunk for the partials; otherwise one-entry placeholders (kernel arguments stay
- * valid buffers; warm-ups read scratch tables of their own). */
+/* Builds `p` for the pairs, uploading its segment table. Rebuilt only when the pattern
+ * changes. Device memory: 32 bytes per variable for the segments, and `pbytes` per chunk for the
+ * partials (a one-entry placeholder when no step uses them: kernel arguments stay valid
+ * buffers). */
 static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
-                               clopt_variable *const *grads, size_t n, int table_used,
-                               size_t pbytes) {
+                               clopt_variable *const *grads, size_t n, size_t pbytes) {
     clopt_context *ctx = o->ctx;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
-    clopt__chunk *table = malloc((total ? total : 1) * sizeof *table);
-    clopt__chunk *ranges = malloc((n ? n : 1) * sizeof *ranges);
+    clopt__segment *segs = malloc((n ? n : 1) * sizeof *segs);
     clopt__plan_launch *ls = malloc((n ? n : 1) * sizeof *ls);
     size_t *nidx = malloc((n ? n : 1) * sizeof *nidx);
     clopt_variable **ngrads = malloc((n ? n : 1) * sizeof *ngrads);
     char *done = calloc(n ? n : 1, 1);
     clopt_status st = CLOPT_OK;
-    if (!table || !ranges || !ls || !nidx || !ngrads || !done) {
+    if (!segs || !ls || !nidx || !ngrads || !done) {
         st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of host memory");
         goto out;
     }
-    size_t nl = layout(o, idx, grads, n, table, ranges, ls, done);
-    const size_t ntable = table_used ? total : 0;
-    if ((st = ensure_buffer(ctx, &p->table_buf, &p->table_cap, ntable, sizeof *table)) ||
-        (st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *ranges)) ||
+    if (total > UINT32_MAX) {
+        st = clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                         "apply: the variables hold more than 2^32 chunks of %d elements",
+                         CLOPT__CHUNK);
+        goto out;
+    }
+    size_t nl = layout(o, idx, grads, n, segs, ls, done);
+    if ((st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *segs)) ||
         (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? total : 0,
                             pbytes ? pbytes : 16)))
         goto out;
-    if ((ntable && (st = ctx->ops->write(ctx, p->table_buf, 0, table, total * sizeof *table))) ||
-        (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, ranges, n * sizeof *ranges))))
-        goto out;
+    if (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, segs, n * sizeof *segs))) goto out;
     memcpy(nidx, idx, n * sizeof *idx);
     memcpy(ngrads, grads, n * sizeof *grads);
     free(p->var_index);
@@ -153,8 +155,7 @@ static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
     ngrads = NULL;
     ls = NULL;
 out:
-    free(table);
-    free(ranges);
+    free(segs);
     free(ls);
     free(nidx);
     free(ngrads);
@@ -168,9 +169,8 @@ clopt_status clopt__all_plan_build(clopt_optimizer *o) {
         o->scratch_idx[i] = i;
         o->scratch_grads[i] = NULL;
     }
-    /* Only EMA's passes launch over this plan's table; nothing uses its partials. */
-    return plan_build(o, &o->all_plan, o->scratch_idx, o->scratch_grads, o->nvars,
-                      o->base[CLOPT__B_USE_EMA].v != 0, 0);
+    /* Only EMA's passes launch over this plan; nothing uses its partials. */
+    return plan_build(o, &o->all_plan, o->scratch_idx, o->scratch_grads, o->nvars, 0);
 }
 
 /* The clipping mode Keras picks (semantics doc 1.5): 1 by norm, 2 by value, 0 none. */
@@ -210,8 +210,9 @@ static clopt__launch make_launch_kind(const clopt_optimizer *o, const clopt__pla
     l.grad_buf = pl->grad_block->buf;
     l.slot_buf = grp->block ? grp->block->buf : NULL;
     l.slot_stride = grp->stride;
-    l.table_buf = p->table_buf;
-    l.table_base = pl->table_base;
+    l.table_buf = p->ranges_buf;
+    l.table_base = pl->range_base;
+    l.ntable = pl->nranges;
     l.nchunks = pl->nchunks;
     l.seg_buf = grp->seg_buf;
     pipe_scalars(o, accum_update, lr, &l);
@@ -528,7 +529,7 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
     clopt_variable **kept = o->scratch_grads;
     if ((st = resolve_pairs(o, grads, vars, n, idx, kept, &m)) != CLOPT_OK) return st;
     if (!plan_matches(&o->plan, idx, kept, m) &&
-        (st = plan_build(o, &o->plan, idx, kept, m, 1, partials_bytes(o))) != CLOPT_OK)
+        (st = plan_build(o, &o->plan, idx, kept, m, partials_bytes(o))) != CLOPT_OK)
         return st;
     return CLOPT_OK;
 }

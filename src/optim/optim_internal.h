@@ -194,8 +194,8 @@ typedef struct clopt__optvar {
 struct clopt__plan_launch {
     clopt_dtype dtype;
     clopt__arena_block *var_block, *grad_block;
-    size_t table_base, nchunks;
-    size_t range_base, nranges; /* per-variable chunk ranges, for reductions */
+    size_t nchunks;             /* chunks of its segments */
+    size_t range_base, nranges; /* its segments (one per variable) in the plan's table */
 };
 
 struct clopt__plan {
@@ -204,11 +204,10 @@ struct clopt__plan {
     clopt_variable **grads; /* NULL entries: the variable itself (passes without gradients) */
     clopt__plan_launch *launches;
     size_t nlaunches;
-    void *table_buf;     /* backend buffer of clopt__chunk */
-    void *ranges_buf;    /* backend buffer of clopt__chunk used as {seg, first, count, 0} */
-    void *partials_buf;  /* 16 bytes per table entry (two reals: clopt__launch.aux_buf), 8 for
-                          * norm clipping alone, one entry when no step uses them (plan_build) */
-    size_t table_cap, ranges_cap, partials_cap; /* entries */
+    void *ranges_buf;    /* backend buffer of clopt__segment: one per pair, launch by launch */
+    void *partials_buf;  /* 16 bytes per chunk position (two reals: clopt__launch.aux_buf), 8
+                          * for norm clipping alone, one entry when no step uses them */
+    size_t ranges_cap, partials_cap; /* entries */
 };
 
 /* A LossScaleOptimizer's inner step decided on the device (device_step.c): the finite check

@@ -10,7 +10,6 @@ void clopt__plan_free(clopt_context *ctx, clopt__plan *p) {
     free(p->var_index);
     free(p->grads);
     free(p->launches);
-    if (p->table_buf) ctx->ops->buffer_release(ctx, p->table_buf);
     if (p->ranges_buf) ctx->ops->buffer_release(ctx, p->ranges_buf);
     if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
     memset(p, 0, sizeof *p);

@@ -144,37 +144,44 @@ static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
         l = &stepped;
     }
     clopt__host_update u = {l, l->var_buf, l->grad_buf, l->slot_buf, l->seg_buf};
-    const clopt__chunk *table = (const clopt__chunk *)l->table_buf + l->table_base;
-    for (size_t c = 0; c < l->nchunks; c++) {
-        const clopt__chunk ch = table[c];
-        if (k->chunk_fn) {
-            k->chunk_fn(&u, &ch, l->table_base + c);
-            continue;
-        }
-        for (size_t i = 0; i < CLOPT__CHUNK; i++)
-            k->fn(&u, (size_t)ch.var * CLOPT__CHUNK + i, (size_t)ch.grad * CLOPT__CHUNK + i,
-                  (size_t)ch.slot * CLOPT__CHUNK + i, ch.seg);
+    if (l->own_table) { /* a class's own entries, each a unit of work */
+        const clopt__chunk *table = (const clopt__chunk *)l->table_buf + l->table_base;
+        for (size_t e = 0; e < l->ntable; e++) k->chunk_fn(&u, &table[e], l->table_base + e);
+        return CLOPT_OK;
     }
+    const clopt__segment *segs = (const clopt__segment *)l->table_buf + l->table_base;
+    for (size_t r = 0; r < l->ntable; r++)
+        for (uint32_t c = 0; c < segs[r].count; c++) {
+            const clopt__chunk ch = {segs[r].var + c, segs[r].grad + c, segs[r].slot + c,
+                                     segs[r].index};
+            if (k->chunk_fn) {
+                k->chunk_fn(&u, &ch, (size_t)segs[r].first + c);
+                continue;
+            }
+            for (size_t i = 0; i < CLOPT__CHUNK; i++)
+                k->fn(&u, (size_t)ch.var * CLOPT__CHUNK + i, (size_t)ch.grad * CLOPT__CHUNK + i,
+                      (size_t)ch.slot * CLOPT__CHUNK + i, ch.seg);
+        }
     return CLOPT_OK;
 }
 
-static double range_sum(const clopt__clip_launch *l, const clopt__chunk *r) {
+static double range_sum(const clopt__clip_launch *l, const clopt__segment *r) {
     double sum = 0;
-    for (uint32_t c = 0; c < r->slot; c++)
-        sum += clopt__elem_load(l->partials_buf, CLOPT_FLOAT64, r->grad + c);
+    for (uint32_t c = 0; c < r->count; c++)
+        sum += clopt__elem_load(l->partials_buf, CLOPT_FLOAT64, (size_t)r->first + c);
     return sum;
 }
 
-/* Partials are kept in double on the host whatever the dtype (8 bytes per table entry). */
+/* Partials are kept in double on the host whatever the dtype (8 bytes per chunk position). */
 static clopt_status host_clip_factors(clopt_context *ctx, const clopt__clip_launch *l) {
     (void)ctx;
-    const clopt__chunk *ranges = (const clopt__chunk *)l->ranges_buf + l->range_base;
+    const clopt__segment *ranges = (const clopt__segment *)l->ranges_buf + l->range_base;
     const clopt_dtype rd = clopt__real_dtype(l->dtype);
     const double c = l->clipnorm;
     if (l->mode == 0) {
         for (size_t i = 0; i < l->nranges; i++) {
             double s = range_sum(l, &ranges[i]), n = s > 0 ? sqrt(s) : 0;
-            clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].var, c / fmax(n, c));
+            clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].index, c / fmax(n, c));
         }
         return CLOPT_OK;
     }
@@ -182,7 +189,7 @@ static clopt_status host_clip_factors(clopt_context *ctx, const clopt__clip_laun
     for (size_t i = 0; i < l->nranges; i++) s += range_sum(l, &ranges[i]);
     const double n = sqrt(s), f = c * fmin(1 / n, 1 / c) + (n - n);
     for (size_t i = 0; i < l->nranges; i++)
-        clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].var, f);
+        clopt__elem_store(l->seg_buf, rd, 2 * (size_t)ranges[i].index, f);
     return CLOPT_OK;
 }
 
@@ -192,7 +199,7 @@ static clopt_status host_segments(clopt_context *ctx, const clopt__segment_launc
     if (!k->name)
         return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "host backend: no segment kernel '%s'",
                            l->kernel);
-    const clopt__chunk *ranges = (const clopt__chunk *)l->ranges_buf + l->range_base;
+    const clopt__segment *ranges = (const clopt__segment *)l->ranges_buf + l->range_base;
     for (size_t i = 0; i < l->nranges; i++) k->fn(l, &ranges[i]);
     return CLOPT_OK;
 }

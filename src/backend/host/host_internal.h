@@ -18,7 +18,8 @@ typedef struct clopt__host_update {
 typedef void (*clopt__host_kernel_fn)(const clopt__host_update *u, size_t w, size_t g, size_t s,
                                       uint32_t seg);
 
-/* A per-chunk kernel (reductions): chunk `ch` at table position `entry`. */
+/* A per-chunk kernel (reductions): chunk `ch` at chunk position `entry` (a class's own
+ * table: entry `entry` of it). */
 typedef void (*clopt__host_chunk_fn)(const clopt__host_update *u, const clopt__chunk *ch,
                                      size_t entry);
 
@@ -31,9 +32,10 @@ typedef struct clopt__host_kernel {
 /* The table of host kernels, NULL-terminated (defined in host_kernels.c). */
 extern const clopt__host_kernel clopt__host_kernels[];
 
-/* A segment pass's work on one range {seg, first table entry, chunk count, unused}
- * (clopt__segment_launch; partials are doubles on the host, two per chunk-table entry). */
-typedef void (*clopt__host_segment_fn)(const clopt__segment_launch *l, const clopt__chunk *range);
+/* A segment pass's work on one segment (clopt__segment_launch; partials are doubles on the
+ * host, two per chunk position). */
+typedef void (*clopt__host_segment_fn)(const clopt__segment_launch *l,
+                                       const clopt__segment *range);
 
 typedef struct clopt__host_segment_kernel {
     const char *name; /* as in clopt__segment_launch.kernel */
@@ -64,7 +66,7 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
 #define GRAD() clopt__host_grad(u, g, s, seg)
 #define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
 #define WEIGHT() clopt__host_weight(u, w, seg)
-/* Real k (< 2) of the per-chunk reals of table entry `entry` (clopt__launch.aux_buf). */
+/* Real k (< 2) of the per-chunk reals of chunk position `entry` (clopt__launch.aux_buf). */
 #define AUX_AT(entry, k) (((double *)u->launch->aux_buf)[2 * (size_t)(entry) + (k)])
 
 #endif

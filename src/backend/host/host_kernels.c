@@ -19,18 +19,18 @@ KERNEL(clopt__host_schedule_free_adamw)
 #undef KERNEL
 void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
-void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range);
-void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__segment *range);
+void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__segment *range);
 void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_adafactor_velocity(const clopt__host_update *u, const clopt__chunk *ch,
                                     size_t entry);
 void clopt__host_adafactor(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
-void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__segment *range);
 void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_muon_load(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
-void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__chunk *range);
+void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__segment *range);
 void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size_t entry);
 
 const clopt__host_kernel clopt__host_kernels[] = {

@@ -1,5 +1,5 @@
 /* Lamb reference, the three passes of cl/lamb.cl. Scalars: 0 (1 - beta1), 1 (1 - beta2),
- * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per chunk-table entry
+ * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per chunk position
  * (AUX_AT, doubles): the chunk's sums of w^2 and r^2, then its variable's trust ratio. */
 #include <math.h>
 #include "host_internal.h"
@@ -32,16 +32,16 @@ void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch,
     AUX_AT(entry, 1) = sr;
 }
 
-void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__chunk *range) {
+void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__segment *range) {
     double *p = l->partials_buf;
     double sw = 0, sr = 0;
-    for (uint32_t c = 0; c < range->slot; c++) {
-        sw += p[2 * ((size_t)range->grad + c)];
-        sr += p[2 * ((size_t)range->grad + c) + 1];
+    for (uint32_t c = 0; c < range->count; c++) {
+        sw += p[2 * ((size_t)range->first + c)];
+        sr += p[2 * ((size_t)range->first + c) + 1];
     }
     const double wn = sqrt(sw), rn = sqrt(sr);
     const double ratio = wn > 0 ? (rn > 0 ? wn / rn : 1.0) : 1.0;
-    for (uint32_t c = 0; c < range->slot; c++) p[2 * ((size_t)range->grad + c)] = ratio;
+    for (uint32_t c = 0; c < range->count; c++) p[2 * ((size_t)range->first + c)] = ratio;
 }
 
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {

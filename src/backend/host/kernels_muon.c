@@ -37,11 +37,11 @@ void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch,
     AUX_AT(entry, 0) = sq;
 }
 
-void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__chunk *range) {
+void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__segment *range) {
     double *p = l->partials_buf, sum = 0;
-    for (uint32_t c = 0; c < range->slot; c++) sum += p[2 * ((size_t)range->grad + c)];
+    for (uint32_t c = 0; c < range->count; c++) sum += p[2 * ((size_t)range->first + c)];
     const double n = sqrt(sum);
-    for (uint32_t c = 0; c < range->slot; c++) p[2 * ((size_t)range->grad + c)] = n;
+    for (uint32_t c = 0; c < range->count; c++) p[2 * ((size_t)range->first + c)] = n;
 }
 
 /* The variable's entry in the scratch header (cl/muon.cl: 12 uint32 words per built variable). */

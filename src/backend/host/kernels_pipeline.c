@@ -43,7 +43,7 @@ void clopt__host_ema_overwrite(const clopt__host_update *u, size_t w, size_t g, 
 }
 
 /* cl/loss_scale.cl's finish: the end of a device-decided LossScaleOptimizer step. */
-void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__chunk *range) {
+void clopt__host_loss_scale_finish(const clopt__segment_launch *l, const clopt__segment *range) {
     (void)range;
     uint64_t *st = l->partials_buf;
     float flag, scale;

@@ -221,12 +221,18 @@ static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, cons
     return enqueue_wg(ctx, k, global, global % CLOPT__CHUNK == 0 ? CLOPT__CHUNK : 0, name);
 }
 
-/* A launch over `nchunks` chunks: CLOPT__CHUNK work-items per chunk (a work-group each), or one
- * for a per-chunk kernel (CHUNK_KERNEL in cl/common.cl: a CPU device's reductions). */
-static clopt_status enqueue_chunks(clopt_context *ctx, const clopt__ocl_program *p,
-                                   size_t nchunks, const char *name) {
-    const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK;
-    return enqueue_wg(ctx, p->kernel, nchunks * per, per, name);
+/* Units of a launch over `nchunks` chunks: a CHUNK_KERNEL's work-item (cl/common.cl: one
+ * work-item per work-group) runs CLOPT__PER_ITEM chunks, a work-group of CLOPT__CHUNK
+ * work-items CLOPT__PER_GROUP; over a class's own table (own), one entry each. */
+static size_t launch_units(const clopt__ocl_program *p, size_t nchunks, int own) {
+    const size_t per = own ? 1 : p->per_chunk ? CLOPT__PER_ITEM : CLOPT__PER_GROUP;
+    return (nchunks + per - 1) / per;
+}
+
+static clopt_status enqueue_units(clopt_context *ctx, const clopt__ocl_program *p, size_t units,
+                                  const char *name) {
+    const size_t local = p->per_chunk ? 1 : CLOPT__CHUNK;
+    return enqueue_wg(ctx, p->kernel, units * local, local, name);
 }
 
 static clopt_status ocl_assign(clopt_context *ctx, clopt__assign_op op, clopt_dtype dtype,
@@ -248,10 +254,11 @@ static clopt_status ocl_assign(clopt_context *ctx, clopt__assign_op op, clopt_dt
     return enqueue(ctx, p->kernel, global, "assign");
 }
 
-/* Sets the fused-update arguments: w, g, s, slot stride, table, table base, seg, scalars. */
+/* Sets the fused-update arguments: w, g, s, slot stride, table, its first entry and entries,
+ * seg, scalars (UPDATE_ARGS in cl/common.cl). */
 static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt__launch *l,
                                     cl_mem w, cl_mem g, cl_mem s, cl_ulong stride, cl_mem table,
-                                    cl_uint tbase, cl_mem seg) {
+                                    cl_uint tbase, cl_uint ntable, cl_mem seg) {
     clopt_status st;
     if ((st = set_arg(ctx, k, 0, sizeof w, &w, l->kernel)) ||
         (st = set_arg(ctx, k, 1, sizeof g, &g, l->kernel)) ||
@@ -259,15 +266,16 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
         (st = set_arg(ctx, k, 3, sizeof stride, &stride, l->kernel)) ||
         (st = set_arg(ctx, k, 4, sizeof table, &table, l->kernel)) ||
         (st = set_arg(ctx, k, 5, sizeof tbase, &tbase, l->kernel)) ||
-        (st = set_arg(ctx, k, 6, sizeof seg, &seg, l->kernel)))
+        (st = set_arg(ctx, k, 6, sizeof ntable, &ntable, l->kernel)) ||
+        (st = set_arg(ctx, k, 7, sizeof seg, &seg, l->kernel)))
         return st;
     for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + 4; i++) {
         const double x = i < CLOPT__MAX_SCALARS ? l->scalars[i] : l->pipe[i - CLOPT__MAX_SCALARS];
         if (l->dtype == CLOPT_FLOAT64) {
-            st = set_arg(ctx, k, 7 + i, sizeof x, &x, l->kernel);
+            st = set_arg(ctx, k, 8 + i, sizeof x, &x, l->kernel);
         } else {
             float f = (float)x;
-            st = set_arg(ctx, k, 7 + i, sizeof f, &f, l->kernel);
+            st = set_arg(ctx, k, 8 + i, sizeof f, &f, l->kernel);
         }
         if (st) return st;
     }
@@ -277,7 +285,7 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
 /* The arguments after UPDATE_ARGS' scalars: a device-decided step's three (clopt__launch's
  * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-chunk reals
  * (UPDATE_ARGS_AUX), then a class's info buffer (clopt__launch.info_buf). */
-#define UPDATE_NARGS (7 + CLOPT__MAX_SCALARS + 4)
+#define UPDATE_NARGS (8 + CLOPT__MAX_SCALARS + 4)
 static cl_uint extra_arg(const clopt__launch *l, cl_uint k) {
     return UPDATE_NARGS + (l->step_state ? 3 : 0) + k;
 }
@@ -330,18 +338,23 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK || p->warm) return st;
     const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK, max = WARM_MAX_ITEMS / per;
-    const size_t nwarm = l->nchunks < 1 ? 1 : l->nchunks > max ? max : l->nchunks;
-    /* A zeroed table (nwarm entries, all offsets 0: every chunk is chunk 0) and a separate
-     * data buffer it points into. Scratch buffers cover the whole warm grid at 8 bytes per
-     * work-item, for kernels that index by global id (Muon's x) as well as by chunk, and 16
-     * bytes of aux per chunk. */
-    void *data, *table;
+    const size_t units = launch_units(p, l->nchunks, l->own_table);
+    const size_t nwarm = units < 1 ? 1 : units > max ? max : units;
+    /* The same grid as the real launch (up to WARM_MAX_ITEMS work-items) over a table whose
+     * first segment is one chunk at offset 0 of a separate data buffer (the other units find
+     * no chunks); a class's own table: nwarm zeroed entries. Scratch buffers cover the warm
+     * grid at 8 bytes per work-item, for kernels that index by global id, and 16 bytes of aux
+     * per unit. */
+    void *data, *table = NULL;
     size_t data_bytes = nwarm * per * 8;
     if (data_bytes < nwarm * 16) data_bytes = nwarm * 16;
     if (data_bytes < CLOPT__CHUNK * 8) data_bytes = CLOPT__CHUNK * 8;
     if ((st = ocl_buffer_create(ctx, data_bytes, &data))) return st;
-    if ((st = ocl_buffer_create(ctx, nwarm * sizeof(clopt__chunk), &table))) {
+    const clopt__segment one = {0, 0, 1, 0, 0, 0, {0, 0}};
+    if ((st = ocl_buffer_create(ctx, nwarm * sizeof(clopt__segment), &table)) ||
+        (!l->own_table && (st = ocl_write(ctx, table, 0, &one, sizeof one)))) {
         ocl_buffer_release(ctx, data);
+        if (table) ocl_buffer_release(ctx, table);
         return st;
     }
     cl_mem m = data, t = table;
@@ -355,12 +368,13 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     }
     /* seg is the data buffer, not the table: sumsq writes it, and nothing may write the table
      * that other work-groups read offsets from. */
-    st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0, m);
+    st = set_update_args(ctx, p->kernel, l, m, m, m, 0, t, 0,
+                         (cl_uint)(l->own_table ? nwarm : 1), m);
     /* A device-decided kernel sees a zero flag in the zeroed data, and returns at once. */
     if (st == CLOPT_OK && l->step_state) st = set_step_args(ctx, p->kernel, l, m, m);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
     if (st == CLOPT_OK && l->info_buf) st = set_info_arg(ctx, p->kernel, l, (cl_mem)info);
-    if (st == CLOPT_OK) st = enqueue_chunks(ctx, p, nwarm, l->kernel);
+    if (st == CLOPT_OK) st = enqueue_units(ctx, p, nwarm, l->kernel);
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
     ocl_buffer_release(ctx, data);
@@ -378,14 +392,14 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : (cl_mem)l->table_buf;
     cl_mem slot = l->slot_buf ? (cl_mem)l->slot_buf : (cl_mem)l->var_buf;
     st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
-                         l->table_buf, (cl_uint)l->table_base, seg);
+                         l->table_buf, (cl_uint)l->table_base, (cl_uint)l->ntable, seg);
     if (st == CLOPT_OK && l->step_state)
         st = set_step_args(ctx, p->kernel, l, (cl_mem)l->step_table, (cl_mem)l->step_state);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, (cl_mem)l->aux_buf);
     if (st == CLOPT_OK && l->info_buf)
         st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
     if (st != CLOPT_OK) return st;
-    return enqueue_chunks(ctx, p, l->nchunks, l->kernel);
+    return enqueue_units(ctx, p, launch_units(p, l->nchunks, l->own_table), l->kernel);
 }
 
 /* Ends the warm-up launch of a per-range kernel (a launch over no ranges, which reads and writes
