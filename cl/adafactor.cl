@@ -2,7 +2,7 @@
  * Scalars of the fused kernels: c0 beta_2_t, c1 1-beta_2_t, c2 epsilon_1. Slots: 0 r, 1 c,
  * 2 v, each stored at the variable's size (adafactor.c: r and c views at the start, the rest
  * scratch). info: AF_WORDS uint words per built variable, the layout of adafactor.c's AF_*
- * enum. Per chunk position (AUX_AT): the chunk's sums of w^2 and u^2, then (pass 5) its
+ * enum. Per block (AUX_AT, AUX_ADD): the block's sums of w^2 and u^2, then (pass 5) its
  * variable's alpha and max(1, RMS(u)/clip_threshold). */
 
 #define AF_FACTORED 0
@@ -202,8 +202,8 @@ CHUNK_KERNEL void stats(AF_ARGS) {
         pu[l] = u * u;
     }
     if (e0 == 0) in[AF_ACTIVE] = 1;
-    AUX_AT(0) = clopt_tree_sum(pw);
-    AUX_AT(1) = clopt_tree_sum(pu);
+    AUX_ADD(0, clopt_tree_sum(pw));
+    AUX_ADD(1, clopt_tree_sum(pu));
     CHUNK_END;
 }
 
@@ -338,8 +338,8 @@ CHUNK_KERNEL void velocity(AF_ARGS) {
         pw[l] = wv * wv;
         pu[l] = 0;
     }
-    AUX_AT(0) = clopt_tree_sum(pw);
-    AUX_AT(1) = clopt_tree_sum(pu);
+    AUX_ADD(0, clopt_tree_sum(pw));
+    AUX_ADD(1, clopt_tree_sum(pu));
     CHUNK_END;
 }
 
@@ -405,8 +405,8 @@ kernel void stats(AF_ARGS) {
     const real sw = af_group_sum(part, wv * wv);
     const real su = af_group_sum(part, u * u);
     if (get_local_id(0) == 0) {
-        AUX_AT(0) = sw;
-        AUX_AT(1) = su;
+        AUX_ADD(0, sw);
+        AUX_ADD(1, su);
     }
     GROUP_END;
 }
@@ -483,14 +483,16 @@ kernel void velocity(AF_ARGS) {
     local real part[CHUNK];
     GROUP_BEGIN;
     AF_ELEMENT;
-    if (!in[AF_FACTORED]) continue; /* the whole work-group is on one chunk of one variable */
+    /* The whole work-group is on one block of one variable. No `continue` past the barriers
+     * for other variables: POCL ran such a loop's first chunk over and over. */
+    const int factored = in[AF_FACTORED];
     real u = 0;
-    if (e < n) {
+    if (factored && e < n) {
         STORE(s, SLOT(2), LOAD(s, SLOT(2)) / sqrt(af_v(s, ss, base_, e, in)));
         u = LOAD(s, SLOT(2));
     }
     const real su = af_group_sum(part, u * u);
-    if (get_local_id(0) == 0) AUX_AT(1) = su;
+    if (factored && get_local_id(0) == 0) AUX_ADD(1, su);
     GROUP_END;
 }
 
@@ -517,7 +519,7 @@ kernel void adafactor(AF_ARGS) {
 
 /* Pass 5, one work-item per variable (segment pass; scalars c0 rho, c1 epsilon_2,
  * c2 clip_threshold): alpha = max(epsilon_2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold)
- * over the variable's chunk partials. */
+ * over the variable's block partials (written back over each block). */
 kernel void scale(global const segment *ranges, uint rbase, uint nranges, global real *partials,
                   global const uint *info, real c0, real c1, real c2, real c3) {
     (void)c3;
@@ -527,14 +529,14 @@ kernel void scale(global const segment *ranges, uint rbase, uint nranges, global
     global const uint *in = info + (size_t)rg.index * AF_WORDS;
     const real n = (real)((ulong)in[AF_N_LO] | ((ulong)in[AF_N_HI] << 32));
     real sw = 0, su = 0;
-    for (uint c = 0; c < rg.count; c++) {
-        sw += partials[(size_t)(rg.first + c) * AUX_STRIDE];
-        su += partials[(size_t)(rg.first + c) * AUX_STRIDE + 1];
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++) {
+        sw += partials[(size_t)(rg.block + c) * AUX_STRIDE];
+        su += partials[(size_t)(rg.block + c) * AUX_STRIDE + 1];
     }
     const real alpha = af_max(c1, sqrt(sw / n)) * c0;
     const real d = af_max((real)1, sqrt(su / n) / c2);
-    for (uint c = 0; c < rg.count; c++) {
-        partials[(size_t)(rg.first + c) * AUX_STRIDE] = alpha;
-        partials[(size_t)(rg.first + c) * AUX_STRIDE + 1] = d;
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++) {
+        partials[(size_t)(rg.block + c) * AUX_STRIDE] = alpha;
+        partials[(size_t)(rg.block + c) * AUX_STRIDE + 1] = d;
     }
 }

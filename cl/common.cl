@@ -40,14 +40,16 @@ typedef float store_t;
 /* Kernel names: "file.kernel" names a kernel in cl/file.cl; a plain "name" is in cl/name.cl. */
 
 /* A fused launch runs over a plan's segment table: one entry per variable (the host's
- * clopt__segment, src/backend/backend_internal.h). `first` and `count` place the variable's
- * chunks among the plan's chunk positions (a launch's segments cover consecutive positions; the
- * position indexes per-chunk partial sums); var, grad and slot are the chunk offsets of its
- * variable, gradient and first slot in their buffers; index is the segment (the variable's
- * built index: seg[] and class info). The table grows with the number of variables, not with
- * their sizes. */
+ * clopt__segment, src/backend/backend_internal.h). The variable's `count` chunks of CHUNK
+ * elements are chunk var + k of the variable's buffer, grad + k of the gradient's and slot + k
+ * of the slot block's; they form ceil(count / bchunks) blocks of bchunks chunks (the last one
+ * shorter), numbered from `block` on across the plan: a block is one unit of work (a CPU
+ * work-item, or a work-group) and owns one entry of per-block partial sums. index is the
+ * segment (the variable's built index: seg[] and class info). The table grows with the number
+ * of variables, not with their sizes; the host makes bchunks large enough that a plan has at
+ * most a fixed number of blocks beyond one per variable. */
 typedef struct {
-    uint index, first, count, var, grad, slot, unused0, unused1;
+    uint index, count, var, grad, slot, block, bchunks, unused;
 } segment;
 
 /* The arguments every fused update kernel takes: variable, gradient and slot buffers, the slot
@@ -114,42 +116,28 @@ typedef struct {
 #endif
 #define CHUNK_KERNEL __attribute__((reqd_work_group_size(1, 1, 1))) kernel
 
-/* Chunks per unit of a fused launch: a CPU work-item (PER_ITEM) or a work-group of CHUNK
- * work-items (PER_GROUP) runs that many consecutive chunk positions, finding its first segment
- * by a binary search and walking on from there. The backend sets both (-D); the host's grid is
- * ceil(chunks / per unit) units. */
-#ifndef PER_ITEM
-#define PER_ITEM 16
-#endif
-#ifndef PER_GROUP
-#define PER_GROUP 4
-#endif
-
-/* The last segment r in [lo, lo + n) with table[r].first <= c (n > 0): the segment of chunk
- * position c (empty segments before it share its `first` and come earlier). */
-inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uint c) {
+/* The last segment r in [lo, lo + n) with table[r].block <= u (n > 0): the segment of block
+ * u (empty segments before it share its `block` and come earlier). */
+inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uint u) {
     uint a = lo, b = lo + n;
     while (b - a > 1) {
         const uint m = a + (b - a) / 2;
-        if (table[m].first <= c) a = m;
+        if (table[m].block <= u) a = m;
         else b = m;
     }
     return a;
 }
 
-/* The unit's range of chunk positions [c_, ce_) and its first segment r_. */
-#define SEGMENT_WALK_START(unit, per)                                                         \
+/* The unit's block u_ (returning past the launch's last block), its segment sgm_ and chunks
+ * k0_ .. kn_ - 1 of it. */
+#define BLOCK_START(unit)                                                                     \
     STEP_LOAD_;                                                                               \
-    const uint cb_ = table[tbase].first;                                                      \
-    const uint cl_ = table[tbase + ntable - 1].first + table[tbase + ntable - 1].count;       \
-    uint c_ = cb_ + (uint)(unit) * (uint)(per);                                               \
-    const uint ce_ = c_ + (uint)(per) < cl_ ? c_ + (uint)(per) : cl_;                        \
-    uint r_ = clopt_segment_find(table, tbase, ntable, c_ < cl_ ? c_ : cb_)
-/* Moves r_ to the segment of c_ and reads it. */
-#define SEGMENT_WALK_ENTRY                                                                    \
-    while (c_ >= table[r_].first + table[r_].count) r_++;                                     \
-    const segment sgm_ = table[r_];                                                           \
-    const uint k_ = c_ - sgm_.first;                                                          \
+    const segment sl_ = table[tbase + ntable - 1];                                            \
+    const uint u_ = table[tbase].block + (uint)(unit);                                        \
+    if (u_ >= sl_.block + (sl_.count + sl_.bchunks - 1) / sl_.bchunks) return;                \
+    const segment sgm_ = table[clopt_segment_find(table, tbase, ntable, u_)];                 \
+    const uint k0_ = (u_ - sgm_.block) * sgm_.bchunks;                                        \
+    const uint kn_ = k0_ + sgm_.bchunks < sgm_.count ? k0_ + sgm_.bchunks : sgm_.count;       \
     const uint sg = sgm_.index;                                                               \
     (void)sg; (void)seg; (void)ss;                                                            \
     (void)c0; (void)c1; (void)c2; (void)c3; (void)c4; (void)c5; (void)c6; (void)c7;           \
@@ -158,79 +146,57 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
 /* An element-wise fused kernel is written
  *     UPDATE_KERNEL void name(UPDATE_ARGS) { UPDATE_BEGIN; ...body...; UPDATE_END; }
  * where the body handles one element: wi, gi and si index the variable, gradient and first
- * slot, sg is the segment and cpos_ the chunk position (for AUX_AT). Arena padding makes every
+ * slot, sg is the segment, lane_ the element's place in its chunk. Arena padding makes every
  * chunk whole, so there is no bounds check. `continue` skips the element. The body must not
  * return (it runs in loops).
  *
- * On a CPU device (CLOPT_CPU) the kernel is a CHUNK_KERNEL: one work-item runs its PER_ITEM
- * chunks as loops over the contiguous elements of each segment it meets, which the compiler
- * vectorizes (POCL vectorizes a work-group's work-items only when the kernel body has no loop;
- * a search for the segment in that form made POCL run it once per work-item and stop
- * vectorizing: 11 to 14 times slower). Elsewhere (GPUs) the kernel runs in work-groups of CHUNK
- * work-items, lane = local id, PER_GROUP chunks per group. */
+ * On a CPU device (CLOPT_CPU) the kernel is a CHUNK_KERNEL: one work-item runs its block as one
+ * loop over the block's contiguous elements, which the compiler vectorizes (POCL vectorizes a
+ * work-group's work-items only when the kernel body has no loop; a search for the segment in
+ * that form made POCL run it once per work-item and stop vectorizing: 11 to 14 times slower).
+ * Elsewhere (GPUs) a work-group of CHUNK work-items runs its block a chunk at a time,
+ * lane = local id (GROUP_BEGIN). */
 #if CLOPT_CPU
 #define UPDATE_KERNEL CHUNK_KERNEL
 #define UPDATE_BEGIN                                                                          \
-    SEGMENT_WALK_START(get_global_id(0), PER_ITEM);                                           \
-    while (c_ < ce_) {                                                                        \
-        SEGMENT_WALK_ENTRY;                                                                   \
-        const uint n_ = (sgm_.first + sgm_.count < ce_ ? sgm_.first + sgm_.count : ce_) - c_; \
-        const size_t w0_ = ((size_t)sgm_.var + k_) * CHUNK, g0_ = ((size_t)sgm_.grad + k_) * CHUNK, \
-                     s0_ = ((size_t)sgm_.slot + k_) * CHUNK;                                  \
-        for (size_t i_ = 0; i_ < (size_t)n_ * CHUNK; i_++) {                                  \
-            const size_t wi = w0_ + i_, gi = g0_ + i_, si = s0_ + i_;                         \
-            const uint cpos_ = c_ + (uint)(i_ / CHUNK);                                       \
-            const size_t lane_ = i_ % CHUNK;                                                  \
-            (void)wi; (void)gi; (void)si; (void)cpos_; (void)lane_
-#define UPDATE_END                                                                            \
-        }                                                                                     \
-        c_ += n_;                                                                             \
-    }
+    BLOCK_START(get_global_id(0));                                                            \
+    const size_t w0_ = ((size_t)sgm_.var + k0_) * CHUNK, g0_ = ((size_t)sgm_.grad + k0_) * CHUNK, \
+                 s0_ = ((size_t)sgm_.slot + k0_) * CHUNK, n_ = (size_t)(kn_ - k0_) * CHUNK;   \
+    for (size_t i_ = 0; i_ < n_; i_++) {                                                      \
+        const size_t wi = w0_ + i_, gi = g0_ + i_, si = s0_ + i_, lane_ = i_ % CHUNK;         \
+        (void)wi; (void)gi; (void)si; (void)lane_
+#define UPDATE_END }
 #else
 #define UPDATE_KERNEL kernel
-#define UPDATE_BEGIN                                                                          \
-    SEGMENT_WALK_START(get_group_id(0), PER_GROUP);                                           \
-    for (; c_ < ce_; c_++) {                                                                  \
-        SEGMENT_WALK_ENTRY;                                                                   \
-        const uint cpos_ = c_;                                                                \
-        const size_t lane_ = get_local_id(0);                                                 \
-        const size_t wi = ((size_t)sgm_.var + k_) * CHUNK + lane_,                            \
-                     gi = ((size_t)sgm_.grad + k_) * CHUNK + lane_,                           \
-                     si = ((size_t)sgm_.slot + k_) * CHUNK + lane_;                           \
-        (void)wi; (void)gi; (void)si; (void)cpos_
-#define UPDATE_END }
+#define UPDATE_BEGIN GROUP_BEGIN
+#define UPDATE_END GROUP_END
 #endif
 
-/* A work-group-form kernel with barriers (a reduction through local memory): the same walk,
- * always in work-groups of CHUNK work-items, PER_GROUP chunks per group; the loop is uniform
- * across the group, so barriers inside it are reached by every work-item. */
+/* The work-group form: a work-group of CHUNK work-items runs its block a chunk (k_) at a time.
+ * The loop is uniform across the group, so barriers inside it are reached by every work-item
+ * (reductions through local memory). */
 #define GROUP_BEGIN                                                                           \
-    SEGMENT_WALK_START(get_group_id(0), PER_GROUP);                                           \
-    for (; c_ < ce_; c_++) {                                                                  \
-        SEGMENT_WALK_ENTRY;                                                                   \
-        const uint cpos_ = c_;                                                                \
+    BLOCK_START(get_group_id(0));                                                             \
+    for (uint k_ = k0_; k_ < kn_; k_++) {                                                     \
         const size_t lane_ = get_local_id(0);                                                 \
         const size_t wi = ((size_t)sgm_.var + k_) * CHUNK + lane_,                            \
                      gi = ((size_t)sgm_.grad + k_) * CHUNK + lane_,                           \
                      si = ((size_t)sgm_.slot + k_) * CHUNK + lane_;                           \
-        (void)wi; (void)gi; (void)si; (void)cpos_
+        (void)wi; (void)gi; (void)si
 #define GROUP_END }
 
 /* Reductions over a chunk on a CPU device (CLOPT_CPU, set by the backend). POCL runs a
  * work-group's tree reduction through local memory as one loop over the work-items per barrier:
  * reducing the gradient's squares for norm clipping that way took 5 to 40 times as long as
- * reading it. There such kernels are declared CHUNK_KERNEL, which the backend sees
- * (CL_KERNEL_COMPILE_WORK_GROUP_SIZE 1) and launches as one work-item per PER_ITEM chunks;
- * CHUNK_BEGIN .. CHUNK_END loop over the work-item's chunks, with ch_ the chunk's
- * (variable, gradient, slot) chunk offsets and segment, and cpos_ its position; CHUNK_LANE(i)
- * makes wi, gi and si index element i of it, in a loop over the chunk that the compiler
- * vectorizes; clopt_tree_sum adds the chunk's values in the order of the work-group tree (so
- * the same bits) from registers. Elsewhere (GPUs) the work-group form is kept. */
+ * reading it. There such kernels are CHUNK_KERNELs, launched as one work-item per block;
+ * CHUNK_BEGIN .. CHUNK_END loop over the block's chunks, with ch_ the chunk's (variable,
+ * gradient, slot) chunk offsets and segment; CHUNK_LANE(i) makes wi, gi and si index element i
+ * of it, in a loop over the chunk that the compiler vectorizes; clopt_tree_sum adds the chunk's
+ * values in the order of the work-group tree (so the same bits) from registers. Elsewhere
+ * (GPUs) the work-group form is kept. */
 #define CHUNK_BEGIN                                                                  \
-    SEGMENT_WALK_START(get_global_id(0), PER_ITEM);                                  \
-    for (; c_ < ce_; c_++) {                                                         \
-        SEGMENT_WALK_ENTRY;                                                          \
-        const uint cpos_ = c_;                                                       \
+    BLOCK_START(get_global_id(0));                                                   \
+    for (uint k_ = k0_; k_ < kn_; k_++) {                                            \
         const uint4 ch_ = (uint4)(sgm_.var + k_, sgm_.grad + k_, sgm_.slot + k_, sg)
 #define CHUNK_END }
 #define CHUNK_LANE(i)                                                                \
@@ -264,19 +230,26 @@ inline real clopt_tree_sum(const real *p) {
     return q.x + q.y;
 }
 
-/* Multi-pass steps (Lamb): a kernel that reads or writes per-chunk reals takes UPDATE_ARGS_AUX
- * (the backend passes clopt__launch.aux_buf after the usual arguments). Each chunk position
- * owns 16 bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the current chunk's (k < 2). */
+/* Multi-pass steps (Lamb): a kernel that reads or writes per-block reals takes UPDATE_ARGS_AUX
+ * (the backend passes clopt__launch.aux_buf after the usual arguments). Each block owns 16
+ * bytes, AUX_STRIDE reals; AUX_AT(k) is real k of the current block's (k < 2). A reduction adds
+ * its chunks' sums into the block's with AUX_ADD(k, x) inside a chunk loop (CHUNK_BEGIN,
+ * GROUP_BEGIN): the block's first chunk stores x, the others add theirs, in chunk order; a
+ * segment pass then adds a segment's blocks in order and writes its per-variable results over
+ * each of them (so AUX_AT reads them back from any block of the variable). */
 #define UPDATE_ARGS_AUX UPDATE_ARGS, global real *aux
 #define AUX_STRIDE (16 / sizeof(real))
-#define AUX_AT(k) aux[(size_t)cpos_ * AUX_STRIDE + (k)]
-/* The same for a per-variable real that a segment pass wrote over every chunk of the variable:
- * read at the first chunk of the work-item's current run (one load per run, not per element). */
-#define AUX_SEGMENT(k) aux[(size_t)c_ * AUX_STRIDE + (k)]
+#define AUX_AT(k) aux[(size_t)u_ * AUX_STRIDE + (k)]
+#define AUX_ADD(k, x)                                                                         \
+    do {                                                                                      \
+        const real x_ = (x);                                                                  \
+        AUX_AT(k) = k_ == k0_ ? x_ : AUX_AT(k) + x_;                                          \
+    } while (0)
 
 /* Segment passes (clopt__segment_launch): one work-item per segment ranges[rbase + i], i <
- * nranges (its index, first chunk position and chunk count); partials holds AUX_STRIDE reals
- * per chunk position, seg per-segment reals, c0..c3 scalars. */
+ * nranges; partials holds AUX_STRIDE reals per block (SEGMENT_BLOCKS(r): a segment's number of
+ * blocks), seg per-segment reals, c0..c3 scalars. */
+#define SEGMENT_BLOCKS(r) (((r).count + (r).bchunks - 1) / (r).bchunks)
 #define SEGMENT_ARGS                                                                          \
     global const segment *ranges, uint rbase, uint nranges, global real *partials,            \
         global real *seg, real c0, real c1, real c2, real c3

@@ -1,5 +1,5 @@
 /* Lamb, in three passes (src/optim/lamb.c). Scalars: c0 1-beta1, c1 1-beta2, c2 1-beta1^t,
- * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per chunk position (AUX_AT): the chunk's
+ * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per block (AUX_AT, AUX_ADD): the block's
  * sums of w^2 and r^2, then its variable's trust ratio.
  *
  * Arena padding holds zeros in w, g, m and v, and every pass keeps it so (r = 0 there), so whole
@@ -27,8 +27,8 @@ CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
         pw[i] = wv * wv;
         pr[i] = r * r;
     }
-    AUX_AT(0) = clopt_tree_sum(pw);
-    AUX_AT(1) = clopt_tree_sum(pr);
+    AUX_ADD(0, clopt_tree_sum(pw));
+    AUX_ADD(1, clopt_tree_sum(pr));
     CHUNK_END;
 }
 #else
@@ -57,27 +57,28 @@ kernel void stats(UPDATE_ARGS_AUX) {
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0) {
-        AUX_AT(0) = pw[0];
-        AUX_AT(1) = pr[0];
+        AUX_ADD(0, pw[0]);
+        AUX_ADD(1, pr[0]);
     }
     GROUP_END;
 }
 #endif
 
 /* Pass 2, one work-item per variable: ratio = ||w|| / ||r|| if both are > 0, else 1 (as Keras's
- * nested where: a NaN norm gives 1), written over the first real of each of its chunks. */
+ * nested where: a NaN norm gives 1), written over the first real of each of its blocks. */
 kernel void ratio(SEGMENT_ARGS) {
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
     const segment rg = ranges[rbase + i];
     real sw = 0, sr = 0;
-    for (uint c = 0; c < rg.count; c++) {
-        sw += partials[(size_t)(rg.first + c) * AUX_STRIDE];
-        sr += partials[(size_t)(rg.first + c) * AUX_STRIDE + 1];
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++) {
+        sw += partials[(size_t)(rg.block + c) * AUX_STRIDE];
+        sr += partials[(size_t)(rg.block + c) * AUX_STRIDE + 1];
     }
     const real wn = sqrt(sw), rn = sqrt(sr);
     const real ratio = wn > 0 ? (rn > 0 ? wn / rn : (real)1) : (real)1;
-    for (uint c = 0; c < rg.count; c++) partials[(size_t)(rg.first + c) * AUX_STRIDE] = ratio;
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++)
+        partials[(size_t)(rg.block + c) * AUX_STRIDE] = ratio;
 }
 
 /* Pass 3: w := w - ratio*lr*r (w after weight decay: WEIGHT() reads the variable as pass 1 did;
@@ -86,6 +87,6 @@ UPDATE_KERNEL void lamb(UPDATE_ARGS_AUX) {
     UPDATE_BEGIN;
     const real wv = WEIGHT();
     const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
-    STORE(w, wi, wv - AUX_SEGMENT(0) * c5 * r);
+    STORE(w, wi, wv - AUX_AT(0) * c5 * r);
     UPDATE_END;
 }

@@ -7,9 +7,9 @@
  * Slots: 0 momentum, 1 velocity (AdamW path) or the Muon path's G (scratch: no Keras entry).
  * - AdamW path: Adam without amsgrad (weight decay through WEIGHT()), complete.
  * - Muon path: m := m + (g + m*(momentum-1)) (Keras's assign_add), G = g + momentum*m
- *   (NESTEROV) or m into slot 1, and the chunk's sum of G^2 into AUX_AT(0). The variable is not
- *   touched here (apply does it, weight decay included).
- * The segment pass norm then turns each variable's chunk sums into ||G||_F over its chunks.
+ *   (NESTEROV) or m into slot 1, and the chunk's sum of G^2 added into its block's AUX_AT(0).
+ *   The variable is not touched here (apply does it, weight decay included).
+ * The segment pass norm then turns each variable's block sums into ||G||_F.
  *
  * load and apply run over every chunk of the plan launch (as stats) and do nothing on AdamW-path
  * chunks; x is the scratch of reals: a header of 12 uint words per built variable (sg), then the
@@ -61,20 +61,22 @@ kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
         if (lid < h) part[lid] += part[lid + h];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (lid == 0) AUX_AT(0) = part[0];
+    if (lid == 0) AUX_ADD(0, part[0]);
     GROUP_END;
 }
 
-/* One work-item per variable: the Frobenius norm of G from its chunks' sums, written over the
- * first real of each of its chunks. */
+/* One work-item per variable: the Frobenius norm of G from its blocks' sums, written over the
+ * first real of each of its blocks. */
 kernel void norm(SEGMENT_ARGS) {
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
     const segment rg = ranges[rbase + i];
     real sum = 0;
-    for (uint c = 0; c < rg.count; c++) sum += partials[(size_t)(rg.first + c) * AUX_STRIDE];
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++)
+        sum += partials[(size_t)(rg.block + c) * AUX_STRIDE];
     const real n = sqrt(sum);
-    for (uint c = 0; c < rg.count; c++) partials[(size_t)(rg.first + c) * AUX_STRIDE] = n;
+    for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++)
+        partials[(size_t)(rg.block + c) * AUX_STRIDE] = n;
 }
 
 /* The variable's header entry in x, and the element index e of this element in it. */
@@ -93,7 +95,7 @@ UPDATE_KERNEL void load(UPDATE_ARGS_AUX, global real *x) {
     if (pos_ == 0 || e_ >= lanes) continue;
     const size_t cols = h_[6], ld = h_[7], tr = h_[8], span = h_[9];
     const size_t rb = tr ? cols : n / cols, cb = tr ? n / cols : cols; /* the stored block */
-    const real d = AUX_SEGMENT(0) + (real)1e-7;
+    const real d = AUX_AT(0) + (real)1e-7;
     if (span == lanes && ld == cols && !tr) { /* stored as it is, unpadded: p = e */
         x[pos_ + e_] = e_ >= n ? (real)0 : LOAD(s, SLOT(1)) / d;
         continue;

@@ -1,6 +1,7 @@
-/* Reductions for gradient clipping. sumsq writes each chunk's sum of squares of the gradient as
- * the pipeline sees it before clipping (unscaled, plus the accumulator on an accumulation update
- * step) to out[position * PSTRIDE], 8 bytes per chunk position whatever the dtype. */
+/* Reductions for gradient clipping. sumsq sums the squares of the gradient as the pipeline sees
+ * it before clipping (unscaled, plus the accumulator on an accumulation update step) per chunk,
+ * in the work-group tree's order, and adds the chunks of a block in order into out[block *
+ * PSTRIDE] (common.cl's AUX_ADD), 8 bytes per block whatever the dtype. */
 #define PSTRIDE (8 / sizeof(real))
 
 #if CLOPT_CPU
@@ -44,7 +45,10 @@ CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global
         for (int k = 0; k < h; k++) a[k] += a[k + h];
     const real4 f = a[0].lo + a[0].hi;
     const real2 q = f.lo + f.hi;
-    out[(size_t)cpos_ * PSTRIDE] = q.x + q.y;
+    {
+        global real *o_ = out + (size_t)u_ * PSTRIDE; /* the block's sum, in chunk order */
+        *o_ = k_ == k0_ ? q.x + q.y : *o_ + (q.x + q.y);
+    }
     CHUNK_END;
 }
 #else
@@ -65,15 +69,18 @@ kernel void sumsq(global const store_t *w, global const store_t *g, global store
         if (lid < h) part[lid] += part[lid + h];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (lid == 0) out[(size_t)cpos_ * PSTRIDE] = part[0];
+    if (lid == 0) { /* the block's sum, in chunk order */
+        global real *o_ = out + (size_t)u_ * PSTRIDE;
+        *o_ = k_ == k0_ ? part[0] : *o_ + part[0];
+    }
     GROUP_END;
 }
 #endif
 
-/* The sum of one segment's chunk partials. */
+/* The sum of one segment's block partials, in order. */
 inline real range_sum(global const real *partials, segment r) {
     real sum = 0;
-    for (uint c = 0; c < r.count; c++) sum += partials[(size_t)(r.first + c) * PSTRIDE];
+    for (uint c = 0; c < SEGMENT_BLOCKS(r); c++) sum += partials[(size_t)(r.block + c) * PSTRIDE];
     return sum;
 }
 

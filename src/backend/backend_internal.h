@@ -15,21 +15,28 @@ typedef struct clopt_context clopt_context;
  * (zero-filled padding), so a kernel needs no bounds check. Must match CHUNK in cl/common.cl. */
 #define CLOPT__CHUNK 256
 
-/* Chunks per unit of a fused launch over segments (PER_ITEM and PER_GROUP in cl/common.cl): a
- * CPU device's work-item (CHUNK_KERNEL) runs CLOPT__PER_ITEM consecutive chunks, a work-group
- * CLOPT__PER_GROUP; each unit searches the segment table once. */
-#define CLOPT__PER_ITEM 16
-#define CLOPT__PER_GROUP 4
+/* Blocks: a fused launch's unit of work (a CPU work-item or a work-group) is a block of
+ * consecutive chunks of one variable, which owns one entry of per-block partial sums. A plan's
+ * blocks have CLOPT__BLOCK_CHUNKS chunks, or more where that makes more than CLOPT__MAX_BLOCKS
+ * blocks of whole chunks (then ceil(chunks / CLOPT__MAX_BLOCKS)); so a plan has at most
+ * CLOPT__MAX_BLOCKS blocks plus one per variable (each variable's last block may be short). */
+#define CLOPT__BLOCK_CHUNKS 16
+#define CLOPT__MAX_BLOCKS 4096
 
-/* One variable of a plan (a segment): its chunks are the plan's chunk positions first ..
- * first + count - 1 (consecutive within a launch; a position indexes per-chunk partial sums),
- * and chunk k of it is chunk var + k of the variable's buffer, grad + k of the gradient's and
- * slot + k of the slot block's (chunk units). index is the segment: the variable's built index
+/* One variable of a plan (a segment): `count` chunks, chunk k of it being chunk var + k of the
+ * variable's buffer, grad + k of the gradient's and slot + k of the slot block's (chunk units);
+ * they form ceil(count / bchunks) blocks, numbered from `block` on across the plan (a block
+ * indexes per-block partial sums). index is the segment: the variable's built index
  * (per-segment reals, class info). A fused launch reads a table of these (`segment` in
  * cl/common.cl; 32 bytes): it grows with the number of variables, not with their sizes. */
 typedef struct clopt__segment {
-    uint32_t index, first, count, var, grad, slot, unused[2];
+    uint32_t index, count, var, grad, slot, block, bchunks, unused;
 } clopt__segment;
+
+/* The blocks of a segment. */
+static inline uint32_t clopt__segment_blocks(const clopt__segment *s) {
+    return (s->count + s->bchunks - 1) / s->bchunks;
+}
 
 /* One chunk, as the host backend's per-chunk kernels see it: chunk offsets of the variable,
  * gradient and first slot, and the segment; also the entries of a class's own table
@@ -59,7 +66,7 @@ typedef struct clopt__launch {
     void *table_buf;      /* clopt__segment entries (own_table: the class's clopt__chunk) */
     size_t table_base;    /* first entry of this launch */
     size_t ntable;        /* entries of this launch */
-    size_t nchunks;       /* chunks the entries cover (own_table: = ntable, one unit each) */
+    size_t nunits;        /* units of work: the blocks of the segments (own_table: ntable) */
     int own_table;        /* table_buf is a class's own table of clopt__chunk entries, one
                            * work-group (or CPU work-item) each (OWN_TABLE in cl/common.cl) */
     void *seg_buf;        /* per-segment reals (clip factor, decay flag); NULL if unused */
@@ -72,8 +79,8 @@ typedef struct clopt__launch {
      * (SLOT_BASE) and the accumulator's kind (SLOT_ACC). */
     double pipe[4];
     int accum, clip, decay, slot_base, slot_acc, slot_ema;
-    /* Per-chunk reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
-     * chunk position, two reals at position*16 bytes (doubles on the host backend whatever the
+    /* Per-block reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
+     * block, two reals at block*16 bytes (doubles on the host backend whatever the
      * dtype). NULL for single-pass kernels; when set, the OpenCL kernel takes it as one more
      * argument after UPDATE_ARGS (UPDATE_ARGS_AUX in cl/common.cl). */
     void *aux_buf;
@@ -102,10 +109,10 @@ typedef struct clopt__launch {
 #define CLOPT__STEP_KINDS 3
 enum { CLOPT__STEP_UPDATE = 0, CLOPT__STEP_EMA = 1, CLOPT__STEP_EMA_OVERWRITE = 2 };
 
-/* Per-variable clip factors from per-chunk sums of squares (written by the "sumsq" kernel, at
- * 8 bytes per chunk position). ranges_buf holds the plan's clopt__segment entries. Mode 0 (clipnorm): seg[2*seg] = c / max(norm_seg, c). Mode 1
- * (global_clipnorm): one norm N over every range, and seg[2*seg] = c * min(1/N, 1/c) + (N - N)
- * for each range's segment. seg holds reals (double for float64, else float). */
+/* Per-variable clip factors from per-block sums of squares (written by the "sumsq" kernel, at
+ * 8 bytes per block). ranges_buf holds the plan's clopt__segment entries. Mode 0 (clipnorm):
+ * seg[2*seg] = c / max(norm_seg, c). Mode 1 (global_clipnorm): one norm N over every range,
+ * and seg[2*seg] = c * min(1/N, 1/c) + (N - N) for each range's segment. seg holds reals (double for float64, else float). */
 typedef struct clopt__clip_launch {
     clopt_dtype dtype;
     int mode;
@@ -116,11 +123,12 @@ typedef struct clopt__clip_launch {
     double clipnorm;
 } clopt__clip_launch;
 
-/* A per-variable pass over a plan's segments (ranges_buf holds clopt__segment entries): the kernel `kernel` ("lamb.ratio") runs once per range
- * rbase .. rbase + nranges - 1, reading and writing the ranges' per-chunk reals in partials_buf
- * (16 bytes per chunk position, as clopt__launch.aux_buf) and, if seg_buf is set,
- * per-segment reals. One launch whatever the number of variables. Kernels: SEGMENT_ARGS in
- * cl/common.cl; host twins in clopt__host_segment_kernels. */
+/* A per-variable pass over a plan's segments (ranges_buf holds clopt__segment entries): the
+ * kernel `kernel` ("lamb.ratio") runs once per segment rbase .. rbase + nranges - 1, reading and
+ * writing the segments' per-block reals in partials_buf (16 bytes per block, as
+ * clopt__launch.aux_buf) and, if seg_buf is set, per-segment reals. One launch whatever the
+ * number of variables. Kernels: SEGMENT_ARGS in cl/common.cl; host twins in
+ * clopt__host_segment_kernels. */
 typedef struct clopt__segment_launch {
     const char *kernel;
     clopt_dtype dtype;

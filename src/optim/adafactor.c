@@ -329,11 +329,11 @@ static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
         a.table_buf = st->table_buf;
         a.own_table = 1;
         a.table_base = grp->base;
-        a.ntable = a.nchunks = grp->nstat;
+        a.ntable = a.nunits = grp->nstat;
         if ((s = RUN(a)) != CLOPT_OK) return s;
         if (grp->nmean && !warm) {
             a.table_base = grp->base + grp->nstat;
-            a.ntable = a.nchunks = grp->nmean;
+            a.ntable = a.nunits = grp->nmean;
             if ((s = ctx->ops->update(ctx, &a)) != CLOPT_OK) return s;
         }
         a = *l;

@@ -66,41 +66,51 @@ static clopt_status ensure_buffer(clopt_context *ctx, void **buf, size_t *cap, s
 }
 
 /* Lays out the segment table of the pairs (idx[i], grads[i]), one entry per variable, grouped
- * into launches; a NULL gradient stands for the variable itself (passes that read no
- * gradient). Chunk positions run on across the plan. */
+ * into launches, with blocks of `bchunks` chunks numbered on across the plan; a NULL gradient
+ * stands for the variable itself (passes that read no gradient). Returns the launches. */
 static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable *const *grads,
-                     size_t n, clopt__segment *segs, clopt__plan_launch *ls, char *done) {
-    size_t nl = 0, used = 0, nr = 0;
+                     size_t n, uint32_t bchunks, clopt__segment *segs, clopt__plan_launch *ls,
+                     char *done, size_t *nblocks) {
+    size_t nl = 0, blocks = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
         if (done[i]) continue;
         const clopt_variable *vi = o->vars[idx[i]], *gi = grads[i] ? grads[i] : vi;
         clopt__plan_launch *l = &ls[nl++];
         *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, 0, nr, 0};
-        const size_t first = used;
+        const size_t first = blocks;
         for (size_t j = i; j < n; j++) {
             const clopt_variable *v = o->vars[idx[j]], *g = grads[j] ? grads[j] : v;
             if (done[j] || v->dtype != l->dtype || v->block != l->var_block ||
                 g->block != l->grad_block)
                 continue;
             done[j] = 1;
-            segs[nr++] = (clopt__segment){(uint32_t)idx[j],
-                                          (uint32_t)used,
-                                          (uint32_t)chunks_of(v),
-                                          (uint32_t)(v->offset / CLOPT__CHUNK),
-                                          (uint32_t)(g->offset / CLOPT__CHUNK),
-                                          (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK),
-                                          {0, 0}};
-            used += chunks_of(v);
+            clopt__segment *sg = &segs[nr++];
+            *sg = (clopt__segment){(uint32_t)idx[j],
+                                   (uint32_t)chunks_of(v),
+                                   (uint32_t)(v->offset / CLOPT__CHUNK),
+                                   (uint32_t)(g->offset / CLOPT__CHUNK),
+                                   (uint32_t)(o->slot_off[idx[j]] / CLOPT__CHUNK),
+                                   (uint32_t)blocks,
+                                   bchunks,
+                                   0};
+            blocks += clopt__segment_blocks(sg);
         }
-        l->nchunks = used - first;
+        l->nblocks = blocks - first;
         l->nranges = nr - l->range_base;
     }
+    *nblocks = blocks;
     return nl;
+}
+
+/* Chunks per block for `total` chunks (CLOPT__BLOCK_CHUNKS in backend_internal.h). */
+static uint32_t block_chunks(size_t total) {
+    const size_t b = (total + CLOPT__MAX_BLOCKS - 1) / CLOPT__MAX_BLOCKS;
+    return (uint32_t)(b > CLOPT__BLOCK_CHUNKS ? b : CLOPT__BLOCK_CHUNKS);
 }
 
 static int clip_mode(const clopt_optimizer *o, double *c, int *global);
 
-/* The bytes per chunk of a plan's partials that the steps of `o` use: 16 (two reals,
+/* The bytes per block of a plan's partials that the steps of `o` use: 16 (two reals,
  * clopt__launch.aux_buf) for a class's statistics (Lamb) or passes of its own (Adafactor, Muon),
  * 8 for norm clipping's sums of squares alone (clopt__clip_launch), else 0. */
 static size_t partials_bytes(const clopt_optimizer *o) {
@@ -111,9 +121,9 @@ static size_t partials_bytes(const clopt_optimizer *o) {
 }
 
 /* Builds `p` for the pairs, uploading its segment table. Rebuilt only when the pattern
- * changes. Device memory: 32 bytes per variable for the segments, and `pbytes` per chunk for the
- * partials (a one-entry placeholder when no step uses them: kernel arguments stay valid
- * buffers). */
+ * changes. Device memory: 32 bytes per variable for the segments, and `pbytes` per block for the
+ * partials (at most CLOPT__MAX_BLOCKS blocks plus one per variable; a one-entry placeholder when
+ * no step uses them: kernel arguments stay valid buffers). */
 static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
                                clopt_variable *const *grads, size_t n, size_t pbytes) {
     clopt_context *ctx = o->ctx;
@@ -135,9 +145,10 @@ static clopt_status plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
                          CLOPT__CHUNK);
         goto out;
     }
-    size_t nl = layout(o, idx, grads, n, segs, ls, done);
+    size_t nblocks;
+    size_t nl = layout(o, idx, grads, n, block_chunks(total), segs, ls, done, &nblocks);
     if ((st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *segs)) ||
-        (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? total : 0,
+        (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? nblocks : 0,
                             pbytes ? pbytes : 16)))
         goto out;
     if (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, segs, n * sizeof *segs))) goto out;
@@ -213,7 +224,7 @@ static clopt__launch make_launch_kind(const clopt_optimizer *o, const clopt__pla
     l.table_buf = p->ranges_buf;
     l.table_base = pl->range_base;
     l.ntable = pl->nranges;
-    l.nchunks = pl->nchunks;
+    l.nunits = pl->nblocks;
     l.seg_buf = grp->seg_buf;
     pipe_scalars(o, accum_update, lr, &l);
     if (o->dstep && o->dstep->stepping) {

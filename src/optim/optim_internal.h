@@ -194,7 +194,7 @@ typedef struct clopt__optvar {
 struct clopt__plan_launch {
     clopt_dtype dtype;
     clopt__arena_block *var_block, *grad_block;
-    size_t nchunks;             /* chunks of its segments */
+    size_t nblocks;             /* blocks of its segments: its units of work */
     size_t range_base, nranges; /* its segments (one per variable) in the plan's table */
 };
 
@@ -205,8 +205,8 @@ struct clopt__plan {
     clopt__plan_launch *launches;
     size_t nlaunches;
     void *ranges_buf;    /* backend buffer of clopt__segment: one per pair, launch by launch */
-    void *partials_buf;  /* 16 bytes per chunk position (two reals: clopt__launch.aux_buf), 8
-                          * for norm clipping alone, one entry when no step uses them */
+    void *partials_buf;  /* 16 bytes per block (two reals: clopt__launch.aux_buf), 8 for norm
+                          * clipping alone, one entry when no step uses them */
     size_t ranges_cap, partials_cap; /* entries */
 };
 

@@ -143,7 +143,7 @@ static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
         if (!step_launch(l, &stepped)) return CLOPT_OK;
         l = &stepped;
     }
-    clopt__host_update u = {l, l->var_buf, l->grad_buf, l->slot_buf, l->seg_buf};
+    clopt__host_update u = {l, l->var_buf, l->grad_buf, l->slot_buf, l->seg_buf, 0};
     if (l->own_table) { /* a class's own entries, each a unit of work */
         const clopt__chunk *table = (const clopt__chunk *)l->table_buf + l->table_base;
         for (size_t e = 0; e < l->ntable; e++) k->chunk_fn(&u, &table[e], l->table_base + e);
@@ -155,7 +155,8 @@ static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
             const clopt__chunk ch = {segs[r].var + c, segs[r].grad + c, segs[r].slot + c,
                                      segs[r].index};
             if (k->chunk_fn) {
-                k->chunk_fn(&u, &ch, (size_t)segs[r].first + c);
+                u.block_first = c % segs[r].bchunks == 0;
+                k->chunk_fn(&u, &ch, (size_t)segs[r].block + c / segs[r].bchunks);
                 continue;
             }
             for (size_t i = 0; i < CLOPT__CHUNK; i++)
@@ -167,12 +168,12 @@ static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
 
 static double range_sum(const clopt__clip_launch *l, const clopt__segment *r) {
     double sum = 0;
-    for (uint32_t c = 0; c < r->count; c++)
-        sum += clopt__elem_load(l->partials_buf, CLOPT_FLOAT64, (size_t)r->first + c);
+    for (uint32_t b = 0; b < clopt__segment_blocks(r); b++)
+        sum += clopt__elem_load(l->partials_buf, CLOPT_FLOAT64, (size_t)r->block + b);
     return sum;
 }
 
-/* Partials are kept in double on the host whatever the dtype (8 bytes per chunk position). */
+/* Partials are kept in double on the host whatever the dtype (8 bytes per block). */
 static clopt_status host_clip_factors(clopt_context *ctx, const clopt__clip_launch *l) {
     (void)ctx;
     const clopt__segment *ranges = (const clopt__segment *)l->ranges_buf + l->range_base;

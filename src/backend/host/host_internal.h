@@ -10,6 +10,7 @@ typedef struct clopt__host_update {
     const clopt__launch *launch;
     char *var, *grad, *slot; /* base pointers */
     void *seg;               /* per-segment reals (clopt__real_dtype) or NULL */
+    int block_first;         /* a per-chunk kernel's chunk is the first of its block */
 } clopt__host_update;
 
 
@@ -18,8 +19,8 @@ typedef struct clopt__host_update {
 typedef void (*clopt__host_kernel_fn)(const clopt__host_update *u, size_t w, size_t g, size_t s,
                                       uint32_t seg);
 
-/* A per-chunk kernel (reductions): chunk `ch` at chunk position `entry` (a class's own
- * table: entry `entry` of it). */
+/* A per-chunk kernel (reductions): chunk `ch` of block `entry` (a class's own table: entry
+ * `entry` of it). */
 typedef void (*clopt__host_chunk_fn)(const clopt__host_update *u, const clopt__chunk *ch,
                                      size_t entry);
 
@@ -66,7 +67,13 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
 #define GRAD() clopt__host_grad(u, g, s, seg)
 #define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
 #define WEIGHT() clopt__host_weight(u, w, seg)
-/* Real k (< 2) of the per-chunk reals of chunk position `entry` (clopt__launch.aux_buf). */
+/* Real k (< 2) of the per-block reals of block `entry` (clopt__launch.aux_buf); AUX_ADD adds a
+ * chunk's x into it as cl/common.cl's AUX_ADD does (the block's first chunk stores it). */
 #define AUX_AT(entry, k) (((double *)u->launch->aux_buf)[2 * (size_t)(entry) + (k)])
+#define AUX_ADD(entry, k, x)                                                   \
+    do {                                                                       \
+        const double x_ = (x);                                                 \
+        AUX_AT(entry, k) = u->block_first ? x_ : AUX_AT(entry, k) + x_;        \
+    } while (0)
 
 #endif

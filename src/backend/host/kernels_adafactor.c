@@ -4,7 +4,7 @@
  * kernels: 0 beta_2_t, 1 (1 - beta_2_t), 2 epsilon_1; of the segment pass: 0 rho, 1 epsilon_2,
  * 2 clip_threshold. Slots: 0 r, 1 c, 2 v. The info buffer
  * (clopt__launch.info_buf, or the segment pass's seg_buf) holds AF_WORDS uint32 words per built
- * variable; per chunk position (AUX_AT, doubles): the sums of w^2 and u^2, then alpha and
+ * variable; per block (AUX_AT, AUX_ADD, doubles): the sums of w^2 and u^2, then alpha and
  * max(1, RMS(u)/clip_threshold). */
 #include <math.h>
 #include "host_internal.h"
@@ -64,8 +64,8 @@ void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk
         sw += wv * wv;
         su += uv * uv;
     }
-    AUX_AT(entry, 0) = sw;
-    AUX_AT(entry, 1) = su;
+    AUX_ADD(entry, 0, sw);
+    AUX_ADD(entry, 1, su);
 }
 
 void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chunk *ch,
@@ -117,7 +117,7 @@ void clopt__host_adafactor_velocity(const clopt__host_update *u, const clopt__ch
         const double uv = HL(u->slot, SLOT(2));
         su += uv * uv;
     }
-    AUX_AT(entry, 1) = su;
+    AUX_ADD(entry, 1, su);
 }
 
 void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__segment *range) {
@@ -125,18 +125,18 @@ void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__se
     const uint32_t *in = info_of(l->seg_buf, range->index);
     const double n = (double)count_of(in);
     double sw = 0, su = 0;
-    for (uint32_t c = 0; c < range->count; c++) {
-        sw += p[2 * ((size_t)range->first + c)];
-        su += p[2 * ((size_t)range->first + c) + 1];
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++) {
+        sw += p[2 * ((size_t)range->block + c)];
+        su += p[2 * ((size_t)range->block + c) + 1];
     }
     const double rms_w = sqrt(sw / n), rms_u = sqrt(su / n);
     /* Keras's ops.maximum keeps a NaN. */
     const double alpha = (isnan(rms_w) ? rms_w : fmax(l->scalars[1], rms_w)) * l->scalars[0];
     const double q = rms_u / l->scalars[2];
     const double d = isnan(q) ? q : fmax(1.0, q);
-    for (uint32_t c = 0; c < range->count; c++) {
-        p[2 * ((size_t)range->first + c)] = alpha;
-        p[2 * ((size_t)range->first + c) + 1] = d;
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++) {
+        p[2 * ((size_t)range->block + c)] = alpha;
+        p[2 * ((size_t)range->block + c) + 1] = d;
     }
 }
 

@@ -1,6 +1,7 @@
 /* Lamb reference, the three passes of cl/lamb.cl. Scalars: 0 (1 - beta1), 1 (1 - beta2),
- * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per chunk position
- * (AUX_AT, doubles): the chunk's sums of w^2 and r^2, then its variable's trust ratio. */
+ * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per block
+ * (AUX_AT, AUX_ADD, doubles): the block's sums of w^2 and r^2, then its variable's trust
+ * ratio. */
 #include <math.h>
 #include "host_internal.h"
 
@@ -28,20 +29,21 @@ void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch,
         sw += wv * wv;
         sr += r * r;
     }
-    AUX_AT(entry, 0) = sw;
-    AUX_AT(entry, 1) = sr;
+    AUX_ADD(entry, 0, sw);
+    AUX_ADD(entry, 1, sr);
 }
 
 void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__segment *range) {
     double *p = l->partials_buf;
     double sw = 0, sr = 0;
-    for (uint32_t c = 0; c < range->count; c++) {
-        sw += p[2 * ((size_t)range->first + c)];
-        sr += p[2 * ((size_t)range->first + c) + 1];
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++) {
+        sw += p[2 * ((size_t)range->block + c)];
+        sr += p[2 * ((size_t)range->block + c) + 1];
     }
     const double wn = sqrt(sw), rn = sqrt(sr);
     const double ratio = wn > 0 ? (rn > 0 ? wn / rn : 1.0) : 1.0;
-    for (uint32_t c = 0; c < range->count; c++) p[2 * ((size_t)range->first + c)] = ratio;
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++)
+        p[2 * ((size_t)range->block + c)] = ratio;
 }
 
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {

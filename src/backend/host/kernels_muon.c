@@ -34,14 +34,16 @@ void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch,
             HS(u->var, w, wv - c[0] * m / (sqrt(v) + c[3]));
         }
     }
-    AUX_AT(entry, 0) = sq;
+    AUX_ADD(entry, 0, sq);
 }
 
 void clopt__host_muon_norm(const clopt__segment_launch *l, const clopt__segment *range) {
     double *p = l->partials_buf, sum = 0;
-    for (uint32_t c = 0; c < range->count; c++) sum += p[2 * ((size_t)range->first + c)];
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++)
+        sum += p[2 * ((size_t)range->block + c)];
     const double n = sqrt(sum);
-    for (uint32_t c = 0; c < range->count; c++) p[2 * ((size_t)range->first + c)] = n;
+    for (uint32_t c = 0; c < clopt__segment_blocks(range); c++)
+        p[2 * ((size_t)range->block + c)] = n;
 }
 
 /* The variable's entry in the scratch header (cl/muon.cl: 12 uint32 words per built variable). */

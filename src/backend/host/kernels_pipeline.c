@@ -12,6 +12,8 @@ void clopt__host_sumsq(const clopt__host_update *u, const clopt__chunk *ch, size
         if (l->accum) x = (x + HL(u->slot, SLOT_ABS(l->slot_acc))) * l->pipe[1];
         sum += x * x;
     }
+    /* Into the block's sum, in chunk order (cl/reduce.cl). */
+    if (!u->block_first) sum = clopt__elem_load(u->seg, CLOPT_FLOAT64, entry) + sum;
     clopt__elem_store(u->seg, CLOPT_FLOAT64, entry, sum);
 }
 

@@ -221,14 +221,8 @@ static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, cons
     return enqueue_wg(ctx, k, global, global % CLOPT__CHUNK == 0 ? CLOPT__CHUNK : 0, name);
 }
 
-/* Units of a launch over `nchunks` chunks: a CHUNK_KERNEL's work-item (cl/common.cl: one
- * work-item per work-group) runs CLOPT__PER_ITEM chunks, a work-group of CLOPT__CHUNK
- * work-items CLOPT__PER_GROUP; over a class's own table (own), one entry each. */
-static size_t launch_units(const clopt__ocl_program *p, size_t nchunks, int own) {
-    const size_t per = own ? 1 : p->per_chunk ? CLOPT__PER_ITEM : CLOPT__PER_GROUP;
-    return (nchunks + per - 1) / per;
-}
-
+/* A launch of `units` units of work (clopt__launch.nunits): a CHUNK_KERNEL's (cl/common.cl)
+ * unit is a work-group of one work-item, another kernel's a work-group of CLOPT__CHUNK. */
 static clopt_status enqueue_units(clopt_context *ctx, const clopt__ocl_program *p, size_t units,
                                   const char *name) {
     const size_t local = p->per_chunk ? 1 : CLOPT__CHUNK;
@@ -338,11 +332,10 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK || p->warm) return st;
     const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK, max = WARM_MAX_ITEMS / per;
-    const size_t units = launch_units(p, l->nchunks, l->own_table);
-    const size_t nwarm = units < 1 ? 1 : units > max ? max : units;
+    const size_t nwarm = l->nunits < 1 ? 1 : l->nunits > max ? max : l->nunits;
     /* The same grid as the real launch (up to WARM_MAX_ITEMS work-items) over a table whose
-     * first segment is one chunk at offset 0 of a separate data buffer (the other units find
-     * no chunks); a class's own table: nwarm zeroed entries. Scratch buffers cover the warm
+     * one segment is one block of one chunk at offset 0 of a separate data buffer (the other
+     * units return); a class's own table: nwarm zeroed entries. Scratch buffers cover the warm
      * grid at 8 bytes per work-item, for kernels that index by global id, and 16 bytes of aux
      * per unit. */
     void *data, *table = NULL;
@@ -350,7 +343,7 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     if (data_bytes < nwarm * 16) data_bytes = nwarm * 16;
     if (data_bytes < CLOPT__CHUNK * 8) data_bytes = CLOPT__CHUNK * 8;
     if ((st = ocl_buffer_create(ctx, data_bytes, &data))) return st;
-    const clopt__segment one = {0, 0, 1, 0, 0, 0, {0, 0}};
+    const clopt__segment one = {0, 1, 0, 0, 0, 0, 1, 0};
     if ((st = ocl_buffer_create(ctx, nwarm * sizeof(clopt__segment), &table)) ||
         (!l->own_table && (st = ocl_write(ctx, table, 0, &one, sizeof one)))) {
         ocl_buffer_release(ctx, data);
@@ -388,7 +381,7 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     clopt__ocl_program *p;
     clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK) return st;
-    if (!l->nchunks) return CLOPT_OK;
+    if (!l->nunits) return CLOPT_OK;
     cl_mem seg = l->seg_buf ? (cl_mem)l->seg_buf : (cl_mem)l->table_buf;
     cl_mem slot = l->slot_buf ? (cl_mem)l->slot_buf : (cl_mem)l->var_buf;
     st = set_update_args(ctx, p->kernel, l, l->var_buf, l->grad_buf, slot, l->slot_stride,
@@ -399,7 +392,7 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     if (st == CLOPT_OK && l->info_buf)
         st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
     if (st != CLOPT_OK) return st;
-    return enqueue_units(ctx, p, launch_units(p, l->nchunks, l->own_table), l->kernel);
+    return enqueue_units(ctx, p, l->nunits, l->kernel);
 }
 
 /* Ends the warm-up launch of a per-range kernel (a launch over no ranges, which reads and writes

@@ -95,10 +95,8 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, char 
 /* -DCLOPT_CPU=1 on a CPU device: kernels may choose shapes that suit it (cl/common.cl). */
 static void build_options(char *buf, size_t n, clopt_dtype dtype, const clopt__define *defs,
                           int ndefs, int cpu) {
-    size_t used = (size_t)snprintf(buf, n,
-                                   "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d -DPER_ITEM=%d "
-                                   "-DPER_GROUP=%d -DCLOPT_CPU=%d",
-                                   (int)dtype, CLOPT__CHUNK, CLOPT__PER_ITEM, CLOPT__PER_GROUP, cpu);
+    size_t used = (size_t)snprintf(buf, n, "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d -DCLOPT_CPU=%d",
+                                   (int)dtype, CLOPT__CHUNK, cpu);
     for (int i = 0; i < ndefs && used < n; i++)
         used += (size_t)snprintf(buf + used, n - used, " -D%s=%d", defs[i].name, defs[i].value);
 }
