@@ -1,6 +1,6 @@
 /* Device memory accounting (clopt_context_memory_stats, clopt/experimental.h) and the memory
  * promises of a step: after build, device memory is the variables, gradients and slots plus a
- * small amount, and steps allocate nothing (the same bytes, buffers and creation count after
+ * small amount that does not grow with their size, and steps allocate nothing (the same bytes, buffers and creation count after
  * many steps, with norm clipping and a multi-pass class too). Large buffers on POCL come from
  * fresh pages (ocl_buffer_create): they must still read back as zeros. */
 #include "clopt/experimental.h"
@@ -127,6 +127,45 @@ Test(memory_pocl, lamb_steps_allocate_nothing) { steps_allocate_nothing(TU_POCL,
 Test(memory_pocl, adamw_accumulation_steps_allocate_nothing) {
     steps_allocate_nothing(TU_POCL, ADAMW_ACCUM, 500);
 }
+
+/* Device memory besides the arena after build and one step of SGD with clipnorm and EMA (both
+ * plans, per-block partial sums) over float16 variables of n, 1000, 5 and 300 elements. */
+static uint64_t other_bytes(const char *dev, int64_t n) {
+    enum { N = 4 };
+    const int64_t sizes[N] = {n, 1000, 5, 300};
+    clopt_context *ctx = tu_context(dev);
+    clopt_variable *v[N], *g[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%d", i);
+        v[i] = tu_var(ctx, name, CLOPT_FLOAT16, 1, &sizes[i], NULL);
+        snprintf(name, sizeof name, "g%d", i);
+        g[i] = tu_var(ctx, name, CLOPT_FLOAT16, 1, &sizes[i], NULL);
+    }
+    clopt_optimizer *o = NULL;
+    TU_OK(ctx, clopt_optimizer_from_config(ctx, SGD_NORM_EMA, &o));
+    TU_OK(ctx, clopt_optimizer_build(o, v, N));
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, N));
+    TU_OK(ctx, clopt_finish(ctx));
+    const clopt_memory_stats m = stats(ctx);
+    clopt_context_destroy(ctx);
+    return m.device_bytes - m.arena_bytes;
+}
+
+/* What an optimizer keeps besides variables, gradients and slots does not grow with their size:
+ * its plans hold one segment per variable and at most CLOPT__MAX_BLOCKS (4096) partial sums
+ * beyond one per variable. Here those are 8 bytes each (clipnorm), so under 48 KiB for 2^24 and
+ * for 2^25 elements, where partials per chunk would take 512 KiB and 1 MiB, and partials per
+ * 16 chunks without the bound 64 KiB for 2^25. */
+static void other_memory_is_fixed(const char *dev) {
+    const uint64_t a = other_bytes(dev, (int64_t)1 << 24), b = other_bytes(dev, (int64_t)1 << 25);
+    cr_assert_lt(a, 48 * 1024, "%llu bytes besides the arena for 2^24 elements",
+                 (unsigned long long)a);
+    cr_assert_lt(b, 48 * 1024, "%llu bytes besides the arena for 2^25 elements",
+                 (unsigned long long)b);
+}
+Test(memory_host, other_memory_is_fixed) { other_memory_is_fixed(TU_HOST); }
+Test(memory_pocl, other_memory_is_fixed) { other_memory_is_fixed(TU_POCL); }
 
 /* Buffers of 1 MiB and more on POCL are fresh pages, not filled: variables without an initial
  * value and an optimizer's slots still read back as zeros, also where a destroyed variable's
