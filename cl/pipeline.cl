@@ -1,4 +1,4 @@
-/* The apply pipeline's own passes, over a chunk table with the fused-update arguments.
+/* The apply pipeline's own passes, over a segment table with the fused-update arguments.
  * accumulate: the gradient accumulator (slot SLOT_ACC) += gradient * q0 (unscaled), on
  * accumulation steps that do not update. ema: the EMA average (slot SLOT_EMA) := c0 * average +
  * (1 - c0) * variable. ema_overwrite: variable := average. */

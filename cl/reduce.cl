@@ -5,7 +5,7 @@
 #define PSTRIDE (8 / sizeof(real))
 
 #if CLOPT_CPU
-/* A CPU device: one work-item per chunk (common.cl, CHUNK_KERNEL), the same sum, in vectors of
+/* A CPU device: one work-item per block (common.cl, CHUNK_KERNEL), the same sums, in vectors of
  * 8 kept in registers: squaring into a private array and summing it with clopt_tree_sum made
  * this pass cost about twice a streaming read of the gradient. LOAD8(p, k) is LOAD of elements
  * 8k .. 8k+7 (the same values); sumsq_sq8 their squares as GRAD() sees them before clipping. */

@@ -986,8 +986,8 @@ static const pcase C_SCHEDULE_ADAM = {.adam = 1, .schedule = PIECEWISE_SMALL,
                                       .clipnorm = 1.0, .acc = 2,
                                       .steps = {"*", "0123", "0b23", "*", "30", "21", "*", "*"}};
 
-/* Steps that grow from one small variable to all of them: the cached plan's buffers (chunk
- * table, ranges, per-chunk partial sums of the norm reduction) must grow with it. */
+/* Steps that grow from one small variable to all of them: the cached plan's buffers (segment
+ * table, per-block partial sums of the norm reduction) must grow with it. */
 static const pcase C_GROWING_CLIPNORM = {.lr = 0.1, .momentum = 0.5, .clipnorm = 1.0,
                                          .steps = {"0", "01", "*", "1", "3210", "0"}};
 static const pcase C_GROWING_GLOBAL = {.adam = 1, .lr = 0.01, .global_clipnorm = 5.0, .acc = 2,

@@ -24,8 +24,8 @@
  * passes:
  * 1. adafactor.stats, over the plan's chunks: marks the variable active. rank < 2: reads the
  *    gradient once (GRAD(): on an accumulation step it empties the accumulator) and w after
- *    weight decay, v := b*v + (1-b)*(g^2 + eps1), u = g/sqrt(v) into the r storage, per-chunk
- *    sums of w^2 and u^2. rank >= 2, work-group form: per-chunk sum of w^2, g copied into the
+ *    weight decay, v := b*v + (1-b)*(g^2 + eps1), u = g/sqrt(v) into the r storage, per-block
+ *    sums of w^2 and u^2. rank >= 2, work-group form: per-block sum of w^2, g copied into the
  *    velocity slot for the later passes; CPU form: only notes where the variable's gradient
  *    starts (AF_GCHUNK), and the later passes read the gradient buffer (and an accumulator,
  *    without emptying it until pass 6) as GRAD() would.
@@ -39,7 +39,7 @@
  * 3. adafactor.reduce over the same table's second part: mean(r, axis=-1) per batch, and c from
  *    the column partials of the row blocks.
  * 4. adafactor.velocity, over the plan's chunks (factored variables): v = (r/mean(r)) * c,
- *    u = g/sqrt(v), per-chunk sum of u^2 (work-group form: u stored over g; CPU form: nothing
+ *    u = g/sqrt(v), per-block sum of u^2 (work-group form: u stored over g; CPU form: nothing
  *    stored, and the chunk's sum of w^2 taken here).
  * 5. the segment pass adafactor.scale, one work-item per variable: RMS(w) and RMS(u) from the
  *    chunk sums, alpha = max(eps2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold), written

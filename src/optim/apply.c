@@ -287,7 +287,7 @@ static clopt_status run_pass(clopt_optimizer *o, const clopt__plan *p, const cha
     return CLOPT_OK;
 }
 
-/* Norm clipping: per-chunk sums of squares, then per-variable (or one global) factors. */
+/* Norm clipping: per-block sums of squares, then per-variable (or one global) factors. */
 static clopt_status clip_factors(clopt_optimizer *o, int accum_update, double lr) {
     double c;
     int global;

@@ -8,7 +8,7 @@
  * The trust ratio needs the norms of w (after the base decoupled weight decay, which Keras
  * applies before update_step) and of r = m_hat / (sqrt(v_hat) + epsilon) over each whole
  * variable, so a step is three launches per plan launch whatever the number of variables
- * (clopt__optimizer_class.stats_kernel): lamb.stats updates m and v and writes per-chunk sums
+ * (clopt__optimizer_class.stats_kernel): lamb.stats updates m and v and writes per-block sums
  * of w^2 and r^2; lamb.ratio turns each variable's sums into its ratio ||w||/||r|| (1 when either
  * is 0); lamb applies w -= ratio*lr*r. */
 #include <math.h>

@@ -50,7 +50,7 @@
  * A step, per plan launch (dtype, variable block, gradient block):
  * 1. muon.stats over every chunk of the launch: reads each gradient once (GRAD()); the AdamW path
  *    is complete after it; on the Muon path it updates m, stores G in the velocity storage and
- *    writes per-chunk sums of G^2;
+ *    writes per-block sums of G^2;
  *    (the launch ends here when it holds no Muon-path variable)
  * 2. the segment pass muon.norm: ||G||_F of every variable, on the device (no host round trip);
  * 3. muon.load over every chunk of the launch: X = G/(||G||_F + 1e-7) into each Muon-path

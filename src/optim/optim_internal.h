@@ -112,7 +112,7 @@ typedef struct clopt__optimizer_class {
     /* Optional: a step that needs per-variable reductions of its own (Lamb's norms of w and r),
      * in three launches per plan launch whatever the number of variables (apply.c,
      * run_stats): first `launch`'s launch with kernel stats_kernel (it reads the gradient with
-     * GRAD(), updates the slots and writes two per-chunk partial sums to aux_buf, the plan's
+     * GRAD(), updates the slots and writes two per-block partial sums to aux_buf, the plan's
      * partials); then the backend's segment pass segment_kernel over the variables' chunk
      * ranges (per-variable results written back over each of their chunks' partials); then the
      * update launch itself with the same aux_buf. The update kernel must not call GRAD() again

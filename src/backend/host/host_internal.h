@@ -34,7 +34,7 @@ typedef struct clopt__host_kernel {
 extern const clopt__host_kernel clopt__host_kernels[];
 
 /* A segment pass's work on one segment (clopt__segment_launch; partials are doubles on the
- * host, two per chunk position). */
+ * host, two per block). */
 typedef void (*clopt__host_segment_fn)(const clopt__segment_launch *l,
                                        const clopt__segment *range);
 

@@ -277,7 +277,7 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
 }
 
 /* The arguments after UPDATE_ARGS' scalars: a device-decided step's three (clopt__launch's
- * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-chunk reals
+ * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-block reals
  * (UPDATE_ARGS_AUX), then a class's info buffer (clopt__launch.info_buf). */
 #define UPDATE_NARGS (8 + CLOPT__MAX_SCALARS + 4)
 static cl_uint extra_arg(const clopt__launch *l, cl_uint k) {

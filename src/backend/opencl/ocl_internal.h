@@ -24,7 +24,7 @@ typedef struct clopt__ocl_program {
     cl_kernel kernel;
     int warm;
     int per_chunk; /* declared reqd_work_group_size(1, 1, 1) (CHUNK_KERNEL in cl/common.cl):
-                    * launched as one work-item per chunk instead of CLOPT__CHUNK */
+                    * a unit of a launch is one work-item instead of CLOPT__CHUNK */
 } clopt__ocl_program;
 
 typedef struct clopt__ocl_state {
