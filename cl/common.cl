@@ -174,7 +174,8 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
 
 /* The work-group form: a work-group of CHUNK work-items runs its block a chunk (k_) at a time.
  * The loop is uniform across the group, so barriers inside it are reached by every work-item
- * (reductions through local memory). */
+ * (reductions through local memory). A body with barriers must reach them on every chunk: no
+ * `continue` before them (POCL 3.1 then ran the loop's first chunk over and over). */
 #define GROUP_BEGIN                                                                           \
     BLOCK_START(get_group_id(0));                                                             \
     for (uint k_ = k0_; k_ < kn_; k_++) {                                                     \
