@@ -58,6 +58,28 @@ Test(memory_pocl, variables_reserve_chunks) { variables_reserve_chunks(TU_POCL);
  * was allocated or released by them, and that device memory after build is the arena (variables,
  * gradients, slots, all of whose bytes are reserved) plus less than 64 bytes per chunk plus
  * 64 KiB. */
+/* Variable i ("v<i>") and its gradient ("g<i>"): n elements of dtype, both from init (NULL:
+ * zeros). */
+static void var_pair(clopt_context *ctx, int i, clopt_dtype dtype, int64_t n, const void *init,
+                     clopt_variable **v, clopt_variable **g) {
+    char name[16];
+    snprintf(name, sizeof name, "v%d", i);
+    *v = tu_var(ctx, name, dtype, 1, &n, init);
+    snprintf(name, sizeof name, "g%d", i);
+    *g = tu_var(ctx, name, dtype, 1, &n, init);
+}
+
+/* One step of `config` built over the pairs v, g, then finished. */
+static clopt_optimizer *built_and_stepped(clopt_context *ctx, const char *config,
+                                          clopt_variable **v, clopt_variable **g, size_t n) {
+    clopt_optimizer *o = NULL;
+    TU_OK(ctx, clopt_optimizer_from_config(ctx, config, &o));
+    TU_OK(ctx, clopt_optimizer_build(o, v, n));
+    TU_OK(ctx, clopt_optimizer_apply(o, g, v, n));
+    TU_OK(ctx, clopt_finish(ctx));
+    return o;
+}
+
 static void steps_allocate_nothing(const char *dev, const char *config, int steps) {
     enum { N = 40 };
     clopt_context *ctx = tu_context(dev);
@@ -65,22 +87,14 @@ static void steps_allocate_nothing(const char *dev, const char *config, int step
     size_t chunks = 0;
     for (int i = 0; i < N; i++) {
         const int64_t n = 1 + (int64_t)i * 997 % 5000;
-        char name[16];
         float *init = malloc((size_t)n * sizeof *init);
         cr_assert(init);
         for (int64_t j = 0; j < n; j++) init[j] = (float)((j * 7 + i) % 13) / 13.0f - 0.5f;
-        snprintf(name, sizeof name, "v%d", i);
-        v[i] = tu_var_f32(ctx, name, n, init);
-        snprintf(name, sizeof name, "g%d", i);
-        g[i] = tu_var_f32(ctx, name, n, init);
+        var_pair(ctx, i, CLOPT_FLOAT32, n, init, &v[i], &g[i]);
         free(init);
         chunks += (size_t)(n + 255) / 256;
     }
-    clopt_optimizer *o = NULL;
-    TU_OK(ctx, clopt_optimizer_from_config(ctx, config, &o));
-    TU_OK(ctx, clopt_optimizer_build(o, v, N));
-    TU_OK(ctx, clopt_optimizer_apply(o, g, v, N));
-    TU_OK(ctx, clopt_finish(ctx));
+    clopt_optimizer *o = built_and_stepped(ctx, config, v, g, N);
     const clopt_memory_stats before = stats(ctx);
     const uint64_t other = before.device_bytes - before.arena_bytes;
     cr_assert_lt(other, 64 * chunks + 65536, "%llu bytes besides the arena for %zu chunks",
@@ -135,20 +149,10 @@ static uint64_t other_bytes(const char *dev, int64_t n) {
     const int64_t sizes[N] = {n, 1000, 5, 300};
     clopt_context *ctx = tu_context(dev);
     clopt_variable *v[N], *g[N];
-    for (int i = 0; i < N; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "v%d", i);
-        v[i] = tu_var(ctx, name, CLOPT_FLOAT16, 1, &sizes[i], NULL);
-        snprintf(name, sizeof name, "g%d", i);
-        g[i] = tu_var(ctx, name, CLOPT_FLOAT16, 1, &sizes[i], NULL);
-    }
-    clopt_optimizer *o = NULL;
-    TU_OK(ctx, clopt_optimizer_from_config(ctx, SGD_NORM_EMA, &o));
-    TU_OK(ctx, clopt_optimizer_build(o, v, N));
-    TU_OK(ctx, clopt_optimizer_apply(o, g, v, N));
-    TU_OK(ctx, clopt_finish(ctx));
+    for (int i = 0; i < N; i++) var_pair(ctx, i, CLOPT_FLOAT16, sizes[i], NULL, &v[i], &g[i]);
+    built_and_stepped(ctx, SGD_NORM_EMA, v, g, N);
     const clopt_memory_stats m = stats(ctx);
-    clopt_context_destroy(ctx);
+    clopt_context_destroy(ctx); /* also frees the optimizer */
     return m.device_bytes - m.arena_bytes;
 }
 
