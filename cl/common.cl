@@ -241,10 +241,13 @@ inline real clopt_tree_sum(const real *p) {
 #define UPDATE_ARGS_AUX UPDATE_ARGS, global real *aux
 #define AUX_STRIDE (16 / sizeof(real))
 #define AUX_AT(k) aux[(size_t)u_ * AUX_STRIDE + (k)]
-#define AUX_ADD(k, x)                                                                         \
+#define AUX_ADD(k, x) BLOCK_ADD(&AUX_AT(k), x)
+/* *p := x on the block's first chunk, *p + x on the others: a chunk's sum into its block's. */
+#define BLOCK_ADD(p, x)                                                                       \
     do {                                                                                      \
+        global real *p_ = (p);                                                                \
         const real x_ = (x);                                                                  \
-        AUX_AT(k) = k_ == k0_ ? x_ : AUX_AT(k) + x_;                                          \
+        *p_ = k_ == k0_ ? x_ : *p_ + x_;                                                      \
     } while (0)
 
 /* Segment passes (clopt__segment_launch): one work-item per segment ranges[rbase + i], i <

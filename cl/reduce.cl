@@ -45,10 +45,7 @@ CHUNK_KERNEL void sumsq(global const store_t *w, global const store_t *g, global
         for (int k = 0; k < h; k++) a[k] += a[k + h];
     const real4 f = a[0].lo + a[0].hi;
     const real2 q = f.lo + f.hi;
-    {
-        global real *o_ = out + (size_t)u_ * PSTRIDE; /* the block's sum, in chunk order */
-        *o_ = k_ == k0_ ? q.x + q.y : *o_ + (q.x + q.y);
-    }
+    BLOCK_ADD(out + (size_t)u_ * PSTRIDE, q.x + q.y);
     CHUNK_END;
 }
 #else
@@ -69,10 +66,7 @@ kernel void sumsq(global const store_t *w, global const store_t *g, global store
         if (lid < h) part[lid] += part[lid + h];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (lid == 0) { /* the block's sum, in chunk order */
-        global real *o_ = out + (size_t)u_ * PSTRIDE;
-        *o_ = k_ == k0_ ? part[0] : *o_ + part[0];
-    }
+    if (lid == 0) BLOCK_ADD(out + (size_t)u_ * PSTRIDE, part[0]);
     GROUP_END;
 }
 #endif

@@ -1,8 +1,9 @@
 /* Device memory accounting (clopt_context_memory_stats, clopt/experimental.h) and the memory
  * promises of a step: after build, device memory is the variables, gradients and slots plus a
- * small amount that does not grow with their size, and steps allocate nothing (the same bytes, buffers and creation count after
- * many steps, with norm clipping and a multi-pass class too). Large buffers on POCL come from
- * fresh pages (ocl_buffer_create): they must still read back as zeros. */
+ * small amount that does not grow with their size, and steps allocate nothing (the same bytes,
+ * buffers and creation count after many steps, with norm clipping and a multi-pass class too).
+ * Large buffers on POCL come from fresh pages (ocl_buffer_create): they must still read back as
+ * zeros. */
 #include "clopt/experimental.h"
 #include "test_util.h"
 

@@ -54,8 +54,9 @@ typedef struct clopt__define {
 #define CLOPT__MAX_DEFINES 8
 #define CLOPT__MAX_SCALARS 8
 
-/* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are per-step values (learning rate,
- * bias corrections) passed as kernel arguments, never compiled in. */
+/* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are
+ * per-step values (learning rate, bias corrections) passed as kernel arguments, never compiled
+ * in. */
 typedef struct clopt__launch {
     const char *kernel;   /* "adam" (kernel adam in cl/adam.cl) or "file.kernel" */
     clopt_dtype dtype;    /* dtype of variable, gradient and slots */
@@ -112,7 +113,8 @@ enum { CLOPT__STEP_UPDATE = 0, CLOPT__STEP_EMA = 1, CLOPT__STEP_EMA_OVERWRITE = 
 /* Per-variable clip factors from per-block sums of squares (written by the "sumsq" kernel, at
  * 8 bytes per block). ranges_buf holds the plan's clopt__segment entries. Mode 0 (clipnorm):
  * seg[2*seg] = c / max(norm_seg, c). Mode 1 (global_clipnorm): one norm N over every range,
- * and seg[2*seg] = c * min(1/N, 1/c) + (N - N) for each range's segment. seg holds reals (double for float64, else float). */
+ * and seg[2*seg] = c * min(1/N, 1/c) + (N - N) for each range's segment. seg holds reals
+ * (double for float64, else float). */
 typedef struct clopt__clip_launch {
     clopt_dtype dtype;
     int mode;

@@ -20,8 +20,7 @@
  * bit: the work-group form (work-groups of CHUNK over the plan's chunks or one per entry of its
  * own table, reductions through local memory: GPUs) and, on a CPU device (CLOPT_CPU), work-items
  * looping over the elements of their chunks or of a table entry (CHUNK_KERNEL, cl/common.cl),
- * which is what POCL runs fast. The
- * passes:
+ * which is what POCL runs fast. The passes:
  * 1. adafactor.stats, over the plan's chunks: marks the variable active. rank < 2: reads the
  *    gradient once (GRAD(): on an accumulation step it empties the accumulator) and w after
  *    weight decay, v := b*v + (1-b)*(g^2 + eps1), u = g/sqrt(v) into the r storage, per-block
@@ -42,7 +41,7 @@
  *    u = g/sqrt(v), per-block sum of u^2 (work-group form: u stored over g; CPU form: nothing
  *    stored, and the chunk's sum of w^2 taken here).
  * 5. the segment pass adafactor.scale, one work-item per variable: RMS(w) and RMS(u) from the
- *    chunk sums, alpha = max(eps2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold), written
+ *    block sums, alpha = max(eps2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold), written
  *    over the variable's chunk partials.
  * 6. adafactor, over the plan's chunks: w := w - alpha * (u / max(...)); rank >= 2: v into the
  *    velocity slot (CPU form: v and u recomputed as pass 4 did). Clears the active mark.

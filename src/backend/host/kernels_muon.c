@@ -1,9 +1,10 @@
 /* Muon reference, the passes of cl/muon.cl (see there for the scalars). stats: per chunk, Adam on
- * the AdamW path, momentum and G (into slot 1) and the chunk's sum of G^2 (added into its block's) on the Muon path
- * (launch.info_buf: one uint32 per built variable, 1 for the Muon path). norm: per variable,
- * ||G||_F over its blocks. load and apply: over every chunk of the launch, with launch.info_buf
- * the scratch (a header of 12 uint32 words per built variable, then the matrices as reals: double
- * for float64 variables, else float; zero-padded where shapes were merged). */
+ * the AdamW path, momentum and G (into slot 1) and the chunk's sum of G^2 (added into its
+ * block's) on the Muon path (launch.info_buf: one uint32 per built variable, 1 for the Muon
+ * path). norm: per variable, ||G||_F over its blocks. load and apply: over every chunk of the
+ * launch, with launch.info_buf the scratch (a header of 12 uint32 words per built variable,
+ * then the matrices as reals: double for float64 variables, else float; zero-padded where shapes
+ * were merged). */
 #include <math.h>
 #include "host_internal.h"
 
