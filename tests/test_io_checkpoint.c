@@ -7,6 +7,8 @@
 #include <libgen.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include "io/io_internal.h"
 #include "io_util.h"
@@ -955,12 +957,29 @@ Test(io_inspect_host, odd_optimizer_config_text) {
     fx_free(&f);
 }
 
-/* The `clopt inspect` command itself (built next to the tests: <build>/clopt). */
-static int run_tool(const char *tool, const char *file, const char *log) {
-    char inspect[] = "inspect";
-    char *argv[] = {(char *)tool, inspect, (char *)file, NULL};
+/* The `clopt` tool (built next to the tests: <build>/clopt), or a skip when it is not built. */
+static void tool_path(char *tool, size_t n) {
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(len > 0);
+    exe[len] = '\0';
+    snprintf(tool, n, "%s/../clopt", dirname(exe));
+    if (access(tool, X_OK) != 0) cr_skip_test("the clopt tool is not built (%s)", tool);
+}
+
+/* Runs `tool args...` (args NULL-terminated) with standard output and error into `log` and
+ * standard input from `in` (NULL: inherited); returns its exit status. */
+static int run_tool_args(const char *tool, char *const *args, const char *in, const char *log) {
+    char *argv[16] = {(char *)tool};
+    size_t n = 1;
+    for (; args[n - 1]; n++) {
+        cr_assert(n < 15);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    if (in) cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 0, in, O_RDONLY, 0), 0);
     cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644), 0);
     cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
     pid_t pid;
@@ -970,36 +989,101 @@ static int run_tool(const char *tool, const char *file, const char *log) {
     cr_assert_eq(rc, 0, "posix_spawn(%s): %s", tool, strerror(rc));
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) cr_assert_eq(errno, EINTR);
-    cr_assert(WIFEXITED(status));
+    cr_assert(WIFEXITED(status), "%s was killed (status 0x%x)", tool, status);
     return WEXITSTATUS(status);
 }
 
+static int run_tool(const char *tool, const char *file, const char *log) {
+    return run_tool_args(tool, (char *[]){"inspect", (char *)file, NULL}, NULL, log);
+}
+
+/* The log as a string (caller frees). */
+static char *read_log(const char *log) {
+    size_t len;
+    unsigned char *out = io_read(log, &len);
+    out = realloc(out, len + 1);
+    cr_assert(out);
+    out[len] = '\0';
+    return (char *)out;
+}
+
 Test(io_inspect_host, command_line) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = '\0';
     char tool[4200];
-    snprintf(tool, sizeof tool, "%s/../clopt", dirname(exe));
-    if (access(tool, X_OK) != 0) cr_skip_test("the clopt tool is not built (%s)", tool);
+    tool_path(tool, sizeof tool);
     fx f;
     fx_make(&f, TU_HOST, SGD_M);
     char *log = io_path(f.dir, "inspect.log");
     cr_assert_eq(run_tool(tool, f.full_file, log), 0);
-    size_t len;
-    unsigned char *out = io_read(log, &len);
-    out = realloc(out, len + 1);
-    out[len] = '\0';
-    cr_assert(strstr((char *)out, "optimizer/vars/2") && strstr((char *)out, "SGD/w_momentum"),
-              "%s", out);
+    char *out = read_log(log);
+    cr_assert(strstr(out, "optimizer/vars/2") && strstr(out, "SGD/w_momentum"), "%s", out);
     free(out);
     io_write(f.bad, "12345678", 8);
     cr_assert_eq(run_tool(tool, f.bad, log), 1);
-    out = io_read(log, &len);
-    out = realloc(out, len + 1);
-    out[len] = '\0';
-    cr_assert(strstr((char *)out, "CLOPT_ERR_CORRUPT_FILE"), "%s", out);
+    out = read_log(log);
+    cr_assert(strstr(out, "CLOPT_ERR_CORRUPT_FILE"), "%s", out);
     free(out);
     free(log);
     fx_free(&f);
+}
+
+/* ---- files that are not regular files ----
+ * A FIFO without a writer used to block the open forever (the timeouts fail such a hang), a
+ * socket or device is not a checkpoint either: each is refused at once, naming the path. */
+
+static char *make_fifo_and_socket(const char *dir, char **sock) {
+    char *fifo = io_path(dir, "fifo.safetensors");
+    cr_assert_eq(mkfifo(fifo, 0644), 0, "mkfifo: %s", strerror(errno));
+    *sock = io_path(dir, "sock.safetensors");
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    cr_assert(strlen(*sock) < sizeof a.sun_path);
+    strcpy(a.sun_path, *sock);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(s >= 0);
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+    close(s);
+    return fifo;
+}
+
+Test(io_load_host, fifo_socket_and_devices_refused, .timeout = 30) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    char *sock, *fifo = make_fifo_and_socket(f.dir, &sock);
+    const char *paths[] = {fifo, sock, "/dev/zero", "/dev/null"};
+    const char *kinds[] = {"a FIFO", "a socket", "a character device", "a character device"};
+    for (size_t i = 0; i < 4; i++) {
+        expect_load_fails(&f, paths[i], 0, CLOPT_ERR_IO, kinds[i], paths[i]);
+        expect_load_fails(&f, paths[i], 1, CLOPT_ERR_IO, "not a regular file", paths[i]);
+        char err[CLOPT__IO_ERRN] = "";
+        cr_assert_eq(clopt__inspect_file(paths[i], stdout, err, sizeof err), CLOPT_ERR_IO);
+        cr_assert(strstr(err, paths[i]) && strstr(err, kinds[i]), "%s", err);
+        cr_assert_eq(clopt__is_hdf5_file(paths[i]), 0);
+        if (clopt_checkpoint_has_h5()) {
+            TU_ASSERT_STATUS(f.ctx, clopt_optimizer_load_h5(f.o, paths[i]), CLOPT_ERR_IO);
+            tu_assert_error_mentions(f.ctx, paths[i]);
+            tu_assert_error_mentions(f.ctx, kinds[i]);
+        }
+    }
+    free(fifo), free(sock);
+    fx_free(&f);
+}
+
+Test(io_inspect_host, tool_refuses_a_fifo, .timeout = 30) {
+    char tool[4200];
+    tool_path(tool, sizeof tool);
+    char *dir = io_tmpdir(), *sock, *fifo = make_fifo_and_socket(dir, &sock);
+    char *log = io_path(dir, "log");
+    const char *paths[] = {fifo, sock, "/dev/zero"};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(run_tool(tool, paths[i], log), 1, "inspect %s", paths[i]);
+        char *out = read_log(log);
+        cr_assert(strstr(out, paths[i]) && strstr(out, "not a regular file"), "%s", out);
+        free(out);
+        char *args[] = {"replay", "--device", "host", (char *)paths[i], NULL};
+        cr_assert_eq(run_tool_args(tool, args, NULL, log), 1, "replay %s", paths[i]);
+        out = read_log(log);
+        cr_assert(strstr(out, paths[i]) && strstr(out, "not a regular file"), "%s", out);
+        free(out);
+    }
+    io_rmdir(dir);
+    free(dir), free(fifo), free(sock), free(log);
 }

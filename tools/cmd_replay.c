@@ -7,10 +7,13 @@
  * dtype and in replica order (Keras's SUM all-reduce), and one apply runs on the sum. Running
  * the replicas on several devices comes with the distribution layer. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli_internal.h"
+#include "io/io_internal.h"
 
 void cli_help_replay(FILE *out) {
     fputs("usage: clopt replay [--device SPEC] [--output FILE] CASE.json\n"
@@ -389,6 +392,21 @@ static void replay_free(replay *r) {
     cli_buf_free(&r->out);
 }
 
+/* Reads the case: a regular file (a FIFO or device is refused at once, never waited on) or
+ * standard input for "-", at most `max` bytes. */
+static int read_case(const char *file, const char *name, size_t max, char **text, size_t *len) {
+    char err[CLOPT__IO_ERRN];
+    int fd = strcmp(file, "-") == 0 ? STDIN_FILENO
+                                    : clopt__open_regular(file, NULL, err, sizeof err);
+    clopt_status st = CLOPT_ERR_IO;
+    if (fd >= 0) {
+        st = clopt__read_capped(fd, name, max, (unsigned char **)text, len, err, sizeof err);
+        if (fd != STDIN_FILENO) close(fd);
+    }
+    if (st != CLOPT_OK) fprintf(stderr, "clopt replay: cannot read the case: %s\n", err);
+    return st == CLOPT_OK ? 0 : -1;
+}
+
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "clopt replay: ");
     fprintf(stderr, fmt, arg);
@@ -431,10 +449,7 @@ int cli_cmd_replay(int argc, char **argv) {
     const char *name = strcmp(file, "-") == 0 ? "<stdin>" : file;
     char *text = NULL;
     size_t len = 0;
-    if (cli_read_file(file, &text, &len) != 0) {
-        fprintf(stderr, "clopt replay: cannot read '%s': %s\n", name, strerror(errno));
-        return CLI_EXIT_FAIL;
-    }
+    if (read_case(file, name, SIZE_MAX / 2, &text, &len) != 0) return CLI_EXIT_FAIL;
     cli_case c;
     int rc = cli_case_load(&c, name, text, len) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
     free(text);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include "clopt/optimizer.h"
 #include "clopt/status.h"
 #include "clopt/variable.h"
@@ -177,6 +178,28 @@ clopt_status clopt__atomic_write(clopt__atomic_file *af, const void *p, size_t n
 /* On failure the temporary file is removed (no abort needed). */
 clopt_status clopt__atomic_commit(clopt__atomic_file *af, char *err, size_t errn);
 void clopt__atomic_abort(clopt__atomic_file *af);
+
+/* ---- opening and reading files (files.c) ---- */
+
+/* Writes the message into err (when err and errn) and returns st. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+clopt_status clopt__io_fail(clopt_status st, char *err, size_t errn, const char *fmt, ...);
+
+/* Opens `path` read-only if it is a regular file: the open is non-blocking (a FIFO without a
+ * writer would block the open itself), the descriptor is checked with fstat, so that a FIFO,
+ * socket, device or directory is refused at once ("not a regular file (a FIFO)"), and set back
+ * to blocking. *size (if not NULL) gets the file's size. Returns the descriptor, or -1 after
+ * writing the message (naming the path) into err; the status is then CLOPT_ERR_IO. */
+int clopt__open_regular(const char *path, off_t *size, char *err, size_t errn);
+
+/* Reads `fd` to its end into a NUL-terminated malloc'd buffer, refusing more than `max` bytes
+ * without holding more than max + 2 of them. `what` names the input in messages. Returns
+ * CLOPT_OK, CLOPT_ERR_IO (a read failed, or the input is longer than max) or
+ * CLOPT_ERR_OUT_OF_MEMORY. */
+clopt_status clopt__read_capped(int fd, const char *what, size_t max, unsigned char **bytes,
+                                size_t *len, char *err, size_t errn);
 
 /* ---- byte order ---- */
 

@@ -23,7 +23,7 @@
 int clopt__is_hdf5_file(const char *path) {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     unsigned char head[8];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = clopt__open_regular(path, NULL, NULL, 0);
     if (fd < 0) return 0;
     ssize_t n = read(fd, head, sizeof head);
     close(fd);
@@ -298,8 +298,8 @@ out:
 clopt_status clopt__h5_read(const char *path, clopt__st_file *f, char *err, size_t errn) {
     memset(f, 0, sizeof *f);
     char msg[256];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return h5_fail(CLOPT_ERR_IO, err, errn, "%s: cannot open: %s", path, strerror(errno));
+    int fd = clopt__open_regular(path, NULL, err, errn);
+    if (fd < 0) return CLOPT_ERR_IO;
     close(fd);
     if (!clopt__is_hdf5_file(path))
         return h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
@@ -388,8 +388,8 @@ static char *optimizer_name(const char *const *meta, size_t nmeta) {
 
 /* Copies the file at `path` into the temporary file. */
 static clopt_status copy_into(clopt__atomic_file *af, const char *path, char *err, size_t errn) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return h5_fail(CLOPT_ERR_IO, err, errn, "%s: cannot open: %s", path, strerror(errno));
+    int fd = clopt__open_regular(path, NULL, err, errn);
+    if (fd < 0) return CLOPT_ERR_IO;
     unsigned char buf[65536];
     clopt_status st = CLOPT_OK;
     for (;;) {

@@ -88,10 +88,7 @@ uint64_t clopt__st_elements(const clopt__st_tensor *t) {
     return n;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-static clopt_status fail(clopt_status st, char *err, size_t errn, const char *fmt, ...) {
+clopt_status clopt__io_fail(clopt_status st, char *err, size_t errn, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (err && errn) vsnprintf(err, errn, fmt, ap);
@@ -132,7 +129,7 @@ static int get_uint(const json_t *v, uint64_t max, uint64_t *out) {
     return 0;
 }
 
-#define CORRUPT(...) fail(CLOPT_ERR_CORRUPT_FILE, err, errn, __VA_ARGS__)
+#define CORRUPT(...) clopt__io_fail(CLOPT_ERR_CORRUPT_FILE, err, errn, __VA_ARGS__)
 
 /* Validates one tensor entry of the header. */
 static clopt_status parse_tensor(const char *what, const char *name, json_t *e, uint64_t base,
@@ -255,7 +252,7 @@ clopt_status clopt__st_parse(unsigned char *bytes, size_t size, const char *what
     size_t count = json_object_size(f->header);
     f->tensors = calloc(count ? count : 1, sizeof *f->tensors);
     if (!f->tensors) {
-        st = fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", what);
+        st = clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", what);
         goto out;
     }
     const char *key;
@@ -284,7 +281,7 @@ clopt_status clopt__st_parse(unsigned char *bytes, size_t size, const char *what
     /* Sorted by offset, the tensors must tile the data exactly. */
     const clopt__st_tensor **sorted = malloc((f->ntensors ? f->ntensors : 1) * sizeof *sorted);
     if (!sorted) {
-        st = fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", what);
+        st = clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", what);
         goto out;
     }
     for (size_t i = 0; i < f->ntensors; i++) sorted[i] = &f->tensors[i];
@@ -319,22 +316,15 @@ out:
 
 clopt_status clopt__st_read(const char *path, clopt__st_file *f, char *err, size_t errn) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return fail(CLOPT_ERR_IO, err, errn, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(fd);
-        return fail(CLOPT_ERR_IO, err, errn, "%s: %s", path,
-                    S_ISREG(sb.st_mode) ? strerror(e) : "not a regular file");
-    }
-    size_t size = (size_t)sb.st_size;
+    off_t fsize = 0;
+    int fd = clopt__open_regular(path, &fsize, err, errn);
+    if (fd < 0) return CLOPT_ERR_IO;
+    size_t size = (size_t)fsize;
     unsigned char *bytes = malloc(size ? size : 1);
     if (!bytes) {
         close(fd);
-        return fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: cannot hold %zu bytes in host memory",
-                    path, size);
+        return clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn,
+                              "%s: cannot hold %zu bytes in host memory", path, size);
     }
     size_t got = 0;
     while (got < size) {
@@ -345,11 +335,12 @@ clopt_status clopt__st_read(const char *path, clopt__st_file *f, char *err, size
             free(bytes);
             close(fd);
             if (r == 0)
-                return fail(CLOPT_ERR_IO, err, errn,
-                            "%s: the file shrank while being read (%zu of %zu bytes)", path, got,
-                            size);
-            return fail(CLOPT_ERR_IO, err, errn, "%s: read failed at byte offset %zu: %s", path,
-                        got, strerror(e));
+                return clopt__io_fail(CLOPT_ERR_IO, err, errn,
+                                      "%s: the file shrank while being read (%zu of %zu bytes)",
+                                      path, got, size);
+            return clopt__io_fail(CLOPT_ERR_IO, err, errn,
+                                  "%s: read failed at byte offset %zu: %s", path, got,
+                                  strerror(e));
         }
         got += (size_t)r;
     }
@@ -390,7 +381,8 @@ clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
     json_decref(m);
     char *text = bad ? NULL : json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
-    if (!text) return fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
+    if (!text)
+        return clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
     /* Pad the header with spaces so the data starts 8-byte aligned, as the reference writer. */
     size_t len = strlen(text), padded = (len + 7) / 8 * 8;
     unsigned char *head = malloc(8 + padded);
@@ -399,7 +391,7 @@ clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
         free(text);
         free(head);
         free(buf);
-        return fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
+        return clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
     }
     for (int i = 0; i < 8; i++) head[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     memcpy(head + 8, text, len);
