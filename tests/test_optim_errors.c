@@ -174,6 +174,24 @@ Test(config_errors, learning_rate_beyond_float32) {
     clopt_variable_destroy(w);
 }
 
+/* loss_scale_factor 0 used to be accepted: scale_loss then returned 0 while apply did not divide.
+ * It must be finite and > 0, and so must its reciprocal as the float32 apply divides by. */
+Test(config_errors, loss_scale_factor_finite_and_positive) {
+    const char *bad[] = {"0", "0.0", "-1", "-1e-3", "1e39", "1e-40", "1e308"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char json[160];
+        snprintf(json, sizeof json,
+                 "{\"class_name\": \"SGD\", \"config\": {\"loss_scale_factor\": %s}}", bad[i]);
+        refuse(json, CLOPT_ERR_BAD_VALUE, "loss_scale_factor");
+    }
+    clopt_optimizer *o = tu_optimizer(ctx, "{\"class_name\": \"SGD\", \"config\": "
+                                           "{\"loss_scale_factor\": 1e-30}}");
+    double scaled = 0;
+    cr_assert_eq(clopt_optimizer_scale_loss(o, 2.0, &scaled), CLOPT_OK);
+    cr_assert_float_eq(scaled, 2e-30, 1e-40);
+    clopt_optimizer_destroy(o);
+}
+
 Test(config_errors, malformed_json) {
     const char *bad[] = {"", "{", "{\"class_name\": \"Adam\", ", "{\"class_name\": Adam}",
                          "{\"class_name\": \"Adam\"} trailing", "{'class_name': 'Adam'}",

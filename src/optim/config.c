@@ -131,6 +131,13 @@ static clopt_status validate_base(clopt_context *ctx, const clopt_optimizer *o) 
                                "null, got %g",
                                cls, f->v);
     }
+    /* apply divides by it in float32: the factor and its reciprocal must both be finite there. */
+    const clopt__value *lsf = &b[CLOPT__B_LOSS_SCALE_FACTOR];
+    if (!lsf->null && !(lsf->v > 0 && isfinite((float)lsf->v) && isfinite((float)(1.0 / lsf->v))))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                           "%s config: 'loss_scale_factor' must be > 0 and, with its reciprocal, "
+                           "finite as a float32, got %g",
+                           cls, lsf->v);
     int nclip = !b[CLOPT__B_CLIPNORM].null + !b[CLOPT__B_GLOBAL_CLIPNORM].null +
                 !b[CLOPT__B_CLIPVALUE].null;
     if (nclip > 1)
