@@ -127,9 +127,14 @@ Test(config_errors, numbers_beyond_int64) {
         "{\"class_name\": \"SGD\", \"config\": {\"gradient_accumulation_steps\": 1e18}}",
         "{\"class_name\": \"Muon\", \"config\": {\"adam_lr_ratio\": 9223372036854775807}}",
         "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": {\"class_name\": "
-        "\"ExponentialDecay\", \"config\": {\"initial_learning_rate\": 1e300, "
-        "\"decay_steps\": 1, \"decay_rate\": -1e300}}}}",
+        "\"ExponentialDecay\", \"config\": {\"initial_learning_rate\": 1e30, "
+        "\"decay_steps\": 1, \"decay_rate\": 1e20}}}}",
     };
+    /* Reals beyond float32 in a schedule make its learning rate inf: refused since issue 13. */
+    refuse("{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": {\"class_name\": "
+           "\"ExponentialDecay\", \"config\": {\"initial_learning_rate\": 1e300, "
+           "\"decay_steps\": 1, \"decay_rate\": -1e300}}}}",
+           CLOPT_ERR_BAD_VALUE, "initial_learning_rate");
     for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
         clopt_optimizer *o = tu_optimizer(ctx, fine[i]), *o2 = NULL;
         char *c1 = NULL, *c2 = NULL;

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "clopt/context.h"
+#include "clopt.h"
 #include "optim/json_internal.h"
 #include "optim/schedule_internal.h"
 
@@ -492,4 +492,65 @@ Test(schedule, error_piecewise_lengths) {
     expect_error("{\"class_name\": \"PiecewiseConstantDecay\", \"config\": {\"boundaries\": [], "
                  "\"values\": [1.0]}}",
                  CLOPT_ERR_BAD_VALUE, NEEDLES("PiecewiseConstantDecay", "'boundaries'"));
+}
+
+/* Hyperparameters with which the float32 computation gives NaN or inf at some step: Keras takes
+ * them and trains on NaN from then on; clopt refuses them, naming the key. */
+Test(schedule, error_non_finite_learning_rate) {
+    static const struct {
+        const char *cls, *config, *key; /* key: what the message must name */
+    } bad[] = {
+        {"CosineDecayRestarts", "\"first_decay_steps\": 10, \"t_mul\": 0",
+         "'t_mul' = 0 must be > 0"},
+        {"CosineDecayRestarts", "\"first_decay_steps\": 10, \"t_mul\": -2.0", "'t_mul' = -2.0"},
+        {"ExponentialDecay", "\"decay_steps\": 10, \"decay_rate\": -0.5", "'decay_rate' = -0.5"},
+        {"InverseTimeDecay", "\"decay_steps\": 10, \"decay_rate\": -1", "'decay_rate' = -1"},
+        {"PolynomialDecay", "\"decay_steps\": 10, \"power\": -1.5", "'power' = -1.5"},
+        {"CosineDecay", "\"decay_steps\": 10, \"alpha\": 1e39", "'alpha' = 1e+39 is not finite"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"class_name\": \"%s\", \"config\": {\"initial_learning_rate\": 0.1, %s}}",
+                 bad[i].cls, bad[i].config);
+        expect_error(text, CLOPT_ERR_BAD_VALUE, NEEDLES(bad[i].cls, bad[i].key));
+    }
+    expect_error("{\"class_name\": \"PiecewiseConstantDecay\", \"config\": "
+                 "{\"boundaries\": [5], \"values\": [0.1, -1e39]}}",
+                 CLOPT_ERR_BAD_VALUE, NEEDLES("PiecewiseConstantDecay", "'values'[1]"));
+    /* still accepted: a negative rate with staircase (whole powers), t_mul 1 */
+    clopt__schedule *s = make_cfg("ExponentialDecay", "{\"initial_learning_rate\": 1.0, "
+                                  "\"decay_steps\": 1, \"decay_rate\": -0.5, \"staircase\": true}");
+    check(s, 3, -0.125, 0);
+    clopt__schedule_free(s);
+}
+
+/* A schedule whose value overflows only at some step (a finite rate to a large power): apply
+ * refuses that step, naming the schedule and the step, and changes nothing. */
+Test(schedule, apply_refuses_a_non_finite_learning_rate) {
+    clopt_optimizer *o = NULL;
+    const char *cfg = "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": {\"class_name\": "
+                      "\"ExponentialDecay\", \"config\": {\"initial_learning_rate\": 1.0, "
+                      "\"decay_steps\": 1, \"decay_rate\": 1e30}}}}";
+    cr_assert_eq(clopt_optimizer_from_config(ctx, cfg, &o), CLOPT_OK, "%s",
+                 clopt_context_last_error(ctx));
+    const int64_t shape[1] = {2};
+    const float w0[2] = {1, 2}, g0[2] = {1, 1};
+    clopt_variable *w = NULL, *g = NULL;
+    cr_assert_eq(clopt_variable_create(ctx, "w", CLOPT_FLOAT32, 1, shape, w0, &w), CLOPT_OK);
+    cr_assert_eq(clopt_variable_create(ctx, "g", CLOPT_FLOAT32, 1, shape, g0, &g), CLOPT_OK);
+    cr_assert_eq(clopt_optimizer_apply(o, &g, &w, 1), CLOPT_OK); /* lr 1 at step 0 */
+    cr_assert_eq(clopt_optimizer_apply(o, &g, &w, 1), CLOPT_OK); /* lr 1e30 at step 1 */
+    float before[2], after[2];
+    cr_assert_eq(clopt_variable_read(w, before, sizeof before), CLOPT_OK);
+    clopt_status st = clopt_optimizer_apply(o, &g, &w, 1); /* 1e60: inf as a float32 */
+    cr_assert_eq(st, CLOPT_ERR_BAD_VALUE, "%s", clopt_status_name(st));
+    const char *msg = clopt_context_last_error(ctx);
+    cr_assert(strstr(msg, "ExponentialDecay") && strstr(msg, "step 2"), "%s", msg);
+    cr_assert_eq(clopt_optimizer_iterations(o), 2);
+    cr_assert_eq(clopt_variable_read(w, after, sizeof after), CLOPT_OK);
+    cr_assert_eq(memcmp(before, after, sizeof before), 0);
+    clopt_optimizer_destroy(o);
+    clopt_variable_destroy(w);
+    clopt_variable_destroy(g);
 }

@@ -68,14 +68,15 @@ int cli_read_file(const char *path, char **data, size_t *len);
  * (line and column in the original text) to err. */
 json_t *cli_json_parse(const char *text, size_t len, char *err, size_t errn);
 
-/* If `v` is a JSON number or a NaN/Infinity/-Infinity token, stores its value and returns 1;
- * else returns 0. */
+/* If `v` is a JSON number, a NaN/Infinity/-Infinity token or one of the strings "NaN",
+ * "Infinity", "-Infinity", stores its value and returns 1; else returns 0. */
 int cli_json_number(const json_t *v, double *out);
 
 /* "an object", "an array", "a string", "a number", ... for messages. */
 const char *cli_json_type_name(const json_t *v);
 
-/* Number text: NaN, Infinity and -Infinity for the non-finite values (Python's json tokens).
+/* Number text: the strings "NaN", "Infinity" and "-Infinity" (quotes included: strict JSON has
+ * no tokens for them) for the non-finite values.
  * f64: 17 significant digits; f32: 9; f32_short: the shortest text that reads back to the
  * same float. All round-trip exactly. `out` needs 32 bytes. */
 void cli_format_f64(double x, char *out);

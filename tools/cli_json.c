@@ -1,7 +1,8 @@
 /* JSON text in and out for the tool. jansson parses standard JSON; Python's json module also
  * writes NaN, Infinity and -Infinity, which a recorded gradient may well contain, so those
  * tokens are turned into marker strings before parsing. Numbers are written here, not by
- * jansson, so that every value reads back to the same bits. */
+ * jansson, so that every value reads back to the same bits; non-finite ones as the strings
+ * "NaN", "Infinity" and "-Infinity" (strict JSON), which are read back as numbers too. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,9 +10,9 @@
 #include <string.h>
 #include "cli_internal.h"
 
-/* Marker strings for the non-JSON tokens: a control character no real key or name has. */
+/* The non-JSON tokens; parsing turns each into a marker string, the token after a \001 (a
+ * control character no real key or name has). */
 static const char *const tokens[3] = {"NaN", "Infinity", "-Infinity"};
-static const char *const markers[3] = {"\001NaN", "\001Infinity", "\001-Infinity"};
 
 typedef struct repl {
     size_t orig_off, orig_len, new_len;
@@ -134,10 +135,12 @@ int cli_json_number(const json_t *v, double *out) {
         return 1;
     }
     if (json_is_string(v)) {
+        /* The bare tokens (as markers), or the strings clopt replay writes for them. */
         const char *s = json_string_value(v);
-        if (strcmp(s, markers[0]) == 0) *out = NAN;
-        else if (strcmp(s, markers[1]) == 0) *out = INFINITY;
-        else if (strcmp(s, markers[2]) == 0) *out = -INFINITY;
+        if (s[0] == '\001') s++;
+        if (strcmp(s, tokens[0]) == 0) *out = NAN;
+        else if (strcmp(s, tokens[1]) == 0) *out = INFINITY;
+        else if (strcmp(s, tokens[2]) == 0) *out = -INFINITY;
         else return 0;
         return 1;
     }
@@ -161,9 +164,10 @@ const char *cli_json_type_name(const json_t *v) {
     return "?";
 }
 
+/* Strings, not Python's bare tokens, so that strict JSON parsers accept the output. */
 static int special(double x, char *out) {
-    if (isnan(x)) strcpy(out, "NaN");
-    else if (isinf(x)) strcpy(out, x > 0 ? "Infinity" : "-Infinity");
+    if (isnan(x)) strcpy(out, "\"NaN\"");
+    else if (isinf(x)) strcpy(out, x > 0 ? "\"Infinity\"" : "\"-Infinity\"");
     else return 0;
     return 1;
 }

@@ -1,6 +1,7 @@
 /* Reading and validating a `clopt replay` case file (docs/replay.md). Everything is checked
  * before a device is touched, and each problem is reported on one line naming the file and the
  * JSON path: "case.json: variables[1].value has 5 numbers, shape [2, 3] needs 6". */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,13 @@ static int check_numbers(const cli_case *c, const json_t *a, size_t count, const
         const json_t *e = json_array_get(a, i);
         if (!cli_json_number(e, &d))
             return fail(c, "%s[%zu]: expected a number, got %s", path, i, cli_json_type_name(e));
+        /* A finite number that the dtype cannot hold would silently become inf. */
+        double elem;
+        cli_store(&elem, v->dtype, 0, d);
+        if (isfinite(d) && !isfinite(cli_load(&elem, v->dtype, 0)))
+            return fail(c, "%s[%zu]: %g overflows %s (%s of variables[%zu] '%s', element %zu)",
+                        path, i, d, clopt_dtype_name(v->dtype), is_grad ? "the gradient" : "value",
+                        j, v->name, i);
     }
     return 0;
 }

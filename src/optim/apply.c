@@ -4,6 +4,7 @@
  * the update (plus two for norm clipping, or one accumulate instead on accumulation-only steps;
  * three instead of one for a class with statistics of its own, Lamb; a class's own fixed number
  * of passes with run_launch, Adafactor's six), and one or two EMA passes. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
@@ -514,6 +515,14 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *gra
     clopt_context *ctx = o->ctx;
     if (!grads) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
     clopt_status st;
+    /* A schedule's hyperparameters are checked when parsed; a finite one may still overflow at
+     * some step (ExponentialDecay with a large rate): refuse that step rather than train on it. */
+    if (o->schedule && !isfinite(clopt__learning_rate(o)))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                           "apply: the learning-rate schedule %s gives %g at step %lld; nothing "
+                           "was changed",
+                           clopt__schedule_class_name(o->schedule), clopt__learning_rate(o),
+                           (long long)o->iterations);
     if (!vars) {
         if (!o->built)
             return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,

@@ -244,10 +244,52 @@ static clopt_status parse_key(clopt_context *ctx, clopt__schedule *s, int k, con
     return CLOPT_OK;
 }
 
-/* Keras's constructor checks (semantics doc section 4). */
+/* Numbers that make the float32 computation NaN or inf at some step, which Keras accepts and
+ * then trains on: a number beyond float32, a negative rate to a fractional power (ExponentialDecay
+ * without staircase), 1 + rate * p reaching 0 (InverseTimeDecay), 0 to a negative power
+ * (PolynomialDecay at decay_steps), the log of t_mul <= 0 (CosineDecayRestarts). A finite rate
+ * that overflows only at some step is caught when apply reads it (clopt__apply_prepare). */
+static clopt_status check_finite(clopt_context *ctx, const clopt__schedule *s) {
+    const class_spec *c = s->cls;
+    char a[64];
+    for (size_t i = 0; c->kind == K_PIECEWISE && i < s->nlist[1]; i++)
+        if (!isfinite(f32(&s->lists[1][i]))) {
+            num_repr(&s->lists[1][i], a, sizeof a);
+            return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE,
+                               "%s config: 'values'[%zu] = %s is not finite as a float32",
+                               c->class_name, i, a);
+        }
+    int bad = -1;
+    const char *why = NULL;
+    for (int k = 0; k < c->nkeys && bad < 0; k++)
+        if ((c->keys[k].type == T_NUMBER || c->keys[k].type == T_NUMBER_OR_NULL) &&
+            !s->num[k].null && !isfinite(f32(&s->num[k])))
+            bad = k, why = "is not finite as a float32";
+    const num *n = s->num;
+    if (bad >= 0) {
+    } else if (c->kind == K_EXPONENTIAL && n[EXP_RATE].v < 0 && !n[EXP_STAIRCASE].v) {
+        bad = EXP_RATE, why = "must be >= 0 unless staircase is true (a negative rate to a "
+                              "fractional power is NaN)";
+    } else if (c->kind == K_INVERSE_TIME && n[EXP_RATE].v < 0) {
+        bad = EXP_RATE, why = "must be >= 0 (1 + decay_rate * step / decay_steps would reach 0)";
+    } else if (c->kind == K_POLYNOMIAL && n[POLY_POWER].v < 0) {
+        bad = POLY_POWER, why = "must be >= 0 (0 to a negative power is inf at decay_steps)";
+    } else if (c->kind == K_COSINE_RESTARTS && !(n[SGDR_T_MUL].v > 0)) {
+        bad = SGDR_T_MUL, why = "must be > 0 (its logarithm gives the period; the learning rate "
+                                "would be NaN)";
+    }
+    if (bad < 0) return CLOPT_OK;
+    num_repr(&n[bad], a, sizeof a);
+    return clopt__fail(ctx, CLOPT_ERR_BAD_VALUE, "%s config: '%s' = %s %s", c->class_name,
+                       c->keys[bad].key, a, why);
+}
+
+/* Keras's constructor checks (semantics doc section 4), then clopt's (check_finite). */
 static clopt_status validate(clopt_context *ctx, const clopt__schedule *s) {
     const class_spec *c = s->cls;
     char a[64];
+    clopt_status fin = check_finite(ctx, s);
+    if (fin != CLOPT_OK) return fin;
     if (c->kind == K_PIECEWISE) {
         size_t nb = s->nlist[0], nv = s->nlist[1];
         if (nb + 1 != nv) {

@@ -19,6 +19,8 @@ typedef struct clopt__schedule clopt__schedule;
  *   unknown class                         -> CLOPT_ERR_UNKNOWN_SCHEDULE
  *   unknown config key                    -> CLOPT_ERR_UNKNOWN_KEY
  *   decay_steps <= 0, first_decay_steps <= 0, PiecewiseConstantDecay lengths -> CLOPT_ERR_BAD_VALUE
+ *   a value that makes the learning rate NaN or inf (a number beyond float32, t_mul <= 0, a
+ *   negative decay_rate or power where that gives NaN or inf)  -> CLOPT_ERR_BAD_VALUE
  * On success *out owns a new schedule (free with clopt__schedule_free). */
 clopt_status clopt__schedule_from_json(clopt_context *ctx, const json_t *obj, clopt__schedule **out);
 

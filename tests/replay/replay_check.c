@@ -14,6 +14,10 @@
  *       Runs `CLOPT ARGS...` and requires exit status 0, nothing on standard error, and TEXT
  *       somewhere in standard output.
  *
+ *   replay_check json CLOPT TEXT -- ARGS...
+ *       As prints, and standard output must be strict JSON (jansson's parser, which refuses the
+ *       NaN and Infinity tokens).
+ *
  * In every mode a sanitizer report on the tool's standard error is a failure.
  *
  * Exit status 0 when every requirement holds, 1 otherwise (with the reasons on stderr). */
@@ -448,7 +452,15 @@ done:
     return rc;
 }
 
-static int cmd_prints(int argc, char **argv) {
+static int strict_json_ok(const char *text) {
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (!j) fprintf(stderr, "FAIL: stdout is not strict JSON: line %d: %s\n", e.line, e.text);
+    json_decref(j);
+    return j != NULL;
+}
+
+static int cmd_prints(int argc, char **argv, int strict_json) {
     if (argc < 3 || strcmp(argv[2], "--") != 0) {
         fprintf(stderr, "usage: replay_check prints CLOPT TEXT -- ARGS...\n");
         return 2;
@@ -468,6 +480,7 @@ static int cmd_prints(int argc, char **argv) {
         fprintf(stderr, "FAIL: wrote to stderr:\n%s", r.err);
     } else if (!strstr(r.out, argv[1])) {
         fprintf(stderr, "FAIL: stdout lacks \"%s\":\n%s", argv[1], r.out);
+    } else if (strict_json && !strict_json_ok(r.out)) {
     } else {
         fputs(r.out, stdout);
         rc = 0;
@@ -481,9 +494,11 @@ done:
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "compare") == 0) return cmd_compare(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "fails") == 0) return cmd_fails(argc - 2, argv + 2);
-    if (argc >= 2 && strcmp(argv[1], "prints") == 0) return cmd_prints(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "prints") == 0) return cmd_prints(argc - 2, argv + 2, 0);
+    if (argc >= 2 && strcmp(argv[1], "json") == 0) return cmd_prints(argc - 2, argv + 2, 1);
     fprintf(stderr, "usage: replay_check compare [--stdio] CLOPT DEVICE CASE EXPECTED\n"
                     "       replay_check fails CLOPT STATUS TEXT [--stdin FILE] -- ARGS...\n"
-                    "       replay_check prints CLOPT TEXT -- ARGS...\n");
+                    "       replay_check prints CLOPT TEXT -- ARGS...\n"
+                    "       replay_check json CLOPT TEXT -- ARGS...\n");
     return 2;
 }
