@@ -36,6 +36,23 @@ Test(context_host, null_arguments) {
     clopt_free(NULL); /* allowed */
 }
 
+/* CLOPT_ARENA_MB must be a whole number of MiB: anything else used to mean the default. */
+Test(context_host, arena_mb_validated) {
+    const char *bad[] = {"abc", "-5", "0", "12x", "1.5", " ", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(setenv("CLOPT_ARENA_MB", bad[i], 1), 0);
+        clopt_context *ctx = (clopt_context *)&ctx;
+        cr_assert_eq(clopt_context_create("host", &ctx), CLOPT_ERR_BAD_VALUE, "'%s'", bad[i]);
+        cr_assert_eq(ctx, (clopt_context *)&ctx, "'%s': out written on failure", bad[i]);
+        const char *e = clopt_last_create_error();
+        cr_assert(strstr(e, "CLOPT_ARENA_MB") && strstr(e, bad[i]), "'%s': %s", bad[i], e);
+    }
+    cr_assert_eq(setenv("CLOPT_ARENA_MB", "2", 1), 0);
+    clopt_context *ctx = tu_context("host");
+    clopt_context_destroy(ctx);
+    cr_assert_eq(unsetenv("CLOPT_ARENA_MB"), 0);
+}
+
 /* CLOPT_DEVICE decides what NULL means, and an explicit spec wins over it. */
 Test(context_host, null_device_uses_clopt_device) {
     cr_assert_eq(setenv("CLOPT_DEVICE", "host", 1), 0);

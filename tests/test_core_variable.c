@@ -164,6 +164,49 @@ static void bad_create_arguments(const char *spec) {
 Test(variable_host, bad_create_arguments) { bad_create_arguments(TU_HOST); }
 Test(variable_pocl, bad_create_arguments) { bad_create_arguments(TU_POCL); }
 
+/* clopt_variable_create(name, float32, shape {d0, d1}) fails with `want`, naming the variable
+ * and mentioning `needle`, and leaves out alone. */
+static void expect_create_fails(clopt_context *ctx, const char *name, int64_t d0, int64_t d1,
+                                clopt_status want, const char *needle) {
+    const int64_t shape[] = {d0, d1};
+    clopt_variable *out = VSENTINEL;
+    TU_ASSERT_STATUS(ctx, clopt_variable_create(ctx, name, CLOPT_FLOAT32, 2, shape, NULL, &out),
+                     want);
+    cr_assert_eq(out, VSENTINEL);
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "variable '%s'", name);
+    tu_assert_error_mentions(ctx, quoted);
+    tu_assert_error_mentions(ctx, needle);
+}
+
+/* Too many elements: every dimension is fine on its own, their product is not. The message
+ * used to blame "dimension 1 has size 2097152 (must be >= 1)". */
+Test(variable_host, too_many_elements_says_so) {
+    clopt_context *ctx = tu_context(TU_HOST);
+    expect_create_fails(ctx, "big", 1LL << 20, 1LL << 21, CLOPT_ERR_INVALID_ARGUMENT,
+                        "more than 2^40 elements");
+    cr_assert_null(strstr(clopt_context_last_error(ctx), "must be >= 1"));
+    clopt_context_destroy(ctx);
+}
+
+/* A 4 TiB variable (2^40 float32 elements, within the element limit) does not fit: on both
+ * backends CLOPT_ERR_OUT_OF_MEMORY naming the variable (POCL said CLOPT_ERR_OPENCL, unnamed).
+ * Nothing changed: the context still makes variables. */
+static void too_big_for_memory(const char *spec) {
+    clopt_context *ctx = tu_context(spec);
+    expect_create_fails(ctx, "huge", 1LL << 20, 1LL << 20, CLOPT_ERR_OUT_OF_MEMORY, "bytes");
+    clopt_variable *v = tu_var_f32(ctx, "small", 2, NULL);
+    cr_assert_eq(clopt_variable_size(v), 2);
+    clopt_context_destroy(ctx);
+}
+#if defined(__SANITIZE_ADDRESS__)
+/* AddressSanitizer aborts on a 4 TiB calloc instead of returning NULL. */
+Test(variable_host, too_big_for_memory) { cr_skip_test("4 TiB calloc under AddressSanitizer"); }
+#else
+Test(variable_host, too_big_for_memory) { too_big_for_memory(TU_HOST); }
+#endif
+Test(variable_pocl, too_big_for_memory) { too_big_for_memory(TU_POCL); }
+
 /* ---- assign, assign_add, assign_sub ---- */
 
 /* Values chosen so that every result is exact in float32 (multiples of 1/8 below 2^20). */

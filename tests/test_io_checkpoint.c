@@ -729,6 +729,32 @@ Test(io_load_host, io_errors_and_arguments) {
     fx_free(&f);
 }
 
+/* An empty path is refused before anything is written (it used to make a temporary file in
+ * the working directory, then fail at the rename). */
+Test(io_save_host, empty_path_refused) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    char cwd[4096];
+    cr_assert(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(f.dir), 0);
+    int files = io_count_files(".");
+    TU_ASSERT_STATUS(f.ctx, clopt_optimizer_save(f.o, ""), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(f.ctx, "clopt_optimizer_save: path is empty");
+    TU_ASSERT_STATUS(f.ctx, clopt_checkpoint_save(f.o, &f.w, 1, ""), CLOPT_ERR_INVALID_ARGUMENT);
+    TU_ASSERT_STATUS(f.ctx, clopt_optimizer_save_h5(f.o, ""), CLOPT_ERR_INVALID_ARGUMENT);
+    TU_ASSERT_STATUS(f.ctx, clopt_optimizer_load(f.o, ""), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(f.ctx, "path is empty");
+    TU_ASSERT_STATUS(f.ctx, clopt_checkpoint_load(f.o, &f.w, 1, ""), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(io_count_files("."), files);
+    char err[CLOPT__IO_ERRN];
+    clopt__atomic_file af;
+    cr_assert_eq(clopt__atomic_begin(&af, "", err, sizeof err), CLOPT_ERR_IO);
+    cr_assert(strstr(err, "empty"), "%s", err);
+    cr_assert_eq(io_count_files("."), files);
+    cr_assert_eq(chdir(cwd), 0);
+    fx_free(&f);
+}
+
 /* Keras warns and skips loading into an unbuilt optimizer; clopt refuses both ways. */
 Test(io_load_host, unbuilt_optimizer) {
     fx f;

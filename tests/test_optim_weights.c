@@ -505,6 +505,15 @@ Test(weights, add_variable) {
     TU_ASSERT_STATUS(ctx,
                      clopt_optimizer_add_variable(NULL, "x", CLOPT_FLOAT32, 0, NULL, 0, &out),
                      CLOPT_ERR_INVALID_ARGUMENT);
+    /* names already taken: Keras paths must be unique (a checkpoint names tensors by them) */
+    const char *taken[] = {"early", "zeros", "iteration"};
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++) {
+        TU_ASSERT_STATUS(ctx,
+                         clopt_optimizer_add_variable(o, taken[i], CLOPT_FLOAT32, 0, NULL, 0, &out),
+                         CLOPT_ERR_INVALID_ARGUMENT);
+        tu_assert_error_mentions(ctx, taken[i]);
+        tu_assert_error_mentions(ctx, "unique");
+    }
     cr_assert_eq(out, sentinel, "out written on failure");
     cr_assert_eq(clopt_optimizer_variable_count(o), count);
 }
@@ -520,11 +529,16 @@ Test(weights, add_variable_from_reference) {
     const size_t n0 = clopt_optimizer_variable_count(o);
     TU_OK(ctx, clopt_optimizer_add_variable_from_reference(o, ref, "m", 0.25, &a));
     TU_OK(ctx, clopt_optimizer_add_variable_from_reference(o, ref, NULL, 0.0, &b));
-    TU_OK(ctx, clopt_optimizer_add_variable_from_reference(o, ref, "", 1.0, &c));
+    /* "" also means "var": a second dense_kernel_0_var would share its Keras path, refused */
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_add_variable_from_reference(o, ref, "", 1.0, &c),
+                     CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(ctx, "adam/dense_kernel_0_var");
+    cr_assert_null(c);
+    TU_OK(ctx, clopt_optimizer_add_variable_from_reference(o, ref, "c", 1.0, &c));
     cr_assert_eq(clopt_optimizer_variable_count(o), n0 + 3);
     check_entry(o, n0, "dense_kernel_0_m", "adam/dense_kernel_0_m", a);
     check_entry(o, n0 + 1, "dense_kernel_0_var", "adam/dense_kernel_0_var", b);
-    check_entry(o, n0 + 2, "dense_kernel_0_var", "adam/dense_kernel_0_var", c);
+    check_entry(o, n0 + 2, "dense_kernel_0_c", "adam/dense_kernel_0_c", c);
     cr_assert_str_eq(clopt_variable_name(a), "dense_kernel_0_m");
     cr_assert_eq(clopt_variable_dtype(a), CLOPT_FLOAT64);
     cr_assert_eq(clopt_variable_ndim(a), 2);

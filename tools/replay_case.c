@@ -84,6 +84,12 @@ static int check_numbers(const cli_case *c, const json_t *a, size_t count, const
                     shp, cli_json_type_name(a));
     }
     size_t n = json_array_size(a);
+    /* Nested lists ([[1, 2]] for shape [2]): say so rather than count the outer list. */
+    for (size_t i = 0; i < n; i++)
+        if (json_is_array(json_array_get(a, i)))
+            return fail(c, "%s[%zu] is an array: values are one flat row-major array of %zu "
+                           "numbers (shape %s), not nested lists",
+                        path, i, count, shp);
     if (n != count) {
         if (is_grad)
             return fail(c, "%s: expected %zu numbers (variables[%zu] '%s' has shape %s), got %zu",

@@ -24,6 +24,7 @@ typedef struct clopt_context clopt_context;
  *     `clopt devices` prints the exact spec of every device.
  *   out: receives the context; written only on success.
  * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (out NULL or a malformed spec),
+ * CLOPT_ERR_BAD_VALUE (CLOPT_ARENA_MB set but not a whole number of MiB in [1, 1048576]),
  * CLOPT_ERR_DEVICE_NOT_FOUND, CLOPT_ERR_OPENCL or CLOPT_ERR_OUT_OF_MEMORY. On failure no context
  * exists to ask, so the reason is also kept per thread: see clopt_last_create_error.
  * Since v0.1. */

@@ -1,4 +1,5 @@
 /* Contexts: backend choice, error state, lifetime of everything made in them. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,19 @@ static _Thread_local char create_error[1024];
 
 const char *clopt_last_create_error(void) { return create_error; }
 
+/* The arena block size: CLOPT_ARENA_MB (a whole number of MiB in [1, 1048576]) or 64 MiB.
+ * Returns 0 after writing the message when the variable is set to anything else. */
 static size_t arena_block_bytes(void) {
     const char *s = getenv("CLOPT_ARENA_MB");
-    long mb = s ? strtol(s, NULL, 10) : 0;
-    return (size_t)(mb > 0 ? mb : 64) << 20;
+    if (!s || !*s) return (size_t)64 << 20;
+    char *end;
+    long long mb = strtoll(s, &end, 10);
+    if (*end || end == s || mb < 1 || mb > 1048576 || (size_t)mb > SIZE_MAX >> 20) {
+        snprintf(create_error, sizeof create_error,
+                 "CLOPT_ARENA_MB='%s' is not a whole number of MiB in [1, 1048576]", s);
+        return 0;
+    }
+    return (size_t)mb << 20;
 }
 
 clopt_status clopt_context_create(const char *device, clopt_context **out) {
@@ -25,9 +35,11 @@ clopt_status clopt_context_create(const char *device, clopt_context **out) {
         const char *env = getenv("CLOPT_DEVICE");
         if (env && *env) device = env;
     }
+    size_t block_bytes = arena_block_bytes();
+    if (!block_bytes) return CLOPT_ERR_BAD_VALUE;
     clopt_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return CLOPT_ERR_OUT_OF_MEMORY;
-    ctx->block_bytes = arena_block_bytes();
+    ctx->block_bytes = block_bytes;
     ctx->ops = (device && strcasecmp(device, "host") == 0) ? &clopt__host_backend
                                                              : &clopt__opencl_backend;
     clopt_status st = ctx->ops->open(ctx, device, &ctx->state);

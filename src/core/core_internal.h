@@ -72,6 +72,9 @@ struct clopt_variable {
     struct clopt_variable *prev, *next;
 };
 
+/* The most elements a variable may have (2^40). */
+#define CLOPT__MAX_ELEMENTS ((int64_t)1 << 40)
+
 /* Errors: record the message on the context and return the status. */
 clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
     CLOPT__PRINTF(3, 4);

@@ -47,10 +47,16 @@ static clopt_status check_shape(clopt_context *ctx, const char *name, int ndim,
                            name);
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40) / n)
+        if (shape[i] < 1)
             return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
                                "variable '%s': dimension %d has size %lld (must be >= 1)", name,
                                i, (long long)shape[i]);
+        if (shape[i] > CLOPT__MAX_ELEMENTS / n)
+            return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                               "variable '%s': dimensions 0 to %d hold more than 2^40 elements "
+                               "(the most a variable may have): dimension %d has size %lld after "
+                               "%lld elements",
+                               name, i, i, (long long)shape[i], (long long)n);
         n *= shape[i];
     }
     *size = n;
@@ -94,6 +100,10 @@ clopt_status clopt_variable_create(clopt_context *ctx, const char *name, clopt_d
     size_t bytes = clopt__pad_bytes((size_t)v->size, esize);
     size_t off;
     st = clopt__arena_alloc(ctx, bytes, 0, &v->block, &off);
+    if (st == CLOPT_ERR_OUT_OF_MEMORY) /* the backend's message does not name the variable */
+        clopt__fail(ctx, st, "variable '%s' (%lld elements of %s, %zu bytes): %s", v->name,
+                    (long long)v->size, clopt_dtype_name(dtype), bytes,
+                    clopt_context_last_error(ctx));
     if (st == CLOPT_OK && init)
         st = ctx->ops->write(ctx, v->block->buf, off, init, (size_t)v->size * esize);
     if (st != CLOPT_OK) {

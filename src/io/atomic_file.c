@@ -47,8 +47,9 @@ static atomic_uint tmp_counter;
 clopt_status clopt__atomic_begin(clopt__atomic_file *af, const char *path, char *err,
                                  size_t errn) {
     af->fd = -1;
+    af->tmp = af->path = NULL;
+    if (!*path) return io_fail(err, errn, "the path is empty");
     af->path = clopt__strdup(path);
-    af->tmp = NULL;
     if (!af->path) return io_fail(err, errn, "%s: out of host memory", path);
     for (int tries = 0; tries < 100; tries++) {
         free(af->tmp);

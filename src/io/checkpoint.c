@@ -191,7 +191,9 @@ clopt_status clopt__checkpoint_save(const clopt_optimizer *opt, clopt_variable *
                                    clopt__st_writer_fn writer) {
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
+    if (!path || !*path)
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is %s", fn,
+                           path ? "empty" : "NULL");
     clopt_status st = clopt__loss_scale_sync(opt, 0); /* the device's count and scale */
     if (st != CLOPT_OK) return st;
     ck_plan p;
@@ -422,7 +424,9 @@ clopt_status clopt__checkpoint_load(clopt_optimizer *opt, clopt_variable *const 
                                    clopt__st_reader_fn reader) {
     clopt_context *ctx = context_of(opt, vars, n);
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (!path) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
+    if (!path || !*path)
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is %s", fn,
+                           path ? "empty" : "NULL");
     clopt_status st = clopt__loss_scale_sync(opt, 1); /* host values may change below */
     if (st != CLOPT_OK) return st;
     ck_plan p;

@@ -9,6 +9,13 @@
 static clopt_status add_owned(clopt_optimizer *o, const char *name, clopt_dtype dtype, int ndim,
                               const int64_t *shape, double init, clopt_variable **out) {
     clopt_context *ctx = o->ctx;
+    /* A checkpoint names each optimizer variable by its Keras path "<optimizer>/<name>". */
+    for (size_t i = 0; i < o->noptvars; i++)
+        if (strcmp(o->optvars[i].name, name) == 0)
+            return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                               "add_variable '%s': the optimizer already has a variable of that "
+                               "name ('%s'); Keras paths must be unique",
+                               name, o->optvars[i].path);
     clopt_variable *v;
     clopt_status st = clopt_variable_create(ctx, name, dtype, ndim, shape, NULL, &v);
     if (st != CLOPT_OK) return st;

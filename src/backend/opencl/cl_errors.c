@@ -31,7 +31,9 @@ const char *clopt__cl_error_name(cl_int err) {
 }
 
 clopt_status clopt__cl_fail(clopt_context *ctx, cl_int err, const char *call, const char *what) {
-    clopt_status st = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY
+    /* CL_OUT_OF_RESOURCES is what many drivers say when device memory runs out. */
+    clopt_status st = err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
+                              err == CL_OUT_OF_RESOURCES
                           ? CLOPT_ERR_OUT_OF_MEMORY
                           : CLOPT_ERR_OPENCL;
     clopt__fail(ctx, st, "%s: %s failed with %d (%s)", what, call, (int)err,

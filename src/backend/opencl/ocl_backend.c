@@ -146,6 +146,13 @@ static clopt_status ocl_buffer_create(clopt_context *ctx, size_t bytes, void **b
     }
     cl_int err;
     cl_mem m = clCreateBuffer(s->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+    if (err == CL_INVALID_BUFFER_SIZE) { /* beyond the device's largest buffer */
+        ctx->cl_error = (int)err;
+        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY,
+                           "allocating %zu bytes: clCreateBuffer failed with %d "
+                           "(CL_INVALID_BUFFER_SIZE: more than the device's largest buffer)",
+                           bytes, (int)err);
+    }
     if (err != CL_SUCCESS) return clopt__cl_fail(ctx, err, "clCreateBuffer", "allocating memory");
     const cl_uint zero = 0;
     err = clEnqueueFillBuffer(s->queue, m, &zero, sizeof zero, 0, (bytes + 3) / 4 * 4, 0, NULL,
