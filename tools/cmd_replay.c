@@ -16,7 +16,7 @@
 #include "io/io_internal.h"
 
 void cli_help_replay(FILE *out) {
-    fputs("usage: clopt replay [--device SPEC] [--output FILE] CASE.json\n"
+    fputs("usage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] CASE.json\n"
           "\n"
           "Runs the optimizer of CASE.json over its recorded gradients and prints, as JSON,\n"
           "every variable after every step, the learning rate each step used, and the\n"
@@ -39,6 +39,8 @@ void cli_help_replay(FILE *out) {
           "                      Default: $CLOPT_DEVICE, else the first GPU, else the first CPU.\n"
           "  -o, --output FILE   write the result to FILE instead of standard output (written\n"
           "                      only when the whole replay succeeded)\n"
+          "  --max-input-mb N    refuse a case larger than N MiB (default 256; the case is\n"
+          "                      read whole before it is checked)\n"
           "  -h, --help          show this help\n"
           "\n"
           "Numbers: float64 values are written with 17 significant digits and float32 with\n"
@@ -394,6 +396,10 @@ static void replay_free(replay *r) {
     cli_buf_free(&r->out);
 }
 
+/* The default cap on the case's size (--max-input-mb): a case is read whole before it is
+ * checked, so an endless input (/dev/zero on stdin) must stop somewhere. */
+#define CLI_REPLAY_MAX_INPUT_MB 256
+
 /* Reads the case: a regular file (a FIFO or device is refused at once, never waited on) or
  * standard input for "-", at most `max` bytes. */
 static int read_case(const char *file, const char *name, size_t max, char **text, size_t *len) {
@@ -412,13 +418,14 @@ static int read_case(const char *file, const char *name, size_t max, char **text
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "clopt replay: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nusage: clopt replay [--device SPEC] [--output FILE] CASE.json "
+    fprintf(stderr, "\nusage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] "
+                    "CASE.json "
                     "(try 'clopt replay --help')\n");
     return CLI_EXIT_USAGE;
 }
 
 int cli_cmd_replay(int argc, char **argv) {
-    const char *device = NULL, *output = NULL, *file = NULL;
+    const char *device = NULL, *output = NULL, *file = NULL, *max_mb = NULL;
     int options = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -436,6 +443,8 @@ int cli_cmd_replay(int argc, char **argv) {
         else if (options && (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)) target = &output;
         else if (options && strncmp(a, "--device=", 9) == 0) device = a + 9;
         else if (options && strncmp(a, "--output=", 9) == 0) output = a + 9;
+        else if (options && strcmp(a, "--max-input-mb") == 0) target = &max_mb;
+        else if (options && strncmp(a, "--max-input-mb=", 15) == 0) max_mb = a + 15;
         else if (options && a[0] == '-' && a[1] != '\0') return usage_error("unknown option '%s'", a);
         else if (file) return usage_error("more than one case file ('%s')", a);
         else file = a;
@@ -448,10 +457,20 @@ int cli_cmd_replay(int argc, char **argv) {
     if (!file) return usage_error("%s", "no case file given");
     if (output && !*output) return usage_error("%s", "--output needs a file name");
 
+    size_t max_bytes = (size_t)CLI_REPLAY_MAX_INPUT_MB << 20;
+    if (max_mb) {
+        char *end;
+        long long mb = strtoll(max_mb, &end, 10);
+        if (*end || end == max_mb || mb < 1 || mb > 1048576)
+            return usage_error("--max-input-mb '%s' is not a whole number in [1, 1048576]",
+                               max_mb);
+        max_bytes = (size_t)mb << 20;
+    }
+
     const char *name = strcmp(file, "-") == 0 ? "<stdin>" : file;
     char *text = NULL;
     size_t len = 0;
-    if (read_case(file, name, SIZE_MAX / 2, &text, &len) != 0) return CLI_EXIT_FAIL;
+    if (read_case(file, name, max_bytes, &text, &len) != 0) return CLI_EXIT_FAIL;
     cli_case c;
     int rc = cli_case_load(&c, name, text, len) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
     free(text);
