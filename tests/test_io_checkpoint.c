@@ -940,12 +940,17 @@ Test(io_inspect_host, lists_tensors_checksums_and_config) {
     char hex[32];
     snprintf(hex, sizeof hex, "%016llx",
              (unsigned long long)clopt__hash64(CLOPT__HASH_INIT, two, sizeof two));
+    /* and its CRC-32C, recorded by the writer and verified by the reader */
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08x", (unsigned)clopt__crc32c(0, two, sizeof two));
     const char *want[] = {"4 tensors", "format: clopt", "clopt_version: ", "model/w",
                           "optimizer/vars/0", "I64", "[]", hex, "SGD/iteration",
                           "SGD/w_momentum", "[2]", "optimizer config:", "\"class_name\": \"SGD\"",
-                          "\"momentum\": 0.9"};
+                          "\"momentum\": 0.9", "crc32c", crc,
+                          "checksums: CRC-32C of 4 tensors, all verified"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         cr_assert(strstr(buf, want[i]), "inspect output lacks \"%s\":\n%s", want[i], buf);
+    cr_assert_null(strstr(buf, "crc32c:optimizer"), "the checksums are not listed as metadata");
     free(buf);
     /* a bad file: the reader's message */
     io_write(f.bad, "12345", 5);
@@ -1112,4 +1117,85 @@ Test(io_inspect_host, tool_refuses_a_fifo, .timeout = 30) {
     }
     io_rmdir(dir);
     free(dir), free(fifo), free(sock), free(log);
+}
+
+/* ---- checksums ---- */
+
+Test(io_checksum_host, crc32c_known_values) {
+    cr_assert_eq(clopt__crc32c(0, "123456789", 9), 0xe3069283u);
+    cr_assert_eq(clopt__crc32c(0, "", 0), 0u);
+    /* in pieces, across the 8-byte steps, the same as at once */
+    unsigned char b[100];
+    for (int i = 0; i < 100; i++) b[i] = (unsigned char)(i * 37 + 5);
+    uint32_t whole = clopt__crc32c(0, b, sizeof b);
+    for (size_t cut = 0; cut <= sizeof b; cut += 7)
+        cr_assert_eq(clopt__crc32c(clopt__crc32c(0, b, cut), b + cut, sizeof b - cut), whole);
+}
+
+/* Every data byte flipped in turn: the load fails with CLOPT_ERR_CORRUPT_FILE naming the tensor
+ * that holds the byte, and changes nothing (it used to load the flipped value silently). */
+Test(io_checksum_host, every_flipped_data_byte_is_caught) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    size_t n;
+    unsigned char *b = io_read(f.full_file, &n);
+    clopt__st_file sf;
+    char err[CLOPT__IO_ERRN];
+    cr_assert_eq(clopt__st_read(f.full_file, &sf, err, sizeof err), CLOPT_OK, "%s", err);
+    size_t data0 = 8 + (size_t)sf.header_len;
+    for (size_t i = 0; i < sf.ntensors; i++) {
+        uint32_t crc = 0;
+        cr_assert_eq(clopt__st_checksum(&sf, &sf.tensors[i], &crc), 1, "%s", sf.tensors[i].name);
+    }
+    cr_assert_eq(n - data0, 28, "model/w (8) and the optimizer's 20 bytes");
+    for (size_t pos = data0; pos < n; pos++) {
+        const clopt__st_tensor *t = NULL;
+        for (size_t i = 0; i < sf.ntensors; i++)
+            if (pos - data0 >= sf.tensors[i].begin && pos - data0 < sf.tensors[i].end)
+                t = &sf.tensors[i];
+        cr_assert(t);
+        b[pos] ^= 0x10;
+        io_write(f.bad, b, n);
+        b[pos] ^= 0x10;
+        char needle[128];
+        snprintf(needle, sizeof needle, "tensor '%s': its data", t->name);
+        expect_load_fails(&f, f.bad, 1, CLOPT_ERR_CORRUPT_FILE, needle, needle);
+    }
+    clopt__st_free(&sf);
+    free(b);
+    fx_free(&f);
+}
+
+/* Malformed or stray checksums are corrupt files; a file without them (another writer's) and one
+ * with only some of them still load. */
+Test(io_checksum_host, malformed_checksums_and_files_without) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    char crc0[9];
+    snprintf(crc0, sizeof crc0, "%08x", (unsigned)clopt__crc32c(0, f.data, 8));
+    char header[512];
+    snprintf(header, sizeof header,
+             "{\"__metadata__\": {\"crc32c:optimizer/vars/0\": \"%s\"}, " T0 ", " T1 ", " T2 "}",
+             crc0);
+    craft(f.bad, header, f.data, 20);
+    TU_OK(f.ctx, clopt_optimizer_load(f.o, f.bad)); /* one checksum, right */
+    cr_assert_eq(clopt_optimizer_iterations(f.o), 2);
+    fx_step(&f);
+    const char *bad[] = {"XYZ", "0000000", "ABCDEF01", "000000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(header, sizeof header,
+                 "{\"__metadata__\": {\"crc32c:optimizer/vars/1\": \"%s\"}, " T0 ", " T1 ", " T2
+                 "}",
+                 bad[i]);
+        expect_crafted_fails(&f, header, 20, CLOPT_ERR_CORRUPT_FILE,
+                             "tensor 'optimizer/vars/1': its checksum");
+    }
+    expect_crafted_fails(&f,
+                         "{\"__metadata__\": {\"crc32c:optimizer/vars/9\": \"00000000\"}, " T0
+                         ", " T1 ", " T2 "}",
+                         20, CLOPT_ERR_CORRUPT_FILE,
+                         "'crc32c:optimizer/vars/9' is the checksum of no tensor");
+    craft(f.bad, "{" T0 ", " T1 ", " T2 "}", f.data, 20);
+    TU_OK(f.ctx, clopt_optimizer_load(f.o, f.bad));
+    fx_free(&f);
 }

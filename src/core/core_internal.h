@@ -124,5 +124,8 @@ void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
 /* 64-bit FNV-1a, for cache keys. */
 uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
 #define CLOPT__HASH_INIT 1469598103934665603ULL
+/* CRC-32C (Castagnoli, as iSCSI and ext4 use it) of n bytes, continuing from `crc` (0 to
+ * start): clopt__crc32c(0, "123456789", 9) == 0xe3069283. Thread-safe. */
+uint32_t clopt__crc32c(uint32_t crc, const void *data, size_t n);
 
 #endif

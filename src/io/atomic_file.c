@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,19 +77,33 @@ clopt_status clopt__atomic_begin(clopt__atomic_file *af, const char *path, char 
     return CLOPT_OK;
 }
 
-clopt_status clopt__atomic_write(clopt__atomic_file *af, const void *p, size_t n, char *err,
-                                 size_t errn) {
+/* Writes n bytes at the file offset `off`, or at the current position when off is -1. */
+static clopt_status write_all(clopt__atomic_file *af, int64_t off, const void *p, size_t n,
+                              char *err, size_t errn) {
     const unsigned char *b = p;
     while (n) {
-        ssize_t w = injected_failure("write") ? -1 : write(af->fd, b, n);
+        ssize_t w = injected_failure("write") ? -1
+                    : off < 0                 ? write(af->fd, b, n)
+                                              : pwrite(af->fd, b, n, (off_t)off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0)
             return io_fail(err, errn, "%s: writing the temporary file '%s' failed: %s",
                            af->path, af->tmp, w < 0 ? strerror(errno) : "wrote nothing");
         b += w;
+        if (off >= 0) off += w;
         n -= (size_t)w;
     }
     return CLOPT_OK;
+}
+
+clopt_status clopt__atomic_write(clopt__atomic_file *af, const void *p, size_t n, char *err,
+                                 size_t errn) {
+    return write_all(af, -1, p, n, err, errn);
+}
+
+clopt_status clopt__atomic_pwrite(clopt__atomic_file *af, uint64_t off, const void *p, size_t n,
+                                  char *err, size_t errn) {
+    return write_all(af, (int64_t)off, p, n, err, errn);
 }
 
 void clopt__atomic_abort(clopt__atomic_file *af) {

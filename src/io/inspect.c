@@ -1,4 +1,5 @@
-/* `clopt inspect FILE`: a readable summary of a safetensors checkpoint. */
+/* `clopt inspect FILE`: a readable summary of a safetensors checkpoint (the tensors' CRC-32C
+ * checksums, when the file has them, are verified by the reader before anything is printed). */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <stdlib.h>
@@ -70,11 +71,15 @@ static clopt_status inspect_parsed(const char *path, clopt__st_file *fp, FILE *o
         fprintf(out, "metadata:\n");
         const char *key;
         json_t *val;
+        size_t ncrc = 0, np = strlen(CLOPT__ST_CRC_PREFIX);
         json_object_foreach(f.metadata, key, val) {
-            if (strcmp(key, "optimizer_config") == 0 || strcmp(key, "optimizer_variables") == 0)
+            if (strncmp(key, CLOPT__ST_CRC_PREFIX, np) == 0) ncrc++;
+            if (strcmp(key, "optimizer_config") == 0 || strcmp(key, "optimizer_variables") == 0 ||
+                strncmp(key, CLOPT__ST_CRC_PREFIX, np) == 0)
                 continue;
             fprintf(out, "  %s: %s\n", key, json_string_value(val));
         }
+        if (ncrc) fprintf(out, "  checksums: CRC-32C of %zu tensors, all verified\n", ncrc);
     } else {
         fprintf(out, "metadata: none\n");
     }
@@ -84,16 +89,19 @@ static clopt_status inspect_parsed(const char *path, clopt__st_file *fp, FILE *o
         size_t l = strlen(f.tensors[i].name);
         if (l > wname) wname = l;
     }
-    fprintf(out, "tensors:\n  %-*s  %-7s  %-16s  %12s  %s\n", (int)wname, "name", "dtype",
-            "shape", "bytes", "fnv1a64");
+    fprintf(out, "tensors:\n  %-*s  %-7s  %-16s  %12s  %-16s  %s\n", (int)wname, "name",
+            "dtype", "shape", "bytes", "fnv1a64", "crc32c");
     for (size_t i = 0; i < f.ntensors; i++) {
         const clopt__st_tensor *t = &f.tensors[i];
         char shape[64 + 24 * CLOPT__ST_MAX_NDIM];
         clopt__st_shape_str(t->ndim, t->shape, shape, sizeof shape);
         uint64_t h = clopt__hash64(CLOPT__HASH_INIT, f.data + t->begin, (size_t)(t->end - t->begin));
         const char *kp = opt_path(paths, t->name);
-        fprintf(out, "  %-*s  %-7s  %-16s  %12" PRIu64 "  %016" PRIx64 "%s%s\n", (int)wname,
-                t->name, clopt__st_dtype_name(t->dtype), shape, t->end - t->begin, h,
+        uint32_t crc = 0;
+        char crc_text[16] = "-       "; /* no checksum in the file */
+        if (clopt__st_checksum(&f, t, &crc) == 1) snprintf(crc_text, sizeof crc_text, "%08x", crc);
+        fprintf(out, "  %-*s  %-7s  %-16s  %12" PRIu64 "  %016" PRIx64 "  %s%s%s\n", (int)wname,
+                t->name, clopt__st_dtype_name(t->dtype), shape, t->end - t->begin, h, crc_text,
                 kp ? "  " : "", kp ? kp : "");
     }
     json_decref(paths);

@@ -89,6 +89,13 @@ clopt_status clopt__st_parse(unsigned char *bytes, size_t size, const char *what
                              clopt__st_file *f, char *err, size_t errn);
 
 void clopt__st_free(clopt__st_file *f);
+/* Checksums: clopt__st_write puts "crc32c:<tensor name>": "<8 lowercase hex digits>", the
+ * CRC-32C of the tensor's bytes, into __metadata__ for every tensor; clopt__st_parse verifies
+ * every such entry (CLOPT_ERR_CORRUPT_FILE naming the tensor on a mismatch). Files without them
+ * (other writers') are read as before. */
+#define CLOPT__ST_CRC_PREFIX "crc32c:"
+/* 1 and *crc when the file holds a valid checksum of tensor t, 0 when none, -1 when malformed. */
+int clopt__st_checksum(const clopt__st_file *f, const clopt__st_tensor *t, uint32_t *crc);
 /* The tensor named `name`, or NULL. */
 const clopt__st_tensor *clopt__st_find(const clopt__st_file *f, const char *name);
 /* The metadata string `key`, or NULL. */
@@ -113,7 +120,8 @@ typedef clopt_status (*clopt__st_fill_fn)(void *user, size_t i, void *dst, size_
                                           char *err, size_t errn);
 
 /* Writes a safetensors file durably (clopt__atomic_*): the header holds "__metadata__" (the
- * string pairs meta[0..2*nmeta), key then value) and the tensors in the order given, whose data
+ * string pairs meta[0..2*nmeta), key then value, and each tensor's checksum, see
+ * CLOPT__ST_CRC_PREFIX) and the tensors in the order given, whose data
  * follow in that order. The header is padded with spaces to a multiple of 8 bytes. The bytes of
  * each tensor come from fill, one tensor at a time. On failure the file at `path` is untouched.
  * Returns CLOPT_OK, CLOPT_ERR_IO, CLOPT_ERR_OUT_OF_MEMORY or fill's status. */
@@ -175,6 +183,9 @@ clopt_status clopt__atomic_begin(clopt__atomic_file *af, const char *path, char 
                                  size_t errn);
 clopt_status clopt__atomic_write(clopt__atomic_file *af, const void *p, size_t n, char *err,
                                  size_t errn);
+/* Overwrites n bytes at offset `off` of what was written (the file keeps its length). */
+clopt_status clopt__atomic_pwrite(clopt__atomic_file *af, uint64_t off, const void *p, size_t n,
+                                  char *err, size_t errn);
 /* On failure the temporary file is removed (no abort needed). */
 clopt_status clopt__atomic_commit(clopt__atomic_file *af, char *err, size_t errn);
 void clopt__atomic_abort(clopt__atomic_file *af);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "core/core_internal.h"
 #include "io_internal.h"
 
 static const struct {
@@ -208,6 +209,45 @@ static int by_offset(const void *a, const void *b) {
     return 0;
 }
 
+int clopt__st_checksum(const clopt__st_file *f, const clopt__st_tensor *t, uint32_t *crc) {
+    char key[512];
+    if (!f->metadata || snprintf(key, sizeof key, "%s%s", CLOPT__ST_CRC_PREFIX, t->name) >=
+                            (int)sizeof key)
+        return 0;
+    const char *v = json_string_value(json_object_get(f->metadata, key));
+    if (!v || strlen(v) != 8 || strspn(v, "0123456789abcdef") != 8) return v ? -1 : 0;
+    *crc = (uint32_t)strtoul(v, NULL, 16);
+    return 1;
+}
+
+/* Every "crc32c:<name>" of the metadata must name a tensor, be 8 lowercase hex digits and match
+ * the CRC-32C of the tensor's bytes. */
+static clopt_status verify_checksums(const clopt__st_file *f, const char *what, char *err,
+                                     size_t errn) {
+    const char *key;
+    json_t *val;
+    const size_t np = strlen(CLOPT__ST_CRC_PREFIX);
+    if (!f->metadata) return CLOPT_OK;
+    json_object_foreach(f->metadata, key, val) {
+        if (strncmp(key, CLOPT__ST_CRC_PREFIX, np) != 0) continue;
+        const clopt__st_tensor *t = clopt__st_find(f, key + np);
+        uint32_t want = 0;
+        if (!t)
+            return CORRUPT("%s: __metadata__ '%s' is the checksum of no tensor", what, key);
+        if (clopt__st_checksum(f, t, &want) != 1)
+            return CORRUPT("%s: tensor '%s': its checksum '%s' is not 8 hex digits", what,
+                           t->name, json_string_value(val));
+        uint32_t got = clopt__crc32c(0, f->data + t->begin, (size_t)(t->end - t->begin));
+        if (got != want)
+            return CORRUPT("%s: tensor '%s': its data (file offsets %llu to %llu) have CRC-32C "
+                           "%08x but the file says %08x: the data are corrupted",
+                           what, t->name, (unsigned long long)(8 + f->header_len + t->begin),
+                           (unsigned long long)(8 + f->header_len + t->end), (unsigned)got,
+                           (unsigned)want);
+    }
+    return CLOPT_OK;
+}
+
 clopt_status clopt__st_parse(unsigned char *bytes, size_t size, const char *what,
                              clopt__st_file *f, char *err, size_t errn) {
     memset(f, 0, sizeof *f);
@@ -309,6 +349,7 @@ clopt_status clopt__st_parse(unsigned char *bytes, size_t size, const char *what
                      what, (unsigned long long)pos, (unsigned long long)f->data_size,
                      pos < f->data_size ? "trailing bytes" : "missing bytes",
                      (unsigned long long)(8 + n + pos));
+    if (st == CLOPT_OK) st = verify_checksums(f, what, err, errn);
 out:
     if (st != CLOPT_OK) clopt__st_free(f);
     return st;
@@ -348,22 +389,35 @@ clopt_status clopt__st_read(const char *path, clopt__st_file *f, char *err, size
     return clopt__st_parse(bytes, size, path, f, err, errn);
 }
 
-clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
-                             const char *const *meta, size_t nmeta, clopt__st_fill_fn fill,
-                             void *user, char *err, size_t errn) {
+/* The bytes of tensor i. */
+static uint64_t out_bytes(const clopt__st_out *t) {
+    uint64_t bytes = clopt__st_dtype_size(t->dtype);
+    for (int d = 0; d < t->ndim; d++) bytes *= (uint64_t)t->shape[d];
+    return bytes;
+}
+
+/* The header JSON: "__metadata__" (meta, then "crc32c:<name>" for each tensor: crc[i] as 8 hex
+ * digits, or zeros when crc is NULL, so both forms have one length), then the tensors. */
+static char *header_text(const clopt__st_out *t, size_t n, const char *const *meta, size_t nmeta,
+                         const uint32_t *crc) {
     json_t *h = json_object(), *m = json_object();
     int bad = !h || !m;
     for (size_t i = 0; !bad && i < nmeta; i++)
         bad |= json_object_set_new(m, meta[2 * i], json_string(meta[2 * i + 1])) != 0;
-    if (!bad && nmeta) bad |= json_object_set(h, "__metadata__", m) != 0;
-    uint64_t pos = 0, maxbytes = 0;
+    for (size_t i = 0; !bad && i < n; i++) {
+        char *key = clopt__format("%s%s", CLOPT__ST_CRC_PREFIX, t[i].name);
+        char val[9];
+        snprintf(val, sizeof val, "%08x", crc ? (unsigned)crc[i] : 0u);
+        bad |= !key || json_object_set_new(m, key, json_string(val)) != 0;
+        free(key);
+    }
+    if (!bad && (nmeta || n)) bad |= json_object_set(h, "__metadata__", m) != 0;
+    uint64_t pos = 0;
     for (size_t i = 0; !bad && i < n; i++) {
         json_t *e = json_object(), *sh = json_array();
-        uint64_t bytes = clopt__st_dtype_size(t[i].dtype);
-        for (int d = 0; sh && d < t[i].ndim; d++) {
+        uint64_t bytes = out_bytes(&t[i]);
+        for (int d = 0; sh && d < t[i].ndim; d++)
             bad |= json_array_append_new(sh, json_integer(t[i].shape[d])) != 0;
-            bytes *= (uint64_t)t[i].shape[d];
-        }
         bad |= !e || !sh;
         if (!bad) {
             bad |= json_object_set_new(e, "dtype", json_string(clopt__st_dtype_name(t[i].dtype)));
@@ -376,42 +430,73 @@ clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
         json_decref(e);
         json_decref(sh);
         pos += bytes;
-        if (bytes > maxbytes) maxbytes = bytes;
     }
     json_decref(m);
     char *text = bad ? NULL : json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
-    if (!text)
-        return clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
-    /* Pad the header with spaces so the data starts 8-byte aligned, as the reference writer. */
-    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
+    return text;
+}
+
+/* The 8-byte length and the header padded with spaces so the data start 8-byte aligned, as the
+ * reference writer does. *len gets its size. */
+static unsigned char *header_bytes(const char *text, size_t *len) {
+    size_t tl = strlen(text), padded = (tl + 7) / 8 * 8;
     unsigned char *head = malloc(8 + padded);
+    if (!head) return NULL;
+    for (int i = 0; i < 8; i++) head[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    memcpy(head + 8, text, tl);
+    memset(head + 8 + tl, ' ', padded - tl);
+    *len = 8 + padded;
+    return head;
+}
+
+clopt_status clopt__st_write(const char *path, const clopt__st_out *t, size_t n,
+                             const char *const *meta, size_t nmeta, clopt__st_fill_fn fill,
+                             void *user, char *err, size_t errn) {
+    /* The checksums are known only once the data are written: the header goes first with zeros
+     * in their place and is written again over itself, at the same length, at the end. */
+    uint64_t maxbytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (out_bytes(&t[i]) > maxbytes) maxbytes = out_bytes(&t[i]);
+    char *text = header_text(t, n, meta, nmeta, NULL);
+    size_t hlen = 0;
+    unsigned char *head = text ? header_bytes(text, &hlen) : NULL;
+    free(text);
     unsigned char *buf = malloc(maxbytes ? (size_t)maxbytes : 1);
-    if (!head || !buf) {
-        free(text);
+    uint32_t *crc = calloc(n ? n : 1, sizeof *crc);
+    if (!head || !buf || !crc) {
         free(head);
         free(buf);
+        free(crc);
         return clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory", path);
     }
-    for (int i = 0; i < 8; i++) head[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    memcpy(head + 8, text, len);
-    memset(head + 8 + len, ' ', padded - len);
-    free(text);
-
     clopt__atomic_file af;
     clopt_status st = clopt__atomic_begin(&af, path, err, errn);
     if (st == CLOPT_OK) {
-        st = clopt__atomic_write(&af, head, 8 + padded, err, errn);
+        st = clopt__atomic_write(&af, head, hlen, err, errn);
         for (size_t i = 0; st == CLOPT_OK && i < n; i++) {
-            size_t bytes = clopt__st_dtype_size(t[i].dtype);
-            for (int d = 0; d < t[i].ndim; d++) bytes *= (size_t)t[i].shape[d];
+            size_t bytes = (size_t)out_bytes(&t[i]);
             st = fill(user, i, buf, bytes, err, errn);
+            crc[i] = clopt__crc32c(0, buf, bytes);
             if (st == CLOPT_OK) st = clopt__atomic_write(&af, buf, bytes, err, errn);
+        }
+        if (st == CLOPT_OK) {
+            free(head);
+            size_t again = 0;
+            text = header_text(t, n, meta, nmeta, crc);
+            head = text ? header_bytes(text, &again) : NULL;
+            free(text);
+            if (!head || again != hlen)
+                st = clopt__io_fail(CLOPT_ERR_OUT_OF_MEMORY, err, errn, "%s: out of host memory",
+                                    path);
+            else
+                st = clopt__atomic_pwrite(&af, 0, head, hlen, err, errn);
         }
         if (st == CLOPT_OK) st = clopt__atomic_commit(&af, err, errn);
         else clopt__atomic_abort(&af);
     }
     free(head);
     free(buf);
+    free(crc);
     return st;
 }
