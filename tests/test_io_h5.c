@@ -492,3 +492,43 @@ Test(io_h5_host, dataset_not_stored_in_the_file) {
                            "but the file holds 0 of them");
 #endif
 }
+
+/* clopt writes every non-scalar optimizer dataset with HDF5's Fletcher32 filter: a flipped data
+ * byte fails the load (CLOPT_ERR_CORRUPT_FILE naming the dataset) and changes nothing. */
+Test(io_h5_host, flipped_data_byte_is_caught) {
+#ifndef CLOPT_WITH_HDF5
+    expect_unsupported();
+#else
+    char *dir = io_tmpdir(), *p = io_path(dir, "opt.weights.h5");
+    dense_model m;
+    dense_make(&m, ADAM);
+    TU_OK(m.ctx, clopt_optimizer_apply(m.o, m.grads, NULL, 2));
+    TU_OK(m.ctx, clopt_optimizer_save_h5(m.o, p));
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "optimizer/vars/2", H5P_DEFAULT), dcpl = H5Dget_create_plist(d);
+    unsigned flags, cd[4];
+    size_t ncd = 4;
+    cr_assert_eq(H5Pget_nfilters(dcpl), 1);
+    cr_assert_eq(H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_FLETCHER32);
+    float m0[12];
+    cr_assert(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m0) >= 0);
+    H5Pclose(dcpl), H5Dclose(d), H5Fclose(f);
+    /* the dataset's bytes in the file (the first moment of dense/kernel: 12 distinct floats) */
+    size_t n;
+    unsigned char *b = io_read(p, &n), *at = NULL;
+    for (size_t i = 0; i + sizeof m0 <= n && !at; i++)
+        if (memcmp(b + i, m0, sizeof m0) == 0) at = b + i;
+    cr_assert(at, "the dataset's bytes are not in the file");
+    at[5] ^= 0x01;
+    char *bad = io_path(dir, "bad.weights.h5");
+    io_write(bad, b, n);
+    dense_model m2;
+    dense_make(&m2, ADAM);
+    expect_h5_fails(&m2, bad, CLOPT_ERR_CORRUPT_FILE, "/optimizer/vars/2");
+    TU_OK(m2.ctx, clopt_optimizer_load_h5(m2.o, p)); /* the intact file loads */
+    clopt_context_destroy(m.ctx);
+    clopt_context_destroy(m2.ctx);
+    io_rmdir(dir);
+    free(b), free(dir), free(p), free(bad);
+#endif
+}

@@ -406,6 +406,30 @@ static clopt_status copy_into(clopt__atomic_file *af, const char *path, char *er
     return st;
 }
 
+/* The creation properties of a dataset: HDF5's Fletcher32 checksum filter, which libhdf5 (and so
+ * h5py and Keras) verifies on every read, needs a chunked layout: chunks of at most 16 MiB,
+ * halving the leading dimensions first. A scalar or empty dataset cannot be chunked and is
+ * written contiguous, without a checksum. */
+static hid_t checksummed_layout(int ndim, const hsize_t *dims, size_t bytes) {
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || ndim == 0 || bytes == 0) return dcpl;
+    hsize_t chunk[CLOPT__ST_MAX_NDIM];
+    memcpy(chunk, dims, (size_t)ndim * sizeof *chunk);
+    size_t esize = bytes, cb = bytes;
+    for (int d = 0; d < ndim; d++) esize /= (size_t)dims[d];
+    for (int d = 0; d < ndim && cb > ((size_t)16 << 20); d++)
+        while (chunk[d] > 1 && cb > ((size_t)16 << 20)) {
+            chunk[d] = (chunk[d] + 1) / 2;
+            cb = esize;
+            for (int k = 0; k < ndim; k++) cb *= (size_t)chunk[k];
+        }
+    if (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
+}
+
 /* Writes the tensors named "optimizer/vars/<i>" into group g. */
 static clopt_status write_datasets(hid_t g, const clopt__st_out *t, size_t n,
                                    clopt__st_fill_fn fill, void *user, const char *path,
@@ -437,9 +461,11 @@ static clopt_status write_datasets(hid_t g, const clopt__st_out *t, size_t n,
                                                : mem_type(t[i].dtype, -1);
         if (bf16 && ft >= 0) H5Tset_tag(ft, "bfloat16");
         hid_t s = t[i].ndim ? H5Screate_simple(t[i].ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-        hid_t ds = (ft >= 0 && s >= 0)
-                       ? H5Dcreate2(g, dname, ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+        hid_t dcpl = checksummed_layout(t[i].ndim, dims, b);
+        hid_t ds = (ft >= 0 && s >= 0 && dcpl >= 0)
+                       ? H5Dcreate2(g, dname, ft, s, H5P_DEFAULT, dcpl, H5P_DEFAULT)
                        : -1;
+        if (dcpl >= 0) H5Pclose(dcpl);
         if (ds < 0 || H5Dwrite(ds, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ||
             (bf16 && write_str_attr(ds, "dtype", "bfloat16") != 0))
             st = h5_fail(CLOPT_ERR_IO, err, errn, "%s: writing dataset /optimizer/vars/%s failed: %s",
