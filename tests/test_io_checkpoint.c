@@ -870,6 +870,17 @@ Test(io_save_host, keeps_the_replaced_file_mode) {
     fx_free(&f);
 }
 
+/* Files of dir named like a save's temporary file (".tmp-" in the name). */
+static int tmp_files(const char *dir) {
+    DIR *d = opendir(dir);
+    cr_assert(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp-") != NULL;
+    closedir(d);
+    return n;
+}
+
 /* A writer killed at each point of a save (a forked child running clopt_checkpoint_save with
  * CLOPT_TEST_SAVE_CRASH, which raises SIGKILL there): before the rename the previous checkpoint
  * is intact and loads; after it the new one is whole. The child uses the host backend only and
@@ -896,6 +907,9 @@ Test(io_crash_host, killed_writer_leaves_a_whole_checkpoint) {
         while (waitpid(pid, &status, 0) < 0) cr_assert_eq(errno, EINTR);
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                   "%s: the writer was not killed (status 0x%x)", stages[i], status);
+        /* a writer killed before its rename leaves its temporary file, harmlessly, until the
+         * next save to the same path (here the next stage's writer) removes it */
+        cr_assert_eq(tmp_files(f.dir), i < 3 ? 1 : 0, "%s: temporary files", stages[i]);
         if (i < 3) {
             size_t n;
             unsigned char *now = io_read(f.full_file, &n);
@@ -914,9 +928,9 @@ Test(io_crash_host, killed_writer_leaves_a_whole_checkpoint) {
             io_assert_same_file(f.full_file, expected, "after_rename: the new checkpoint");
         }
     }
-    /* the killed writers' temporary files stay behind, harmlessly; saving still works */
-    cr_assert_gt(io_count_files(f.dir), 4);
+    /* saving still works */
     TU_OK(f.ctx, clopt_checkpoint_save(f.o, &f.w, 1, f.full_file));
+    cr_assert_eq(tmp_files(f.dir), 0);
     TU_OK(f.ctx, clopt_checkpoint_load(f.o, &f.w, 1, f.full_file));
     free(old);
     free(expected);
@@ -1197,5 +1211,35 @@ Test(io_checksum_host, malformed_checksums_and_files_without) {
                          "'crc32c:optimizer/vars/9' is the checksum of no tensor");
     craft(f.bad, "{" T0 ", " T1 ", " T2 "}", f.data, 20);
     TU_OK(f.ctx, clopt_optimizer_load(f.o, f.bad));
+    fx_free(&f);
+}
+
+/* Only "<path>.tmp-<pid>-<n>" files of processes that are gone are removed: not a live process's
+ * (this one's, pid 1's), not another path's, not other names. */
+Test(io_save_host, stale_temporary_files_removed) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    fflush(NULL);
+    pid_t dead = fork();
+    cr_assert(dead >= 0);
+    if (dead == 0) _exit(0);
+    while (waitpid(dead, NULL, 0) < 0) cr_assert_eq(errno, EINTR);
+    const char *keep_fmt[] = {"%s.tmp-%ld-0", "%s.tmp-1-0", "%s.tmp-%ld-x", "%s.tmpx-%ld-0",
+                              "%s.tmp--1-0"};
+    long keep_pid[] = {(long)getpid(), 0, (long)dead, (long)dead, 0};
+    char name[4200];
+    for (size_t i = 0; i < sizeof keep_fmt / sizeof *keep_fmt; i++) {
+        snprintf(name, sizeof name, keep_fmt[i], f.opt_file, keep_pid[i]);
+        io_write(name, "k", 1);
+    }
+    snprintf(name, sizeof name, "%s.tmp-%ld-7", f.full_file, (long)dead); /* another path's */
+    io_write(name, "k", 1);
+    int files = io_count_files(f.dir);
+    snprintf(name, sizeof name, "%s.tmp-%ld-3", f.opt_file, (long)dead);
+    io_write(name, "stale", 5);
+    cr_assert_eq(io_count_files(f.dir), files + 1);
+    TU_OK(f.ctx, clopt_optimizer_save(f.o, f.opt_file));
+    cr_assert_eq(access(name, F_OK), -1, "%s was not removed", name);
+    cr_assert_eq(io_count_files(f.dir), files);
     fx_free(&f);
 }

@@ -2,6 +2,7 @@
  * rename over the target, fsync the directory. See io_internal.h for the contract and the test
  * hooks. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -45,11 +46,46 @@ static int injected_failure(const char *step) {
 
 static atomic_uint tmp_counter;
 
+/* Whether `name` is "<base>.tmp-<pid>-<n>" of a process that no longer exists (kill(pid, 0)
+ * says ESRCH; a live process, or one of another user, keeps its file). */
+static int stale_tmp(const char *name, const char *base) {
+    size_t bl = strlen(base);
+    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, ".tmp-", 5) != 0) return 0;
+    const char *p = name + bl + 5;
+    char *end;
+    errno = 0;
+    long pid = strtol(p, &end, 10);
+    if (end == p || *end != '-' || errno || pid <= 0 || pid == (long)getpid()) return 0;
+    p = end + 1;
+    (void)strtoul(p, &end, 10);
+    if (end == p || *end || !(*p >= '0' && *p <= '9')) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Removes the temporary files that saves to `path` killed before their rename left behind. */
+static void remove_stale_tmps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? clopt__format("%.*s", slash == path ? 1 : (int)(slash - path), path)
+                      : clopt__strdup(".");
+    const char *base = slash ? slash + 1 : path;
+    DIR *d = dir && *base ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!stale_tmp(e->d_name, base)) continue;
+        char *p = clopt__format("%s/%s", dir, e->d_name);
+        if (p) (void)unlink(p);
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
 clopt_status clopt__atomic_begin(clopt__atomic_file *af, const char *path, char *err,
                                  size_t errn) {
     af->fd = -1;
     af->tmp = af->path = NULL;
     if (!*path) return io_fail(err, errn, "the path is empty");
+    remove_stale_tmps(path);
     af->path = clopt__strdup(path);
     if (!af->path) return io_fail(err, errn, "%s: out of host memory", path);
     for (int tries = 0; tries < 100; tries++) {

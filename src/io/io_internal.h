@@ -167,7 +167,8 @@ int clopt__is_hdf5_file(const char *path);
  * commit flushes it to disk (fsync), closes it, renames it over `path` and syncs the directory;
  * abort (also after a failed write or commit) closes and removes the temporary file. A crash at
  * any point leaves either the old file or the new one, whole; a crash before the rename may leave
- * a "<path>.tmp-<pid>-<n>" file behind, which nothing reads.
+ * a "<path>.tmp-<pid>-<n>" file behind, which nothing reads, and which the next begin for the same
+ * path removes once process <pid> is gone.
  *
  * Test hooks (for the crash tests): the environment variable CLOPT_TEST_SAVE_CRASH set to
  * "after_open", "after_write", "after_fsync" or "after_rename" makes the process raise SIGKILL at
