@@ -1243,3 +1243,40 @@ Test(io_save_host, stale_temporary_files_removed) {
     cr_assert_eq(io_count_files(f.dir), files);
     fx_free(&f);
 }
+
+/* Saving through a symbolic link replaces the link's target (written beside it) and keeps the
+ * link: relative targets, targets in another directory, chains, and dangling links. */
+Test(io_save_host, saving_through_a_symlink_follows_it) {
+    fx f;
+    fx_make(&f, TU_HOST, SGD_M);
+    char *sub = io_path(f.dir, "sub"), *real = io_path(sub, "real.safetensors");
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    char *l1 = io_path(f.dir, "l1"), *l2 = io_path(f.dir, "l2"), *l3 = io_path(f.dir, "l3");
+    cr_assert_eq(symlink("opt.safetensors", l1), 0);       /* relative, same directory */
+    cr_assert_eq(symlink("l1", l2), 0);                    /* a chain */
+    cr_assert_eq(symlink("sub/real.safetensors", l3), 0);  /* dangling, another directory */
+    const char *links[] = {l1, l2, l3};
+    const char *targets[] = {f.opt_file, f.opt_file, real};
+    for (size_t i = 0; i < 3; i++) {
+        fx_step(&f);
+        TU_OK(f.ctx, clopt_optimizer_save(f.o, links[i]));
+        struct stat sb;
+        cr_assert_eq(lstat(links[i], &sb), 0);
+        cr_assert(S_ISLNK(sb.st_mode), "%s is no longer a link", links[i]);
+        cr_assert_eq(lstat(targets[i], &sb), 0);
+        cr_assert(S_ISREG(sb.st_mode));
+        /* the target holds the new state */
+        clopt_context *c2 = tu_context(TU_HOST);
+        clopt_variable *w2 = tu_var_f32(c2, "w", 2, NULL);
+        clopt_optimizer *o2 = tu_optimizer(c2, SGD_M);
+        TU_OK(c2, clopt_optimizer_build(o2, &w2, 1));
+        TU_OK(c2, clopt_optimizer_load(o2, targets[i]));
+        cr_assert_eq(clopt_optimizer_iterations(o2), clopt_optimizer_iterations(f.o));
+        clopt_context_destroy(c2);
+    }
+    cr_assert_eq(io_count_files(sub), 1, "only the target in sub/");
+    unlink(real);
+    rmdir(sub);
+    free(sub), free(real), free(l1), free(l2), free(l3);
+    fx_free(&f);
+}

@@ -11,7 +11,9 @@
  * "model/dense/kernel". "__metadata__" holds "format" ("clopt"), "format_version" ("1"),
  * "clopt_version", and with an optimizer "optimizer_config" (the JSON of
  * clopt_optimizer_get_config) and "optimizer_variables" (a JSON array of the variables' Keras
- * paths, for people and `clopt inspect`). */
+ * paths, for people and `clopt inspect`), and "crc32c:<tensor name>" for every tensor: the
+ * CRC-32C of its bytes as 8 lowercase hex digits, verified by every load (a mismatch is
+ * CLOPT_ERR_CORRUPT_FILE naming the tensor); files without these entries load as before. */
 #ifndef CLOPT_CHECKPOINT_H
 #define CLOPT_CHECKPOINT_H
 
@@ -33,10 +35,13 @@ extern "C" {
  * safetensors file at `path`. The file is written to a temporary file in the same directory,
  * flushed to disk (fsync), renamed over `path`, and the directory is synced: a crash at any point
  * leaves either the old file or the new one, whole (a crash before the rename may leave a
- * "<path>.tmp-<pid>-<n>" file behind). Waits for the work queued on the optimizer's variables.
+ * "<path>.tmp-<pid>-<n>" file behind, which the next save to `path` removes once process <pid> is
+ * gone). When `path` is a symbolic link it is followed: the link's target is replaced (the
+ * temporary file is made beside the target) and the link stays. Waits for the work queued on
+ * the optimizer's variables.
  *   opt: the optimizer; it must be built (Keras would save only the iteration counter and the
- *     learning rate of an unbuilt one, which no build can load back). path: borrowed.
- * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (NULL argument), CLOPT_ERR_NOT_BUILT,
+ *     learning rate of an unbuilt one, which no build can load back). path: borrowed, not empty.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (NULL argument, empty path), CLOPT_ERR_NOT_BUILT,
  * CLOPT_ERR_IO (the message names the path, the failing step and the system's error text; the
  * file at `path` is untouched and the temporary file removed; one exception: when only the final
  * directory sync fails, the new file is in place but its rename may not survive a power loss),
@@ -61,7 +66,9 @@ CLOPT_API clopt_status clopt_optimizer_save(const clopt_optimizer *opt, const ch
  *   opt: a built optimizer. Deliberate difference from Keras: Keras warns and loads nothing into
  *     an unbuilt optimizer; clopt returns CLOPT_ERR_NOT_BUILT. path: borrowed.
  * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT, CLOPT_ERR_NOT_BUILT, CLOPT_ERR_IO (cannot open
- * or read), CLOPT_ERR_CORRUPT_FILE (malformed or truncated), CLOPT_ERR_FILE_MISMATCH (well formed
+ * or read, or not a regular file: a FIFO, socket or device is refused at once, never waited on),
+ * CLOPT_ERR_CORRUPT_FILE (malformed, truncated, or a recorded checksum that does not match),
+ * CLOPT_ERR_FILE_MISMATCH (well formed
  * but not for this optimizer), CLOPT_ERR_OUT_OF_MEMORY or CLOPT_ERR_OPENCL (a device write
  * failed after validation; only then may some slots hold the file's values).
  * Thread-safety: as for the optimizer's context. Since v0.1. */

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -80,14 +81,38 @@ static void remove_stale_tmps(const char *path) {
     free(dir);
 }
 
+/* `path` with its symbolic links followed (up to 40, as the kernel), so that a save replaces
+ * the link's target and keeps the link; a relative target is taken from the link's directory.
+ * A dangling link gives its target's path (the save creates it). NULL when out of memory. */
+static char *follow_links(const char *path) {
+    char *p = clopt__strdup(path);
+    for (int i = 0; p && i < 40; i++) {
+        struct stat sb;
+        char target[PATH_MAX];
+        ssize_t n;
+        if (lstat(p, &sb) != 0 || !S_ISLNK(sb.st_mode) ||
+            (n = readlink(p, target, sizeof target - 1)) <= 0)
+            break;
+        target[n] = '\0';
+        const char *slash = strrchr(p, '/');
+        char *next = target[0] == '/' || !slash
+                         ? clopt__strdup(target)
+                         : clopt__format("%.*s/%s", (int)(slash - p), p, target);
+        free(p);
+        p = next;
+    }
+    return p;
+}
+
 clopt_status clopt__atomic_begin(clopt__atomic_file *af, const char *path, char *err,
                                  size_t errn) {
     af->fd = -1;
     af->tmp = af->path = NULL;
     if (!*path) return io_fail(err, errn, "the path is empty");
-    remove_stale_tmps(path);
-    af->path = clopt__strdup(path);
+    af->path = follow_links(path);
     if (!af->path) return io_fail(err, errn, "%s: out of host memory", path);
+    path = af->path;
+    remove_stale_tmps(path);
     for (int tries = 0; tries < 100; tries++) {
         free(af->tmp);
         af->tmp = clopt__format("%s.tmp-%ld-%u", path, (long)getpid(),
