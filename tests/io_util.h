@@ -214,6 +214,7 @@ typedef struct io_variant {
  * LossScaleOptimizer around Adam with a skipped step; and the hand-picked SGD (momentum,
  * Nesterov), Adam (amsgrad) and a learning-rate schedule (no learning_rate variable). */
 static inline size_t io_variants(io_variant *v) {
+    memset(v, 0, IO_MAX_VARIANTS * sizeof *v); /* nonfinite is set only where it is 1 */
     size_t n = 0;
     for (const clopt__optimizer_class *const *c = clopt__optimizer_classes; *c; c++) {
         const clopt__optimizer_class *k = *c;
