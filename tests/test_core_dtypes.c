@@ -249,8 +249,9 @@ static void fill_values(const char *dev) {
         for (size_t i = 0; i < NKNOWN; i++) {
             if (!isfinite(KNOWN[i].x) || KNOWN[i].x == 0) continue; /* add_variable: finite */
             clopt_variable *v;
-            TU_OK(ctx, clopt_optimizer_add_variable(o, "filled", fs[k]->dtype, 1, &n, KNOWN[i].x,
-                                                    &v));
+            char name[32]; /* optimizer variable names are unique (Keras paths) */
+            snprintf(name, sizeof name, "filled_%d_%zu", k, i);
+            TU_OK(ctx, clopt_optimizer_add_variable(o, name, fs[k]->dtype, 1, &n, KNOWN[i].x, &v));
             uint16_t got[300];
             TU_OK(ctx, clopt_variable_read(v, got, sizeof got));
             const uint16_t want = k ? KNOWN[i].b : KNOWN[i].h;

@@ -30,8 +30,11 @@ typedef struct clopt_context clopt_context;
  * Since v0.1. */
 CLOPT_API clopt_status clopt_context_create(const char *device, clopt_context **out);
 
-/* Releases the context and every variable and optimizer still alive in it. NULL is allowed.
- * Destroying variables or optimizers after their context is an error. Since v0.1. */
+/* Releases the context and every variable and optimizer still alive in it. NULL is allowed, and
+ * so is a context already destroyed: nothing happens. Destroying its variables or optimizers
+ * afterwards does nothing either (their handles are gone); using them in other calls is
+ * refused with CLOPT_ERR_INVALID_ARGUMENT where the call checks (variable read, write and
+ * assign, optimizer apply). Since v0.1. */
 CLOPT_API void clopt_context_destroy(clopt_context *ctx);
 
 /* The whole story of the last failure of a call on this context or an object made from it: what

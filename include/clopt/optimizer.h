@@ -40,7 +40,9 @@ CLOPT_API clopt_status clopt_optimizer_from_config(clopt_context *ctx, const cha
 CLOPT_API clopt_status clopt_optimizer_get_config(const clopt_optimizer *opt, char **json);
 
 /* Releases the optimizer and its slot variables (not the variables it was built on). NULL is
- * allowed. Since v0.1. */
+ * allowed, and so is an optimizer already destroyed (itself, or with its context): nothing
+ * happens. clopt_optimizer_apply on a destroyed optimizer returns CLOPT_ERR_INVALID_ARGUMENT.
+ * Since v0.1. */
 CLOPT_API void clopt_optimizer_destroy(clopt_optimizer *opt);
 
 /* Keras's build(var_list): creates the optimizer's slot variables for `vars` (borrowed; the

@@ -52,9 +52,20 @@ CLOPT_API clopt_status clopt_variable_create(clopt_context *ctx, const char *nam
                                              clopt_dtype dtype, int ndim, const int64_t *shape,
                                              const void *init_or_NULL, clopt_variable **out);
 
-/* Releases a variable's memory. NULL is allowed. An optimizer built on the variable must be
- * destroyed first (its apply would otherwise read freed memory). Since v0.1. */
+/* Releases a variable's memory. NULL is allowed, and so is a handle already destroyed (itself,
+ * or with its context): nothing happens. A variable that a live optimizer was built with is not
+ * destroyed (its apply would read freed memory): it is kept, and the context's last error says
+ * which optimizer uses it; destroy the optimizer first. clopt_variable_release says so with a
+ * status. Since v0.1. */
 CLOPT_API void clopt_variable_destroy(clopt_variable *var);
+
+/* clopt_variable_destroy with a status: CLOPT_OK (released), CLOPT_ERR_INVALID_ARGUMENT (NULL,
+ * or a handle already destroyed, itself or with its context), or CLOPT_ERR_BAD_STATE (the
+ * variable is kept: a live optimizer was built with it, the message naming the optimizer; or it
+ * is an optimizer's own variable, which goes with the optimizer). Handles are checked against
+ * the library's list of live handles, never by reading freed memory; an address reused by a
+ * later allocation looks live again. Since v0.2. */
+CLOPT_API clopt_status clopt_variable_release(clopt_variable *var);
 
 /* Copies `nbytes` from host memory `src` into the variable. nbytes must equal the variable's
  * size (elements x dtype size). Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT,

@@ -51,12 +51,18 @@ clopt_status clopt_context_create(const char *device, clopt_context **out) {
         return st;
     }
     clopt__clear_error(ctx);
+    if (clopt__handle_add(ctx) != 0) {
+        ctx->ops->close(ctx->state);
+        free(ctx);
+        return CLOPT_ERR_OUT_OF_MEMORY;
+    }
     *out = ctx;
     return CLOPT_OK;
 }
 
 void clopt_context_destroy(clopt_context *ctx) {
-    if (!ctx) return;
+    if (!clopt__handle_live(ctx)) return; /* NULL, or destroyed already */
+    clopt__handle_remove(ctx);
     if (ctx->ops->finish) ctx->ops->finish(ctx);
     clopt__optimizer_free_all(ctx);
     while (ctx->vars) clopt__variable_free(ctx->vars, 0);

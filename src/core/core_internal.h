@@ -75,6 +75,13 @@ struct clopt_variable {
 /* The most elements a variable may have (2^40). */
 #define CLOPT__MAX_ELEMENTS ((int64_t)1 << 40)
 
+/* Live handles (handles.c): contexts, variables and optimizers are added when handed out and
+ * removed when freed, so that a destroy or call on one that is gone is refused without reading
+ * freed memory. add returns 0, or -1 when out of memory. Thread-safe. */
+int clopt__handle_add(const void *h);
+void clopt__handle_remove(const void *h);
+int clopt__handle_live(const void *h);
+
 /* Errors: record the message on the context and return the status. */
 clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
     CLOPT__PRINTF(3, 4);
@@ -113,6 +120,9 @@ int clopt__same_shape(const clopt_variable *a, const clopt_variable *b);
 const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 
 void clopt__optimizer_free_all(clopt_context *ctx);
+/* The name of a live optimizer (a LossScaleOptimizer's inner one included) built with `v`, or
+ * NULL: such a variable is not destroyed (clopt_variable_release). */
+const char *clopt__optimizer_using(const clopt_context *ctx, const clopt_variable *v);
 /* Drops the optimizers' cached launch plans that name `v`, which is being destroyed (its handle
  * address may come back for another variable). */
 void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v);

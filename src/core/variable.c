@@ -30,10 +30,14 @@ clopt_status clopt_dtype_from_name(const char *name, clopt_dtype *out) {
     return CLOPT_ERR_INVALID_ARGUMENT;
 }
 
-static void list_push(clopt_context *ctx, clopt_variable *v) {
+static clopt_status list_push(clopt_context *ctx, clopt_variable *v) {
+    if (clopt__handle_add(v) != 0)
+        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "variable '%s': out of host memory",
+                           v->name);
     v->next = ctx->vars;
     if (ctx->vars) ctx->vars->prev = v;
     ctx->vars = v;
+    return CLOPT_OK;
 }
 
 static clopt_status check_shape(clopt_context *ctx, const char *name, int ndim,
@@ -98,23 +102,23 @@ clopt_status clopt_variable_create(clopt_context *ctx, const char *name, clopt_d
     if (st != CLOPT_OK) return st;
     size_t esize = clopt_dtype_size(dtype);
     size_t bytes = clopt__pad_bytes((size_t)v->size, esize);
-    size_t off;
+    size_t off = 0;
     st = clopt__arena_alloc(ctx, bytes, 0, &v->block, &off);
+    v->offset = off / esize;
+    v->padded = bytes / esize;
     if (st == CLOPT_ERR_OUT_OF_MEMORY) /* the backend's message does not name the variable */
         clopt__fail(ctx, st, "variable '%s' (%lld elements of %s, %zu bytes): %s", v->name,
                     (long long)v->size, clopt_dtype_name(dtype), bytes,
                     clopt_context_last_error(ctx));
     if (st == CLOPT_OK && init)
         st = ctx->ops->write(ctx, v->block->buf, off, init, (size_t)v->size * esize);
+    if (st == CLOPT_OK) st = list_push(ctx, v);
     if (st != CLOPT_OK) {
         if (v->block) clopt__arena_free(ctx, v->block, off, bytes);
         free(v->name);
         free(v);
         return st;
     }
-    v->offset = off / esize;
-    v->padded = bytes / esize;
-    list_push(ctx, v);
     *out = v;
     return CLOPT_OK;
 }
@@ -130,13 +134,18 @@ clopt_status clopt__variable_view(clopt_context *ctx, const char *name, clopt_dt
     v->padded = clopt__pad_bytes((size_t)v->size, clopt_dtype_size(dtype)) /
                 clopt_dtype_size(dtype);
     v->owned_by_optimizer = 1;
-    list_push(ctx, v);
+    if ((st = list_push(ctx, v)) != CLOPT_OK) {
+        free(v->name);
+        free(v);
+        return st;
+    }
     *out = v;
     return CLOPT_OK;
 }
 
 void clopt__variable_free(clopt_variable *v, int release_memory) {
     clopt_context *ctx = v->ctx;
+    clopt__handle_remove(v);
     if (v->prev) v->prev->next = v->next;
     else ctx->vars = v->next;
     if (v->next) v->next->prev = v->prev;
@@ -148,15 +157,31 @@ void clopt__variable_free(clopt_variable *v, int release_memory) {
     free(v);
 }
 
-void clopt_variable_destroy(clopt_variable *v) {
-    if (!v || v->owned_by_optimizer) return;
+clopt_status clopt_variable_release(clopt_variable *v) {
+    if (!clopt__handle_live(v)) return CLOPT_ERR_INVALID_ARGUMENT; /* NULL, or already gone */
+    if (v->owned_by_optimizer)
+        return clopt__fail(v->ctx, CLOPT_ERR_BAD_STATE,
+                           "clopt_variable_release: '%s' is an optimizer's own variable; it goes "
+                           "with the optimizer",
+                           v->name);
+    /* An optimizer built with it would read freed memory at its next step. */
+    const char *user = clopt__optimizer_using(v->ctx, v);
+    if (user)
+        return clopt__fail(v->ctx, CLOPT_ERR_BAD_STATE,
+                           "clopt_variable_release: variable '%s' is in use by optimizer '%s', "
+                           "which was built with it: destroy the optimizer first (the variable "
+                           "is kept)",
+                           v->name, user);
     clopt__optimizers_forget_variable(v->ctx, v);
     clopt__variable_free(v, 1);
+    return CLOPT_OK;
 }
+
+void clopt_variable_destroy(clopt_variable *v) { (void)clopt_variable_release(v); }
 
 static clopt_status check_io(const clopt_variable *v, const void *p, size_t nbytes,
                              const char *what) {
-    if (!v) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!clopt__handle_live(v)) return CLOPT_ERR_INVALID_ARGUMENT; /* NULL or destroyed */
     if (!p)
         return clopt__fail(v->ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s '%s': buffer is NULL", what,
                            v->name);
@@ -200,9 +225,10 @@ const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n) {
 
 static clopt_status assign_op(clopt_variable *dst, const clopt_variable *src,
                               clopt__assign_op op, const char *fn) {
-    if (!dst) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!clopt__handle_live(dst)) return CLOPT_ERR_INVALID_ARGUMENT; /* NULL or destroyed */
     clopt_context *ctx = dst->ctx;
-    if (!src) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: src is NULL", fn);
+    if (!clopt__handle_live(src))
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: src is NULL or destroyed", fn);
     if (src->ctx != ctx)
         return clopt__fail(ctx, CLOPT_ERR_CONTEXT_MISMATCH,
                            "%s: '%s' and '%s' belong to different contexts", fn, dst->name,

@@ -583,7 +583,7 @@ clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int res
 
 clopt_status clopt_optimizer_apply(clopt_optimizer *o, clopt_variable *const *grads,
                                    clopt_variable *const *vars, size_t n) {
-    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (!clopt__handle_live(o)) return CLOPT_ERR_INVALID_ARGUMENT; /* NULL or destroyed */
     if (n == 0) return CLOPT_OK; /* Keras returns early; the counter does not move */
     if (o->cls->apply) return o->cls->apply(o, grads, vars, n);
     clopt_status st = clopt__apply_prepare(o, grads, vars, n);

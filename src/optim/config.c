@@ -316,6 +316,10 @@ clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
     clopt_status st = parse_json(ctx, json, &root);
     if (st == CLOPT_OK) st = clopt__optimizer_from_json(ctx, root, &o);
     json_decref(root);
+    if (st == CLOPT_OK && clopt__handle_add(o) != 0) {
+        clopt__optimizer_free_detached(o);
+        st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
     if (st != CLOPT_OK) return st;
     o->detached = 0;
     o->next = ctx->opts;

@@ -81,6 +81,7 @@ static void optimizer_free(clopt_optimizer *o) {
     free(o->pending_no_decay);
     clopt__schedule_free(o->schedule);
     if (!o->detached) {
+        clopt__handle_remove(o);
         if (o->prev) o->prev->next = o->next;
         else ctx->opts = o->next;
         if (o->next) o->next->prev = o->prev;
@@ -96,7 +97,7 @@ void clopt__optimizer_free_detached(clopt_optimizer *o) {
 }
 
 void clopt_optimizer_destroy(clopt_optimizer *o) {
-    if (o) optimizer_free(o);
+    if (clopt__handle_live(o)) optimizer_free(o); /* not NULL, not destroyed already */
 }
 
 void clopt__optimizer_free_all(clopt_context *ctx) {

@@ -1,4 +1,5 @@
-/* What the optimizers must forget when the user destroys a variable. A launch plan caches the
+/* What the optimizers must forget when the user destroys a variable, and whether one still uses
+ * it. A launch plan caches the
  * gradient handles of the last apply with their arena offsets; a variable created after another
  * was destroyed may get the same handle address at another offset, so a plan naming a destroyed
  * handle is dropped and the next apply builds a fresh one. */
@@ -14,4 +15,12 @@ void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable 
                     break;
                 }
         }
+}
+
+const char *clopt__optimizer_using(const clopt_context *ctx, const clopt_variable *v) {
+    for (const clopt_optimizer *top = ctx->opts; top; top = top->next)
+        for (const clopt_optimizer *o = top; o; o = o->inner)
+            for (size_t i = 0; i < o->nvars; i++)
+                if (o->vars[i] == v) return top->name;
+    return NULL;
 }
