@@ -46,7 +46,7 @@ clopt_status clopt_context_create(const char *device, clopt_context **out) {
 void clopt_context_destroy(clopt_context *ctx) {
     if (!ctx) return;
     if (ctx->ops->finish) ctx->ops->finish(ctx);
-    clopt__optimizer_free_all(ctx);
+    for (int i = ctx->nlayers; i-- > 0;) ctx->layers[i].hooks->destroy(ctx, ctx->layers[i].data);
     while (ctx->vars) clopt__variable_free(ctx->vars, 0);
     for (clopt__arena_block *b = ctx->blocks, *next; b; b = next) {
         next = b->next;
@@ -57,6 +57,15 @@ void clopt_context_destroy(clopt_context *ctx) {
     ctx->ops->close(ctx->state);
     free(ctx->error);
     free(ctx);
+}
+
+void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks) {
+    for (int i = 0; i < ctx->nlayers; i++)
+        if (ctx->layers[i].hooks == hooks) return &ctx->layers[i].data;
+    if (ctx->nlayers == CLOPT__MAX_LAYERS) return NULL;
+    ctx->layers[ctx->nlayers].hooks = hooks;
+    ctx->layers[ctx->nlayers].data = NULL;
+    return &ctx->layers[ctx->nlayers++].data;
 }
 
 const char *clopt_context_last_error(const clopt_context *ctx) {

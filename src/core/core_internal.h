@@ -31,6 +31,18 @@ typedef struct clopt__arena_block {
     struct clopt__arena_block *next;
 } clopt__arena_block;
 
+/* A layer above the core that keeps objects per context (the optimizer layer: its optimizers)
+ * registers hooks, which the core calls and through which alone it reaches the layer. */
+typedef struct clopt__context_hooks {
+    /* Variable `v` is being destroyed (its handle address may come back for another). */
+    void (*forget_variable)(clopt_context *ctx, void *data, const clopt_variable *v);
+    /* The context is being destroyed: free what the layer made in it (the variables and arena
+     * blocks are still there). */
+    void (*destroy)(clopt_context *ctx, void *data);
+} clopt__context_hooks;
+
+#define CLOPT__MAX_LAYERS 4
+
 struct clopt_context {
     const clopt__backend_ops *ops;
     void *state;               /* the backend's */
@@ -39,7 +51,11 @@ struct clopt_context {
     char *error;               /* last error message, owned */
     int cl_error;
     struct clopt_variable *vars;    /* live variables (intrusive list) */
-    struct clopt_optimizer *opts;   /* live optimizers (intrusive list) */
+    struct {
+        const clopt__context_hooks *hooks;
+        void *data; /* the layer's own (the optimizer layer's: its list of optimizers) */
+    } layers[CLOPT__MAX_LAYERS];
+    int nlayers;
     /* Device memory accounting (clopt_context_memory_stats in clopt/experimental.h), kept by
      * the backends' buffer_create and buffer_release through clopt__mem_created/_released. */
     size_t mem_bytes, mem_peak_bytes, mem_buffers;
@@ -109,10 +125,9 @@ int clopt__same_shape(const clopt_variable *a, const clopt_variable *b);
 /* "[2, 3]" into buf. */
 const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 
-void clopt__optimizer_free_all(clopt_context *ctx);
-/* Drops the optimizers' cached launch plans that name `v`, which is being destroyed (its handle
- * address may come back for another variable). */
-void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v);
+/* The data slot of the layer with `hooks` on ctx, registering it on first use (its data starts
+ * NULL). NULL only if CLOPT__MAX_LAYERS layers are registered already. */
+void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks);
 
 /* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even). */
 double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);

@@ -140,7 +140,9 @@ void clopt__variable_free(clopt_variable *v, int release_memory) {
 
 void clopt_variable_destroy(clopt_variable *v) {
     if (!v || v->owned_by_optimizer) return;
-    clopt__optimizers_forget_variable(v->ctx, v);
+    clopt_context *ctx = v->ctx;
+    for (int i = 0; i < ctx->nlayers; i++)
+        ctx->layers[i].hooks->forget_variable(ctx, ctx->layers[i].data, v);
     clopt__variable_free(v, 1);
 }
 

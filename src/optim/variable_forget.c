@@ -4,9 +4,11 @@
  * handle is dropped and the next apply builds a fresh one. */
 #include "optim_internal.h"
 
-void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v) {
-    for (clopt_optimizer *top = ctx->opts; top; top = top->next)
-        for (clopt_optimizer *o = top; o; o = o->inner) { /* a LossScaleOptimizer's inner too */
+void clopt__optimizers_forget_variable(clopt_context *ctx, void *head,
+                                       const clopt_variable *v) {
+    (void)ctx;
+    for (clopt_optimizer *top = head; top; top = top->next)
+        for (clopt_optimizer *o = top; o; o = clopt__wrapped(o)) { /* a wrapper's inner too */
             clopt__plan *p = &o->plan;
             for (size_t i = 0; p->grads && i < p->n; i++)
                 if (p->grads[i] == v) {
