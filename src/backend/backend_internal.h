@@ -1,11 +1,15 @@
 /* The backend interface: a table of operations that the core and the optimizer layer use for
- * every byte of device memory and every launch (pocl's pocl_device_ops, BLIS's cntx_t). The host
- * backend is the numerical reference; the OpenCL backend runs the kernels of cl/. */
+ * every byte of device memory and every launch (pocl's pocl_device_ops, BLIS's cntx_t), and what
+ * a backend may ask of the core in return (the end of this file). It is the common ground of the
+ * core (core_internal.h includes it) and the backends (which include it, and no core header).
+ * The host backend is the numerical reference; the OpenCL backend runs the kernels of cl/. */
 #ifndef CLOPT_BACKEND_INTERNAL_H
 #define CLOPT_BACKEND_INTERNAL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "clopt/status.h"
 #include "clopt/variable.h"
 
@@ -214,6 +218,49 @@ static inline clopt_dtype clopt__real_dtype(clopt_dtype d) {
 }
 
 /* The define's value in a launch, `fallback` when absent. */
-int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback);
+static inline int clopt__launch_define(const clopt__launch *launch, const char *name,
+                                       int fallback) {
+    for (int i = 0; i < launch->ndefines; i++)
+        if (strcmp(launch->defines[i].name, name) == 0) return launch->defines[i].value;
+    return fallback;
+}
+
+/* ---- What the core gives a backend (src/core) ---- */
+
+#if defined(__GNUC__)
+#define CLOPT__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLOPT__PRINTF(f, a)
+#endif
+
+/* Errors: record the message on the context and return the status (util.c). */
+clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
+    CLOPT__PRINTF(3, 4);
+char *clopt__strdup(const char *s);
+char *clopt__vformat(const char *fmt, va_list ap);
+char *clopt__format(const char *fmt, ...) CLOPT__PRINTF(1, 2);
+
+/* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even;
+ * dtype.c). */
+double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
+void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
+
+/* 64-bit FNV-1a, for cache keys (util.c). */
+uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
+#define CLOPT__HASH_INIT 1469598103934665603ULL
+
+/* A context as its backend sees it (memory.c): the backend's table and the state `open` made
+ * (open may set it early, so that its own failures can be reported), the last OpenCL error
+ * (clopt_context_last_cl_error), and device memory accounting: a buffer made, one released, a
+ * read from the device. */
+const clopt__backend_ops *clopt__backend_of(const clopt_context *ctx);
+void *clopt__backend_state(const clopt_context *ctx);
+void clopt__backend_set_state(clopt_context *ctx, void *state);
+void clopt__set_cl_error(clopt_context *ctx, int err);
+void clopt__mem_created(clopt_context *ctx, size_t bytes);
+void clopt__mem_released(clopt_context *ctx, size_t bytes);
+void clopt__mem_read(clopt_context *ctx);
+/* Where a variable lives: its context, its arena buffer and its byte offset in it (interop). */
+clopt_context *clopt__variable_place(const clopt_variable *v, void **buf, size_t *off_bytes);
 
 #endif

@@ -87,9 +87,3 @@ clopt_status clopt_finish(clopt_context *ctx) {
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     return ctx->ops->finish(ctx);
 }
-
-int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback) {
-    for (int i = 0; i < launch->ndefines; i++)
-        if (strcmp(launch->defines[i].name, name) == 0) return launch->defines[i].value;
-    return fallback;
-}

@@ -1,4 +1,6 @@
-/* Internals shared by the core, the backends and the optimizer layer. Never installed. */
+/* The core's internals: contexts, the arena, variables; for the core and the layers above it
+ * (src/optim, src/io). Backends see only the backend interface (backend_internal.h), which this
+ * header includes. Never installed. */
 #ifndef CLOPT_CORE_INTERNAL_H
 #define CLOPT_CORE_INTERNAL_H
 
@@ -9,11 +11,6 @@
 #include "clopt/variable.h"
 #include "../backend/backend_internal.h"
 
-#if defined(__GNUC__)
-#define CLOPT__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define CLOPT__PRINTF(f, a)
-#endif
 
 /* A free range of an arena block, in bytes. */
 struct clopt__free_range {
@@ -57,22 +54,15 @@ struct clopt_context {
     } layers[CLOPT__MAX_LAYERS];
     int nlayers;
     /* Device memory accounting (clopt_context_memory_stats in clopt/experimental.h), kept by
-     * the backends' buffer_create and buffer_release through clopt__mem_created/_released. */
+     * the backends through clopt__mem_created/_released/_read (memory.c). */
     size_t mem_bytes, mem_peak_bytes, mem_buffers;
     uint64_t mem_creates;
     uint64_t mem_reads; /* backend reads (device to host), counted by the backends' read */
 };
 
-static inline void clopt__mem_created(clopt_context *ctx, size_t bytes) {
-    ctx->mem_bytes += bytes;
-    ctx->mem_buffers++;
-    ctx->mem_creates++;
-    if (ctx->mem_bytes > ctx->mem_peak_bytes) ctx->mem_peak_bytes = ctx->mem_bytes;
-}
-static inline void clopt__mem_released(clopt_context *ctx, size_t bytes) {
-    ctx->mem_bytes -= bytes < ctx->mem_bytes ? bytes : ctx->mem_bytes;
-    if (ctx->mem_buffers) ctx->mem_buffers--;
-}
+/* Clears the context's last error message. */
+void clopt__clear_error(clopt_context *ctx);
+
 
 struct clopt_variable {
     clopt_context *ctx;
@@ -88,13 +78,6 @@ struct clopt_variable {
     struct clopt_variable *prev, *next;
 };
 
-/* Errors: record the message on the context and return the status. */
-clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
-    CLOPT__PRINTF(3, 4);
-void clopt__clear_error(clopt_context *ctx);
-char *clopt__strdup(const char *s);
-char *clopt__vformat(const char *fmt, va_list ap);
-char *clopt__format(const char *fmt, ...) CLOPT__PRINTF(1, 2);
 
 /* Arena: reserves `elems` elements of `dtype` (rounded to whole chunks, zero-filled). A dedicated
  * block is made for one owner and freed when its last range is. */
@@ -129,12 +112,5 @@ const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
  * NULL). NULL only if CLOPT__MAX_LAYERS layers are registered already. */
 void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks);
 
-/* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even). */
-double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
-void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
-
-/* 64-bit FNV-1a, for cache keys. */
-uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
-#define CLOPT__HASH_INIT 1469598103934665603ULL
 
 #endif

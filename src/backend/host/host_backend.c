@@ -2,7 +2,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../../core/core_internal.h"
 #include "host_internal.h"
 
 static clopt_status host_open(clopt_context *ctx, const char *spec, void **state) {
@@ -51,7 +50,7 @@ static clopt_status host_write(clopt_context *ctx, void *buf, size_t off, const 
 }
 
 static clopt_status host_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
-    ctx->mem_reads++;
+    clopt__mem_read(ctx);
     memcpy(dst, (char *)buf + off, n);
     return CLOPT_OK;
 }

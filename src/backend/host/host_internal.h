@@ -3,7 +3,7 @@
 #ifndef CLOPT_HOST_INTERNAL_H
 #define CLOPT_HOST_INTERNAL_H
 
-#include "../../core/core_internal.h"
+#include "../backend_internal.h"
 
 /* Arguments of one fused update, resolved to host pointers. */
 typedef struct clopt__host_update {

@@ -39,7 +39,7 @@ static void ocl_close(void *state) {
 static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state) {
     clopt__ocl_state *s = calloc(1, sizeof *s);
     if (!s) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
-    ctx->state = s; /* so failures below can be reported through ctx */
+    clopt__backend_set_state(ctx, s); /* so failures below can be reported through ctx */
     clopt_status st = clopt__ocl_select(ctx, spec, &s->platform, &s->device);
     if (st != CLOPT_OK) goto fail;
     cl_int err;
@@ -81,7 +81,7 @@ static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state)
     return CLOPT_OK;
 fail:
     ocl_close(s);
-    ctx->state = NULL;
+    clopt__backend_set_state(ctx, NULL);
     return st;
 }
 
@@ -176,7 +176,7 @@ static clopt_status ocl_write(clopt_context *ctx, void *buf, size_t off, const v
 }
 
 static clopt_status ocl_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
-    ctx->mem_reads++;
+    clopt__mem_read(ctx);
     cl_int err = clEnqueueReadBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, CL_TRUE, off, n, dst, 0,
                                      NULL, NULL);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueReadBuffer", "reading");
@@ -513,7 +513,7 @@ static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
     clopt__fail(ctx, cs,
                 "matrix product: %s failed with CLBlast status %d (%zu x %zu x %zu, batch %zu)",
                 call, (int)st, l->m, l->n, l->k, l->batch > 1 ? l->batch : 1);
-    ctx->cl_error = (int)st;
+    clopt__set_cl_error(ctx, (int)st);
     return cs;
 #else
     return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
@@ -553,33 +553,36 @@ const clopt__backend_ops clopt__opencl_backend = {
 
 static clopt_status need_ocl(const clopt_context *ctx) {
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (ctx->ops != &clopt__opencl_backend)
+    if (clopt__backend_of(ctx) != &clopt__opencl_backend)
         return clopt__fail((clopt_context *)ctx, CLOPT_ERR_UNSUPPORTED,
-                           "OpenCL interop: the context is on the '%s' backend", ctx->ops->name);
+                           "OpenCL interop: the context is on the '%s' backend",
+                           clopt__backend_of(ctx)->name);
     return CLOPT_OK;
 }
 
 clopt_status clopt_context_cl_context(const clopt_context *ctx, cl_context *out) {
     clopt_status st = need_ocl(ctx);
     if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
-    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->context;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)clopt__backend_state(ctx))->context;
     return st;
 }
 
 clopt_status clopt_context_cl_queue(const clopt_context *ctx, cl_command_queue *out) {
     clopt_status st = need_ocl(ctx);
     if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
-    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->queue;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)clopt__backend_state(ctx))->queue;
     return st;
 }
 
 clopt_status clopt_variable_cl_mem(const clopt_variable *var, cl_mem *mem, size_t *off) {
     if (!var) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_status st = need_ocl(var->ctx);
+    void *buf;
+    size_t at;
+    clopt_status st = need_ocl(clopt__variable_place(var, &buf, &at));
     if (st == CLOPT_OK && (!mem || !off)) st = CLOPT_ERR_INVALID_ARGUMENT;
     if (st == CLOPT_OK) {
-        *mem = (cl_mem)var->block->buf;
-        *off = var->offset * clopt_dtype_size(var->dtype);
+        *mem = (cl_mem)buf;
+        *off = at;
     }
     return st;
 }

@@ -229,7 +229,7 @@ static clopt_status build_from_source(clopt_context *ctx, const char *kernel, co
                     "building kernel '%s': clBuildProgram failed with %d (%s)\noptions: %s\n"
                     "build log:\n%s",
                     kernel, (int)err, clopt__cl_error_name(err), opts, log ? log : "(none)");
-        ctx->cl_error = (int)err;
+        clopt__set_cl_error(ctx, (int)err);
         free(log);
         clReleaseProgram(p);
         return CLOPT_ERR_BUILD_FAILED;
