@@ -1,4 +1,4 @@
-/* LossScaleOptimizer steps decided on the device (src/optim/device_step.c): no read from the
+/* LossScaleOptimizer steps decided on the device (src/optim/loss_scale_device.c): no read from the
  * device inside a step, and the same numbers as the bare inner optimizer.
  *
  * Each test runs an LSO(inner) over many steps, some with a non-finite gradient, next to the bare

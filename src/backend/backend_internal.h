@@ -93,7 +93,7 @@ typedef struct clopt__launch {
      * which its kernels read and write. NULL when unused; when set, aux_buf must be set too and
      * the OpenCL kernel takes it as one more argument after aux. */
     void *info_buf;
-    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/device_step.c): when
+    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/loss_scale_device.c): when
      * step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
      * step_table and skips itself unless the device's finite flag says go; the OpenCL kernel
      * takes step_table, step_state and step_kind as three more arguments right after
@@ -102,7 +102,7 @@ typedef struct clopt__launch {
     int step_kind;
 } clopt__launch;
 
-/* The device-decided step's state buffer (uint64 words; device_step.c keeps it):
+/* The device-decided step's state buffer (uint64 words; loss_scale_device.c keeps it):
  * word 0 the finite flag (its first float: 1 go, 0 skip; a float64 kernel clears the word),
  * word 1 the inner optimizer's iteration count, word 2 the loss scale's step counter, word 3
  * the dynamic scale (its first float), word 4 the count of table row 0 (row = count - word 4),

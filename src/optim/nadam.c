@@ -44,8 +44,6 @@ static void before_step(clopt_optimizer *o, const clopt__step_info *s) {
     o->state[U_PRODUCT] = clopt__elem_load(cell, d, 0);
 }
 
-static double scalar(const clopt_optimizer *o) { return o->state[U_PRODUCT]; }
-
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
     const double t = (double)s->t;
@@ -77,6 +75,5 @@ const clopt__optimizer_class clopt__nadam_class = {
     .launch = launch,
     .before_step = before_step,
     .scalar_name = "variable",
-    .scalar = scalar,
     .init = init,
 };

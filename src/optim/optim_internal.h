@@ -104,14 +104,13 @@ typedef struct clopt__optimizer_class {
     /* Fills the launch's kernel, defines and per-step scalars. */
     void (*launch)(const clopt_optimizer *opt, const clopt__step_info *step, clopt__launch *l);
     /* Optional: called once per update step before the launches (host-side state such as
-     * Nadam's u_product), and the value of a class scalar in the variable list. */
+     * Nadam's u_product, which the variable list then shows as scalar_name: o->state[0]). */
     void (*before_step)(clopt_optimizer *opt, const clopt__step_info *step);
     const char *scalar_name; /* a class scalar appended to the variable list, or NULL */
-    double (*scalar)(const clopt_optimizer *opt);
     /* Optional: adjusts base defaults before the config is read (AdamW's weight_decay). */
     void (*init)(clopt_optimizer *opt);
     /* Optional: a step that needs per-variable reductions of its own (Lamb's norms of w and r),
-     * in three launches per plan launch whatever the number of variables (apply.c,
+     * in three launches per plan launch whatever the number of variables (stages.c,
      * run_stats): first `launch`'s launch with kernel stats_kernel (it reads the gradient with
      * GRAD(), updates the slots and writes two per-block partial sums to aux_buf, the plan's
      * partials); then the backend's segment pass segment_kernel over the variables' chunk

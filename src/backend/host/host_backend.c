@@ -120,7 +120,7 @@ static int step_launch(const clopt__launch *l, clopt__launch *out) {
     memcpy(&flag, &state[0], sizeof flag);
     memcpy(&scale, &state[3], sizeof scale);
     if (flag != 1.0f) return 0;
-    const clopt_dtype rd = CLOPT_FLOAT64; /* the host's table (src/optim/device_step.c) */
+    const clopt_dtype rd = CLOPT_FLOAT64; /* the host's table (src/optim/loss_scale_device.c) */
     const size_t row = (size_t)(state[1] - state[4]) * CLOPT__STEP_KINDS * CLOPT__STEP_REALS +
                        (size_t)l->step_kind * CLOPT__STEP_REALS;
     if (clopt__elem_load(l->step_table, rd, row + CLOPT__STEP_REALS - 1) == 0) return 0;
