@@ -14,7 +14,7 @@
 #include "core/core_internal.h"
 #include "io_internal.h"
 #include "optim/json_internal.h"
-#include "optim/optim_state.h"
+#include "optim/optim_access.h"
 
 #define OPT_PREFIX "optimizer/vars/"
 #define MODEL_PREFIX "model/"

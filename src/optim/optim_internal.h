@@ -6,7 +6,7 @@
 #include <math.h>
 #include "clopt/optimizer.h"
 #include "../core/core_internal.h"
-#include "optim_state.h"
+#include "optim_access.h"
 
 /* ---- hyperparameters: one table per class drives from_config, get_config and validation ---- */
 

@@ -1,4 +1,4 @@
-/* The optimizer's variable list (Keras's `variables`): the state accessors (optim_state.h) that
+/* The optimizer's variable list (Keras's `variables`): the state accessors (optim_access.h) that
  * checkpoints and the public calls share, reading and writing entries (set_weights), Keras's
  * add_variable and add_variable_from_reference (for optimizers written on top of clopt), and
  * the assign helpers. A wrapper's list is its own entries followed by its inner optimizer's. */

@@ -2,8 +2,8 @@
  * layer (src/io's checkpoints) and the public variable-list calls (variables_api.c): entries by
  * index, a wrapper's own entries first, each a device variable or a value the host keeps.
  * Never installed. */
-#ifndef CLOPT_OPTIM_STATE_H
-#define CLOPT_OPTIM_STATE_H
+#ifndef CLOPT_OPTIM_ACCESS_H
+#define CLOPT_OPTIM_ACCESS_H
 
 #include <jansson.h>
 #include <stdint.h>
