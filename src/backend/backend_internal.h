@@ -93,8 +93,8 @@ typedef struct clopt__launch {
      * which its kernels read and write. NULL when unused; when set, aux_buf must be set too and
      * the OpenCL kernel takes it as one more argument after aux. */
     void *info_buf;
-    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/loss_scale_device.c): when
-     * step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
+    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/loss_scale_device.c):
+     * when step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
      * step_table and skips itself unless the device's finite flag says go; the OpenCL kernel
      * takes step_table, step_state and step_kind as three more arguments right after
      * UPDATE_ARGS' (before aux and info). Layout: CLOPT__STEP_* below. */

@@ -11,7 +11,6 @@
 #include "clopt/variable.h"
 #include "../backend/backend_internal.h"
 
-
 /* A free range of an arena block, in bytes. */
 struct clopt__free_range {
     size_t off, bytes;
@@ -63,7 +62,6 @@ struct clopt_context {
 /* Clears the context's last error message. */
 void clopt__clear_error(clopt_context *ctx);
 
-
 struct clopt_variable {
     clopt_context *ctx;
     char *name;
@@ -77,7 +75,6 @@ struct clopt_variable {
     int owned_by_optimizer;   /* slot views: not destroyable by the user */
     struct clopt_variable *prev, *next;
 };
-
 
 /* Arena: reserves `elems` elements of `dtype` (rounded to whole chunks, zero-filled). A dedicated
  * block is made for one owner and freed when its last range is. */
@@ -111,6 +108,5 @@ const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 /* The data slot of the layer with `hooks` on ctx, registering it on first use (its data starts
  * NULL). NULL only if CLOPT__MAX_LAYERS layers are registered already. */
 void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks);
-
 
 #endif

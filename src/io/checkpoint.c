@@ -164,7 +164,8 @@ static char *paths_json(const ck_plan *p) {
     json_t *a = json_array();
     int bad = !a;
     for (size_t i = 0; !bad && i < p->n; i++)
-        if (p->items[i].is_opt) bad |= json_array_append_new(a, json_string(p->items[i].entry.path));
+        if (p->items[i].is_opt)
+            bad |= json_array_append_new(a, json_string(p->items[i].entry.path));
     char *s = bad ? NULL : clopt__json_dump(a);
     json_decref(a);
     return s;

@@ -21,7 +21,7 @@ typedef enum clopt__optvar_kind {
 typedef struct clopt__entry_info {
     const char *path;        /* "<optimizer name>/<name>" */
     clopt__optvar_kind kind;
-    clopt_dtype dtype;       /* of a host value: ITERATION is an int64 (no clopt_dtype), LR float32 */
+    clopt_dtype dtype;       /* ITERATION: int64 (no clopt_dtype); LR: float32 */
     int integer;             /* a host value that is a counter (ITERATION, LSO's step_counter) */
     clopt_variable *var;     /* CLOPT__OV_SLOT: the device variable; else NULL */
 } clopt__entry_info;

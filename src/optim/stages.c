@@ -29,16 +29,15 @@ double clopt__learning_rate(const clopt_optimizer *o) {
     return o->schedule ? clopt__schedule_value(o->schedule, o->iterations) : o->lr;
 }
 
-/* One step as the stages see it: the plan, the request, and the pipeline part of its launches,
- * which the stages before the update fill in. */
+/* One step as the stages see it (each launch's pipeline part: `pipeline` below). */
 typedef struct step {
     clopt_optimizer *o;
     const clopt__plan *p;
     const clopt__step_request *req; /* NULL: a plain step */
     double lr;
     int accumulate_only; /* gradient accumulation: a step that only adds to the accumulators */
+    int accum_update;    /* gradient accumulation: the update step, which adds them in */
     int device;          /* the device decides the step (req->step_state) */
-    clopt__launch pipe;  /* the pipeline's switches and reals of every launch of the step */
 } step;
 
 /* ---- the stages before the update: each contributes to the pipeline part ---- */
@@ -90,7 +89,8 @@ static void weight_decay(const clopt_optimizer *o, double lr, clopt__launch *l) 
     l->pipe[3] = wd->v * lrc;
 }
 
-/* The pipeline part of a launch of l->dtype: the stages before the update, in order. */
+/* The pipeline part of a launch of l->dtype: the stages before the update, in order (weight
+ * decay's real depends on the dtype, so each launch takes its own). */
 static void pipeline(const clopt_optimizer *o, const clopt__step_request *req, int accum_update,
                      double lr, clopt__launch *l) {
     unscale(o, req, l);
@@ -131,7 +131,7 @@ static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
 }
 
 static clopt__launch step_launch(const step *s, const clopt__plan_launch *pl, int kind) {
-    return make_launch(s->o, s->p, pl, s->req, s->pipe.accum, s->lr, kind);
+    return make_launch(s->o, s->p, pl, s->req, s->accum_update, s->lr, kind);
 }
 
 /* Runs a pipeline kernel ("pipeline.ema", ...) over every launch of plan p. */
@@ -241,7 +241,7 @@ static clopt_status update(const step *s) {
             return st;
         if ((st = o->ctx->ops->update(o->ctx, &l)) != CLOPT_OK) return st;
     }
-    return s->pipe.accum ? reset_absent_accumulators(o) : CLOPT_OK;
+    return s->accum_update ? reset_absent_accumulators(o) : CLOPT_OK;
 }
 
 /* Keras's EMA after every apply: average := m*average + (1-m)*var over every built variable,
@@ -266,9 +266,9 @@ static void count(const step *s) {
 
 clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req) {
     const int64_t steps = clopt__accumulation_steps(o);
-    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, req && req->step_state, {0}};
+    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, 0, req && req->step_state};
     s.accumulate_only = steps && (o->iterations + 1) % steps != 0;
-    pipeline(o, req, steps != 0 && !s.accumulate_only, s.lr, &s.pipe);
+    s.accum_update = steps && !s.accumulate_only;
     clopt_status st;
     if (s.accumulate_only) {
         st = accumulate_pass(&s);
@@ -331,7 +331,7 @@ clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
     if (!o->built)
         return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
                            "finalize_variable_values: the optimizer is not built");
-    const step s = {o, &o->all_plan, NULL, clopt__learning_rate(o), 0, 0, {0}};
+    const step s = {o, &o->all_plan, NULL, clopt__learning_rate(o), 0, 0, 0};
     return run_pass(&s, &o->all_plan, "pipeline.ema_overwrite", 0.0, CLOPT__STEP_UPDATE);
 }
 
