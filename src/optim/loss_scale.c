@@ -4,14 +4,17 @@
  * whether every gradient is finite (one kernel per launch group); then either the inner step
  * runs with gradients divided by the scale, or it is skipped and the scale halves.
  *
- * Who decides: the device, with no host round trip (loss_scale_device.c), for every inner optimizer
- * but Adafactor and Muon (passes of their own) and inner optimizers with gradient accumulation
- * (the count picks the kernels). Each launch of the inner step then skips itself on a zero flag
- * and takes its per-step scalars from a table indexed by the device's count, and one more
- * kernel moves the count, step counter and scale on. The host reads that state back when asked
- * for it (iterations, scale_loss, the variable list, checkpoints) and every CLOPT__STEP_ROWS
- * steps, when the table is rewritten. For the other inner optimizers the host reads the flag
- * (4 bytes) back every step and decides. */
+ * A wrapper (clopt__wrapper_ops): it owns its inner optimizer and the state of its steps, and
+ * the base layer reaches the inner optimizer only through the hooks below.
+ *
+ * Who decides: the device, with no host round trip (loss_scale_device.c), for every inner
+ * optimizer but Adafactor and Muon (passes of their own) and inner optimizers with gradient
+ * accumulation (the count picks the kernels). Each launch of the inner step then skips itself
+ * on a zero flag and takes its per-step scalars from a table indexed by the device's count, and
+ * one more kernel moves the count, step counter and scale on. The host reads that state back
+ * when asked for it (iterations, scale_loss, the variable list, checkpoints) and every
+ * CLOPT__STEP_ROWS steps, when the table is rewritten. For the other inner optimizers the host
+ * reads the flag (4 bytes) back every step and decides. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
