@@ -1,9 +1,11 @@
 /* Ftrl (keras.optimizers.Ftrl). Kernel: cl/ftrl.cl.
  *
  * Keras checks its hyperparameters in the constructor with messages of its own, reproduced here
- * (the table's ranges are open so that validate() reports them). The accumulator is made with
- * add_variable(name="accumulator"), not from the variable, so its Keras name is the bare
- * "accumulator" for every variable (path "<name>/accumulator"); linear is "<var>_linear". */
+ * (the table's ranges are open so that validate() reports them). Slots as Keras's
+ * add_optimizer_variables(var_list, ["accumulator", "linear"]) makes them: "<var>_accumulator"
+ * (initial_accumulator_value) and "<var>_linear" (zeros), interleaved per variable. Keras before
+ * 3.10 named the accumulator a bare "accumulator"; checkpoints match variables by position, so
+ * files written with that name load the same. */
 #include <math.h>
 #include "json_internal.h"
 #include "optim_internal.h"
@@ -76,5 +78,4 @@ const clopt__optimizer_class clopt__ftrl_class = {
     .slots = slots,
     .validate = validate,
     .launch = launch,
-    .bare_slot_names = 1u << 0, /* accumulator */
 };
