@@ -175,7 +175,10 @@ Test(adamw_host, default_weight_decay) {
     clopt_context_destroy(ctx);
 }
 
-/* momentum and velocity interleave per variable; velocity_hat (amsgrad) follows as a block. */
+/* Keras 3.16, keras/src/optimizers/adamw.py: AdamW(Adam) has no build of its own; adam.py,
+ * Adam.build: add_optimizer_variables(var_list, ["momentum", "velocity"]) (interleaved per
+ * variable), then with amsgrad add_optimizer_variables(var_list, "velocity_hat") as a block; named
+ * by base_optimizer.py's add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(adamw_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration",
                                         "learning_rate",

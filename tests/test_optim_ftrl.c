@@ -204,8 +204,8 @@ Test(ftrl_host, config_keys_in_keras_order) {
 }
 
 /* Keras 3.16, keras/src/optimizers/ftrl.py, Ftrl.build: add_optimizer_variables(var_list,
- * ["accumulator", "linear"], initializer=[Constant(initial_accumulator_value), "zeros"]), named
- * by base_optimizer.py's add_variable_from_reference "<path, '/' -> '_'>_<name>", interleaved per
+ * ["accumulator", "linear"], initializer=[Constant(initial_accumulator_value), "zeros"]), named by
+ * base_optimizer.py's add_variable_from_reference "<path, '/' -> '_'>_<name>", interleaved per
  * variable. (Keras 3.0 to 3.9 made the accumulator with add_variable(name="accumulator").) */
 Test(ftrl_host, variable_list_in_keras_order) {
     static const ovl_entry plain[] = {
