@@ -190,6 +190,16 @@ static int parse_args(int argc, char **argv, options *o) {
 
 /* ---- data ---- */
 
+/* Whether zlib failed on f (a corrupt or truncated gzip file); if so says why and closes f. */
+static int gz_failed(gzFile f) {
+    int err = 0;
+    const char *msg = gzerror(f, &err);
+    if (err == Z_OK || err == Z_STREAM_END) return 0;
+    fprintf(stderr, "train_digits: not a readable gzip file: %s\n", msg); /* msg names it */
+    gzclose(f);
+    return 1;
+}
+
 /* Reads "p0,...,p63,label" lines (pixels 0..16, scaled to [0, 1]) from a gzip or plain file. */
 static int load_digits(const char *path, dataset *d) {
     gzFile f = gzopen(path, "rb");
@@ -224,6 +234,7 @@ static int load_digits(const char *path, dataset *d) {
             const int last = i == DIGITS_IN;
             if (end == p || v < 0 || v > (last ? DIGITS_CLASSES - 1 : 16) ||
                 (!last && *end != ',') || (last && *end != '\n' && *end != '\r' && *end)) {
+                if (gz_failed(f)) return -1; /* a truncated file ends in half a line */
                 fprintf(stderr, "train_digits: %s:%d: field %d: expected %s\n", path, lineno,
                         i + 1, last ? "a label 0..9 ending the line" : "a pixel 0..16 and ','");
                 gzclose(f);
@@ -237,13 +248,7 @@ static int load_digits(const char *path, dataset *d) {
         }
         d->n++;
     }
-    int err = 0;
-    const char *msg = gzerror(f, &err);
-    if (err != Z_OK && err != Z_STREAM_END) {
-        fprintf(stderr, "train_digits: %s: not a readable gzip file: %s\n", path, msg);
-        gzclose(f);
-        return -1;
-    }
+    if (gz_failed(f)) return -1;
     gzclose(f);
     if (d->n < 10) {
         fprintf(stderr, "train_digits: %s: only %d rows\n", path, d->n);
@@ -371,6 +376,7 @@ typedef struct trainer {
     epoch_stats history[MAX_EPOCHS];
     int epochs_done;
     long long steps;   /* optimizer steps done, resumed ones included */
+    long long saved_steps; /* the steps the checkpoint file holds (-1: none saved yet) */
     int steps_per_epoch;
     int *perm;
     double setup_s;
@@ -405,8 +411,11 @@ static int save_checkpoint(trainer *t) {
         clopt_failed(t, clopt_variable_write(t->history_var, t->history, sizeof t->history),
                      "clopt_variable_write"))
         return -1;
-    return clopt_failed(t, clopt_checkpoint_save(t->opt, vars, n, t->o->checkpoint),
-                        "clopt_checkpoint_save");
+    if (clopt_failed(t, clopt_checkpoint_save(t->opt, vars, n, t->o->checkpoint),
+                     "clopt_checkpoint_save"))
+        return -1;
+    t->saved_steps = t->steps;
+    return 0;
 }
 
 /* Continues from the checkpoint: the model, the optimizer, the metric sums and the position. */
@@ -429,7 +438,7 @@ static int resume(trainer *t) {
                 state[0], state[1], state[2], t->o->seed, t->o->batch, t->d->ntrain);
         return -1;
     }
-    t->steps = (long long)state[3];
+    t->saved_steps = t->steps = (long long)state[3];
     t->epochs_done = (int)(t->steps / t->steps_per_epoch);
     printf("resumed from %s: %lld steps done (epoch %d, step %lld of %d)\n", t->o->checkpoint,
            t->steps, t->epochs_done + 1, t->steps % t->steps_per_epoch, t->steps_per_epoch);
@@ -487,8 +496,9 @@ static int setup(trainer *t) {
     }
     /* A pass that changes no weight, so that CLBlast and the kernels compile now: setup time,
      * not the first epoch's. Before resume, which then restores the metric sums. */
+    epoch_order(t->perm, t->d->ntrain, o->seed, 0);
     if (!o->synthetic &&
-        (mlp_forward_backward(&t->m, 0, o->batch < t->d->ntrain ? o->batch : t->d->ntrain) ||
+        (mlp_set_order(&t->m, t->perm) || mlp_forward_backward(&t->m, 0, o->batch < t->d->ntrain ? o->batch : t->d->ntrain) ||
          mlp_evaluate(&t->m) || mlp_zero_metrics(&t->m) || mlp_finish(&t->m)))
         return -1;
     if (o->resume && resume(t)) return -1;
@@ -593,11 +603,12 @@ static int throughput(trainer *t) {
     printf("  optimizer (clopt)   %6.1f%%  %8.2f ms/step\n", 100 * opt_s / total, 1e3 * opt_s / n);
     printf("  other kernels       %6.1f%%  %8.2f ms/step\n", 100 * other / total, 1e3 * other / n);
     printf("  host and sync       %6.1f%%  %8.2f ms/step\n", 100 * rest / total, 1e3 * rest / n);
+    const double in_steps = gemm > 0 ? m->gemm_flops / gemm : 0; /* FLOP/s */
     double aflops, asec;
     if (mlp_gemm_alone(m, steps, 3, &aflops, &asec)) return -1;
-    printf("  GEMMs alone: %.2f GFLOP/s (in the steps: %.2f GFLOP/s, %.0f%% of it)\n",
-           asec > 0 ? aflops / asec * 1e-9 : 0.0, gemm > 0 ? m->gemm_flops / gemm * 1e-9 : 0.0,
-           asec > 0 && gemm > 0 ? 100 * (m->gemm_flops / gemm) / (aflops / asec) : 0.0);
+    const double alone = asec > 0 ? aflops / asec : 0;
+    printf("  all GEMMs: %.2f GFLOP/s in the steps, %.2f GFLOP/s alone (%.0f%%)\n",
+           in_steps * 1e-9, alone * 1e-9, alone > 0 ? 100 * in_steps / alone : 0.0);
     return 0;
 }
 
@@ -617,7 +628,7 @@ static int finish(trainer *t, int failed) {
     const int partial = interrupted || (o->steps && t->epochs_done < o->epochs);
     if (!failed && mlp_weights_hash(&t->m, &run.weights_hash)) failed = 1;
     if (!failed && o->synthetic == 0) {
-        if (interrupted && o->checkpoint && save_checkpoint(t)) failed = 1;
+        if (o->checkpoint && t->steps != t->saved_steps && save_checkpoint(t)) failed = 1;
         printf("%s after %lld steps (%d epochs) in %.2f s of training (setup %.2f s)\n",
                interrupted ? "interrupted" : partial ? "stopped (--steps)" : "trained", t->steps,
                t->epochs_done, last ? last->seconds : 0.0f, t->setup_s);
@@ -633,7 +644,7 @@ static int finish(trainer *t, int failed) {
             failed = 1;
         } else if (last) {
             printf("held-out accuracy %.4f", last->val_acc);
-            if (run.reached_epoch)
+            if (run.reached_epoch && o->target > 0)
                 printf(" (target %.2f first reached at epoch %d, after %.2f s)", o->target,
                        run.reached_epoch, t->history[run.reached_epoch - 1].seconds);
             printf("\n");
@@ -655,6 +666,7 @@ int main(int argc, char **argv) {
     static trainer t;
     t.o = &o;
     t.d = &d;
+    t.saved_steps = -1;
     if (o.synthetic ? make_synthetic(o.synthetic, 4 * o.batch, (uint64_t)o.seed, &d)
                     : load_digits(o.data, &d) || split(&d))
         rc = 1;
