@@ -143,6 +143,13 @@ static int var_mem(mlp *m, clopt_variable *var, mlp_mem *v) {
     return 0;
 }
 
+/* Host path: a whole variable from (to_var) or into its host mirror. */
+static int host_copy(mlp *m, clopt_variable *var, mlp_mem mirror, int to_var) {
+    const size_t n = (size_t)clopt_variable_size(var) * sizeof(float);
+    return to_var ? clopt_check(m, clopt_variable_write(var, mirror.host, n), "clopt_variable_write")
+                  : clopt_check(m, clopt_variable_read(var, mirror.host, n), "clopt_variable_read");
+}
+
 /* splitmix64: the example's random numbers (weights, shuffles, synthetic data). */
 uint64_t mlp_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -436,45 +443,26 @@ int mlp_forward_backward(mlp *m, int first, int rows) {
     }
     m->record_calls = 0;
     if (m->on_device) return 0;
-    for (int l = 0; l < L; l++) {
-        const size_t nw = (size_t)m->dims[l] * (size_t)m->dims[l + 1] * sizeof(float);
-        if (clopt_check(m, clopt_variable_write(m->grads[2 * l], m->gw[l].host, nw),
-                        "clopt_variable_write") ||
-            clopt_check(m, clopt_variable_write(m->grads[2 * l + 1], m->gb[l].host,
-                                                (size_t)m->dims[l + 1] * sizeof(float)),
-                        "clopt_variable_write"))
+    for (int l = 0; l < L; l++)
+        if (host_copy(m, m->grads[2 * l], m->gw[l], 1) ||
+            host_copy(m, m->grads[2 * l + 1], m->gb[l], 1))
             return -1;
-    }
     return 0;
 }
 
 /* Host path: the host mirrors := the variables (weights, or also the metric sums). */
 static int read_vars(mlp *m, int with_metrics) {
     if (m->on_device) return 0;
-    for (int l = 0; l < m->nlayers; l++) {
-        const size_t nw = (size_t)m->dims[l] * (size_t)m->dims[l + 1] * sizeof(float);
-        if (clopt_check(m, clopt_variable_read(m->vars[2 * l], m->w[l].host, nw),
-                        "clopt_variable_read") ||
-            clopt_check(m, clopt_variable_read(m->vars[2 * l + 1], m->b[l].host,
-                                               (size_t)m->dims[l + 1] * sizeof(float)),
-                        "clopt_variable_read"))
+    for (int l = 0; l < m->nlayers; l++)
+        if (host_copy(m, m->vars[2 * l], m->w[l], 0) || host_copy(m, m->vars[2 * l + 1], m->b[l], 0))
             return -1;
-    }
-    if (!with_metrics) return 0;
-    return clopt_check(m, clopt_variable_read(m->metrics_var, m->metrics.host,
-                                              MLP_NMETRICS * sizeof(float)),
-                       "clopt_variable_read");
+    return with_metrics ? host_copy(m, m->metrics_var, m->metrics, 0) : 0;
 }
 
 int mlp_after_step(mlp *m) { return read_vars(m, 0); }
 int mlp_sync_from_vars(mlp *m) { return read_vars(m, 1); }
 
-int mlp_sync_to_vars(mlp *m) {
-    if (m->on_device) return 0;
-    return clopt_check(m, clopt_variable_write(m->metrics_var, m->metrics.host,
-                                               MLP_NMETRICS * sizeof(float)),
-                       "clopt_variable_write");
-}
+int mlp_sync_to_vars(mlp *m) { return m->on_device ? 0 : host_copy(m, m->metrics_var, m->metrics, 1); }
 
 int mlp_evaluate(mlp *m) {
     const int d0 = m->dims[0], L = m->nlayers;

@@ -36,6 +36,23 @@ static void xml_text(FILE *f, const char *s) {
         }
 }
 
+/* epoch_stats's fields with their JSON keys (Keras's history names). */
+static const struct {
+    const char *key;
+    size_t off;
+} epoch_fields[EPOCH_STATS_FIELDS] = {
+    {"loss", offsetof(epoch_stats, loss)},         {"accuracy", offsetof(epoch_stats, acc)},
+    {"val_loss", offsetof(epoch_stats, val_loss)}, {"val_accuracy", offsetof(epoch_stats, val_acc)},
+    {"seconds", offsetof(epoch_stats, seconds)},
+    {"samples_per_s", offsetof(epoch_stats, samples_per_s)}};
+
+/* Field `off` of e. */
+static float field(const epoch_stats *e, size_t off) {
+    float v;
+    memcpy(&v, (const char *)e + off, sizeof v);
+    return v;
+}
+
 enum { PLOT_W = 380, PLOT_H = 230, PLOT_TOP = 50, PLOT_LEFT = 60, PLOT_GAP = 90 };
 
 /* One panel at x0: axes, 5 horizontal grid lines from lo to hi, and two curves (train, held-out)
@@ -67,7 +84,7 @@ static void svg_panel(FILE *f, int x0, const char *title, double lo, double hi,
     for (int c = 0; c < 2; c++) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour[c]);
         for (int i = 0; i < n; i++) {
-            double v = *(const float *)((const char *)&e[i] + off[c]);
+            double v = field(&e[i], off[c]);
             if (!isfinite(v)) v = hi;
             v = v < lo ? lo : v > hi ? hi : v;
             const double x = x0 + (n > 1 ? (double)PLOT_W * i / (n - 1) : PLOT_W / 2.0);
@@ -160,18 +177,11 @@ int report_json(const char *path, const run_info *run, const epoch_stats *e, int
                "\"held_out_rows\": %d,\n \"epochs\": [",
             run->optimizer_json, run->batch, run->seed, run->ntrain, run->nheld);
     for (int i = 0; i < n; i++) {
-        fprintf(f, "%s\n  {\"epoch\": %d, \"loss\": ", i ? "," : "", i + 1);
-        json_num(f, e[i].loss);
-        fputs(", \"accuracy\": ", f);
-        json_num(f, e[i].acc);
-        fputs(", \"val_loss\": ", f);
-        json_num(f, e[i].val_loss);
-        fputs(", \"val_accuracy\": ", f);
-        json_num(f, e[i].val_acc);
-        fputs(", \"samples_per_s\": ", f);
-        json_num(f, e[i].samples_per_s);
-        fputs(", \"seconds\": ", f);
-        json_num(f, e[i].seconds);
+        fprintf(f, "%s\n  {\"epoch\": %d", i ? "," : "", i + 1);
+        for (int k = 0; k < EPOCH_STATS_FIELDS; k++) {
+            fprintf(f, ", \"%s\": ", epoch_fields[k].key);
+            json_num(f, field(&e[i], epoch_fields[k].off));
+        }
         fputc('}', f);
     }
     fprintf(f, "],\n \"steps\": %lld, \"target\": %g, \"reached_target_epoch\": ", run->steps,
