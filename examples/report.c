@@ -70,11 +70,10 @@ static void svg_panel(FILE *f, int x0, const char *title, double lo, double hi,
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n",
                 x0 - 5, y + 4, v);
     }
-    const int xticks = n < 5 ? (n > 1 ? n - 1 : 1) : 5;
-    for (int i = 0; i <= xticks; i++) {
-        const int x = x0 + PLOT_W * i / xticks;
-        const double ep = 1 + (n > 1 ? (double)(n - 1) * i / xticks : 0);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%.0f</text>\n",
+    const int every = n > 6 ? (n + 4) / 5 : 1; /* about 5 whole-epoch ticks */
+    for (int ep = 1; ep <= n; ep += every) {
+        const int x = x0 + (n > 1 ? PLOT_W * (ep - 1) / (n - 1) : PLOT_W / 2);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%d</text>\n",
                 x, PLOT_TOP + PLOT_H + 16, ep);
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">epoch</text>\n",

@@ -128,7 +128,7 @@ static int bad_arg(const char *arg, const char *val, const char *why) {
 
 /* Returns -1 to go on, else the exit status (0 for --help). */
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){.data = TRAIN_DIGITS_DATA, .hidden = {256, 128}, .nhidden = 2, .epochs = 30,
+    *o = (options){.data = TRAIN_DIGITS_DATA, .hidden = {256, 128}, .nhidden = 2, .epochs = 20,
                    .batch = 0, .seed = 1, .target = -1};
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
@@ -528,10 +528,11 @@ static int train_step(trainer *t, int first) {
 }
 
 /* The end of an epoch: held-out evaluation, the one read of the metric sums, the line. */
-static int finish_epoch(trainer *t, double epoch_s, int rows_trained) {
+static int finish_epoch(trainer *t, double start, int rows_trained) {
     float met[MLP_NMETRICS];
     if (mlp_evaluate(&t->m) || mlp_read_metrics(&t->m, met) || mlp_zero_metrics(&t->m))
         return -1;
+    const double epoch_s = now_s() - start; /* the read waited for the epoch's work */
     epoch_stats *e = &t->history[t->epochs_done];
     const float prev = t->epochs_done ? t->history[t->epochs_done - 1].seconds : 0.0f;
     e->loss = met[MLP_TRAIN] / met[MLP_TRAIN + 2];
@@ -561,7 +562,7 @@ static int train(trainer *t) {
             rows += t->d->ntrain - s * t->o->batch < t->o->batch ? t->d->ntrain - s * t->o->batch
                                                                   : t->o->batch;
         }
-        if (finish_epoch(t, now_s() - e0, rows)) return -1;
+        if (finish_epoch(t, e0, rows)) return -1;
         if (!isfinite(t->history[t->epochs_done - 1].loss)) return 0;
         if (t->o->checkpoint && save_checkpoint(t)) return -1;
     }
