@@ -127,9 +127,16 @@ def resume(exe, work):
     same_state(a, b, "checkpoints of the two runs")
     # A checkpoint made with another seed is refused, and nothing changes.
     before = open(b, "rb").read()
-    p = run(exe, *common, "--checkpoint", b, "--resume", "--seed", "2", rc=1)
-    if "was made with --seed 1" not in p.stderr or open(b, "rb").read() != before:
-        fail("a resume with another seed was not refused cleanly:\n" + p.stderr)
+    sgd = os.path.join(work, "sgd.json")
+    with open(sgd, "w") as f:
+        json.dump({"class_name": "SGD", "config": {}}, f)
+    for extra, msg in ((["--seed", "2"], "was made with --seed 1"),
+                       (["--batch", "16"], "was made with --seed 1 --batch 32"),
+                       (["--hidden", "256,64"], "CLOPT_ERR_FILE_MISMATCH"),
+                       (["--config", sgd], "CLOPT_ERR_FILE_MISMATCH")):
+        p = run(exe, *common, "--checkpoint", b, "--resume", *extra, rc=1)
+        if msg not in p.stderr or open(b, "rb").read() != before:
+            fail(f"a resume with {extra} was not refused cleanly:\n" + p.stderr)
     print("resume: bit for bit, weights", fa["weights_fnv1a"])
 
 
