@@ -126,7 +126,7 @@ static int mem_alloc(mlp *m, mlp_mem *v, size_t n, size_t size, const void *src)
     return cl_check(err, "clCreateBuffer");
 }
 
-static void mem_free(mlp *m, mlp_mem *v) {
+static void mem_free(mlp_mem *v) {
     if (v->mem) clReleaseMemObject(v->mem);
     free(v->host);
     memset(v, 0, sizeof *v);
@@ -691,13 +691,13 @@ void mlp_destroy(mlp *m) {
     }
     if (!m->on_device) free(m->metrics.host);
     for (int l = 0; l <= m->nlayers; l++) {
-        mem_free(m, &m->act[l]);
-        mem_free(m, &m->delta[l]);
+        mem_free(&m->act[l]);
+        mem_free(&m->delta[l]);
     }
-    mem_free(m, &m->x);
-    mem_free(m, &m->y);
-    mem_free(m, &m->ybatch);
-    mem_free(m, &m->perm);
+    mem_free(&m->x);
+    mem_free(&m->y);
+    mem_free(&m->ybatch);
+    mem_free(&m->perm);
     cl_kernel ks[] = {m->k_gather, m->k_bias_act, m->k_xent, m->k_relu_back};
     for (int i = 0; i < 4; i++)
         if (ks[i]) clReleaseKernel(ks[i]);

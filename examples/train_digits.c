@@ -70,11 +70,12 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-static double now_s(void) {
+static double clock_s(clockid_t id) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 /* ---- arguments ---- */
 
@@ -580,7 +581,7 @@ static int throughput(trainer *t) {
     mlp_profile_reset(m);
     const int steps = (int)t->o->steps;
     double opt_s = 0;
-    const double t0 = now_s();
+    const double t0 = now_s(), cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int s = 0; s < steps && !interrupted; s++) {
         const int first = (s % t->steps_per_epoch) * t->o->batch;
         const int rows = t->d->ntrain - first < t->o->batch ? t->d->ntrain - first : t->o->batch;
@@ -595,10 +596,13 @@ static int throughput(trainer *t) {
         t->steps++;
     }
     const double total = now_s() - t0, n = (double)steps;
+    const double cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0; /* POCL's threads included */
     const double gemm = m->seconds[MLP_T_GEMM], other = m->seconds[MLP_T_KERNEL];
     const double rest = total - gemm - other - opt_s;
     printf("throughput: %d steps of batch %d in %.3f s: %.1f ms/step, %.0f samples/s\n", steps,
            t->o->batch, total, 1e3 * total / n, n * t->o->batch / total);
+    printf("  CPU time of the process (all threads): %.3f s, %.2f cores on average\n", cpu,
+           cpu / total);
     printf("  GEMMs (CLBlast)     %6.1f%%  %8.2f ms/step  %8.2f GFLOP/s\n", 100 * gemm / total,
            1e3 * gemm / n, gemm > 0 ? m->gemm_flops / gemm * 1e-9 : 0.0);
     printf("  optimizer (clopt)   %6.1f%%  %8.2f ms/step\n", 100 * opt_s / total, 1e3 * opt_s / n);
