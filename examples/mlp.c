@@ -32,7 +32,8 @@ static const char mlp_kernels[] =
     "    z[i] = relu ? fmax(v, 0.0f) : v;\n"
     "}\n"
     "/* Per row: loss = logsumexp(z) - z[label], correct = argmax == label; with grads,\n"
-    " * g = (softmax(z) - onehot) * scale and gb = column sums of g. Sums go to metrics[moff..]. */\n"
+    " * g = (softmax(z) - onehot) * scale and gb = column sums of g.\n"
+    " * The sums go to metrics[moff..]. */\n"
     "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
     "void softmax_xent(__global const float *z, uint zoff, __global const int *y, uint yoff,\n"
     "                  uint rows, uint ncls, float scale, int grads, __global float *g,\n"
@@ -134,7 +135,8 @@ static void mem_free(mlp_mem *v) {
 
 /* A variable as an mlp_mem: its buffer and offset on a device, a host mirror on the host. */
 static int var_mem(mlp *m, clopt_variable *var, mlp_mem *v) {
-    if (!m->on_device) return mem_alloc(m, v, (size_t)clopt_variable_size(var), sizeof(float), NULL);
+    if (!m->on_device)
+        return mem_alloc(m, v, (size_t)clopt_variable_size(var), sizeof(float), NULL);
     size_t off = 0;
     if (clopt_check(m, clopt_variable_cl_mem(var, &v->mem, &off), "clopt_variable_cl_mem"))
         return -1;
@@ -146,8 +148,9 @@ static int var_mem(mlp *m, clopt_variable *var, mlp_mem *v) {
 /* Host path: a whole variable from (to_var) or into its host mirror. */
 static int host_copy(mlp *m, clopt_variable *var, mlp_mem mirror, int to_var) {
     const size_t n = (size_t)clopt_variable_size(var) * sizeof(float);
-    return to_var ? clopt_check(m, clopt_variable_write(var, mirror.host, n), "clopt_variable_write")
-                  : clopt_check(m, clopt_variable_read(var, mirror.host, n), "clopt_variable_read");
+    if (to_var)
+        return clopt_check(m, clopt_variable_write(var, mirror.host, n), "clopt_variable_write");
+    return clopt_check(m, clopt_variable_read(var, mirror.host, n), "clopt_variable_read");
 }
 
 /* splitmix64: the example's random numbers (weights, shuffles, synthetic data). */
@@ -362,7 +365,8 @@ static int softmax_xent(mlp *m, mlp_mem z, mlp_mem y, int rows, int grads, int m
         lright[r % XENT_WG] += best == label ? 1.0f : 0.0f;
         if (grads)
             for (int k = 0; k < ncls; k++)
-                g[(size_t)r * ncls + k] = (expf(zr[k] - mx) / s - (k == label ? 1.0f : 0.0f)) * scale;
+                g[(size_t)r * ncls + k] =
+                    (expf(zr[k] - mx) / s - (k == label ? 1.0f : 0.0f)) * scale;
     }
     if (grads)
         for (int k = 0; k < ncls; k++) {
@@ -454,7 +458,8 @@ int mlp_forward_backward(mlp *m, int first, int rows) {
 static int read_vars(mlp *m, int with_metrics) {
     if (m->on_device) return 0;
     for (int l = 0; l < m->nlayers; l++)
-        if (host_copy(m, m->vars[2 * l], m->w[l], 0) || host_copy(m, m->vars[2 * l + 1], m->b[l], 0))
+        if (host_copy(m, m->vars[2 * l], m->w[l], 0) ||
+            host_copy(m, m->vars[2 * l + 1], m->b[l], 0))
             return -1;
     return with_metrics ? host_copy(m, m->metrics_var, m->metrics, 0) : 0;
 }
@@ -462,7 +467,9 @@ static int read_vars(mlp *m, int with_metrics) {
 int mlp_after_step(mlp *m) { return read_vars(m, 0); }
 int mlp_sync_from_vars(mlp *m) { return read_vars(m, 1); }
 
-int mlp_sync_to_vars(mlp *m) { return m->on_device ? 0 : host_copy(m, m->metrics_var, m->metrics, 1); }
+int mlp_sync_to_vars(mlp *m) {
+    return m->on_device ? 0 : host_copy(m, m->metrics_var, m->metrics, 1);
+}
 
 int mlp_evaluate(mlp *m) {
     const int d0 = m->dims[0], L = m->nlayers;
@@ -580,7 +587,8 @@ static int build_kernels(mlp *m) {
     cl_kernel *ks[] = {&m->k_gather, &m->k_bias_act, &m->k_xent, &m->k_relu_back};
     for (int i = 0; i < 4; i++) {
         *ks[i] = clCreateKernel(m->program, names[i], &err);
-        if (err != CL_SUCCESS) return MLP_ERR("clCreateKernel(%s): OpenCL error %d", names[i], (int)err);
+        if (err != CL_SUCCESS)
+            return MLP_ERR("clCreateKernel(%s): OpenCL error %d", names[i], (int)err);
     }
     return 0;
 }

@@ -497,9 +497,10 @@ static int setup(trainer *t) {
     }
     /* A pass that changes no weight, so that CLBlast and the kernels compile now: setup time,
      * not the first epoch's. Before resume, which then restores the metric sums. */
+    const int warm_rows = o->batch < t->d->ntrain ? o->batch : t->d->ntrain;
     epoch_order(t->perm, t->d->ntrain, o->seed, 0);
     if (!o->synthetic &&
-        (mlp_set_order(&t->m, t->perm) || mlp_forward_backward(&t->m, 0, o->batch < t->d->ntrain ? o->batch : t->d->ntrain) ||
+        (mlp_set_order(&t->m, t->perm) || mlp_forward_backward(&t->m, 0, warm_rows) ||
          mlp_evaluate(&t->m) || mlp_zero_metrics(&t->m) || mlp_finish(&t->m)))
         return -1;
     if (o->resume && resume(t)) return -1;
