@@ -18,7 +18,7 @@
  * turns the check off); 1 on an error (clopt's, OpenCL's, CLBlast's, a bad file or config) or
  * when training failed (target missed, loss not finite); 2 on a usage error; 130 after Ctrl-C,
  * which stops after the current step and saves the checkpoint. See README.md, "The example". */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, sigaction */
+#define _XOPEN_SOURCE 700 /* clock_gettime, sigaction with SA_RESTART */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -517,9 +517,14 @@ static int setup(trainer *t) {
     return 0;
 }
 
+/* The rows of the batch at `first` of the epoch's order (the last one may be short). */
+static int batch_rows(const trainer *t, int first) {
+    return t->d->ntrain - first < t->o->batch ? t->d->ntrain - first : t->o->batch;
+}
+
 /* One optimizer step on the batch at `first` of the epoch's order. */
 static int train_step(trainer *t, int first) {
-    const int rows = t->d->ntrain - first < t->o->batch ? t->d->ntrain - first : t->o->batch;
+    const int rows = batch_rows(t, first);
     if (mlp_forward_backward(&t->m, first, rows) ||
         clopt_failed(t, clopt_optimizer_apply(t->opt, t->m.grads, NULL, 2 * (size_t)t->m.nlayers),
                      "clopt_optimizer_apply") ||
@@ -561,8 +566,7 @@ static int train(trainer *t) {
         for (int s = (int)(t->steps % t->steps_per_epoch); s < t->steps_per_epoch; s++) {
             if (interrupted || (t->o->steps && t->steps >= t->o->steps)) return 0;
             if (train_step(t, s * t->o->batch)) return -1;
-            rows += t->d->ntrain - s * t->o->batch < t->o->batch ? t->d->ntrain - s * t->o->batch
-                                                                  : t->o->batch;
+            rows += batch_rows(t, s * t->o->batch);
         }
         if (finish_epoch(t, e0, rows)) return -1;
         if (!isfinite(t->history[t->epochs_done - 1].loss)) return 0;
@@ -580,12 +584,12 @@ static int throughput(trainer *t) {
         clopt_failed(t, clopt_finish(t->ctx), "clopt_finish") || mlp_profile_collect(m))
         return -1;
     mlp_profile_reset(m);
-    const int steps = (int)t->o->steps;
+    int steps = 0;
     double opt_s = 0;
     const double t0 = now_s(), cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-    for (int s = 0; s < steps && !interrupted; s++) {
-        const int first = (s % t->steps_per_epoch) * t->o->batch;
-        const int rows = t->d->ntrain - first < t->o->batch ? t->d->ntrain - first : t->o->batch;
+    for (; steps < t->o->steps && !interrupted; steps++) {
+        const int first = (steps % t->steps_per_epoch) * t->o->batch;
+        const int rows = batch_rows(t, first);
         /* The example's queue and clopt's are ordered by waiting for each in turn. */
         if (mlp_forward_backward(m, first, rows) || mlp_profile_collect(m)) return -1;
         const double o0 = now_s();
@@ -680,6 +684,7 @@ int main(int argc, char **argv) {
     if (rc < 0) {
         struct sigaction sa = {0};
         sa.sa_handler = on_sigint;
+        sa.sa_flags = SA_RESTART; /* a second Ctrl-C must not fail the save's writes */
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         const int failed = o.synthetic ? throughput(&t) != 0 : train(&t) != 0;
