@@ -183,8 +183,8 @@ int report_json(const char *path, const run_info *run, const epoch_stats *e, int
         }
         fputc('}', f);
     }
-    fprintf(f, "],\n \"steps\": %lld, \"target\": %g, \"reached_target_epoch\": ", run->steps,
-            run->target);
+    fprintf(f, "],\n \"steps\": %lld, \"host_reads\": %lld, \"target\": %g, "
+               "\"reached_target_epoch\": ", run->steps, run->host_reads, run->target);
     if (run->reached_epoch)
         fprintf(f, "%d", run->reached_epoch);
     else

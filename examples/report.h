@@ -19,6 +19,7 @@ typedef struct run_info {
     const int *dims;
     int nlayers, batch, ntrain, nheld, seed;
     long long steps;
+    long long host_reads; /* reads from device memory clopt made in the run (one per epoch) */
     double target;
     int reached_epoch; /* first epoch at or above the target, 0 if none */
     int interrupted, ok;

@@ -188,6 +188,15 @@ def plot(exe, work):
         fail(f"JSON: {j}")
     if not j["epochs"][3]["loss"] < j["epochs"][0]["loss"]:
         fail("the loss did not fall")
+    # Nothing comes back from the device per step: two more epochs (90 more steps) make two more
+    # reads (the metric sums). (The host path reads its weights back every step by design.)
+    reads = [j["host_reads"]]
+    j2 = os.path.join(work, "reads.json")
+    run(exe, "--device", POCL, "--epochs", "6", "--target", "0", "--json", j2)
+    with open(j2) as f:
+        reads.append(json.load(f)["host_reads"])
+    if reads != [4, 6]:
+        fail(f"reads from the device after 4 and 6 epochs: {reads}, expected [4, 6]")
     for leftover in (svg + ".tmp", js + ".tmp"):
         if os.path.exists(leftover):
             fail(f"{leftover} left behind")

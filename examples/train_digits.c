@@ -30,6 +30,7 @@
 #include <time.h>
 #include <zlib.h>
 #include "clopt.h"
+#include "clopt/experimental.h" /* clopt_context_memory_stats: the reads from the device */
 #include "mlp.h"
 #include "report.h"
 
@@ -636,6 +637,9 @@ static int finish(trainer *t, int failed) {
         if (t->history[i].val_acc >= o->target) run.reached_epoch = i + 1;
     const epoch_stats *last = t->epochs_done ? &t->history[t->epochs_done - 1] : NULL;
     const int partial = interrupted || (o->steps && t->epochs_done < o->epochs);
+    clopt_memory_stats mem;
+    if (clopt_context_memory_stats(t->ctx, &mem) == CLOPT_OK)
+        run.host_reads = (long long)mem.host_reads; /* before the hash's own reads */
     if (!failed && mlp_weights_hash(&t->m, &run.weights_hash)) failed = 1;
     if (!failed && o->synthetic == 0) {
         if (o->checkpoint && t->steps != t->saved_steps && save_checkpoint(t)) failed = 1;
