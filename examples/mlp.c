@@ -112,7 +112,8 @@ static int clopt_check(mlp *m, clopt_status st, const char *call) {
 static float *fptr(mlp_mem v) { return (float *)v.host + v.off; }
 static int *iptr(mlp_mem v) { return (int *)v.host + v.off; }
 
-/* A new buffer of n elements of `size` bytes (zeroed on the host), initialised from src. */
+/* A new buffer of n elements of `size` bytes, initialised from src (or, on the host path,
+ * zeroed; device buffers are always written before they are read). */
 static int mem_alloc(mlp *m, mlp_mem *v, size_t n, size_t size, const void *src) {
     if (n == 0) n = 1;
     if (!m->on_device) {

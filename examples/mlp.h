@@ -57,8 +57,7 @@ typedef struct mlp {
     cl_device_id device;
     cl_program program;
     cl_kernel k_gather, k_bias_act, k_xent, k_relu_back;
-    size_t xent_wg;
-    /* Profiling (mlp_profile_begin): per-category device seconds and GEMM flops so far. */
+    /* Profiling (mlp_create's `profile`): per-category device seconds and GEMM flops so far. */
     int profiling;
     mlp_mark *marks;
     int nmarks, cap_marks;
@@ -85,15 +84,16 @@ int mlp_forward_backward(mlp *m, int first, int rows);
 /* After an optimizer step: the host path reads the new weights back (no-op on a device). */
 int mlp_after_step(mlp *m);
 
-/* Evaluates the held-out rows into the eval metrics (the sums are zeroed first). */
+/* Evaluates the held-out rows, adding to the eval metric sums (zero them before). */
 int mlp_evaluate(mlp *m);
 
-/* Reads the metric sums (one blocking read); zeroes them all. */
+/* mlp_read_metrics reads the metric sums (one blocking read); mlp_zero_metrics zeroes them. */
 int mlp_read_metrics(mlp *m, float out[MLP_NMETRICS]);
 int mlp_zero_metrics(mlp *m);
 
-/* The host path keeps its metric sums and weights in host memory: these move them to and from
- * the clopt variables around a checkpoint save and load. No-ops on a device. */
+/* The host path keeps its metric sums, and a copy of the weights, in host memory: before a
+ * checkpoint save mlp_sync_to_vars writes the sums into their variable; after a load
+ * mlp_sync_from_vars reads the sums and the weights back. No-ops on a device. */
 int mlp_sync_to_vars(mlp *m);
 int mlp_sync_from_vars(mlp *m);
 
