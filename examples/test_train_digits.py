@@ -221,6 +221,7 @@ def badargs(exe, work):
     with open(badjson, "w") as f:
         f.write('{"class_name": "Adam", "config": {')
     ck = os.path.join(work, "none.safetensors")
+    outs = [os.path.join(work, n) for n in ("out.svg", "out.json")]
     cases = [
         (["--frobnicate"], 2, "unknown option"),
         (["--epochs"], 2, "needs a value"),
@@ -242,10 +243,12 @@ def badargs(exe, work):
         (["--config", missing], 1, "cannot open " + missing),
         (["--checkpoint", ck, "--resume"], 1, ck),
         (["--device", "nosuchplatform:gpu:7"], 1, "clopt_context_create"),
+        (["--device", "host", "--synthetic", "64"], 1, "needs an OpenCL device"),
+        (["--synthetic", "64", "--plot", outs[0]], 2, "no --checkpoint or --plot"),
     ]
-    outs = [os.path.join(work, n) for n in ("out.svg", "out.json")]
     for args, rc, msg in cases:
-        p = run(exe, "--device", POCL, "--plot", outs[0], "--json", outs[1], *args, rc=rc)
+        plot = [] if "--synthetic" in args else ["--plot", outs[0]]  # --synthetic takes none
+        p = run(exe, "--device", POCL, *plot, "--json", outs[1], *args, rc=rc)
         if msg not in p.stderr:
             fail(f"{args}: stderr lacks {msg!r}:\n{p.stderr}")
         written = [o for o in outs + [ck] if os.path.exists(o) or os.path.exists(o + ".tmp")]

@@ -457,6 +457,11 @@ static int setup(trainer *t) {
                 clopt_last_create_error());
         return -1;
     }
+    if (o->synthetic && !strcmp(clopt_context_backend_name(t->ctx), "host")) {
+        fprintf(stderr, "train_digits: --synthetic times OpenCL work (profiling events): it needs "
+                "an OpenCL device, not the host backend\n");
+        return -1;
+    }
     int dims[MLP_MAX_LAYERS + 1];
     dims[0] = t->d->width;
     for (int i = 0; i < o->nhidden; i++) dims[i + 1] = o->hidden[i];
