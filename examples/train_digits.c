@@ -502,14 +502,13 @@ static int setup(trainer *t) {
         return -1;
     }
     /* A pass that changes no weight, so that CLBlast and the kernels compile now: setup time,
-     * not the first epoch's. Before resume, which then restores the metric sums. */
+     * not the first epoch's. Before resume (below), which then restores the metric sums. */
     const int warm_rows = o->batch < t->d->ntrain ? o->batch : t->d->ntrain;
     epoch_order(t->perm, t->d->ntrain, o->seed, 0);
     if (!o->synthetic &&
         (mlp_set_order(&t->m, t->perm) || mlp_forward_backward(&t->m, 0, warm_rows) ||
          mlp_evaluate(&t->m) || mlp_zero_metrics(&t->m) || mlp_finish(&t->m)))
         return -1;
-    if (o->resume && resume(t)) return -1;
     printf("clopt %s, device: %s [%s backend]\n", clopt_version_string(),
            clopt_context_device_name(t->ctx), clopt_context_backend_name(t->ctx));
     printf("model: MLP ");
@@ -519,6 +518,7 @@ static int setup(trainer *t) {
     printf("data: %d rows (%d for training, %d held out), batch %d, %d steps per epoch\n",
            t->d->n, t->d->ntrain, nheld, o->batch, t->steps_per_epoch);
     printf("optimizer: %s\n", t->opt_json);
+    if (o->resume && resume(t)) return -1;
     t->setup_s = now_s() - t0;
     return 0;
 }
