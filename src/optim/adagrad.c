@@ -2,6 +2,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_ADAGRAD(CLOPT__SCALAR_INDEX) };
+
 enum { INITIAL_ACCUMULATOR_VALUE, EPSILON };
 
 /* Keras documents initial_accumulator_value as non-negative (it does not check it). */
@@ -20,8 +22,8 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     l->kernel = "adagrad";
     l->ndefines = 0;
-    l->scalars[0] = s->lr;
-    l->scalars[1] = clopt__hp(o, EPSILON);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__adagrad_class = {
@@ -29,7 +31,7 @@ const clopt__optimizer_class clopt__adagrad_class = {
     .default_name = "adagrad",
     .default_lr = 0.001,
     .params = params,
-    .nparams = 2,
+    .nparams = CLOPT__COUNTOF(params),
     .slots = slots,
     .launch = launch,
 };

@@ -100,6 +100,10 @@
 #include <string.h>
 #include "optim_internal.h"
 
+/* The scalars of muon.stats and of muon.apply (cl/scalars.cl). */
+#define APPLY_INDEX(i, name, doc) AP_##name = (i),
+enum { CLOPT_SCALARS_MUON(CLOPT__SCALAR_INDEX) CLOPT_SCALARS_MUON_APPLY(APPLY_INDEX) };
+
 enum {
     ADAM_BETA_1,
     ADAM_BETA_2,
@@ -531,13 +535,13 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->kernel = "muon.stats";
     l->ndefines = 1;
     l->defines[0] = (clopt__define){"NESTEROV", clopt__hp(o, NESTEROV) != 0.0};
-    l->scalars[0] = adam_lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
-    l->scalars[1] = 1.0 - b1;
-    l->scalars[2] = 1.0 - b2;
-    l->scalars[3] = clopt__hp(o, EPSILON);
-    l->scalars[4] = mom - 1.0;
-    l->scalars[5] = mom;
-    l->scalars[6] = s->lr; /* the Muon path's, read by run_launch for muon.apply */
+    l->scalars[SC_alpha] = adam_lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
+    l->scalars[SC_momentum_minus_1] = mom - 1.0;
+    l->scalars[SC_momentum] = mom;
+    l->scalars[SC_lr] = s->lr; /* the Muon path's, read by run_launch for muon.apply */
     /* Muon's weight decay: q3 is the learning rate (cast to the dtype, as Keras does), each
      * variable's rate is its segment's decay multiplier (decay_rate). */
     l->decay = !o->base[CLOPT__B_WEIGHT_DECAY].null || !o->hp[ADAM_WEIGHT_DECAY].null;
@@ -647,9 +651,9 @@ static clopt_status muon_pass(clopt_optimizer *o, const clopt__launch *l, int ri
     a.kernel = apply ? "muon.apply" : "muon.load";
     if (apply) {
         const clopt__value *rms = &o->hp[RMS_RATE];
-        a.scalars[0] = l->scalars[6];
-        a.scalars[1] = rms->null ? 0.0 : 1.0; /* lr_adjust: sqrt(max(rows, cols)) from the header */
-        a.scalars[2] = rms->null ? 1.0 : rms->v;
+        a.scalars[AP_lr] = l->scalars[SC_lr];
+        a.scalars[AP_lr_adjust] = rms->null ? 0.0 : 1.0; /* sqrt(max(rows, cols)): the header */
+        a.scalars[AP_rms_rate] = rms->null ? 1.0 : rms->v;
     }
     return prepare_only ? ctx->ops->prepare(ctx, &a) : ctx->ops->update(ctx, &a);
 }
@@ -721,7 +725,7 @@ const clopt__optimizer_class clopt__muon_class = {
     .default_name = "muon",
     .default_lr = 0.001,
     .params = params,
-    .nparams = NPARAMS,
+    .nparams = CLOPT__COUNTOF(params),
     .slots = slots,
     .validate = validate,
     .launch = launch,

@@ -30,6 +30,9 @@ typedef struct clopt__param {
     int lo_open, hi_open;
 } clopt__param;
 
+/* The entries of an array (a class's .nparams = CLOPT__COUNTOF(params)). */
+#define CLOPT__COUNTOF(a) ((int)(sizeof(a) / sizeof *(a)))
+
 typedef struct clopt__value {
     double v;
     int null;

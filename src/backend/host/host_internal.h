@@ -58,6 +58,11 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
     return dtype == CLOPT_FLOAT16 || dtype == CLOPT_BFLOAT16 ? (double)(float)x : x;
 }
 
+/* HOST_SCALARS(K): a host kernel's names for its launch's scalars, from CLOPT_SCALARS_K in
+ * cl/scalars.cl (const double lr = scalars[0]), as SCALARS(K) names them in the OpenCL kernel. */
+#define HOST_SCALAR_LOCAL_(i, name, doc) const double name = u->launch->scalars[i]; (void)name;
+#define HOST_SCALARS(K) CLOPT_SCALARS_##K(HOST_SCALAR_LOCAL_)
+
 /* Shorthands for kernels. */
 #define HL(base, i) clopt__elem_load((base), u->launch->dtype, (i))
 #define HS(base, i, x) \
