@@ -16,28 +16,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include "cli_internal.h"
+#include "bench_internal.h"
 #include "core/core_internal.h"
-
-int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, clopt_dtype dtype,
-                   int quiet);
-
-static double mb_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int mb_cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double mb_median(double *v, size_t n) {
-    qsort(v, n, sizeof *v, mb_cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int mb_fail(clopt_context *ctx, const char *what, clopt_status st) {
     fprintf(stderr, "clopt bench: %s: %s: %s\n", what, clopt_status_name(st),
@@ -137,13 +117,13 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
                     r + 1, rounds);
         for (int side = 0; side < 3; side++) {
             const int which = (side + r) % 3; /* rotate the order round by round */
-            const double s0 = mb_now_ns();
+            const double s0 = bench_now_ns();
             if (which == 0) {
                 if ((st = clopt_optimizer_apply(o, g, v, k)) || (st = clopt_finish(ctx))) break;
             } else if ((st = mb_products(ctx, rd, x, y, a, b, m, n, k, which == 2))) {
                 break;
             }
-            t[which][r] = mb_now_ns() - s0;
+            t[which][r] = bench_now_ns() - s0;
         }
         if (st) {
             rc = mb_fail(ctx, "timed round", st);
@@ -151,8 +131,8 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
         }
     }
     if (!quiet) fputs("\r\033[K", stderr);
-    const double step = mb_median(t[0], (size_t)rounds), single = mb_median(t[1], (size_t)rounds),
-                 batched = mb_median(t[2], (size_t)rounds);
+    const double step = bench_median(t[0], (size_t)rounds), single = bench_median(t[1], (size_t)rounds),
+                 batched = bench_median(t[2], (size_t)rounds);
     const double it_flops = (4.0 * (double)m * m * n + 2.0 * (double)m * m * m) * (double)k;
     const double step_flops = 5.0 * it_flops; /* ns_steps 5, the default */
     printf("clopt bench: %s\n", clopt_context_device_name(ctx));
