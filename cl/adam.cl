@@ -7,11 +7,7 @@ UPDATE_KERNEL void adam(UPDATE_ARGS) {
     SCALARS(ADAM);
     const real gv = GRAD();
     const real wv = WEIGHT();
-    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-    m += (gv - m) * one_minus_beta_1;
-    v += (gv * gv - v) * one_minus_beta_2;
-    STORE(s, SLOT(0), m);
-    STORE(s, SLOT(1), v);
+    ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
 #if AMSGRAD
     v = fmax(LOAD(s, SLOT(2)), v);
     STORE(s, SLOT(2), v);

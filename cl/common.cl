@@ -316,3 +316,13 @@ inline real clopt_decay(real x, real d, real on) { return on != 0 ? x - x * on *
 #else
 #define WEIGHT() LOAD(w, wi)
 #endif
+
+/* Adam's moment estimates (Adam, Nadam, Lamb, Muon's AdamW path): declares m and v, the slots 0
+ * and 1 after m += (g - m)*(1 - beta_1), v += (g^2 - v)*(1 - beta_2), and stores them. The host
+ * twin: clopt__host_adam_moments (src/backend/host/host_internal.h). */
+#define ADAM_MOMENTS(m, v, gv, one_minus_b1, one_minus_b2)                                    \
+    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));                                          \
+    m += ((gv) - m) * (one_minus_b1);                                                         \
+    v += ((gv) * (gv) - v) * (one_minus_b2);                                                  \
+    STORE(s, SLOT(0), m);                                                                     \
+    STORE(s, SLOT(1), v)

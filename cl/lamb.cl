@@ -19,11 +19,7 @@ CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
         CHUNK_LANE(i);
         const real gv = GRAD();
         const real wv = WEIGHT();
-        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-        m += (gv - m) * one_minus_beta_1;
-        v += (gv * gv - v) * one_minus_beta_2;
-        STORE(s, SLOT(0), m);
-        STORE(s, SLOT(1), v);
+        ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
         const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
         pw[i] = wv * wv;
         pr[i] = r * r;
@@ -42,11 +38,7 @@ kernel void stats(UPDATE_ARGS_AUX) {
     const size_t lid = lane_;
     const real gv = GRAD();
     const real wv = WEIGHT();
-    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-    m += (gv - m) * one_minus_beta_1;
-    v += (gv * gv - v) * one_minus_beta_2;
-    STORE(s, SLOT(0), m);
-    STORE(s, SLOT(1), v);
+    ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
     const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
     pw[lid] = wv * wv;
     pr[lid] = r * r;

@@ -47,11 +47,7 @@ kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
         sq = G * G;
     } else {
         const real wv = WEIGHT();
-        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-        m += (gv - m) * one_minus_beta_1;
-        v += (gv * gv - v) * one_minus_beta_2;
-        STORE(s, SLOT(0), m);
-        STORE(s, SLOT(1), v);
+        ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
         STORE(w, wi, wv - alpha * m / (sqrt(v) + epsilon));
     }
     part[lid] = sq;

@@ -4,11 +4,7 @@ UPDATE_KERNEL void nadam(UPDATE_ARGS) {
     SCALARS(NADAM);
     const real gv = GRAD();
     const real wv = WEIGHT();
-    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-    m += (gv - m) * one_minus_beta_1;
-    v += (gv * gv - v) * one_minus_beta_2;
-    STORE(s, SLOT(0), m);
-    STORE(s, SLOT(1), v);
+    ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
     const real mhat = m_coef * m + g_coef * gv;
     const real vhat = v * v_coef;
     STORE(w, wi, wv - mhat * lr / (sqrt(vhat) + epsilon));

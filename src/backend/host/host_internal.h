@@ -72,6 +72,20 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
 #define GRAD() clopt__host_grad(u, g, s, seg)
 #define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
 #define WEIGHT() clopt__host_weight(u, w, seg)
+
+/* Adam's moment estimates in slots 0 and 1 of element s: the host twin of ADAM_MOMENTS in
+ * cl/common.cl. *m and *v are the new values as computed (before the store rounds them). */
+static inline void clopt__host_adam_moments(const clopt__host_update *u, size_t s, double gv,
+                                            double one_minus_b1, double one_minus_b2, double *m,
+                                            double *v) {
+    double mm = HL(u->slot, SLOT(0)), vv = HL(u->slot, SLOT(1));
+    mm += (gv - mm) * one_minus_b1;
+    vv += (gv * gv - vv) * one_minus_b2;
+    HS(u->slot, SLOT(0), mm);
+    HS(u->slot, SLOT(1), vv);
+    *m = mm;
+    *v = vv;
+}
 /* Real k (< 2) of the per-block reals of block `entry` (clopt__launch.aux_buf); AUX_ADD adds a
  * chunk's x into it as cl/common.cl's AUX_ADD does (the block's first chunk stores it). */
 #define AUX_AT(entry, k) (((double *)u->launch->aux_buf)[2 * (size_t)(entry) + (k)])

@@ -19,11 +19,8 @@ void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch,
         const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, g = (size_t)ch->grad * CLOPT__CHUNK + i,
                      s = (size_t)ch->slot * CLOPT__CHUNK + i;
         const double gv = GRAD(), wv = WEIGHT();
-        double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
-        m += (gv - m) * one_minus_beta_1;
-        v += (gv * gv - v) * one_minus_beta_2;
-        HS(u->slot, SLOT(0), m);
-        HS(u->slot, SLOT(1), v);
+        double m, v;
+        clopt__host_adam_moments(u, s, gv, one_minus_beta_1, one_minus_beta_2, &m, &v);
         const double r = lamb_r(u, s);
         sw += wv * wv;
         sr += r * r;

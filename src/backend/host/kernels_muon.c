@@ -27,11 +27,8 @@ void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch,
             sq += G * G;
         } else {
             const double wv = WEIGHT();
-            double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
-            m += (gv - m) * one_minus_beta_1;
-            v += (gv * gv - v) * one_minus_beta_2;
-            HS(u->slot, SLOT(0), m);
-            HS(u->slot, SLOT(1), v);
+            double m, v;
+            clopt__host_adam_moments(u, s, gv, one_minus_beta_1, one_minus_beta_2, &m, &v);
             HS(u->var, w, wv - alpha * m / (sqrt(v) + epsilon));
         }
     }
