@@ -33,8 +33,7 @@ const clopt__optimizer_class clopt__adadelta_class = {
     .class_name = "Adadelta",
     .default_name = "adadelta",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

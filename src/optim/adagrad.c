@@ -30,8 +30,7 @@ const clopt__optimizer_class clopt__adagrad_class = {
     .class_name = "Adagrad",
     .default_name = "adagrad",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

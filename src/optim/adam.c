@@ -43,8 +43,7 @@ const clopt__optimizer_class clopt__adam_class = {
     .class_name = "Adam",
     .default_name = "adam",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -37,8 +37,7 @@ const clopt__optimizer_class clopt__adamax_class = {
     .class_name = "Adamax",
     .default_name = "adamax",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -43,8 +43,7 @@ const clopt__optimizer_class clopt__rmsprop_class = {
     .class_name = "RMSprop",
     .default_name = "rmsprop",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -30,8 +30,7 @@ const clopt__optimizer_class clopt__sgd_class = {
     .class_name = "SGD",
     .default_name = "SGD",
     .default_lr = 0.01,
-    .params = params,
-    .nparams = CLOPT__COUNTOF(params),
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };
