@@ -108,9 +108,12 @@
     X(0, lr, "learning rate") X(1, lr_adjust, "1: scale by sqrt(max(rows, cols)); 0: by 1")   \
     X(2, rms_rate, "rms_rate (1 when null)")
 
+/* The apply pipeline's EMA pass (cl/pipeline.cl: ema; src/optim/apply.c's run_pass sets c0). */
+#define CLOPT_SCALARS_EMA(X) X(0, ema_momentum, "ema_momentum")
+
 /* Every list, for the C side's checks (backend_internal.h). */
 #define CLOPT_SCALAR_LISTS(L)                                                                 \
     L(SGD) L(ADAM) L(RMSPROP) L(ADAGRAD) L(ADADELTA) L(ADAMAX) L(NADAM) L(FTRL) L(LION)       \
-    L(LAMB) L(SFADAMW) L(ADAFACTOR) L(ADAFACTOR_FINISH) L(MUON) L(MUON_APPLY)
+    L(LAMB) L(SFADAMW) L(ADAFACTOR) L(ADAFACTOR_FINISH) L(MUON) L(MUON_APPLY) L(EMA)
 
 #endif
