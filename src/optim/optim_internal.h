@@ -30,6 +30,11 @@ typedef struct clopt__param {
     int lo_open, hi_open;
 } clopt__param;
 
+/* The entries of an array. */
+#define CLOPT__COUNTOF(a) ((int)(sizeof(a) / sizeof *(a)))
+/* A class's parameter table and its count, in its clopt__optimizer_class initializer. */
+#define CLOPT__PARAMS(a) .params = (a), .nparams = CLOPT__COUNTOF(a)
+
 typedef struct clopt__value {
     double v;
     int null;
