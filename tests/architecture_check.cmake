@@ -47,7 +47,8 @@ forbid(src/backend "core_internal|optim|io_internal"
        "a backend includes backend_internal.h, not the core's or the layers' headers")
 forbid(src/io "optim_internal|loss_scale_internal"
        "src/io reaches optimizers through src/optim/optim_access.h")
-forbid(src/optim "io_internal|/io/" "the optimizer layer is below src/io")
+forbid(src/optim "io_internal|/io/|tool_internal" "the optimizer layer is below src/io")
+forbid(src/io "tool_internal" "src/io is below src/tool")
 
 # A wrapper's inner optimizer is its own: reached elsewhere only through clopt__wrapper_ops.
 file(GLOB_RECURSE files ${ROOT}/src/*.c ${ROOT}/src/*.h)

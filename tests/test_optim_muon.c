@@ -541,6 +541,10 @@ Test(muon_host, keras_config) {
 
 /* ---- Keras's variable list ---- */
 
+/* Keras 3.16, keras/src/optimizers/muon.py, Muon.build: per variable
+ * add_variable_from_reference(var, "momentum"), then add_variable_from_reference(var, "velocity")
+ * only if _should_use_adamw(var); named by base_optimizer.py's add_variable_from_reference "<path,
+ * '/' -> '_'>_<name>". */
 Test(muon_host, variable_list_in_keras_order) {
     /* dense/kernel [3, 2] takes the Muon path (no velocity), dense/bias [2] the AdamW path. */
     static const ovl_entry plain[] = {{"iteration", 0},          {"learning_rate", 0},

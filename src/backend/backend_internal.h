@@ -56,7 +56,33 @@ typedef struct clopt__define {
 } clopt__define;
 
 #define CLOPT__MAX_DEFINES 8
-#define CLOPT__MAX_SCALARS 8
+
+/* The kernels' argument layout and each update's scalars (c0..c7), shared with cl/. */
+#include "../../cl/scalars.cl"
+#define CLOPT__ONE_(...) +1
+#define CLOPT__NONE_()
+/* The optimizer's per-step scalars (c0..c7) and the apply pipeline's (q0..q3). */
+#define CLOPT__MAX_SCALARS (0 CLOPT_STEP_SCALAR_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+#define CLOPT__PIPE_SCALARS (0 CLOPT_PIPE_SCALAR_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+/* The buffer arguments before them, and all of UPDATE_ARGS (cl/common.cl): the OpenCL backend
+ * passes a kernel's further arguments after these. */
+#define CLOPT__UPDATE_BUFFER_NARGS (0 CLOPT_UPDATE_BUFFER_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+#define CLOPT__UPDATE_NARGS \
+    (CLOPT__UPDATE_BUFFER_NARGS + CLOPT__MAX_SCALARS + CLOPT__PIPE_SCALARS)
+
+/* A class's names for its scalars: enum { CLOPT_SCALARS_ADAM(CLOPT__SCALAR_INDEX) } gives
+ * SC_alpha = 0, ..., the indices its launch fills (l->scalars[SC_alpha]). */
+#define CLOPT__SCALAR_INDEX(i, name, doc) SC_##name = (i),
+/* Each list's indices are below CLOPT__MAX_SCALARS and distinct (no two names share one). */
+#define CLOPT__SCALAR_BIT_(i, name, doc) +(1u << (i))
+#define CLOPT__SCALAR_OR_(i, name, doc) | (1u << (i))
+#define CLOPT__SCALAR_BELOW_(i, name, doc) &&(i) < CLOPT__MAX_SCALARS
+#define CLOPT__SCALAR_CHECK_(K)                                                               \
+    _Static_assert(1 CLOPT_SCALARS_##K(CLOPT__SCALAR_BELOW_), #K ": a scalar past c7");       \
+    _Static_assert((0u CLOPT_SCALARS_##K(CLOPT__SCALAR_BIT_)) ==                              \
+                       (0u CLOPT_SCALARS_##K(CLOPT__SCALAR_OR_)),                             \
+                   #K ": two scalars share an index");
+CLOPT_SCALAR_LISTS(CLOPT__SCALAR_CHECK_)
 
 /* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are
  * per-step values (learning rate, bias corrections) passed as kernel arguments, never compiled
@@ -77,12 +103,12 @@ typedef struct clopt__launch {
     void *seg_buf;        /* per-segment reals (clip factor, decay flag); NULL if unused */
     int ndefines;
     clopt__define defines[CLOPT__MAX_DEFINES];
-    double scalars[CLOPT__MAX_SCALARS]; /* the optimizer's: c0..c7 in cl/ */
+    double scalars[CLOPT__MAX_SCALARS]; /* the optimizer's: c0..c7 in cl/ (cl/scalars.cl) */
     /* The apply pipeline's (q0..q3 in cl/): 1/loss_scale_factor, 1/accumulation steps,
      * clipvalue, weight_decay*lr; and its switches: ACCUM, CLIP (0 off, 1 by the segment's
      * factor, 2 by value), DECAY, the number of pipeline slot kinds before the optimizer's
      * (SLOT_BASE) and the accumulator's kind (SLOT_ACC). */
-    double pipe[4];
+    double pipe[CLOPT__PIPE_SCALARS];
     int accum, clip, decay, slot_base, slot_acc, slot_ema;
     /* Per-block reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
      * block, two reals at block*16 bytes (doubles on the host backend whatever the

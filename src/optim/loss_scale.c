@@ -242,8 +242,7 @@ const clopt__optimizer_class clopt__loss_scale_class = {
     .class_name = "LossScaleOptimizer",
     .default_name = "loss_scale_optimizer",
     .default_lr = 0.0,
-    .params = params,
-    .nparams = 2,
+    CLOPT__PARAMS(params),
     .wrapper = &wrapper,
 };
 

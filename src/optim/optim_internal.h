@@ -31,6 +31,11 @@ typedef struct clopt__param {
     int lo_open, hi_open;
 } clopt__param;
 
+/* The entries of an array. */
+#define CLOPT__COUNTOF(a) ((int)(sizeof(a) / sizeof *(a)))
+/* A class's parameter table and its count, in its clopt__optimizer_class initializer. */
+#define CLOPT__PARAMS(a) .params = (a), .nparams = CLOPT__COUNTOF(a)
+
 typedef struct clopt__value {
     double v;
     int null;
@@ -119,10 +124,6 @@ typedef struct clopt__optimizer_class {
      * (on an accumulation step it zeroes the accumulator) and must not rely on a stored w. */
     const char *stats_kernel;
     const char *segment_kernel;
-    /* Optional: bit k set when the class's slot kind k is made by Keras's add_variable(name=...)
-     * rather than add_variable_from_reference: its Keras name is the bare kind name
-     * ("accumulator") instead of "<variable>_<kind>" (Ftrl's accumulator). */
-    unsigned bare_slot_names;
     /* Optional: bit k set when the class's slot kind k starts as a copy of its variable at build
      * instead of its constant init (ScheduleFreeAdamW's z: Keras's assign(z, ops.copy(var))). */
     unsigned copy_slots;

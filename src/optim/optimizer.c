@@ -159,7 +159,6 @@ static char *slot_name(const clopt_variable *v, const char *slot) {
 static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     const clopt_variable *v = o->vars[i];
     clopt__slot_group *g = &o->groups[v->dtype];
-    const int bare = k >= o->slot_base && ((o->cls->bare_slot_names >> (k - o->slot_base)) & 1u);
     /* The class may give the entry another shape or name, or make it a host placeholder. */
     clopt__slot_entry e;
     memset(&e, 0, sizeof e);
@@ -172,9 +171,7 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
             return st;
         }
     }
-    char *name = e.name ? e.name
-                 : bare ? clopt__strdup(o->kinds[k].name)
-                        : slot_name(v, o->kinds[k].name);
+    char *name = e.name ? e.name : slot_name(v, o->kinds[k].name);
     if (!name) return CLOPT_ERR_OUT_OF_MEMORY;
     if (e.placeholder) {
         clopt_status st = clopt__optvar_add(o, name, CLOPT__OV_SCALAR, v->dtype, NULL);

@@ -263,13 +263,15 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
         (st = set_arg(ctx, k, 6, sizeof ntable, &ntable, l->kernel)) ||
         (st = set_arg(ctx, k, 7, sizeof seg, &seg, l->kernel)))
         return st;
-    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + 4; i++) {
+    _Static_assert(CLOPT__UPDATE_BUFFER_NARGS == 8, "CLOPT_UPDATE_BUFFER_ARGS: eight, set above");
+    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + CLOPT__PIPE_SCALARS; i++) {
         const double x = i < CLOPT__MAX_SCALARS ? l->scalars[i] : l->pipe[i - CLOPT__MAX_SCALARS];
+        const cl_uint at = CLOPT__UPDATE_BUFFER_NARGS + i;
         if (l->dtype == CLOPT_FLOAT64) {
-            st = set_arg(ctx, k, 8 + i, sizeof x, &x, l->kernel);
+            st = set_arg(ctx, k, at, sizeof x, &x, l->kernel);
         } else {
             float f = (float)x;
-            st = set_arg(ctx, k, 8 + i, sizeof f, &f, l->kernel);
+            st = set_arg(ctx, k, at, sizeof f, &f, l->kernel);
         }
         if (st) return st;
     }
@@ -279,7 +281,7 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
 /* The arguments after UPDATE_ARGS' scalars: a device-decided step's three (clopt__launch's
  * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-block reals
  * (UPDATE_ARGS_AUX), then a class's info buffer (clopt__launch.info_buf). */
-#define UPDATE_NARGS (8 + CLOPT__MAX_SCALARS + 4)
+#define UPDATE_NARGS CLOPT__UPDATE_NARGS
 static cl_uint extra_arg(const clopt__launch *l, cl_uint k) {
     return UPDATE_NARGS + (l->step_state ? 3 : 0) + k;
 }
