@@ -1,9 +1,9 @@
 /* Adafactor, in six launches per plan launch (src/optim/adafactor.c describes the passes).
- * Scalars of the fused kernels: c0 beta_2_t, c1 1-beta_2_t, c2 epsilon_1. Slots: 0 r, 1 c,
- * 2 v, each stored at the variable's size (adafactor.c: r and c views at the start, the rest
- * scratch). info: AF_WORDS uint words per built variable, the layout of adafactor.c's AF_*
- * enum. Per block (AUX_AT, AUX_ADD): the block's sums of w^2 and u^2, then (pass 5) its
- * variable's alpha and max(1, RMS(u)/clip_threshold). */
+ * Scalars: CLOPT_SCALARS_ADAFACTOR (cl/scalars.cl; the fused kernels read the first three).
+ * Slots: 0 r, 1 c, 2 v, each stored at the variable's size (adafactor.c: r and c views at the
+ * start, the rest scratch). info: AF_WORDS uint words per built variable, the layout of
+ * adafactor.c's AF_* enum. Per block (AUX_AT, AUX_ADD): the block's sums of w^2 and u^2, then
+ * (pass 5) its variable's alpha and max(1, RMS(u)/clip_threshold). */
 
 #define AF_FACTORED 0
 #define AF_B 1
@@ -68,7 +68,10 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
     return r / rm * LOAD(s, AF_AT(1, b * C + j));
 }
 
-/* sum = the sum of x^2 + epsilon_1 (c2) over a row of C < CHUNK elements (table kind AF_ROWS),
+/* beta_2_t * old + (1 - beta_2_t) * x: a statistic's decayed update (c0, c1). */
+#define AF_DECAY(old, x) (beta_2_t * (old) + one_minus_beta_2_t * (x))
+
+/* sum = the sum of x^2 + epsilon_1 over a row of C < CHUNK elements (table kind AF_ROWS),
  * x = X(j) its element j: eight running sums (element j into sum j % 8), added as
  * clopt_tree_sum's last steps ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)), then the last
  * C % 8 elements in order. Both forms sum so: eight independent sums let a CPU vectorize the
@@ -80,14 +83,14 @@ inline real af_v(global const store_t *s, ulong ss, size_t base_, ulong e,
         for (; j_ + 8 <= C; j_ += 8) {                                                      \
             const real8 x_ = (real8)(X(j_), X(j_ + 1), X(j_ + 2), X(j_ + 3), X(j_ + 4),     \
                                      X(j_ + 5), X(j_ + 6), X(j_ + 7));                      \
-            a_ += x_ * x_ + c2;                                                             \
+            a_ += x_ * x_ + epsilon_1;                                                      \
         }                                                                                   \
         const real4 f_ = a_.lo + a_.hi;                                                     \
         const real2 h_ = f_.lo + f_.hi;                                                     \
         sum = h_.x + h_.y;                                                                  \
         for (; j_ < C; j_++) {                                                              \
             const real x_ = X(j_);                                                          \
-            sum += x_ * x_ + c2;                                                            \
+            sum += x_ * x_ + epsilon_1;                                                     \
         }                                                                                   \
     } while (0)
 
@@ -179,6 +182,7 @@ inline void af_v_chunk(global const store_t *s, ulong ss, size_t base_, ulong e0
 /* Pass 1, over the plan's chunks (a work-item's loop over its chunks). */
 CHUNK_KERNEL void stats(AF_ARGS) {
     CHUNK_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_CHUNK;
     if (in[AF_FACTORED]) { /* passes 2, 4 and 6 read the gradient from here; 4 sums w^2 */
         if (e0 == 0) {
@@ -194,7 +198,7 @@ CHUNK_KERNEL void stats(AF_ARGS) {
         const real wv = WEIGHT();
         real u = 0;
         if (l < lim) {
-            STORE(s, SLOT(2), c0 * LOAD(s, SLOT(2)) + c1 * (gv * gv + c2));
+            STORE(s, SLOT(2), AF_DECAY(LOAD(s, SLOT(2)), gv * gv + epsilon_1));
             STORE(s, SLOT(0), gv / sqrt(LOAD(s, SLOT(2))));
             u = LOAD(s, SLOT(0));
         }
@@ -210,6 +214,7 @@ CHUNK_KERNEL void stats(AF_ARGS) {
 /* Passes 2 and 3, one work-item per entry of adafactor.c's table. */
 CHUNK_KERNEL void reduce(AF_ARGS) {
     (void)ntable;
+    SCALARS(ADAFACTOR);
     const uint4 en = OWN_TABLE[tbase + get_global_id(0)];
     global const uint *in = info + (size_t)en.x * AF_WORDS;
     if (!in[AF_ACTIVE]) return;
@@ -227,14 +232,14 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
         for (; j + CHUNK <= C; j += CHUNK)
             for (size_t l = 0; l < CHUNK; l++) {
                 const real x = AF_G(row + j + l);
-                acc[l] += x * x + c2;
+                acc[l] += x * x + epsilon_1;
             }
         for (size_t l = 0; j + l < C; l++) {
             const real x = AF_G(row + j + l);
-            acc[l] += x * x + c2;
+            acc[l] += x * x + epsilon_1;
         }
         const real sum = clopt_tree_sum(acc);
-        STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
+        STORE(s, AF_AT(0, k), AF_DECAY(LOAD(s, AF_AT(0, k)), sum / (real)C));
         return;
     }
     if (en.y == AF_ROW_BLOCK) { /* whole rows of one batch: each row as AF_ROW_GROUP sums it,
@@ -250,18 +255,18 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
             for (; j + CHUNK <= C; j += CHUNK)
                 for (size_t l = 0; l < CHUNK; l++) {
                     const real x = AF_G(row + j + l);
-                    const real xx = x * x + c2;
+                    const real xx = x * x + epsilon_1;
                     acc[l] += xx;
                     STORE(s, cp + j + l, (qq ? LOAD(s, cp + j + l) : (real)0) + xx);
                 }
             for (size_t l = 0; j + l < C; l++) {
                 const real x = AF_G(row + j + l);
-                const real xx = x * x + c2;
+                const real xx = x * x + epsilon_1;
                 acc[l] += xx;
                 STORE(s, cp + j + l, (qq ? LOAD(s, cp + j + l) : (real)0) + xx);
             }
             const real sum = clopt_tree_sum(acc);
-            STORE(s, AF_AT(0, q), c0 * LOAD(s, AF_AT(0, q)) + c1 * (sum / (real)C));
+            STORE(s, AF_AT(0, q), AF_DECAY(LOAD(s, AF_AT(0, q)), sum / (real)C));
         }
         return;
     }
@@ -275,7 +280,7 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
 #define AF_X(j) AF_G(row + (j))
             AF_ROW_SUM(sum, AF_X);
 #undef AF_X
-            STORE(s, AF_AT(0, k0 + l), c0 * LOAD(s, AF_AT(0, k0 + l)) + c1 * (sum / (real)C));
+            STORE(s, AF_AT(0, k0 + l), AF_DECAY(LOAD(s, AF_AT(0, k0 + l)), sum / (real)C));
         }
     } else if (en.y == AF_COLS) { /* columns k0 .. (of B * C), in segments of one batch */
         for (size_t l = 0; l < count;) {
@@ -285,14 +290,14 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
                 const size_t row = (b * R + i) * C + j;
                 for (size_t m = 0; m < len; m++) {
                     const real x = AF_G(row + m);
-                    acc[l + m] += x * x + c2;
+                    acc[l + m] += x * x + epsilon_1;
                 }
             }
             l += len;
         }
         for (size_t l = 0; l < count; l++)
             STORE(s, AF_AT(1, k0 + l),
-                  c0 * LOAD(s, AF_AT(1, k0 + l)) + c1 * (acc[l] / (real)R));
+                  AF_DECAY(LOAD(s, AF_AT(1, k0 + l)), acc[l] / (real)R));
     } else if (en.y == AF_COL_SUM) { /* columns k0 .. from the row blocks' partials, in order */
         const ulong rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb;
         for (size_t l = 0; l < count;) {
@@ -306,7 +311,7 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
         }
         for (size_t l = 0; l < count; l++)
             STORE(s, AF_AT(1, k0 + l),
-                  c0 * LOAD(s, AF_AT(1, k0 + l)) + c1 * (acc[l] / (real)R));
+                  AF_DECAY(LOAD(s, AF_AT(1, k0 + l)), acc[l] / (real)R));
     } else { /* AF_ROW_MEANS: batches k0 ..; the mean goes after c, in c's storage */
         for (ulong i = 0; i < R; i++)
             for (size_t l = 0; l < count; l++) acc[l] += LOAD(s, AF_AT(0, (k0 + l) * R + i));
@@ -319,6 +324,7 @@ CHUNK_KERNEL void reduce(AF_ARGS) {
  * u = g / sqrt(v). */
 CHUNK_KERNEL void velocity(AF_ARGS) {
     CHUNK_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_CHUNK;
     if (!in[AF_FACTORED]) continue;
     real vv[CHUNK], pw[CHUNK], pu[CHUNK];
@@ -346,6 +352,7 @@ CHUNK_KERNEL void velocity(AF_ARGS) {
 /* Pass 6, over the plan's chunks. */
 CHUNK_KERNEL void adafactor(AF_ARGS) {
     CHUNK_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_CHUNK;
     const real a = AUX_AT(0), d = AUX_AT(1);
     size_t l = 0;
@@ -390,6 +397,7 @@ CHUNK_KERNEL void adafactor(AF_ARGS) {
 kernel void stats(AF_ARGS) {
     local real part[CHUNK];
     GROUP_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_ELEMENT;
     const real gv = GRAD();
     const real wv = WEIGHT();
@@ -397,7 +405,7 @@ kernel void stats(AF_ARGS) {
     if (in[AF_FACTORED]) {
         STORE(s, SLOT(2), gv); /* until pass 4 */
     } else if (e < n) {
-        STORE(s, SLOT(2), c0 * LOAD(s, SLOT(2)) + c1 * (gv * gv + c2));
+        STORE(s, SLOT(2), AF_DECAY(LOAD(s, SLOT(2)), gv * gv + epsilon_1));
         STORE(s, SLOT(0), gv / sqrt(LOAD(s, SLOT(2)))); /* u, in r's storage (scratch) */
         u = LOAD(s, SLOT(0));
     }
@@ -418,6 +426,7 @@ kernel void reduce(AF_ARGS) {
     local real part[CHUNK];
     const size_t lid = get_local_id(0);
     (void)ntable;
+    SCALARS(ADAFACTOR);
     const uint4 en = OWN_TABLE[tbase + get_group_id(0)];
     global const uint *in = info + (size_t)en.x * AF_WORDS;
     if (!in[AF_ACTIVE]) return; /* the whole work-group shares the entry */
@@ -428,10 +437,10 @@ kernel void reduce(AF_ARGS) {
         real sum = 0;
         for (ulong j = lid; j < C; j += CHUNK) {
             const real x = LOAD(s, AF_AT(2, k * C + j));
-            sum += x * x + c2;
+            sum += x * x + epsilon_1;
         }
         sum = af_group_sum(part, sum);
-        if (lid == 0) STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
+        if (lid == 0) STORE(s, AF_AT(0, k), AF_DECAY(LOAD(s, AF_AT(0, k)), sum / (real)C));
         return;
     }
     if (en.y == AF_ROW_BLOCK) { /* whole rows of one batch; lane l owns columns l, l + CHUNK.. */
@@ -443,13 +452,13 @@ kernel void reduce(AF_ARGS) {
             real sum = 0;
             for (ulong j = lid; j < C; j += CHUNK) {
                 const real x = LOAD(s, AF_AT(2, q * C + j));
-                const real xx = x * x + c2;
+                const real xx = x * x + epsilon_1;
                 sum += xx;
                 STORE(s, cp + j, (qq ? LOAD(s, cp + j) : (real)0) + xx);
             }
             sum = af_group_sum(part, sum);
             if (lid == 0)
-                STORE(s, AF_AT(0, q), c0 * LOAD(s, AF_AT(0, q)) + c1 * (sum / (real)C));
+                STORE(s, AF_AT(0, q), AF_DECAY(LOAD(s, AF_AT(0, q)), sum / (real)C));
         }
         return;
     }
@@ -460,18 +469,18 @@ kernel void reduce(AF_ARGS) {
 #define AF_X(j) LOAD(s, AF_AT(2, k * C + (j)))
         AF_ROW_SUM(sum, AF_X);
 #undef AF_X
-        STORE(s, AF_AT(0, k), c0 * LOAD(s, AF_AT(0, k)) + c1 * (sum / (real)C));
+        STORE(s, AF_AT(0, k), AF_DECAY(LOAD(s, AF_AT(0, k)), sum / (real)C));
     } else if (en.y == AF_COLS) {
         const ulong b = k / C, j = k % C;
         for (ulong i = 0; i < R; i++) {
             const real x = LOAD(s, AF_AT(2, (b * R + i) * C + j));
-            sum += x * x + c2;
+            sum += x * x + epsilon_1;
         }
-        STORE(s, AF_AT(1, k), c0 * LOAD(s, AF_AT(1, k)) + c1 * (sum / (real)R));
+        STORE(s, AF_AT(1, k), AF_DECAY(LOAD(s, AF_AT(1, k)), sum / (real)R));
     } else if (en.y == AF_COL_SUM) {
         const ulong rpb = in[AF_RPB], nbb = (R + rpb - 1) / rpb, b = k / C, j = k % C;
         for (ulong p = 0; p < nbb; p++) sum += LOAD(s, AF_PART(b, p, j));
-        STORE(s, AF_AT(1, k), c0 * LOAD(s, AF_AT(1, k)) + c1 * (sum / (real)R));
+        STORE(s, AF_AT(1, k), AF_DECAY(LOAD(s, AF_AT(1, k)), sum / (real)R));
     } else { /* AF_ROW_MEANS: k is a batch index; the mean goes after c, in c's storage */
         for (ulong i = 0; i < R; i++) sum += LOAD(s, AF_AT(0, k * R + i));
         STORE(s, AF_AT(1, B * C + k), sum / (real)R);
@@ -482,6 +491,7 @@ kernel void reduce(AF_ARGS) {
 kernel void velocity(AF_ARGS) {
     local real part[CHUNK];
     GROUP_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_ELEMENT;
     /* The whole work-group is on one block of one variable. No `continue` past the barriers
      * for other variables: POCL ran such a loop's first chunk over and over. */
@@ -500,6 +510,7 @@ kernel void velocity(AF_ARGS) {
  * pass 1 read it; the gradient is not read again); factored: v into the velocity slot. */
 kernel void adafactor(AF_ARGS) {
     GROUP_BEGIN;
+    SCALARS(ADAFACTOR);
     AF_ELEMENT;
     const real wv = WEIGHT();
     real u = 0;
@@ -517,12 +528,13 @@ kernel void adafactor(AF_ARGS) {
 }
 #endif
 
-/* Pass 5, one work-item per variable (segment pass; scalars c0 rho, c1 epsilon_2,
- * c2 clip_threshold): alpha = max(epsilon_2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold)
+/* Pass 5, one work-item per variable (segment pass; scalars CLOPT_SCALARS_ADAFACTOR_FINISH):
+ * alpha = max(epsilon_2, RMS(w)) * rho and max(1, RMS(u)/clip_threshold)
  * over the variable's block partials (written back over each block). */
 kernel void scale(global const segment *ranges, uint rbase, uint nranges, global real *partials,
                   global const uint *info, real c0, real c1, real c2, real c3) {
     (void)c3;
+    SCALARS(ADAFACTOR_FINISH);
     const size_t i = get_global_id(0);
     if (i >= nranges) return;
     const segment rg = ranges[rbase + i];
@@ -533,8 +545,8 @@ kernel void scale(global const segment *ranges, uint rbase, uint nranges, global
         sw += partials[(size_t)(rg.block + c) * AUX_STRIDE];
         su += partials[(size_t)(rg.block + c) * AUX_STRIDE + 1];
     }
-    const real alpha = af_max(c1, sqrt(sw / n)) * c0;
-    const real d = af_max((real)1, sqrt(su / n) / c2);
+    const real alpha = af_max(epsilon_2, sqrt(sw / n)) * rho;
+    const real d = af_max((real)1, sqrt(su / n) / clip_threshold);
     for (uint c = 0; c < SEGMENT_BLOCKS(rg); c++) {
         partials[(size_t)(rg.block + c) * AUX_STRIDE] = alpha;
         partials[(size_t)(rg.block + c) * AUX_STRIDE + 1] = d;

@@ -52,26 +52,30 @@ typedef struct {
     uint index, count, var, grad, slot, block, bchunks, unused;
 } segment;
 
-/* The arguments every fused update kernel takes: variable, gradient and slot buffers, the slot
- * stride (slot kind k is at s + k*ss), the segment table with the launch's first entry and its
- * number of entries, per-segment float scalars (seg[2*sg] the gradient's clip factor,
- * seg[2*sg+1] the weight-decay multiplier: 1 where weight decay applies, else 0), eight
- * per-step scalars of the optimizer (c0..c7) and four of the apply pipeline (q0
- * 1/loss_scale_factor, q1 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). A class's
- * pass over a table of its own (clopt__launch.own_table: Adafactor's rows and columns) gets
- * that table as `table`, read through OWN_TABLE, with ntable its entries. */
-#define UPDATE_ARGS                                                                           \
-    global store_t *w, global const store_t *g, global store_t *s, ulong ss,                  \
-        global const segment *restrict table, uint tbase, uint ntable, global const real *seg, \
-        UPDATE_SCALAR_ARGS
+/* The arguments every fused update kernel takes (CLOPT_UPDATE_BUFFER_ARGS and the scalar lists
+ * in cl/scalars.cl): variable, gradient and slot buffers, the slot stride (slot kind k is at s +
+ * k*ss), the segment table with the launch's first entry and its number of entries,
+ * per-segment float scalars (seg[2*sg] the gradient's clip factor, seg[2*sg+1] the weight-decay
+ * multiplier: 1 where weight decay applies, else 0), eight per-step scalars of the optimizer
+ * (c0..c7: SCALARS below names them) and four of the apply pipeline (q0 1/loss_scale_factor, q1
+ * 1/accumulation steps, q2 clipvalue, q3 weight_decay*lr). A class's pass over a table of its
+ * own (clopt__launch.own_table: Adafactor's rows and columns) gets that table as `table`, read
+ * through OWN_TABLE, with ntable its entries. */
+#define ARG_(type, name) type name
+#define STEP_ARG_DECL_(type, name) type STEP_ARG_(name)
+#define COMMA_() ,
+#define UPDATE_ARGS CLOPT_UPDATE_BUFFER_ARGS(ARG_, COMMA_), UPDATE_SCALAR_ARGS
 #define OWN_TABLE ((global const uint4 *)table)
 /* The per-step scalars of UPDATE_ARGS (and a device-decided step's arguments after them), for
  * kernels that spell out the arguments before them (reduce.cl's sumsq). */
 #define UPDATE_SCALAR_ARGS                                                                    \
-    real STEP_ARG_(c0), real STEP_ARG_(c1), real STEP_ARG_(c2), real STEP_ARG_(c3),           \
-        real STEP_ARG_(c4), real STEP_ARG_(c5), real STEP_ARG_(c6), real STEP_ARG_(c7),       \
-        real STEP_ARG_(q0), real STEP_ARG_(q1), real STEP_ARG_(q2), real STEP_ARG_(q3)        \
+    CLOPT_STEP_SCALAR_ARGS(STEP_ARG_DECL_, COMMA_), CLOPT_PIPE_SCALAR_ARGS(STEP_ARG_DECL_, COMMA_) \
         STEP_ARGS_
+
+/* SCALARS(K) (after UPDATE_BEGIN or another walk's start, where c0..c7 are defined): the
+ * kernel's names for its scalars, from CLOPT_SCALARS_K in cl/scalars.cl (const real lr = c0). */
+#define SCALAR_LOCAL_(i, name, doc) const real name = c##i; (void)name;
+#define SCALARS(K) CLOPT_SCALARS_##K(SCALAR_LOCAL_)
 
 /* A device-decided step (DEVICE_STEP=1: a LossScaleOptimizer's inner step; clopt__launch's
  * step_* fields and CLOPT__STEP_* in src/backend/backend_internal.h). The host cannot know
@@ -312,3 +316,13 @@ inline real clopt_decay(real x, real d, real on) { return on != 0 ? x - x * on *
 #else
 #define WEIGHT() LOAD(w, wi)
 #endif
+
+/* Adam's moment estimates (Adam, Nadam, Lamb, Muon's AdamW path): declares m and v, the slots 0
+ * and 1 after m += (g - m)*(1 - beta_1), v += (g^2 - v)*(1 - beta_2), and stores them. The host
+ * twin: clopt__host_adam_moments (src/backend/host/host_internal.h). */
+#define ADAM_MOMENTS(m, v, gv, one_minus_b1, one_minus_b2)                                    \
+    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));                                          \
+    m += ((gv) - m) * (one_minus_b1);                                                         \
+    v += ((gv) * (gv) - v) * (one_minus_b2);                                                  \
+    STORE(s, SLOT(0), m);                                                                     \
+    STORE(s, SLOT(1), v)

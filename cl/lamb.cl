@@ -1,28 +1,25 @@
-/* Lamb, in three passes (src/optim/lamb.c). Scalars: c0 1-beta1, c1 1-beta2, c2 1-beta1^t,
- * c3 1-beta2^t, c4 epsilon, c5 lr. Slots: 0 m, 1 v. Per block (AUX_AT, AUX_ADD): the block's
- * sums of w^2 and r^2, then its variable's trust ratio.
+/* Lamb, in three passes (src/optim/lamb.c). Scalars: CLOPT_SCALARS_LAMB (cl/scalars.cl). Slots:
+ * 0 m, 1 v. Per block (AUX_AT, AUX_ADD): the block's sums of w^2 and r^2, then its variable's
+ * trust ratio.
  *
  * Arena padding holds zeros in w, g, m and v, and every pass keeps it so (r = 0 there), so whole
  * chunks can be summed. */
 
 /* r = m_hat / (sqrt(v_hat) + epsilon), from the stored m and v. */
-#define LAMB_R(m, v) (((m) / c2) / (sqrt((v) / c3) + c4))
+#define LAMB_R(m, v) (((m) / m_corr) / (sqrt((v) / v_corr) + epsilon))
 
 #if CLOPT_CPU
 /* Pass 1 on a CPU device: a work-item's loop over its chunks (common.cl, CHUNK_KERNEL), the
  * same values. */
 CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
     CHUNK_BEGIN;
+    SCALARS(LAMB);
     real pw[CHUNK], pr[CHUNK];
     for (size_t i = 0; i < CHUNK; i++) {
         CHUNK_LANE(i);
         const real gv = GRAD();
         const real wv = WEIGHT();
-        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-        m += (gv - m) * c0;
-        v += (gv * gv - v) * c1;
-        STORE(s, SLOT(0), m);
-        STORE(s, SLOT(1), v);
+        ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
         const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
         pw[i] = wv * wv;
         pr[i] = r * r;
@@ -37,14 +34,11 @@ CHUNK_KERNEL void stats(UPDATE_ARGS_AUX) {
 kernel void stats(UPDATE_ARGS_AUX) {
     local real pw[CHUNK], pr[CHUNK];
     GROUP_BEGIN;
+    SCALARS(LAMB);
     const size_t lid = lane_;
     const real gv = GRAD();
     const real wv = WEIGHT();
-    real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-    m += (gv - m) * c0;
-    v += (gv * gv - v) * c1;
-    STORE(s, SLOT(0), m);
-    STORE(s, SLOT(1), v);
+    ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
     const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
     pw[lid] = wv * wv;
     pr[lid] = r * r;
@@ -85,8 +79,9 @@ kernel void ratio(SEGMENT_ARGS) {
  * the gradient is not read again). */
 UPDATE_KERNEL void lamb(UPDATE_ARGS_AUX) {
     UPDATE_BEGIN;
+    SCALARS(LAMB);
     const real wv = WEIGHT();
     const real r = LAMB_R(LOAD(s, SLOT(0)), LOAD(s, SLOT(1)));
-    STORE(w, wi, wv - AUX_AT(0) * c5 * r);
+    STORE(w, wi, wv - AUX_AT(0) * lr * r);
     UPDATE_END;
 }

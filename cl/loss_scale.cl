@@ -1,4 +1,4 @@
-/* LossScaleOptimizer's end of a device-decided step (src/optim/device_step.c), a segment pass of
+/* LossScaleOptimizer's end of a device-decided step (src/optim/loss_scale_device.c), a segment pass of
  * one range whose `partials` is the step state (CLOPT__STEP_* in src/backend/backend_internal.h).
  * Keras's LossScaleOptimizer.apply after the inner step: on finite gradients the inner step ran,
  * so its iteration count moves on, and the step counter either reaches dynamic_growth_steps

@@ -2,8 +2,7 @@
  * (which are the backend's gemm: CLBlast).
  *
  * stats, over every chunk of a plan launch; info is one uint per built variable, 1 for the Muon
- * path. Scalars: c0 alpha = adam_lr*sqrt(1-beta2^t)/(1-beta1^t), c1 1-beta1, c2 1-beta2,
- * c3 epsilon (the AdamW path), c4 momentum-1, c5 momentum (the Muon path). Define NESTEROV.
+ * path. Scalars: CLOPT_SCALARS_MUON (cl/scalars.cl). Define NESTEROV.
  * Slots: 0 momentum, 1 velocity (AdamW path) or the Muon path's G (scratch: no Keras entry).
  * - AdamW path: Adam without amsgrad (weight decay through WEIGHT()), complete.
  * - Muon path: m := m + (g + m*(momentum-1)) (Keras's assign_add), G = g + momentum*m
@@ -22,9 +21,8 @@
  * transposed) of the stored matrix; lanes at e >= size are arena padding.
  * - load: x = G / (||G||_F + 1e-7), and 0 everywhere else in the variable's stride (the padding,
  *   which the products keep exactly 0, and the tail up to a whole chunk).
- * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate with c0 lr, c1 1 (0
- *   when rms_rate is null: the factor is then 1), c2 rms_rate (1 when null: Keras's
- *   lr_adjust). */
+ * - apply: w := WEIGHT() - ((lr * x) * sqrt(max(rows, cols))) * rms_rate (Keras's lr_adjust;
+ *   scalars: CLOPT_SCALARS_MUON_APPLY). */
 #ifndef NESTEROV
 #define NESTEROV 1
 #endif
@@ -32,15 +30,16 @@
 kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
     local real part[CHUNK];
     GROUP_BEGIN;
+    SCALARS(MUON);
     const size_t lid = lane_;
     const real gv = GRAD();
     real sq = 0;
     if (info[sg]) {
         real m = LOAD(s, SLOT(0));
-        STORE(s, SLOT(0), m + (gv + m * c4));
+        STORE(s, SLOT(0), m + (gv + m * momentum_minus_1));
         m = LOAD(s, SLOT(0));
 #if NESTEROV
-        STORE(s, SLOT(1), gv + c5 * m);
+        STORE(s, SLOT(1), gv + momentum * m);
 #else
         STORE(s, SLOT(1), m);
 #endif
@@ -48,12 +47,8 @@ kernel void stats(UPDATE_ARGS_AUX, global const uint *info) {
         sq = G * G;
     } else {
         const real wv = WEIGHT();
-        real m = LOAD(s, SLOT(0)), v = LOAD(s, SLOT(1));
-        m += (gv - m) * c1;
-        v += (gv * gv - v) * c2;
-        STORE(s, SLOT(0), m);
-        STORE(s, SLOT(1), v);
-        STORE(w, wi, wv - c0 * m / (sqrt(v) + c3));
+        ADAM_MOMENTS(m, v, gv, one_minus_beta_1, one_minus_beta_2);
+        STORE(w, wi, wv - alpha * m / (sqrt(v) + epsilon));
     }
     part[lid] = sq;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -114,6 +109,7 @@ UPDATE_KERNEL void load(UPDATE_ARGS_AUX, global real *x) {
 
 UPDATE_KERNEL void apply(UPDATE_ARGS_AUX, global const real *x) {
     UPDATE_BEGIN;
+    SCALARS(MUON_APPLY);
     MUON_HEADER(x);
     if (pos_ == 0 || e_ >= h_[2]) continue;
     const size_t cols = h_[6], ld = h_[7];
@@ -122,8 +118,8 @@ UPDATE_KERNEL void apply(UPDATE_ARGS_AUX, global const real *x) {
         const size_t i = e_ / cols, j = e_ - i * cols;
         p = h_[8] ? j * ld + i : i * ld + j;
     }
-    const real sc = c1 != 0 ? *(global const real *)(h_ + 4) : (real)1;
+    const real sc = lr_adjust != 0 ? *(global const real *)(h_ + 4) : (real)1;
     const real wv = WEIGHT();
-    STORE(w, wi, wv - ((c0 * x[pos_ + p]) * sc) * c2);
+    STORE(w, wi, wv - ((lr * x[pos_ + p]) * sc) * rms_rate);
     UPDATE_END;
 }

@@ -1,7 +1,8 @@
 /* The apply pipeline's own passes, over a segment table with the fused-update arguments.
  * accumulate: the gradient accumulator (slot SLOT_ACC) += gradient * q0 (unscaled), on
- * accumulation steps that do not update. ema: the EMA average (slot SLOT_EMA) := c0 * average +
- * (1 - c0) * variable. ema_overwrite: variable := average. */
+ * accumulation steps that do not update. ema: the EMA average (slot SLOT_EMA) := m * average +
+ * (1 - m) * variable, m = ema_momentum (CLOPT_SCALARS_EMA, cl/scalars.cl). ema_overwrite:
+ * variable := average. */
 #ifndef SLOT_EMA
 #define SLOT_EMA 0
 #endif
@@ -13,8 +14,9 @@ UPDATE_KERNEL void accumulate(UPDATE_ARGS) {
 
 UPDATE_KERNEL void ema(UPDATE_ARGS) {
     UPDATE_BEGIN;
+    SCALARS(EMA);
     const real a = LOAD(s, SLOT_ABS(SLOT_EMA));
-    STORE(s, SLOT_ABS(SLOT_EMA), c0 * a + (1 - c0) * LOAD(w, wi));
+    STORE(s, SLOT_ABS(SLOT_EMA), ema_momentum * a + (1 - ema_momentum) * LOAD(w, wi));
     UPDATE_END;
 }
 

@@ -1,5 +1,5 @@
-/* RMSprop. Defines: MOMENTUM, CENTERED. Scalars: c0 lr, c1 rho, c2 1-rho, c3 momentum,
- * c4 epsilon. Slots: 0 velocity, then momentum (MOMENTUM), then average_gradient (CENTERED). */
+/* RMSprop. Defines: MOMENTUM, CENTERED. Scalars: CLOPT_SCALARS_RMSPROP (cl/scalars.cl). Slots: 0
+ * velocity, then momentum (MOMENTUM), then average_gradient (CENTERED). */
 #ifndef MOMENTUM
 #define MOMENTUM 0
 #endif
@@ -8,20 +8,21 @@
 #endif
 UPDATE_KERNEL void rmsprop(UPDATE_ARGS) {
     UPDATE_BEGIN;
+    SCALARS(RMSPROP);
     const real gv = GRAD();
     const real wv = WEIGHT();
-    const real v = c1 * LOAD(s, SLOT(0)) + c2 * (gv * gv);
+    const real v = rho * LOAD(s, SLOT(0)) + one_minus_rho * (gv * gv);
     STORE(s, SLOT(0), v);
 #if CENTERED
-    const real mg = c1 * LOAD(s, SLOT(1 + MOMENTUM)) + c2 * gv;
+    const real mg = rho * LOAD(s, SLOT(1 + MOMENTUM)) + one_minus_rho * gv;
     STORE(s, SLOT(1 + MOMENTUM), mg);
-    const real den = v - mg * mg + c4;
+    const real den = v - mg * mg + epsilon;
 #else
-    const real den = v + c4;
+    const real den = v + epsilon;
 #endif
-    const real inc = c0 * gv / sqrt(den);
+    const real inc = lr * gv / sqrt(den);
 #if MOMENTUM
-    const real mom = c3 * LOAD(s, SLOT(1)) + inc;
+    const real mom = momentum * LOAD(s, SLOT(1)) + inc;
     STORE(s, SLOT(1), mom);
     STORE(w, wi, wv - mom);
 #else

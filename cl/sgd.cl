@@ -1,4 +1,5 @@
-/* SGD. Defines: MOMENTUM, NESTEROV. Scalars: c0 lr, c1 momentum. Slots: 0 momentum. */
+/* SGD. Defines: MOMENTUM, NESTEROV. Scalars: CLOPT_SCALARS_SGD (cl/scalars.cl). Slots: 0
+ * momentum. */
 #ifndef MOMENTUM
 #define MOMENTUM 0
 #endif
@@ -7,18 +8,19 @@
 #endif
 UPDATE_KERNEL void sgd(UPDATE_ARGS) {
     UPDATE_BEGIN;
+    SCALARS(SGD);
     const real gv = GRAD();
     real wv = WEIGHT();
 #if MOMENTUM
-    const real m = c1 * LOAD(s, SLOT(0)) - c0 * gv;
+    const real m = momentum * LOAD(s, SLOT(0)) - lr * gv;
     STORE(s, SLOT(0), m);
 #if NESTEROV
-    wv += c1 * m - c0 * gv;
+    wv += momentum * m - lr * gv;
 #else
     wv += m;
 #endif
 #else
-    wv -= c0 * gv;
+    wv -= lr * gv;
 #endif
     STORE(w, wi, wv);
     UPDATE_END;

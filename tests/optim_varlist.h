@@ -1,8 +1,8 @@
 /* Keras's variable list of an optimizer (semantics doc section 5): every entry's name, path and
- * size, as the tests of Nadam, Ftrl, Lion, Lamb, Adafactor and ScheduleFreeAdamW spell it out
- * (their lists hold a host scalar after the slots, such as Nadam's u_product, or slots named
- * without their variable, such as Ftrl's accumulator). optim_more.h's om_variable_list, which
- * takes names only, is built on it. Not a test source itself. */
+ * size, as the tests of every class spell it out, written from the Keras source (lists may hold
+ * a host scalar after the slots, such as Nadam's u_product, or entries named without the
+ * variable's path, such as Adafactor's r and c). optim_more.h's om_variable_list, which takes
+ * names only, is built on it. Not a test source itself. */
 #ifndef CLOPT_TEST_OPTIM_VARLIST_H
 #define CLOPT_TEST_OPTIM_VARLIST_H
 
@@ -48,9 +48,11 @@ static inline void ovl_check(const char *json, const ovl_entry *want) {
 
 /* ovl_check of {"class_name": cls, "config": {<config>, "use_ema": true,
  * "gradient_accumulation_steps": steps}} (config: entries of "config", or NULL), expecting
- * iteration, learning_rate, each variable's EMA average, each variable's gradient accumulator
- * (Keras's order), then `slots` (ending with a NULL name; usually the plain list's entries after
- * learning_rate). */
+ * iteration, learning_rate, each variable's EMA average, each variable's gradient accumulator,
+ * then `slots` (ending with a NULL name; usually the plain list's entries after learning_rate).
+ * Keras 3.16, keras/src/optimizers/base_optimizer.py, BaseOptimizer.build (which every class's
+ * build calls first): add_optimizer_variables(variables, "average") if use_ema, then per variable
+ * add_variable_from_reference(variable, name="gradient_accumulator"). */
 static inline void ovl_check_with_ema_and_accumulation(const char *cls, const char *config,
                                                        const ovl_entry *slots, int steps) {
     static const ovl_entry pipeline[] = {{"iteration", 0},

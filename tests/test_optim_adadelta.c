@@ -101,7 +101,9 @@ Test(adadelta_host, config_keys_in_keras_order) {
     om_config_keys("Adadelta", "adadelta", keys);
 }
 
-/* accumulated_grad and accumulated_delta_var interleave per variable. */
+/* Keras 3.16, keras/src/optimizers/adadelta.py, Adadelta.build: add_optimizer_variables(var_list,
+ * ["accumulated_grad", "accumulated_delta_var"]), interleaved per variable (zeros); named by
+ * base_optimizer.py's add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(adadelta_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration",
                                         "learning_rate",

@@ -448,6 +448,10 @@ Test(adafactor_pocl, agrees_with_host_mixed_dtypes_and_ranks) {
 
 /* ---- Keras's variable list ---- */
 
+/* Keras 3.16, keras/src/optimizers/adafactor.py, Adafactor.build: per variable, r and c
+ * (add_variable(shape=..., name=var.name) for rank >= 2; for rank < 2 two placeholders
+ * backend.Variable(0, name=var.name)), then add_variable_from_reference(var, "velocity"). r and c
+ * take the variable's name, not its path; velocity is "<path, '/' -> '_'>_velocity". */
 Test(adafactor_host, variable_list_in_keras_order) {
     /* dense/kernel [3, 2]: r "kernel" [3], c "kernel" [2]; dense/bias [2]: two integer
      * placeholders named "bias" (no device storage), then each velocity. */

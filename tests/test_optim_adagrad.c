@@ -118,6 +118,9 @@ Test(adagrad_host, config_keys_in_keras_order) {
     om_config_keys("Adagrad", "adagrad", keys);
 }
 
+/* Keras 3.16, keras/src/optimizers/adagrad.py, Adagrad.build: add_optimizer_variables(var_list,
+ * "accumulator", initializer=Constant(initial_accumulator_value)); named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(adagrad_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration", "learning_rate", "dense_kernel_accumulator",
                                         "dense_bias_accumulator", NULL};

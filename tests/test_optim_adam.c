@@ -98,3 +98,39 @@ Test(adam_pocl, reference_float32) { reference(TU_POCL, CLOPT_FLOAT32, 0); }
 Test(adam_pocl, reference_float64) { reference(TU_POCL, CLOPT_FLOAT64, 0); }
 Test(adam_pocl, reference_amsgrad_float32) { reference(TU_POCL, CLOPT_FLOAT32, 1); }
 Test(adam_pocl, reference_amsgrad_float64) { reference(TU_POCL, CLOPT_FLOAT64, 1); }
+
+/* ---- Keras's variable list ---- */
+
+/* Keras 3.16, keras/src/optimizers/adam.py, Adam.build: add_optimizer_variables(var_list,
+ * ["momentum", "velocity"]) (interleaved per variable), then with amsgrad
+ * add_optimizer_variables(var_list, "velocity_hat") as a block; named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>". adamw.py: AdamW(Adam) has no build of
+ * its own, so the same list. */
+Test(adam_host, variable_list_in_keras_order) {
+    static const char *const plain[] = {"iteration",
+                                        "learning_rate",
+                                        "dense_kernel_momentum",
+                                        "dense_kernel_velocity",
+                                        "dense_bias_momentum",
+                                        "dense_bias_velocity",
+                                        NULL};
+    static const char *const amsgrad[] = {"iteration",
+                                          "learning_rate",
+                                          "dense_kernel_momentum",
+                                          "dense_kernel_velocity",
+                                          "dense_bias_momentum",
+                                          "dense_bias_velocity",
+                                          "dense_kernel_velocity_hat",
+                                          "dense_bias_velocity_hat",
+                                          NULL};
+    static const char *const classes[] = {"Adam", "AdamW"};
+    for (int c = 0; c < 2; c++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"class_name\": \"%s\", \"config\": {}}", classes[c]);
+        om_variable_list(json, plain);
+        snprintf(json, sizeof json, "{\"class_name\": \"%s\", \"config\": {\"amsgrad\": true}}",
+                 classes[c]);
+        om_variable_list(json, amsgrad);
+        om_variable_list_with_ema_and_accumulation(classes[c], "\"amsgrad\": true", amsgrad + 2, 2);
+    }
+}

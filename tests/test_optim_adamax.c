@@ -102,7 +102,9 @@ Test(adamax_host, config_keys_in_keras_order) {
     om_config_keys("Adamax", "adamax", keys);
 }
 
-/* momentum (m) and norm (u) interleave per variable. */
+/* Keras 3.16, keras/src/optimizers/adamax.py, Adamax.build: add_optimizer_variables(var_list,
+ * ["momentum", "norm"]) (m and u), interleaved per variable; named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(adamax_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration",          "learning_rate",
                                         "dense_kernel_momentum", "dense_kernel_norm",

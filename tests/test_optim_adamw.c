@@ -1,6 +1,6 @@
 /* AdamW: Keras's published numbers, the update rule (Adam after the decoupled decay),
  * equivalence with Adam plus weight_decay, host versus OpenCL over every apply-pipeline option,
- * the weight_decay rules, variable list and config. */
+ * the weight_decay rules and config (its variable list: test_optim_adam.c, with Adam's). */
 #include "optim_more.h"
 
 /* ---- Keras's numbers: keras/src/optimizers/adamw_test.py (keras-team/keras) ---- */
@@ -173,25 +173,4 @@ Test(adamw_host, default_weight_decay) {
     cr_assert(strstr(cfg, "\"class_name\": \"AdamW\""), "%s", cfg);
     clopt_free(cfg);
     clopt_context_destroy(ctx);
-}
-
-/* momentum and velocity interleave per variable; velocity_hat (amsgrad) follows as a block. */
-Test(adamw_host, variable_list_in_keras_order) {
-    static const char *const plain[] = {"iteration",
-                                        "learning_rate",
-                                        "dense_kernel_momentum",
-                                        "dense_kernel_velocity",
-                                        "dense_bias_momentum",
-                                        "dense_bias_velocity",
-                                        NULL};
-    om_variable_list("{\"class_name\": \"AdamW\", \"config\": {}}", plain);
-    static const char *const slots[] = {
-        "dense_kernel_momentum",
-        "dense_kernel_velocity",
-        "dense_bias_momentum",
-        "dense_bias_velocity",
-        "dense_kernel_velocity_hat",
-        "dense_bias_velocity_hat",
-        NULL};
-    om_variable_list_with_ema_and_accumulation("AdamW", "\"amsgrad\": true", slots, 2);
 }

@@ -4,6 +4,8 @@
  * Keras's numbers: keras-team/keras keras/src/optimizers/ftrl_test.py (Keras 3):
  * test_single_step and test_correctness_with_golden, with that file's tolerances (test_util.h).
  * (ftrl_test.py has no test_weight_decay.) */
+#include "io/io_internal.h"
+#include "io_util.h"
 #include "optim_more.h"
 #include "optim_varlist.h"
 
@@ -61,8 +63,6 @@ static void formula(const char *dev, double lr, const double hp[6]) {
              "\"l1_regularization_strength\": %.17g, \"l2_regularization_strength\": %.17g, "
              "\"l2_shrinkage_regularization_strength\": %.17g, \"beta\": %.17g}}",
              lr, hp[POWER], hp[INIT], hp[L1], hp[L2], hp[SHRINK], hp[BETA]);
-    /* Not om_formula_check, which finds slots by "<var>_<kind>": the accumulators are all named
-     * "accumulator", so slots are read by position. */
     clopt_context *ctx = tu_context(dev);
     const int64_t s0 = 5, s1[2] = {3, 2}, size[2] = {5, 6};
     double w[2][6], n[2][6], z[2][6], g[2][6];
@@ -92,12 +92,10 @@ static void formula(const char *dev, double lr, const double hp[6]) {
             char what[640];
             snprintf(what, sizeof what, "%s step %d variable %d", json, t, v);
             tu_assert_var_close(vars[v], w[v], 1e-10, 1e-12, what);
-            /* iteration, learning_rate, then accumulator_k, linear_k. */
-            clopt_variable *acc, *lin;
-            TU_OK(ctx, clopt_optimizer_variable(o, 2 + 2 * (size_t)v, NULL, NULL, &acc));
-            TU_OK(ctx, clopt_optimizer_variable(o, 3 + 2 * (size_t)v, NULL, NULL, &lin));
-            tu_assert_var_close(acc, n[v], 1e-10, 1e-12, "accumulator");
-            tu_assert_var_close(lin, z[v], 1e-10, 1e-12, "linear");
+            tu_assert_var_close(tu_slot(o, v ? "b_accumulator" : "a_accumulator"), n[v], 1e-10,
+                                1e-12, "accumulator");
+            tu_assert_var_close(tu_slot(o, v ? "b_linear" : "a_linear"), z[v], 1e-10, 1e-12,
+                                "linear");
         }
     }
     clopt_context_destroy(ctx);
@@ -205,12 +203,14 @@ Test(ftrl_host, config_keys_in_keras_order) {
     om_config_keys("Ftrl", "ftrl", keys);
 }
 
-/* Keras: accumulator_k (add_variable(name="accumulator"): not named after the variable),
- * linear_k (add_variable_from_reference), interleaved per variable. */
+/* Keras 3.16, keras/src/optimizers/ftrl.py, Ftrl.build: add_optimizer_variables(var_list,
+ * ["accumulator", "linear"], initializer=[Constant(initial_accumulator_value), "zeros"]), named by
+ * base_optimizer.py's add_variable_from_reference "<path, '/' -> '_'>_<name>", interleaved per
+ * variable. (Keras 3.0 to 3.9 made the accumulator with add_variable(name="accumulator").) */
 Test(ftrl_host, variable_list_in_keras_order) {
     static const ovl_entry plain[] = {
-        {"iteration", 0},   {"learning_rate", 0},      {"accumulator", 6},
-        {"dense_kernel_linear", 6}, {"accumulator", 2}, {"dense_bias_linear", 2},
+        {"iteration", 0},           {"learning_rate", 0},          {"dense_kernel_accumulator", 6},
+        {"dense_kernel_linear", 6}, {"dense_bias_accumulator", 2}, {"dense_bias_linear", 2},
         {NULL, 0}};
     ovl_check("{\"class_name\": \"Ftrl\", \"config\": {}}", plain);
     ovl_check_with_ema_and_accumulation("Ftrl", NULL, plain + 2, 3);
@@ -231,5 +231,69 @@ Test(ftrl_host, slot_initial_values) {
         cr_assert_eq(a[i], 0.25);
         cr_assert_eq(l[i], 0.0);
     }
+    clopt_context_destroy(ctx);
+}
+
+/* ---- checkpoints written with the old accumulator name ---- */
+
+/* The "optimizer_variables" metadata of a checkpoint (the paths it lists) against `want`. */
+static void assert_listed_paths(const char *path, const char *want) {
+    clopt__st_file f;
+    char err[512];
+    cr_assert_eq(clopt__st_read(path, &f, err, sizeof err), CLOPT_OK, "%s", err);
+    const char *got = clopt__st_meta(&f, "optimizer_variables");
+    cr_assert(got && strcmp(got, want) == 0, "%s lists %s, expected %s", path, got, want);
+    clopt__st_free(&f);
+}
+
+/* tests/data/ftrl_bare_accumulator.safetensors was written by clopt before the accumulator took
+ * Keras 3.10's name (commit 0a5be7f, clopt_checkpoint_save): Ftrl {"name": "ftrl",
+ * "learning_rate": 0.0625, "initial_accumulator_value": 0.25} built on dense/kernel [3, 2] and
+ * dense/bias [2] (float32, the values k0 and b0 below), its variables then set with
+ * clopt_optimizer_set_weights to iteration 7, learning rate 0.0625 and the slots below. Its
+ * metadata lists "ftrl/accumulator" twice. Loading matches "optimizer/vars/<i>" by position (the
+ * names are informational), so it loads whole into today's "<var>_accumulator" slots, and saving
+ * again writes today's names. */
+Test(ftrl_host, loads_checkpoint_with_bare_accumulator_names) {
+    static const char file[] = CLOPT_TEST_DATA_DIR "/ftrl_bare_accumulator.safetensors";
+    assert_listed_paths(file, "[\"ftrl/iteration\", \"ftrl/learning_rate\", "
+                              "\"ftrl/accumulator\", \"ftrl/dense_kernel_linear\", "
+                              "\"ftrl/accumulator\", \"ftrl/dense_bias_linear\"]");
+    static const double k0[6] = {0.125, -0.25, 0.375, -0.5, 0.625, -0.75}, b0[2] = {1.0, -1.0};
+    static const double ka[6] = {1.25, 1.5, 1.75, 2.0, 2.25, 2.5};
+    static const double kz[6] = {-0.5, -0.25, 0.0, 0.25, 0.5, 0.75};
+    static const double ba[2] = {3.5, 3.75}, bz[2] = {-1.5, -1.25};
+    clopt_context *ctx = tu_context(TU_HOST);
+    const int64_t ks[2] = {3, 2}, bs = 2;
+    clopt_variable *vars[2] = {tu_var(ctx, "dense/kernel", CLOPT_FLOAT32, 2, ks, NULL),
+                               tu_var(ctx, "dense/bias", CLOPT_FLOAT32, 1, &bs, NULL)};
+    const char *json = "{\"class_name\": \"Ftrl\", \"config\": {\"initial_accumulator_value\": "
+                       "0.25}}";
+    clopt_optimizer *whole = tu_optimizer(ctx, json), *own = tu_optimizer(ctx, json);
+    TU_OK(ctx, clopt_optimizer_build(whole, vars, 2));
+    TU_OK(ctx, clopt_optimizer_build(own, vars, 2));
+    TU_OK(ctx, clopt_checkpoint_load(whole, vars, 2, file));
+    tu_assert_var_close(vars[0], k0, 0, 0, "dense/kernel");
+    tu_assert_var_close(vars[1], b0, 0, 0, "dense/bias");
+    TU_OK(ctx, clopt_optimizer_load(own, file));
+    clopt_optimizer *both[2] = {whole, own};
+    for (int i = 0; i < 2; i++) {
+        double lr;
+        cr_assert_eq(clopt_optimizer_iterations(both[i]), 7);
+        TU_OK(ctx, clopt_optimizer_get_learning_rate(both[i], &lr));
+        cr_assert_eq(lr, 0.0625);
+        tu_assert_var_close(tu_slot(both[i], "dense_kernel_accumulator"), ka, 0, 0, "kernel n");
+        tu_assert_var_close(tu_slot(both[i], "dense_kernel_linear"), kz, 0, 0, "kernel z");
+        tu_assert_var_close(tu_slot(both[i], "dense_bias_accumulator"), ba, 0, 0, "bias n");
+        tu_assert_var_close(tu_slot(both[i], "dense_bias_linear"), bz, 0, 0, "bias z");
+    }
+    char *dir = io_tmpdir(), *again = io_path(dir, "again.safetensors");
+    TU_OK(ctx, clopt_checkpoint_save(whole, vars, 2, again));
+    assert_listed_paths(again, "[\"ftrl/iteration\", \"ftrl/learning_rate\", "
+                               "\"ftrl/dense_kernel_accumulator\", \"ftrl/dense_kernel_linear\", "
+                               "\"ftrl/dense_bias_accumulator\", \"ftrl/dense_bias_linear\"]");
+    io_rmdir(dir);
+    free(again);
+    free(dir);
     clopt_context_destroy(ctx);
 }

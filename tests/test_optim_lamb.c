@@ -160,6 +160,9 @@ Test(lamb_host, config_keys_in_keras_order) {
     om_config_keys("Lamb", "lamb", keys);
 }
 
+/* Keras 3.16, keras/src/optimizers/lamb.py, Lamb.build: add_optimizer_variables(var_list,
+ * ["momentum", "velocity"]), interleaved per variable; named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(lamb_host, variable_list_in_keras_order) {
     static const ovl_entry plain[] = {
         {"iteration", 0},           {"learning_rate", 0},       {"dense_kernel_momentum", 6},

@@ -146,6 +146,9 @@ Test(lion_host, config_keys_in_keras_order) {
     om_config_keys("Lion", "lion", keys);
 }
 
+/* Keras 3.16, keras/src/optimizers/lion.py, Lion.build: add_optimizer_variables(var_list,
+ * "momentum"); named by base_optimizer.py's add_variable_from_reference "<path, '/' ->
+ * '_'>_<name>". */
 Test(lion_host, variable_list_in_keras_order) {
     static const ovl_entry plain[] = {{"iteration", 0},
                                       {"learning_rate", 0},

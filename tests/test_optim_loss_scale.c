@@ -452,15 +452,19 @@ static void check_list(clopt_optimizer *o, const lso_entry *want) {
                      CLOPT_ERR_INVALID_ARGUMENT);
 }
 
-/* Keras: the LSO's own [iteration, learning_rate, step_counter, dynamic_scale], then the inner
- * optimizer's list (semantics doc sections 3 and 5). */
+/* Keras 3.16, keras/src/optimizers/loss_scale_optimizer.py: the `variables` property is the
+ * LSO's own [iteration, learning_rate (BaseOptimizer.__init__ with learning_rate=0.0),
+ * step_counter, dynamic_scale (LossScaleOptimizer.build's add_variable calls)], then the inner
+ * optimizer's list (semantics doc sections 3 and 5). Before build clopt lists step_counter and
+ * dynamic_scale already, where Keras, which makes them in build, lists only iteration and
+ * learning_rate (README, "Which Keras"). */
 Test(lso_config, variable_list) {
     const int64_t ks[2] = {3, 2}, bs = 2;
     clopt_variable *vars[2] = {tu_var(cctx, "dense/kernel", CLOPT_FLOAT32, 2, ks, NULL),
                                tu_var(cctx, "dense/bias", CLOPT_FLOAT32, 1, &bs, NULL)};
     clopt_optimizer *o = tu_optimizer(
         cctx, lso_json("{\"class_name\": \"SGD\", \"config\": {\"momentum\": 0.9}}", NULL));
-    /* Before build: the entries made at creation. */
+    /* Before build: what clopt makes at creation (Keras: not step_counter, dynamic_scale). */
     static const lso_entry unbuilt[] = {{"iteration", "loss_scale_optimizer/iteration", 0},
                                         {"learning_rate", "loss_scale_optimizer/learning_rate", 0},
                                         {"step_counter", "loss_scale_optimizer/step_counter", 0},

@@ -541,6 +541,10 @@ Test(muon_host, keras_config) {
 
 /* ---- Keras's variable list ---- */
 
+/* Keras 3.16, keras/src/optimizers/muon.py, Muon.build: per variable
+ * add_variable_from_reference(var, "momentum"), then add_variable_from_reference(var, "velocity")
+ * only if _should_use_adamw(var); named by base_optimizer.py's add_variable_from_reference "<path,
+ * '/' -> '_'>_<name>". */
 Test(muon_host, variable_list_in_keras_order) {
     /* dense/kernel [3, 2] takes the Muon path (no velocity), dense/bias [2] the AdamW path. */
     static const ovl_entry plain[] = {{"iteration", 0},          {"learning_rate", 0},
@@ -887,53 +891,11 @@ Test(muon_pocl, grouped_agrees_with_host_and_per_variable) {
     clopt_context_destroy(ctx[1]);
 }
 
-/* ---- launches per step ----
- * Counted by wrapping the context's backend operations (internal: src/core/core_internal.h):
- * every update, segment pass, clip pass, matrix product, fill and copy is one launch (a CLBlast
- * product counts once, though CLBlast may run several kernels for it). A step over one plan
- * launch with Muon-path variables of G shape groups takes 5 + ns_steps*(2 + 3G) launches
- * (muon.c): 15 + 15G with the default ns_steps 5, whatever the number of variables. */
-#include "core/core_internal.h"
-static const clopt__backend_ops *real_ops;
-static clopt__backend_ops counting_ops;
-static size_t nlaunch;
-static clopt_status count_update(clopt_context *c, const clopt__launch *l) {
-    nlaunch++;
-    return real_ops->update(c, l);
-}
-static clopt_status count_segments(clopt_context *c, const clopt__segment_launch *l) {
-    nlaunch++;
-    return real_ops->segments(c, l);
-}
-static clopt_status count_clip(clopt_context *c, const clopt__clip_launch *l) {
-    nlaunch++;
-    return real_ops->clip_factors(c, l);
-}
-static clopt_status count_gemm(clopt_context *c, const clopt__gemm_launch *l) {
-    nlaunch++;
-    return real_ops->gemm(c, l);
-}
-static clopt_status count_fill(clopt_context *c, void *b, clopt_dtype d, size_t off, size_t n,
-                               double v) {
-    nlaunch++;
-    return real_ops->fill(c, b, d, off, n, v);
-}
-static clopt_status count_assign(clopt_context *c, clopt__assign_op op, clopt_dtype d, void *dst,
-                                 size_t doff, const void *src, size_t soff, size_t n) {
-    nlaunch++;
-    return real_ops->assign(c, op, d, dst, doff, src, soff, n);
-}
-static void count_launches(clopt_context *ctx) {
-    real_ops = ctx->ops;
-    counting_ops = *real_ops;
-    counting_ops.update = count_update;
-    counting_ops.segments = count_segments;
-    counting_ops.clip_factors = count_clip;
-    counting_ops.gemm = count_gemm;
-    counting_ops.fill = count_fill;
-    counting_ops.assign = count_assign;
-    ctx->ops = &counting_ops;
-}
+/* ---- launches per step (launch_count.h) ----
+ * A step over one plan launch with Muon-path variables of G shape groups takes
+ * 5 + ns_steps*(2 + 3G) launches (muon.c): 15 + 15G with the default ns_steps 5, whatever the
+ * number of variables. */
+#include "launch_count.h"
 
 /* The launches of one step (the second) of `nsame` 8x12 float32 matrices, one 12x8 and one 5x5
  * when `others`, and a 1-D AdamW-path variable; ns_steps 3 in the config when `ns3`; with

@@ -159,8 +159,10 @@ Test(nadam_host, config_keys_in_keras_order) {
     om_config_keys("Nadam", "nadam", keys);
 }
 
-/* Keras: iteration, learning_rate, [averages], [accumulators], momentum/velocity interleaved,
- * then the scalar u_product ("variable") last. */
+/* Keras 3.16, keras/src/optimizers/nadam.py, Nadam.build: add_optimizer_variables(var_list,
+ * ["momentum", "velocity"]), interleaved per variable (named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>"), then self._u_product =
+ * backend.Variable(1.0), tracked last with the auto-generated name "variable". */
 Test(nadam_host, variable_list_in_keras_order) {
     static const ovl_entry plain[] = {
         {"iteration", 0},           {"learning_rate", 0},       {"dense_kernel_momentum", 6},

@@ -1,4 +1,4 @@
-/* The apply pipeline (src/optim/apply.c; kernels cl/common.cl GRAD() and WEIGHT(), cl/reduce.cl,
+/* The apply pipeline (src/optim/stages.c; kernels cl/common.cl GRAD() and WEIGHT(), cl/reduce.cl,
  * cl/pipeline.cl; host twins in src/backend/host/): loss-scale unscaling, gradient
  * accumulation, clipnorm / global_clipnorm / clipvalue, decoupled weight decay with
  * exclude_from_weight_decay, EMA with ema_overwrite_frequency and finalize_variable_values, and

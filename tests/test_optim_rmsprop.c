@@ -132,8 +132,10 @@ Test(rmsprop_host, config_keys_in_keras_order) {
     om_config_keys("RMSprop", "rmsprop", keys);
 }
 
-/* Keras builds RMSprop's slots in blocks: every velocity, every momentum, every
- * average_gradient (semantics doc section 5). */
+/* Keras 3.16, keras/src/optimizers/rmsprop.py, RMSprop.build: three add_optimizer_variables calls,
+ * so three blocks: "velocity", then "momentum" if momentum > 0, then "average_gradient" if
+ * centered; named by base_optimizer.py's add_variable_from_reference
+ * "<path, '/' -> '_'>_<name>". */
 Test(rmsprop_host, variable_list_in_keras_order) {
     static const char *const plain[] = {"iteration", "learning_rate", "dense_kernel_velocity",
                                         "dense_bias_velocity", NULL};

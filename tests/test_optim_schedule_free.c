@@ -296,6 +296,10 @@ Test(schedule_free_pocl, agrees_with_host_half_formats) {
 
 /* ---- variable list, config, hyperparameters ---- */
 
+/* Keras 3.16, keras/src/optimizers/schedule_free_adamw.py, ScheduleFreeAdamW.build:
+ * add_optimizer_variables(var_list, ["momentum", "velocity"]), interleaved per variable, momentum
+ * (z) then assigned a copy of its variable; named by base_optimizer.py's
+ * add_variable_from_reference "<path, '/' -> '_'>_<name>". */
 Test(schedule_free_host, variable_list_in_keras_order) {
     static const ovl_entry plain_list[] = {
         {"iteration", 0},           {"learning_rate", 0},       {"dense_kernel_momentum", 6},

@@ -205,3 +205,18 @@ Test(sgd_host, reference_nesterov) { reference(TU_HOST, CLOPT_FLOAT32, 0.5, 1); 
 Test(sgd_pocl, reference_plain) { reference(TU_POCL, CLOPT_FLOAT64, 0.0, 0); }
 Test(sgd_pocl, reference_momentum) { reference(TU_POCL, CLOPT_FLOAT32, 0.9, 0); }
 Test(sgd_pocl, reference_nesterov) { reference(TU_POCL, CLOPT_FLOAT64, 0.5, 1); }
+
+/* ---- Keras's variable list ---- */
+
+/* Keras 3.16, keras/src/optimizers/sgd.py, SGD.build: add_optimizer_variables(variables,
+ * "momentum") only when momentum != 0; named by base_optimizer.py's add_variable_from_reference
+ * "<path, '/' -> '_'>_momentum". iteration and learning_rate come first (BaseOptimizer.__init__);
+ * SGD's fixed default name is "SGD" (Keras before 3.15). */
+Test(sgd_host, variable_list_in_keras_order) {
+    static const char *const plain[] = {"iteration", "learning_rate", NULL};
+    om_variable_list("{\"class_name\": \"SGD\", \"config\": {}}", plain);
+    static const char *const momentum[] = {"iteration", "learning_rate", "dense_kernel_momentum",
+                                           "dense_bias_momentum", NULL};
+    om_variable_list("{\"class_name\": \"SGD\", \"config\": {\"momentum\": 0.5}}", momentum);
+    om_variable_list_with_ema_and_accumulation("SGD", "\"momentum\": 0.5", momentum + 2, 2);
+}

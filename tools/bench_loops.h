@@ -11,7 +11,11 @@
  * inner loop that GCC vectorizes (-O3, -fno-math-errno). Clipping by norm adds one reduction pass
  * over the gradients first (omp simd reductions per block, then per tensor or over all), as clopt
  * does; clipping by value clamps inline. The element layout is clopt's: variable k's elements
- * are [toff[k], toff[k+1]) of every array, a row-major rows x cols matrix. */
+ * are [toff[k], toff[k+1]) of every array, a row-major rows x cols matrix.
+ *
+ * cN below is the kernel's scalar N: its meaning is CLOPT_SCALARS_<optimizer> in cl/scalars.cl.
+ * The loops are kept apart from the host kernels (src/backend/host) for speed; the tests
+ * tool_bench_loops_match_host_* (tools/CMakeLists.txt) check them against those kernels. */
 
 /* max and clamp as comparisons, which GCC turns into vector max/min instructions (fmax and
  * fmin, with their NaN rules, stay scalar calls): the same values for the finite data the
@@ -83,7 +87,7 @@ static void BS(cb_clip)(cbench *b) {
     (void)S1;                                                                         \
     (void)S2
 
-/* SGD with momentum (cl/sgd.cl, MOMENTUM 1, NESTEROV 0): c0 lr, c1 momentum. */
+/* SGD with momentum (cl/sgd.cl, MOMENTUM 1, NESTEROV 0). */
 static void BS(c_sgd)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9;
@@ -128,7 +132,7 @@ static void BS(adam_step)(cbench *b, int decay) {
 static void BS(c_adam)(cbench *b) { BS(adam_step)(b, 0); }
 static void BS(c_adamw)(cbench *b) { BS(adam_step)(b, 1); }
 
-/* RMSprop (cl/rmsprop.cl, no momentum, not centered): c0 lr, c1 rho, c2 1-rho, c4 epsilon. */
+/* RMSprop (cl/rmsprop.cl, no momentum, not centered). */
 static void BS(c_rmsprop)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9, c2 = (BT)(1.0 - 0.9), c4 = (BT)1e-7;
@@ -140,7 +144,7 @@ static void BS(c_rmsprop)(cbench *b) {
     })
 }
 
-/* Adagrad (cl/adagrad.cl): c0 lr, c1 epsilon; the accumulator starts at 0.1. */
+/* Adagrad (cl/adagrad.cl): the accumulator starts at 0.1. */
 static void BS(c_adagrad)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)1e-7;
@@ -152,7 +156,7 @@ static void BS(c_adagrad)(cbench *b) {
     })
 }
 
-/* Adadelta (cl/adadelta.cl): c0 lr, c1 rho, c2 1-rho, c3 epsilon. */
+/* Adadelta (cl/adadelta.cl). */
 static void BS(c_adadelta)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.95, c2 = (BT)(1.0 - 0.95), c3 = (BT)1e-7;
@@ -167,7 +171,7 @@ static void BS(c_adadelta)(cbench *b) {
     })
 }
 
-/* Adamax (cl/adamax.cl): c0 lr/(1-beta1^t), c1 1-beta1, c2 beta2, c3 epsilon. */
+/* Adamax (cl/adamax.cl). */
 static void BS(c_adamax)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)(b->lr / (1.0 - pow(0.9, (double)b->t)));
@@ -233,8 +237,7 @@ static void BS(c_ftrl)(cbench *b) {
     })
 }
 
-/* Lion (cl/lion.cl): c0 lr, c1 beta1, c2 1-beta1, c3 beta2, c4 1-beta2; Keras's sign (0 at 0,
- * NaN at NaN). */
+/* Lion (cl/lion.cl): Keras's sign (0 at 0, NaN at NaN). */
 static void BS(c_lion)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9, c2 = (BT)(1.0 - 0.9), c3 = (BT)0.99,
@@ -305,8 +308,7 @@ static void BS(c_lamb)(cbench *b) {
     }
 }
 
-/* ScheduleFreeAdamW (cl/schedule_free_adamw.cl): c0 lr, c1 1-beta2, c2 1-beta2^t, c3 epsilon,
- * c4 1-beta1, c5 beta1, c6 1/t, c7 1-1/t; slot 0 z (a copy of w at build), slot 1 v. */
+/* ScheduleFreeAdamW (cl/schedule_free_adamw.cl): slot 0 z (a copy of w at build), slot 1 v. */
 static void BS(c_sfadamw)(cbench *b) {
     CB_ARRAYS(b);
     const double t = (double)b->t;

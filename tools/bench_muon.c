@@ -9,57 +9,20 @@
  * - the same products as three batched GEMMs over the K matrices (what the step runs).
  * FLOPs per Newton-Schulz iteration of an r x c matrix, m = min(r, c), n = max(r, c):
  * 2*m*m*n (A = X X^T) + 2*m^3 (A*A) + 2*m*m*n (B*X); times ns_steps (5) and K per step.
- * The products go through the backend's gemm (internal: src/backend/backend_internal.h), on
- * scratch buffers of the same sizes. */
+ * The products go through the backend's gemm (clopt__tool_ns_products, src/tool/tool_internal.h),
+ * on scratch buffers of the same sizes. */
 #define _XOPEN_SOURCE 700
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include "cli_internal.h"
-#include "core/core_internal.h"
-
-int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, clopt_dtype dtype,
-                   int quiet);
-
-static double mb_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int mb_cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double mb_median(double *v, size_t n) {
-    qsort(v, n, sizeof *v, mb_cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_internal.h"
+#include "tool_internal.h"
 
 static int mb_fail(clopt_context *ctx, const char *what, clopt_status st) {
     fprintf(stderr, "clopt bench: %s: %s: %s\n", what, clopt_status_name(st),
             clopt_context_last_error(ctx));
     return CLI_EXIT_FAIL;
-}
-
-/* One Newton-Schulz iteration's three products on the scratch x, y (k matrices of m x n at
- * stride xs) and a, b (k blocks of m x m), batched over the k matrices or one at a time. */
-static clopt_status mb_products(clopt_context *ctx, clopt_dtype rd, void *x, void *y, void *a,
-                                void *b, size_t m, size_t n, size_t k, int batched) {
-    const size_t xs = m * n, as = m * m;
-    clopt_status s = CLOPT_OK;
-    for (size_t q = 0; q < (batched ? 1 : k) && s == CLOPT_OK; q++) {
-        const size_t nb = batched ? k : 1, xo = q * xs, ao = q * as;
-        const clopt__gemm_launch g[3] = {
-            {rd, 0, 1, m, m, n, 1.0, 0.0, x, xo, n, x, xo, n, a, ao, m, nb, xs, xs, as},
-            {rd, 0, 0, m, m, m, 2.0315, -4.7750, a, ao, m, a, ao, m, b, ao, m, nb, as, as, as},
-            {rd, 0, 0, m, n, m, 1.0, 3.4445, b, ao, m, y, xo, n, x, xo, n, nb, as, xs, xs}};
-        for (int p = 0; p < 3 && s == CLOPT_OK; p++) s = ctx->ops->gemm(ctx, &g[p]);
-    }
-    return s == CLOPT_OK ? ctx->ops->finish(ctx) : s;
 }
 
 int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, clopt_dtype dtype,
@@ -117,17 +80,17 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
     }
     const clopt_dtype rd = dtype == CLOPT_FLOAT64 ? CLOPT_FLOAT64 : CLOPT_FLOAT32;
     const size_t res = rd == CLOPT_FLOAT64 ? 8 : 4;
-    if ((st = ctx->ops->buffer_create(ctx, k * m * n * res, &x)) ||
-        (st = ctx->ops->buffer_create(ctx, k * m * n * res, &y)) ||
-        (st = ctx->ops->buffer_create(ctx, k * m * m * res, &a)) ||
-        (st = ctx->ops->buffer_create(ctx, k * m * m * res, &b))) {
+    if ((st = clopt__tool_buffer_create(ctx, k * m * n * res, &x)) ||
+        (st = clopt__tool_buffer_create(ctx, k * m * n * res, &y)) ||
+        (st = clopt__tool_buffer_create(ctx, k * m * m * res, &a)) ||
+        (st = clopt__tool_buffer_create(ctx, k * m * m * res, &b))) {
         rc = mb_fail(ctx, "scratch", st);
         goto out;
     }
     /* Warm: one step, one round of each product form. */
     if ((st = clopt_optimizer_apply(o, g, v, k)) || (st = clopt_finish(ctx)) ||
-        (st = mb_products(ctx, rd, x, y, a, b, m, n, k, 0)) ||
-        (st = mb_products(ctx, rd, x, y, a, b, m, n, k, 1))) {
+        (st = clopt__tool_ns_products(ctx, rd, x, y, a, b, m, n, k, 0)) ||
+        (st = clopt__tool_ns_products(ctx, rd, x, y, a, b, m, n, k, 1))) {
         rc = mb_fail(ctx, "warm-up", st);
         goto out;
     }
@@ -137,13 +100,13 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
                     r + 1, rounds);
         for (int side = 0; side < 3; side++) {
             const int which = (side + r) % 3; /* rotate the order round by round */
-            const double s0 = mb_now_ns();
+            const double s0 = bench_now_ns();
             if (which == 0) {
                 if ((st = clopt_optimizer_apply(o, g, v, k)) || (st = clopt_finish(ctx))) break;
-            } else if ((st = mb_products(ctx, rd, x, y, a, b, m, n, k, which == 2))) {
+            } else if ((st = clopt__tool_ns_products(ctx, rd, x, y, a, b, m, n, k, which == 2))) {
                 break;
             }
-            t[which][r] = mb_now_ns() - s0;
+            t[which][r] = bench_now_ns() - s0;
         }
         if (st) {
             rc = mb_fail(ctx, "timed round", st);
@@ -151,8 +114,8 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
         }
     }
     if (!quiet) fputs("\r\033[K", stderr);
-    const double step = mb_median(t[0], (size_t)rounds), single = mb_median(t[1], (size_t)rounds),
-                 batched = mb_median(t[2], (size_t)rounds);
+    const double step = bench_median(t[0], (size_t)rounds), single = bench_median(t[1], (size_t)rounds),
+                 batched = bench_median(t[2], (size_t)rounds);
     const double it_flops = (4.0 * (double)m * m * n + 2.0 * (double)m * m * m) * (double)k;
     const double step_flops = 5.0 * it_flops; /* ns_steps 5, the default */
     printf("clopt bench: %s\n", clopt_context_device_name(ctx));
@@ -173,10 +136,10 @@ int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds, 
            step / (5.0 * batched), (step_flops / step) / (it_flops / single));
     rc = CLI_EXIT_OK;
 out:
-    if (x) ctx->ops->buffer_release(ctx, x);
-    if (y) ctx->ops->buffer_release(ctx, y);
-    if (a) ctx->ops->buffer_release(ctx, a);
-    if (b) ctx->ops->buffer_release(ctx, b);
+    clopt__tool_buffer_release(ctx, x);
+    clopt__tool_buffer_release(ctx, y);
+    clopt__tool_buffer_release(ctx, a);
+    clopt__tool_buffer_release(ctx, b);
     free(v);
     free(g);
     free(init);

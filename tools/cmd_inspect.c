@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli_internal.h"
-#include "io/io_internal.h"
+#include "tool_internal.h"
 
 void cli_help_inspect(FILE *out) {
     fputs("usage: clopt inspect FILE...\n"
@@ -51,7 +51,7 @@ int cli_cmd_inspect(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!first) fputc('\n', stdout);
         first = 0;
-        char err[CLOPT__IO_ERRN];
+        char err[1024];
         clopt_status st = clopt__is_hdf5_file(argv[i])
                               ? clopt__inspect_h5(argv[i], stdout, err, sizeof err)
                               : clopt__inspect_file(argv[i], stdout, err, sizeof err);

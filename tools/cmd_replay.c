@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli_internal.h"
-#include "io/io_internal.h"
+#include "tool_internal.h"
 
 void cli_help_replay(FILE *out) {
     fputs("usage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] CASE.json\n"
@@ -403,7 +403,7 @@ static void replay_free(replay *r) {
 /* Reads the case: a regular file (a FIFO or device is refused at once, never waited on) or
  * standard input for "-", at most `max` bytes. */
 static int read_case(const char *file, const char *name, size_t max, char **text, size_t *len) {
-    char err[CLOPT__IO_ERRN];
+    char err[1024]; /* as src/io's messages (CLOPT__IO_ERRN) */
     int fd = strcmp(file, "-") == 0 ? STDIN_FILENO
                                     : clopt__open_regular(file, NULL, err, sizeof err);
     clopt_status st = CLOPT_ERR_IO;

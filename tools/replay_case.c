@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli_internal.h"
-#include "optim/json_internal.h"
+#include "tool_internal.h"
 
 #define MAX_ELEMENTS ((int64_t)1 << 40)
 

@@ -1,11 +1,15 @@
 /* The backend interface: a table of operations that the core and the optimizer layer use for
- * every byte of device memory and every launch (pocl's pocl_device_ops, BLIS's cntx_t). The host
- * backend is the numerical reference; the OpenCL backend runs the kernels of cl/. */
+ * every byte of device memory and every launch (pocl's pocl_device_ops, BLIS's cntx_t), and what
+ * a backend may ask of the core in return (the end of this file). It is the common ground of the
+ * core (core_internal.h includes it) and the backends (which include it, and no core header).
+ * The host backend is the numerical reference; the OpenCL backend runs the kernels of cl/. */
 #ifndef CLOPT_BACKEND_INTERNAL_H
 #define CLOPT_BACKEND_INTERNAL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "clopt/status.h"
 #include "clopt/variable.h"
 
@@ -52,7 +56,33 @@ typedef struct clopt__define {
 } clopt__define;
 
 #define CLOPT__MAX_DEFINES 8
-#define CLOPT__MAX_SCALARS 8
+
+/* The kernels' argument layout and each update's scalars (c0..c7), shared with cl/. */
+#include "../../cl/scalars.cl"
+#define CLOPT__ONE_(...) +1
+#define CLOPT__NONE_()
+/* The optimizer's per-step scalars (c0..c7) and the apply pipeline's (q0..q3). */
+#define CLOPT__MAX_SCALARS (0 CLOPT_STEP_SCALAR_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+#define CLOPT__PIPE_SCALARS (0 CLOPT_PIPE_SCALAR_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+/* The buffer arguments before them, and all of UPDATE_ARGS (cl/common.cl): the OpenCL backend
+ * passes a kernel's further arguments after these. */
+#define CLOPT__UPDATE_BUFFER_NARGS (0 CLOPT_UPDATE_BUFFER_ARGS(CLOPT__ONE_, CLOPT__NONE_))
+#define CLOPT__UPDATE_NARGS \
+    (CLOPT__UPDATE_BUFFER_NARGS + CLOPT__MAX_SCALARS + CLOPT__PIPE_SCALARS)
+
+/* A class's names for its scalars: enum { CLOPT_SCALARS_ADAM(CLOPT__SCALAR_INDEX) } gives
+ * SC_alpha = 0, ..., the indices its launch fills (l->scalars[SC_alpha]). */
+#define CLOPT__SCALAR_INDEX(i, name, doc) SC_##name = (i),
+/* Each list's indices are below CLOPT__MAX_SCALARS and distinct (no two names share one). */
+#define CLOPT__SCALAR_BIT_(i, name, doc) +(1u << (i))
+#define CLOPT__SCALAR_OR_(i, name, doc) | (1u << (i))
+#define CLOPT__SCALAR_BELOW_(i, name, doc) &&(i) < CLOPT__MAX_SCALARS
+#define CLOPT__SCALAR_CHECK_(K)                                                               \
+    _Static_assert(1 CLOPT_SCALARS_##K(CLOPT__SCALAR_BELOW_), #K ": a scalar past c7");       \
+    _Static_assert((0u CLOPT_SCALARS_##K(CLOPT__SCALAR_BIT_)) ==                              \
+                       (0u CLOPT_SCALARS_##K(CLOPT__SCALAR_OR_)),                             \
+                   #K ": two scalars share an index");
+CLOPT_SCALAR_LISTS(CLOPT__SCALAR_CHECK_)
 
 /* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are
  * per-step values (learning rate, bias corrections) passed as kernel arguments, never compiled
@@ -73,12 +103,12 @@ typedef struct clopt__launch {
     void *seg_buf;        /* per-segment reals (clip factor, decay flag); NULL if unused */
     int ndefines;
     clopt__define defines[CLOPT__MAX_DEFINES];
-    double scalars[CLOPT__MAX_SCALARS]; /* the optimizer's: c0..c7 in cl/ */
+    double scalars[CLOPT__MAX_SCALARS]; /* the optimizer's: c0..c7 in cl/ (cl/scalars.cl) */
     /* The apply pipeline's (q0..q3 in cl/): 1/loss_scale_factor, 1/accumulation steps,
      * clipvalue, weight_decay*lr; and its switches: ACCUM, CLIP (0 off, 1 by the segment's
      * factor, 2 by value), DECAY, the number of pipeline slot kinds before the optimizer's
      * (SLOT_BASE) and the accumulator's kind (SLOT_ACC). */
-    double pipe[4];
+    double pipe[CLOPT__PIPE_SCALARS];
     int accum, clip, decay, slot_base, slot_acc, slot_ema;
     /* Per-block reals of a multi-pass step (Lamb's norms and trust ratios): 16 bytes per
      * block, two reals at block*16 bytes (doubles on the host backend whatever the
@@ -89,8 +119,8 @@ typedef struct clopt__launch {
      * which its kernels read and write. NULL when unused; when set, aux_buf must be set too and
      * the OpenCL kernel takes it as one more argument after aux. */
     void *info_buf;
-    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/device_step.c): when
-     * step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
+    /* A device-decided step (a LossScaleOptimizer's inner step, src/optim/loss_scale_device.c):
+     * when step_state is set, the kernel (built with DEVICE_STEP=1) reads its scalars from
      * step_table and skips itself unless the device's finite flag says go; the OpenCL kernel
      * takes step_table, step_state and step_kind as three more arguments right after
      * UPDATE_ARGS' (before aux and info). Layout: CLOPT__STEP_* below. */
@@ -98,7 +128,7 @@ typedef struct clopt__launch {
     int step_kind;
 } clopt__launch;
 
-/* The device-decided step's state buffer (uint64 words; device_step.c keeps it):
+/* The device-decided step's state buffer (uint64 words; loss_scale_device.c keeps it):
  * word 0 the finite flag (its first float: 1 go, 0 skip; a float64 kernel clears the word),
  * word 1 the inner optimizer's iteration count, word 2 the loss scale's step counter, word 3
  * the dynamic scale (its first float), word 4 the count of table row 0 (row = count - word 4),
@@ -214,6 +244,49 @@ static inline clopt_dtype clopt__real_dtype(clopt_dtype d) {
 }
 
 /* The define's value in a launch, `fallback` when absent. */
-int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback);
+static inline int clopt__launch_define(const clopt__launch *launch, const char *name,
+                                       int fallback) {
+    for (int i = 0; i < launch->ndefines; i++)
+        if (strcmp(launch->defines[i].name, name) == 0) return launch->defines[i].value;
+    return fallback;
+}
+
+/* ---- What the core gives a backend (src/core) ---- */
+
+#if defined(__GNUC__)
+#define CLOPT__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLOPT__PRINTF(f, a)
+#endif
+
+/* Errors: record the message on the context and return the status (util.c). */
+clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
+    CLOPT__PRINTF(3, 4);
+char *clopt__strdup(const char *s);
+char *clopt__vformat(const char *fmt, va_list ap);
+char *clopt__format(const char *fmt, ...) CLOPT__PRINTF(1, 2);
+
+/* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even;
+ * dtype.c). */
+double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
+void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
+
+/* 64-bit FNV-1a, for cache keys (util.c). */
+uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
+#define CLOPT__HASH_INIT 1469598103934665603ULL
+
+/* A context as its backend sees it (memory.c): the backend's table and the state `open` made
+ * (open may set it early, so that its own failures can be reported), the last OpenCL error
+ * (clopt_context_last_cl_error), and device memory accounting: a buffer made, one released, a
+ * read from the device. */
+const clopt__backend_ops *clopt__backend_of(const clopt_context *ctx);
+void *clopt__backend_state(const clopt_context *ctx);
+void clopt__backend_set_state(clopt_context *ctx, void *state);
+void clopt__set_cl_error(clopt_context *ctx, int err);
+void clopt__mem_created(clopt_context *ctx, size_t bytes);
+void clopt__mem_released(clopt_context *ctx, size_t bytes);
+void clopt__mem_read(clopt_context *ctx);
+/* Where a variable lives: its context, its arena buffer and its byte offset in it (interop). */
+clopt_context *clopt__variable_place(const clopt_variable *v, void **buf, size_t *off_bytes);
 
 #endif

@@ -64,7 +64,7 @@ void clopt_context_destroy(clopt_context *ctx) {
     if (!clopt__handle_live(ctx)) return; /* NULL, or destroyed already */
     clopt__handle_remove(ctx);
     if (ctx->ops->finish) ctx->ops->finish(ctx);
-    clopt__optimizer_free_all(ctx);
+    for (int i = ctx->nlayers; i-- > 0;) ctx->layers[i].hooks->destroy(ctx, ctx->layers[i].data);
     while (ctx->vars) clopt__variable_free(ctx->vars, 0);
     for (clopt__arena_block *b = ctx->blocks, *next; b; b = next) {
         next = b->next;
@@ -75,6 +75,15 @@ void clopt_context_destroy(clopt_context *ctx) {
     ctx->ops->close(ctx->state);
     free(ctx->error);
     free(ctx);
+}
+
+void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks) {
+    for (int i = 0; i < ctx->nlayers; i++)
+        if (ctx->layers[i].hooks == hooks) return &ctx->layers[i].data;
+    if (ctx->nlayers == CLOPT__MAX_LAYERS) return NULL;
+    ctx->layers[ctx->nlayers].hooks = hooks;
+    ctx->layers[ctx->nlayers].data = NULL;
+    return &ctx->layers[ctx->nlayers++].data;
 }
 
 const char *clopt_context_last_error(const clopt_context *ctx) {
@@ -95,10 +104,4 @@ const char *clopt_context_backend_name(const clopt_context *ctx) {
 clopt_status clopt_finish(clopt_context *ctx) {
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
     return ctx->ops->finish(ctx);
-}
-
-int clopt__launch_define(const clopt__launch *launch, const char *name, int fallback) {
-    for (int i = 0; i < launch->ndefines; i++)
-        if (strcmp(launch->defines[i].name, name) == 0) return launch->defines[i].value;
-    return fallback;
 }

@@ -1,4 +1,6 @@
-/* Internals shared by the core, the backends and the optimizer layer. Never installed. */
+/* The core's internals: contexts, the arena, variables; for the core and the layers above it
+ * (src/optim, src/io). Backends see only the backend interface (backend_internal.h), which this
+ * header includes. Never installed. */
 #ifndef CLOPT_CORE_INTERNAL_H
 #define CLOPT_CORE_INTERNAL_H
 
@@ -8,12 +10,6 @@
 #include "clopt/context.h"
 #include "clopt/variable.h"
 #include "../backend/backend_internal.h"
-
-#if defined(__GNUC__)
-#define CLOPT__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define CLOPT__PRINTF(f, a)
-#endif
 
 /* A free range of an arena block, in bytes. */
 struct clopt__free_range {
@@ -31,6 +27,21 @@ typedef struct clopt__arena_block {
     struct clopt__arena_block *next;
 } clopt__arena_block;
 
+/* A layer above the core that keeps objects per context (the optimizer layer: its optimizers)
+ * registers hooks, which the core calls and through which alone it reaches the layer. */
+typedef struct clopt__context_hooks {
+    /* The name of the layer's object that still uses variable `v` (an optimizer built with it),
+     * or NULL: such a variable is not destroyed (clopt_variable_release). */
+    const char *(*variable_user)(const clopt_context *ctx, void *data, const clopt_variable *v);
+    /* Variable `v` is being destroyed (its handle address may come back for another). */
+    void (*forget_variable)(clopt_context *ctx, void *data, const clopt_variable *v);
+    /* The context is being destroyed: free what the layer made in it (the variables and arena
+     * blocks are still there). */
+    void (*destroy)(clopt_context *ctx, void *data);
+} clopt__context_hooks;
+
+#define CLOPT__MAX_LAYERS 4
+
 struct clopt_context {
     const clopt__backend_ops *ops;
     void *state;               /* the backend's */
@@ -39,24 +50,20 @@ struct clopt_context {
     char *error;               /* last error message, owned */
     int cl_error;
     struct clopt_variable *vars;    /* live variables (intrusive list) */
-    struct clopt_optimizer *opts;   /* live optimizers (intrusive list) */
+    struct {
+        const clopt__context_hooks *hooks;
+        void *data; /* the layer's own (the optimizer layer's: its list of optimizers) */
+    } layers[CLOPT__MAX_LAYERS];
+    int nlayers;
     /* Device memory accounting (clopt_context_memory_stats in clopt/experimental.h), kept by
-     * the backends' buffer_create and buffer_release through clopt__mem_created/_released. */
+     * the backends through clopt__mem_created/_released/_read (memory.c). */
     size_t mem_bytes, mem_peak_bytes, mem_buffers;
     uint64_t mem_creates;
     uint64_t mem_reads; /* backend reads (device to host), counted by the backends' read */
 };
 
-static inline void clopt__mem_created(clopt_context *ctx, size_t bytes) {
-    ctx->mem_bytes += bytes;
-    ctx->mem_buffers++;
-    ctx->mem_creates++;
-    if (ctx->mem_bytes > ctx->mem_peak_bytes) ctx->mem_peak_bytes = ctx->mem_bytes;
-}
-static inline void clopt__mem_released(clopt_context *ctx, size_t bytes) {
-    ctx->mem_bytes -= bytes < ctx->mem_bytes ? bytes : ctx->mem_bytes;
-    if (ctx->mem_buffers) ctx->mem_buffers--;
-}
+/* Clears the context's last error message. */
+void clopt__clear_error(clopt_context *ctx);
 
 struct clopt_variable {
     clopt_context *ctx;
@@ -81,14 +88,6 @@ struct clopt_variable {
 int clopt__handle_add(const void *h);
 void clopt__handle_remove(const void *h);
 int clopt__handle_live(const void *h);
-
-/* Errors: record the message on the context and return the status. */
-clopt_status clopt__fail(clopt_context *ctx, clopt_status st, const char *fmt, ...)
-    CLOPT__PRINTF(3, 4);
-void clopt__clear_error(clopt_context *ctx);
-char *clopt__strdup(const char *s);
-char *clopt__vformat(const char *fmt, va_list ap);
-char *clopt__format(const char *fmt, ...) CLOPT__PRINTF(1, 2);
 
 /* Arena: reserves `elems` elements of `dtype` (rounded to whole chunks, zero-filled). A dedicated
  * block is made for one owner and freed when its last range is. */
@@ -119,21 +118,10 @@ int clopt__same_shape(const clopt_variable *a, const clopt_variable *b);
 /* "[2, 3]" into buf. */
 const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);
 
-void clopt__optimizer_free_all(clopt_context *ctx);
-/* The name of a live optimizer (a LossScaleOptimizer's inner one included) built with `v`, or
- * NULL: such a variable is not destroyed (clopt_variable_release). */
-const char *clopt__optimizer_using(const clopt_context *ctx, const clopt_variable *v);
-/* Drops the optimizers' cached launch plans that name `v`, which is being destroyed (its handle
- * address may come back for another variable). */
-void clopt__optimizers_forget_variable(clopt_context *ctx, const clopt_variable *v);
+/* The data slot of the layer with `hooks` on ctx, registering it on first use (its data starts
+ * NULL). NULL only if CLOPT__MAX_LAYERS layers are registered already. */
+void **clopt__context_layer(clopt_context *ctx, const clopt__context_hooks *hooks);
 
-/* Element i of an array of `dtype` as a double, and the reverse (rounding to nearest even). */
-double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
-void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
-
-/* 64-bit FNV-1a, for cache keys. */
-uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
-#define CLOPT__HASH_INIT 1469598103934665603ULL
 /* CRC-32C (Castagnoli, as iSCSI and ext4 use it) of n bytes, continuing from `crc` (0 to
  * start): clopt__crc32c(0, "123456789", 9) == 0xe3069283. Thread-safe. */
 uint32_t clopt__crc32c(uint32_t crc, const void *data, size_t n);

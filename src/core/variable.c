@@ -159,20 +159,24 @@ void clopt__variable_free(clopt_variable *v, int release_memory) {
 
 clopt_status clopt_variable_release(clopt_variable *v) {
     if (!clopt__handle_live(v)) return CLOPT_ERR_INVALID_ARGUMENT; /* NULL, or already gone */
+    clopt_context *ctx = v->ctx;
     if (v->owned_by_optimizer)
-        return clopt__fail(v->ctx, CLOPT_ERR_BAD_STATE,
+        return clopt__fail(ctx, CLOPT_ERR_BAD_STATE,
                            "clopt_variable_release: '%s' is an optimizer's own variable; it goes "
                            "with the optimizer",
                            v->name);
     /* An optimizer built with it would read freed memory at its next step. */
-    const char *user = clopt__optimizer_using(v->ctx, v);
-    if (user)
-        return clopt__fail(v->ctx, CLOPT_ERR_BAD_STATE,
-                           "clopt_variable_release: variable '%s' is in use by optimizer '%s', "
-                           "which was built with it: destroy the optimizer first (the variable "
-                           "is kept)",
-                           v->name, user);
-    clopt__optimizers_forget_variable(v->ctx, v);
+    for (int i = 0; i < ctx->nlayers; i++) {
+        const char *user = ctx->layers[i].hooks->variable_user(ctx, ctx->layers[i].data, v);
+        if (user)
+            return clopt__fail(ctx, CLOPT_ERR_BAD_STATE,
+                               "clopt_variable_release: variable '%s' is in use by optimizer "
+                               "'%s', which was built with it: destroy the optimizer first (the "
+                               "variable is kept)",
+                               v->name, user);
+    }
+    for (int i = 0; i < ctx->nlayers; i++)
+        ctx->layers[i].hooks->forget_variable(ctx, ctx->layers[i].data, v);
     clopt__variable_free(v, 1);
     return CLOPT_OK;
 }

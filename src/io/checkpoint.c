@@ -11,9 +11,10 @@
 #include <strings.h>
 #include "clopt/checkpoint.h"
 #include "clopt/version.h"
+#include "core/core_internal.h"
 #include "io_internal.h"
 #include "optim/json_internal.h"
-#include "optim/optim_internal.h"
+#include "optim/optim_access.h"
 
 #define OPT_PREFIX "optimizer/vars/"
 #define MODEL_PREFIX "model/"
@@ -24,14 +25,14 @@ typedef struct ck_item {
     int ndim;
     int64_t shape[CLOPT_MAX_NDIM];
     clopt_variable *var;        /* a slot or model variable; NULL for a host-side entry */
-    const clopt__optvar *entry; /* optimizer entries: the list entry */
-    const clopt_optimizer *owner; /* and the optimizer holding it */
+    clopt__entry_info entry;    /* optimizer entries: the list entry */
     size_t opt_index;           /* optimizer entries: index in clopt_optimizer_variable order */
     int is_opt;
 } ck_item;
 
 typedef struct ck_plan {
     clopt_context *ctx;
+    const clopt_optimizer *opt;
     const char *fn; /* the public function, for messages */
     ck_item *items;
     size_t n;
@@ -45,7 +46,7 @@ static void plan_free(ck_plan *p) {
 }
 
 /* The file dtype of a host-side entry. */
-static clopt__st_dtype host_dtype(const clopt__optvar *e) {
+static clopt__st_dtype host_dtype(const clopt__entry_info *e) {
     switch (e->kind) {
     case CLOPT__OV_ITERATION: return CLOPT__ST_I64;
     case CLOPT__OV_LR: return CLOPT__ST_F32;
@@ -81,12 +82,13 @@ static clopt_status plan_make(ck_plan *p, clopt_context *ctx, const char *fn,
                               const clopt_optimizer *opt, clopt_variable *const *vars, size_t n) {
     memset(p, 0, sizeof *p);
     p->ctx = ctx;
+    p->opt = opt;
     p->fn = fn;
-    if (opt && !opt->built)
+    if (opt && !clopt__optimizer_is_built(opt))
         return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,
                            "%s: the optimizer '%s' is not built; call clopt_optimizer_build "
                            "first (Keras would warn and skip; clopt refuses)",
-                           fn, opt->name);
+                           fn, clopt_optimizer_name(opt));
     clopt_status st = check_vars(ctx, fn, vars, n);
     if (st != CLOPT_OK) return st;
     size_t nopt = opt ? clopt_optimizer_variable_count(opt) : 0;
@@ -105,11 +107,10 @@ static clopt_status plan_make(ck_plan *p, clopt_context *ctx, const char *fn,
         ck_item *it = &p->items[p->n++];
         it->is_opt = 1;
         it->opt_index = i;
-        it->entry = clopt__optimizer_entry(opt, i, &it->owner);
         it->name = clopt__format(OPT_PREFIX "%zu", i);
-        if (!it->name || !it->entry) goto oom;
-        it->var = it->entry->kind == CLOPT__OV_SLOT ? it->entry->var : NULL;
-        it->dtype = host_dtype(it->entry);
+        if (!it->name || clopt__optimizer_entry_info(opt, i, &it->entry) != CLOPT_OK) goto oom;
+        it->var = it->entry.var;
+        it->dtype = host_dtype(&it->entry);
         if (it->var) {
             it->ndim = it->var->ndim;
             memcpy(it->shape, it->var->shape, sizeof it->shape);
@@ -145,23 +146,15 @@ static clopt_status fill_item(void *user, size_t i, void *dst, size_t nbytes, ch
         clopt__to_le(dst, clopt__st_dtype_size(it->dtype), nbytes / clopt__st_dtype_size(it->dtype));
         return CLOPT_OK;
     }
-    const clopt__optvar *e = it->entry;
-    const clopt_optimizer *o = it->owner;
-    switch (e->kind) {
-    case CLOPT__OV_ITERATION: store_le64(dst, (uint64_t)o->iterations); break;
-    case CLOPT__OV_LR:
-        clopt__elem_store(dst, CLOPT_FLOAT32, 0, (double)o->lr);
-        clopt__to_le(dst, 4, 1);
-        break;
-    case CLOPT__OV_SCALAR:
-        if (e->integer) {
-            store_le64(dst, (uint64_t)(int64_t)llround(o->state[e->state_index]));
-        } else {
-            clopt__elem_store(dst, e->dtype, 0, o->state[e->state_index]);
-            clopt__to_le(dst, nbytes, 1);
-        }
-        break;
-    case CLOPT__OV_SLOT: break;
+    const clopt__entry_info *e = &it->entry;
+    double real;
+    int64_t count;
+    clopt__optimizer_host_get(p->opt, it->opt_index, &real, &count);
+    if (e->integer) {
+        store_le64(dst, (uint64_t)count);
+    } else {
+        clopt__elem_store(dst, e->dtype, 0, real); /* the learning rate's is float32 */
+        clopt__to_le(dst, nbytes, 1);
     }
     return CLOPT_OK;
 }
@@ -171,7 +164,8 @@ static char *paths_json(const ck_plan *p) {
     json_t *a = json_array();
     int bad = !a;
     for (size_t i = 0; !bad && i < p->n; i++)
-        if (p->items[i].is_opt) bad |= json_array_append_new(a, json_string(p->items[i].entry->path));
+        if (p->items[i].is_opt)
+            bad |= json_array_append_new(a, json_string(p->items[i].entry.path));
     char *s = bad ? NULL : clopt__json_dump(a);
     json_decref(a);
     return s;
@@ -180,7 +174,7 @@ static char *paths_json(const ck_plan *p) {
 /* The context to report to: the optimizer's, else the first variable's (NULL if none). */
 static clopt_context *context_of(const clopt_optimizer *opt, clopt_variable *const *vars,
                                  size_t n) {
-    if (opt) return opt->ctx;
+    if (opt) return clopt__optimizer_context(opt);
     for (size_t i = 0; vars && i < n; i++)
         if (vars[i]) return vars[i]->ctx;
     return NULL;
@@ -194,7 +188,7 @@ clopt_status clopt__checkpoint_save(const clopt_optimizer *opt, clopt_variable *
     if (!path || !*path)
         return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is %s", fn,
                            path ? "empty" : "NULL");
-    clopt_status st = clopt__loss_scale_sync(opt, 0); /* the device's count and scale */
+    clopt_status st = clopt__optimizer_sync(opt, 0); /* the device's count and scale */
     if (st != CLOPT_OK) return st;
     ck_plan p;
     if ((st = plan_make(&p, ctx, fn, opt, vars, n)) != CLOPT_OK) return st;
@@ -315,7 +309,7 @@ static clopt_status check_metadata(const ck_plan *p, const clopt_optimizer *opt,
 }
 
 static const char *item_what(const ck_item *it) {
-    return it->is_opt ? it->entry->path : it->var->name;
+    return it->is_opt ? it->entry.path : it->var->name;
 }
 
 /* Matches the file's tensors with the plan. */
@@ -387,7 +381,7 @@ static clopt_status check_values(const ck_plan *p, const clopt__st_file *f,
         if (it->var) continue;
         const clopt__st_tensor *t = found[i];
         const unsigned char *d = f->data + t->begin;
-        const clopt__optvar *e = it->entry;
+        const clopt__entry_info *e = &it->entry;
         size_t es = clopt__st_dtype_size(t->dtype);
         if (t->dtype == CLOPT__ST_I64 || t->dtype == CLOPT__ST_I32) {
             uint64_t u = load_le(d, es);
@@ -427,7 +421,7 @@ clopt_status clopt__checkpoint_load(clopt_optimizer *opt, clopt_variable *const 
     if (!path || !*path)
         return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is %s", fn,
                            path ? "empty" : "NULL");
-    clopt_status st = clopt__loss_scale_sync(opt, 1); /* host values may change below */
+    clopt_status st = clopt__optimizer_sync(opt, 1); /* host values may change below */
     if (st != CLOPT_OK) return st;
     ck_plan p;
     if ((st = plan_make(&p, ctx, fn, opt, vars, n)) != CLOPT_OK) return st;

@@ -2,6 +2,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_ADADELTA(CLOPT__SCALAR_INDEX) };
+
 enum { RHO, EPSILON };
 
 /* Keras 3 does not validate these; the ranges are the ones where the update is meaningful. */
@@ -21,18 +23,17 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double rho = clopt__hp(o, RHO);
     l->kernel = "adadelta";
     l->ndefines = 0;
-    l->scalars[0] = s->lr;
-    l->scalars[1] = rho;
-    l->scalars[2] = 1.0 - rho;
-    l->scalars[3] = clopt__hp(o, EPSILON);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_rho] = rho;
+    l->scalars[SC_one_minus_rho] = 1.0 - rho;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__adadelta_class = {
     .class_name = "Adadelta",
     .default_name = "adadelta",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 2,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -64,6 +64,11 @@
 #include <string.h>
 #include "optim_internal.h"
 
+/* The fused passes' scalars, and the finishing segment pass's (adafactor.scale) taken from
+ * them by name (cl/scalars.cl). */
+enum { CLOPT_SCALARS_ADAFACTOR(CLOPT__SCALAR_INDEX) };
+#define FINISH_FROM_(i, name, doc) [i] = l->scalars[SC_##name],
+
 enum { BETA_2_DECAY, EPSILON_1, EPSILON_2, CLIP_THRESHOLD, RELATIVE_STEP };
 
 #define INF HUGE_VAL
@@ -152,12 +157,12 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
         clopt__in_dtype(1.0 - clopt__pow_dtype(t, clopt__hp(o, BETA_2_DECAY), d), d);
     l->kernel = "adafactor";
     l->ndefines = 0;
-    l->scalars[0] = beta_2_t;
-    l->scalars[1] = clopt__in_dtype(1.0 - beta_2_t, d);
-    l->scalars[2] = clopt__in_dtype(clopt__hp(o, EPSILON_1), d);
-    l->scalars[3] = fmin(lr, inv_sqrt_t); /* rho */
-    l->scalars[4] = clopt__in_dtype(clopt__hp(o, EPSILON_2), d);
-    l->scalars[5] = clopt__in_dtype(clopt__hp(o, CLIP_THRESHOLD), d);
+    l->scalars[SC_beta_2_t] = beta_2_t;
+    l->scalars[SC_one_minus_beta_2_t] = clopt__in_dtype(1.0 - beta_2_t, d);
+    l->scalars[SC_epsilon_1] = clopt__in_dtype(clopt__hp(o, EPSILON_1), d);
+    l->scalars[SC_rho] = fmin(lr, inv_sqrt_t);
+    l->scalars[SC_epsilon_2] = clopt__in_dtype(clopt__hp(o, EPSILON_2), d);
+    l->scalars[SC_clip_threshold] = clopt__in_dtype(clopt__hp(o, CLIP_THRESHOLD), d);
 }
 
 /* ---- build: the per-variable table and the row/column tables ---- */
@@ -342,7 +347,7 @@ static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
     const clopt__segment_launch sl = {"adafactor.scale", pl->dtype, p->ranges_buf,
                                       pl->range_base, warm ? 0 : pl->nranges, p->partials_buf,
                                       st->info_buf,
-                                      {l->scalars[3], l->scalars[4], l->scalars[5], 0}};
+                                      {CLOPT_SCALARS_ADAFACTOR_FINISH(FINISH_FROM_)}};
     if ((s = ctx->ops->segments(ctx, &sl)) != CLOPT_OK) return s;
     return RUN(*l);
 #undef RUN
@@ -352,8 +357,7 @@ const clopt__optimizer_class clopt__adafactor_class = {
     .class_name = "Adafactor",
     .default_name = "adafactor",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 5,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
     .slot_entry = slot_entry,

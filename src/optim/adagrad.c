@@ -2,6 +2,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_ADAGRAD(CLOPT__SCALAR_INDEX) };
+
 enum { INITIAL_ACCUMULATOR_VALUE, EPSILON };
 
 /* Keras documents initial_accumulator_value as non-negative (it does not check it). */
@@ -20,16 +22,15 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     l->kernel = "adagrad";
     l->ndefines = 0;
-    l->scalars[0] = s->lr;
-    l->scalars[1] = clopt__hp(o, EPSILON);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__adagrad_class = {
     .class_name = "Adagrad",
     .default_name = "adagrad",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 2,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -2,6 +2,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_ADAM(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2, EPSILON, AMSGRAD };
 
 static const clopt__param params[] = {
@@ -30,18 +32,18 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double lr = clopt__in_dtype(s->lr, d);
     const double b1p = clopt__pow_dtype(b1, t, d), b2p = clopt__pow_dtype(b2, t, d);
     const double root = clopt__in_dtype(sqrt(clopt__in_dtype(1.0 - b2p, d)), d);
-    l->scalars[0] = clopt__in_dtype(clopt__in_dtype(lr * root, d) / clopt__in_dtype(1.0 - b1p, d), d);
-    l->scalars[1] = 1.0 - b1;
-    l->scalars[2] = 1.0 - b2;
-    l->scalars[3] = clopt__hp(o, EPSILON);
+    const double num = clopt__in_dtype(lr * root, d);
+    l->scalars[SC_alpha] = clopt__in_dtype(num / clopt__in_dtype(1.0 - b1p, d), d);
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__adam_class = {
     .class_name = "Adam",
     .default_name = "adam",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 4,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -2,6 +2,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_ADAMAX(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2, EPSILON };
 
 /* Keras 3 does not validate these. beta_1 = 1 would divide by 1 - beta_1^t = 0. */
@@ -23,20 +25,19 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->kernel = "adamax";
     l->ndefines = 0;
     const clopt_dtype d = l->dtype;
-    l->scalars[0] = clopt__in_dtype(clopt__in_dtype(s->lr, d) /
-                                        clopt__in_dtype(1.0 - clopt__pow_dtype(b1, (double)s->t, d), d),
-                                    d);
-    l->scalars[1] = 1.0 - b1;
-    l->scalars[2] = clopt__hp(o, BETA_2);
-    l->scalars[3] = clopt__hp(o, EPSILON);
+    const double b1p = clopt__pow_dtype(b1, (double)s->t, d);
+    l->scalars[SC_lr_t] =
+        clopt__in_dtype(clopt__in_dtype(s->lr, d) / clopt__in_dtype(1.0 - b1p, d), d);
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_beta_2] = clopt__hp(o, BETA_2);
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__adamax_class = {
     .class_name = "Adamax",
     .default_name = "adamax",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 3,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

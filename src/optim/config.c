@@ -202,7 +202,8 @@ static clopt_status apply_key(clopt_context *ctx, clopt_optimizer *o, const char
 
 static clopt_status optimizer_new(clopt_context *ctx, const clopt__optimizer_class *cls,
                                   clopt_optimizer **out) {
-    clopt_optimizer *o = calloc(1, sizeof *o);
+    /* A wrapper's struct is its own, starting with the optimizer's. */
+    clopt_optimizer *o = calloc(1, cls->wrapper ? cls->wrapper->size : sizeof *o);
     if (!o || !(o->name = clopt__strdup(cls->default_name))) {
         free(o);
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -284,9 +285,8 @@ clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "optimizer config: expected an object");
     if ((st = read_wrapper(ctx, root, &cls, &config)) != CLOPT_OK) return st;
     if ((st = optimizer_new(ctx, cls, &o)) != CLOPT_OK) return st;
-    o->detached = 1;
-    if (cls->configure) {
-        st = cls->configure(o, config);
+    if (cls->wrapper) {
+        st = cls->wrapper->configure(o, config); /* the variable list's entries too */
     } else {
         const char *key;
         json_t *val;
@@ -295,8 +295,8 @@ clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
         }
         if (st == CLOPT_OK) st = validate_base(ctx, o);
         if (st == CLOPT_OK && cls->validate) st = cls->validate(o);
+        if (st == CLOPT_OK) st = clopt__optimizer_init_optvars(o);
     }
-    if (st == CLOPT_OK) st = clopt__optimizer_init_optvars(o);
     if (st != CLOPT_OK) {
         clopt__optimizer_free_detached(o);
         return st;
@@ -316,15 +316,9 @@ clopt_status clopt_optimizer_from_config(clopt_context *ctx, const char *json,
     clopt_status st = parse_json(ctx, json, &root);
     if (st == CLOPT_OK) st = clopt__optimizer_from_json(ctx, root, &o);
     json_decref(root);
-    if (st == CLOPT_OK && clopt__handle_add(o) != 0) {
+    if (st == CLOPT_OK && (st = clopt__optimizer_attach(o)) != CLOPT_OK)
         clopt__optimizer_free_detached(o);
-        st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
-    }
     if (st != CLOPT_OK) return st;
-    o->detached = 0;
-    o->next = ctx->opts;
-    if (ctx->opts) ctx->opts->prev = o;
-    ctx->opts = o;
     *out = o;
     return CLOPT_OK;
 }
@@ -364,8 +358,8 @@ static json_t *config_json(const clopt_optimizer *o) {
 }
 
 json_t *clopt__optimizer_to_json(const clopt_optimizer *o) {
-    json_t *root = json_object(), *c = o->cls->config_json ? o->cls->config_json(o)
-                                                           : config_json(o);
+    json_t *root = json_object(),
+           *c = o->cls->wrapper ? o->cls->wrapper->config_json(o) : config_json(o);
     if (root && c && !json_object_set_new(root, "module", json_string("keras.optimizers")) &&
         !json_object_set_new(root, "class_name", json_string(o->cls->class_name)) &&
         !json_object_set(root, "config", c) &&

@@ -1,12 +1,16 @@
 /* Ftrl (keras.optimizers.Ftrl). Kernel: cl/ftrl.cl.
  *
  * Keras checks its hyperparameters in the constructor with messages of its own, reproduced here
- * (the table's ranges are open so that validate() reports them). The accumulator is made with
- * add_variable(name="accumulator"), not from the variable, so its Keras name is the bare
- * "accumulator" for every variable (path "<name>/accumulator"); linear is "<var>_linear". */
+ * (the table's ranges are open so that validate() reports them). Slots as Keras's
+ * add_optimizer_variables(var_list, ["accumulator", "linear"]) makes them: "<var>_accumulator"
+ * (initial_accumulator_value) and "<var>_linear" (zeros), interleaved per variable. Keras before
+ * 3.10 named the accumulator a bare "accumulator"; checkpoints match variables by position, so
+ * files written with that name load the same. */
 #include <math.h>
 #include "json_internal.h"
 #include "optim_internal.h"
+
+enum { CLOPT_SCALARS_FTRL(CLOPT__SCALAR_INDEX) };
 
 enum {
     LEARNING_RATE_POWER,
@@ -60,21 +64,19 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->ndefines = 1;
     /* n^0.5 (the default learning_rate_power) as a correctly rounded sqrt. */
     l->defines[0] = (clopt__define){"POWER_HALF", power == 0.5};
-    l->scalars[0] = s->lr;
-    l->scalars[1] = power;
-    l->scalars[2] = 2.0 * l2;
-    l->scalars[3] = clopt__hp(o, L1);
-    l->scalars[4] = 2.0 * clopt__hp(o, L2_SHRINKAGE);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_neg_power] = power;
+    l->scalars[SC_l2_twice] = 2.0 * l2;
+    l->scalars[SC_l1] = clopt__hp(o, L1);
+    l->scalars[SC_shrinkage_twice] = 2.0 * clopt__hp(o, L2_SHRINKAGE);
 }
 
 const clopt__optimizer_class clopt__ftrl_class = {
     .class_name = "Ftrl",
     .default_name = "ftrl",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 6,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .validate = validate,
     .launch = launch,
-    .bare_slot_names = 1u << 0, /* accumulator */
 };

@@ -14,6 +14,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_LAMB(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2, EPSILON };
 
 static const clopt__param params[] = {
@@ -34,20 +36,19 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double t = (double)s->t;
     l->kernel = "lamb";
     l->ndefines = 0;
-    l->scalars[0] = 1.0 - b1;
-    l->scalars[1] = 1.0 - b2;
-    l->scalars[2] = clopt__in_dtype(1.0 - clopt__pow_dtype(b1, t, l->dtype), l->dtype);
-    l->scalars[3] = clopt__in_dtype(1.0 - clopt__pow_dtype(b2, t, l->dtype), l->dtype);
-    l->scalars[4] = clopt__hp(o, EPSILON);
-    l->scalars[5] = s->lr;
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
+    l->scalars[SC_m_corr] = clopt__in_dtype(1.0 - clopt__pow_dtype(b1, t, l->dtype), l->dtype);
+    l->scalars[SC_v_corr] = clopt__in_dtype(1.0 - clopt__pow_dtype(b2, t, l->dtype), l->dtype);
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
+    l->scalars[SC_lr] = s->lr;
 }
 
 const clopt__optimizer_class clopt__lamb_class = {
     .class_name = "Lamb",
     .default_name = "lamb",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 3,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
     .stats_kernel = "lamb.stats",

@@ -5,6 +5,8 @@
 #include "json_internal.h"
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_LION(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2 };
 
 static const clopt__param params[] = {
@@ -33,19 +35,18 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
     l->kernel = "lion";
     l->ndefines = 0;
-    l->scalars[0] = s->lr;
-    l->scalars[1] = b1;
-    l->scalars[2] = 1.0 - b1;
-    l->scalars[3] = b2;
-    l->scalars[4] = 1.0 - b2;
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_beta_1] = b1;
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_beta_2] = b2;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
 }
 
 const clopt__optimizer_class clopt__lion_class = {
     .class_name = "Lion",
     .default_name = "lion",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 2,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .validate = validate,
     .launch = launch,

@@ -27,9 +27,9 @@
  * Shape groups: at build the Muon-path variables are grouped by (dtype, rows, cols), in built
  * order; a group's scratch matrices lie one after another at a fixed stride (the padded size for
  * X and Y, min(rows, cols)^2 for A and B), so a product over all of them is ONE batched gemm
- * (CLBlast's strided-batched GEMM on OpenCL: equal m, n, k). A dtype has at most MU_S_MAX (8)
- * groups: with more distinct shapes, groups are merged greedily (repeatedly the two whose union
- * adds the least padded work, k*(2*m*m*n + m^3) for k matrices padded to m x n; only then: with
+ * (CLBlast's strided-batched GEMM on OpenCL: equal m, n, k; src/optim/muon_pack.c packs them).
+ * A dtype has at most CLOPT__MU_S_MAX (8) groups: with more distinct shapes, groups are
+ * merged greedily (repeatedly the two whose union adds the least padded work, k*(2*m*m*n + m^3) for k matrices padded to m x n; only then: with
  * 8 shapes or fewer the groups are exactly the shapes, as before). A merged group stores its
  * matrices zero-padded to its oriented (after the rows > cols transposition, so m <= n) M x N =
  * (max min(rows, cols), max max(rows, cols)), as M x N or, when most of its elements are tall and
@@ -69,8 +69,8 @@
  *    rms_rate on the Muon path.
  * So a step takes, per plan launch, 1 launch without Muon-path variables, else
  * 5 + ns_steps*(2 + 3R) for R runs, R = the number of shape groups among its Muon-path variables
- * with a gradient: at most min(S, MU_S_MAX) for S distinct (dtype, rows, cols) shapes, so 15 + 15R
- * with the default ns_steps=5 (30 for one shape, 45 for two, ..., at most 135 for 8 or more),
+ * with a gradient: at most min(S, CLOPT__MU_S_MAX) for S distinct (dtype, rows, cols) shapes,
+ * so 15 + 15R with the default ns_steps=5 (30 for one shape, 45 for two, ..., at most 135 for 8 or more),
  * whatever the number of variables and shapes (before batching: 2 + (3 + 5*ns_steps) per
  * Muon-path variable), missing gradients included. A CLBlast product
  * counts as one launch here; CLBlast itself may enqueue several kernels for one
@@ -98,7 +98,12 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include "muon_pack.h"
 #include "optim_internal.h"
+
+/* The scalars of muon.stats and of muon.apply (cl/scalars.cl). */
+#define APPLY_INDEX(i, name, doc) AP_##name = (i),
+enum { CLOPT_SCALARS_MUON(CLOPT__SCALAR_INDEX) CLOPT_SCALARS_MUON_APPLY(APPLY_INDEX) };
 
 enum {
     ADAM_BETA_1,
@@ -210,30 +215,10 @@ static double decay_rate(const clopt_optimizer *o, size_t i) {
 
 /* ---- build: the path table, the shape groups and the scratch matrices ---- */
 
-/* At most MU_S_MAX shape groups per dtype: with more distinct (dtype, rows, cols) shapes among the
- * Muon-path variables, groups are merged (merge_groups) and their matrices zero-padded to a
- * common size, so that the products of a step stay a constant number whatever the shapes. */
-#define MU_S_MAX 8
-
-/* Muon-path variables stored at one size, in built order: their scratch matrices lie one after
- * another at fixed strides, so that a run of them is one batched matrix product. rows x cols is
- * the stored (row-major) matrix: for a group of one (dtype, rows, cols) shape exactly that shape;
- * for merged shapes (more than MU_S_MAX of them) the oriented (after Muon's rows > cols
- * transposition) M x N = (max min(rows, cols), max max(rows, cols)) of its shapes, stored as M x N,
- * or as N x M when most of its elements are tall (rows > cols) and N > M; each matrix is then
- * zero outside its own block. rows > cols: the products use transpose flags. */
-typedef struct mu_group {
-    clopt_dtype dtype;
-    size_t rows, cols;
-    size_t first, count;      /* members[first .. first + count - 1]: built indices */
-    size_t x0, xstride;       /* member r's X (and Y) start at x0 + r*xstride: its padded size */
-    size_t a0, astride;       /* member r's A (and B) start at a0 + r*astride: min(rows, cols)^2 */
-} mu_group;
-
 /* The consecutive members of a group that one plan launch's products cover: from the first it
  * updates to the last (the whole group when every member has a gradient). */
 typedef struct mu_run {
-    const mu_group *g;
+    const clopt__mu_group *g;
     size_t r0, len;
 } mu_run;
 
@@ -251,10 +236,7 @@ typedef struct mu_run {
 typedef struct mu_state {
     void *info_buf;         /* uint32 per built variable: 1 on the Muon path */
     unsigned char *muon;    /* the same, on the host (0 also for an empty matrix) */
-    size_t *group_of;       /* per built variable: its group, or SIZE_MAX */
-    size_t *members;        /* the groups' members, group after group */
-    mu_group *groups;
-    size_t ngroups;
+    clopt__mu_pack pack;    /* the shape groups and the scratch layout (muon_pack.h) */
     unsigned char *present; /* per built variable, during a step: in the plan launch */
     mu_run *runs;           /* per step: at most one per Muon-path variable */
     void *x[2], *y[2];      /* per real dtype (0 float32, 1 float64): the iterates and copies */
@@ -272,181 +254,11 @@ static void on_unbuild(clopt_optimizer *o) {
             if (bufs[k]) ctx->ops->buffer_release(ctx, bufs[k]);
     }
     free(st->muon);
-    free(st->group_of);
-    free(st->members);
-    free(st->groups);
+    clopt__mu_pack_free(&st->pack);
     free(st->present);
     free(st->runs);
     free(st);
     o->class_state = NULL;
-}
-
-static int real_index(clopt_dtype d) { return d == CLOPT_FLOAT64; }
-
-static size_t small_dim(const mu_group *g) { return g->rows < g->cols ? g->rows : g->cols; }
-
-/* Merging shape groups (only when a dtype has more than MU_S_MAX of them). A candidate is a
- * (dtype, rows, cols) group or a union of them: k matrices padded to the oriented m x n (m the
- * largest min(rows, cols), n the largest max(rows, cols)); tall counts the elements of its tall
- * (rows > cols) matrices, wide the others'. Work per Newton-Schulz iteration, up to a factor 2:
- * k*(m*m*n (X X^T) + m^3 (A*A) + m*m*n (B*X)). */
-typedef struct mu_cand {
-    clopt_dtype dtype;
-    double k, m, n, tall, wide;
-    size_t into;     /* SIZE_MAX while a candidate of its own, else the one it was merged into */
-    size_t best;     /* the live candidate of its dtype whose union with it adds the least work */
-    double best_add; /* that work */
-} mu_cand;
-
-static double mu_work(double k, double m, double n) { return k * m * m * (2 * n + m); }
-
-static double merge_add(const mu_cand *a, const mu_cand *b) {
-    const double m = a->m > b->m ? a->m : b->m, n = a->n > b->n ? a->n : b->n;
-    return mu_work(a->k + b->k, m, n) - mu_work(a->k, a->m, a->n) - mu_work(b->k, b->m, b->n);
-}
-
-/* c[i]'s best partner among the live candidates of its dtype (the lowest index on ties). */
-static void find_best(mu_cand *c, size_t nc, size_t i) {
-    c[i].best = SIZE_MAX;
-    c[i].best_add = HUGE_VAL;
-    for (size_t j = 0; j < nc; j++) {
-        if (j == i || c[j].into != SIZE_MAX || c[j].dtype != c[i].dtype) continue;
-        const double add = merge_add(&c[i], &c[j]);
-        if (c[i].best == SIZE_MAX || add < c[i].best_add) c[i].best = j, c[i].best_add = add;
-    }
-}
-
-/* Greedy: while dtype d has more than MU_S_MAX live candidates, merges the pair whose union adds
- * the least padded work (the lowest indices on ties) into the lower index. A merge changes only
- * the pairs with the merged candidates, so each round rescans only the candidates whose best
- * partner was one of them: about O(S^2) work for S shapes in practice. */
-static void merge_groups(mu_cand *c, size_t nc, clopt_dtype d) {
-    size_t live = 0;
-    for (size_t i = 0; i < nc; i++) live += c[i].dtype == d;
-    if (live <= MU_S_MAX) return;
-    for (size_t i = 0; i < nc; i++)
-        if (c[i].dtype == d) find_best(c, nc, i);
-    for (; live > MU_S_MAX; live--) {
-        size_t i = SIZE_MAX;
-        for (size_t j = 0; j < nc; j++)
-            if (c[j].dtype == d && c[j].into == SIZE_MAX &&
-                (i == SIZE_MAX || c[j].best_add < c[i].best_add))
-                i = j;
-        const size_t a = i < c[i].best ? i : c[i].best, b = i < c[i].best ? c[i].best : i;
-        c[a].m = c[a].m > c[b].m ? c[a].m : c[b].m;
-        c[a].n = c[a].n > c[b].n ? c[a].n : c[b].n;
-        c[a].k += c[b].k;
-        c[a].tall += c[b].tall;
-        c[a].wide += c[b].wide;
-        c[b].into = a;
-        for (size_t h = 0; h < nc; h++) {
-            if (h == a || c[h].dtype != d || c[h].into != SIZE_MAX) continue;
-            if (c[h].best == a || c[h].best == b) {
-                find_best(c, nc, h);
-            } else {
-                const double add = merge_add(&c[h], &c[a]);
-                if (add < c[h].best_add || (add == c[h].best_add && a < c[h].best))
-                    c[h].best = a, c[h].best_add = add;
-            }
-        }
-        find_best(c, nc, a);
-    }
-}
-
-/* Groups the Muon-path variables by (dtype, rows, cols), merges groups where a dtype has more than
- * MU_S_MAX (merge_groups), and lays out each real dtype's scratch: X and Y hold the header, then
- * every group's matrices; A and B every group's min^2 blocks. */
-static clopt_status layout_groups(clopt_optimizer *o, mu_state *st, uint32_t *info,
-                                  size_t xlen[2], size_t alen[2]) {
-    clopt_context *ctx = o->ctx;
-    const size_t nv = o->nvars ? o->nvars : 1;
-    size_t *count = calloc(nv, sizeof *count), *final = malloc(nv * sizeof *final);
-    mu_cand *cand = malloc(nv * sizeof *cand);
-    if (!count || !final || !cand) {
-        free(count), free(final), free(cand);
-        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
-    }
-    /* the (dtype, rows, cols) groups, in order of first appearance (st->groups for now) */
-    size_t nshapes = 0;
-    for (size_t i = 0; i < o->nvars; i++) {
-        st->group_of[i] = SIZE_MAX;
-        const clopt_variable *v = o->vars[i];
-        if (adamw_path(o, v)) continue;
-        info[i] = 1;
-        st->muon[i] = v->size > 0;
-        if (!st->muon[i]) continue;
-        const size_t rows = (size_t)v->shape[0], cols = (size_t)v->shape[1];
-        size_t g = 0;
-        while (g < nshapes && !(st->groups[g].dtype == v->dtype && st->groups[g].rows == rows &&
-                                st->groups[g].cols == cols))
-            g++;
-        if (g == nshapes) {
-            st->groups[nshapes] = (mu_group){v->dtype, rows, cols, 0, 0, 0, 0, 0, 0};
-            const double lo = (double)(rows < cols ? rows : cols);
-            const double hi = (double)(rows < cols ? cols : rows);
-            cand[nshapes++] = (mu_cand){v->dtype, 0, lo, hi, 0, 0, SIZE_MAX, SIZE_MAX, 0};
-        }
-        st->group_of[i] = g;
-        cand[g].k += 1;
-        if (rows > cols) cand[g].tall += (double)v->size;
-        else cand[g].wide += (double)v->size;
-    }
-    for (size_t g = 0; g < nshapes; g++) {
-        size_t f = 0;
-        while (cand[f].dtype != cand[g].dtype) f++;
-        if (f == g) merge_groups(cand, nshapes, cand[g].dtype); /* once per dtype */
-    }
-    /* the final groups: one per live candidate, in order of first appearance; a merged group is
-     * stored M x N, or N x M when most of its elements are tall (and N > M) */
-    st->ngroups = 0;
-    for (size_t g = 0; g < nshapes; g++) {
-        size_t root = g;
-        while (cand[root].into != SIZE_MAX) root = cand[root].into;
-        if (root != g) {
-            final[g] = final[root]; /* root < g: already numbered */
-            continue;
-        }
-        final[g] = st->ngroups;
-        mu_group *gr = &st->groups[st->ngroups++];
-        const size_t m = (size_t)cand[g].m, n = (size_t)cand[g].n;
-        const int tall = cand[g].tall > cand[g].wide && n > m;
-        *gr = (mu_group){cand[g].dtype, tall ? n : m, tall ? m : n, 0, 0, 0, 0, 0, 0};
-    }
-    for (size_t i = 0; i < o->nvars; i++)
-        if (st->group_of[i] != SIZE_MAX) count[st->group_of[i] = final[st->group_of[i]]]++;
-    free(final);
-    free(cand);
-    size_t first = 0;
-    for (size_t g = 0; g < st->ngroups; g++) {
-        mu_group *gr = &st->groups[g];
-        const int r = real_index(gr->dtype);
-        if (!xlen[r]) { /* the header, in whole chunks of reals (so never 0: offsets are > 0) */
-            const size_t es = r ? sizeof(double) : sizeof(float);
-            const size_t words = (o->nvars * MU_HDR_WORDS * sizeof(uint32_t) + es - 1) / es;
-            xlen[r] = (words + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
-        }
-        gr->first = first;
-        first += count[g];
-        gr->xstride = (gr->rows * gr->cols + CLOPT__CHUNK - 1) / CLOPT__CHUNK * CLOPT__CHUNK;
-        gr->astride = small_dim(gr) * small_dim(gr);
-        gr->x0 = xlen[r];
-        gr->a0 = alen[r];
-        xlen[r] += count[g] * gr->xstride;
-        alen[r] += count[g] * gr->astride;
-    }
-    free(count);
-    for (size_t i = 0; i < o->nvars; i++) {
-        if (st->group_of[i] == SIZE_MAX) continue;
-        mu_group *gr = &st->groups[st->group_of[i]];
-        st->members[gr->first + gr->count++] = i;
-    }
-    for (int r = 0; r < 2; r++)
-        if (xlen[r] > UINT32_MAX)
-            return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
-                               "build: Muon's Newton-Schulz scratch would hold %zu elements of "
-                               "%s (more than 2^32 - 1)",
-                               xlen[r], r ? "float64" : "float32");
-    return CLOPT_OK;
 }
 
 /* The header of real dtype r's X buffer (MU_HDR_WORDS words per built variable). */
@@ -454,11 +266,11 @@ static clopt_status write_header(clopt_optimizer *o, mu_state *st, int r) {
     clopt_context *ctx = o->ctx;
     uint32_t *h = calloc(o->nvars * MU_HDR_WORDS, sizeof *h);
     if (!h) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
-    for (size_t g = 0; g < st->ngroups; g++) {
-        const mu_group *gr = &st->groups[g];
-        if (real_index(gr->dtype) != r) continue;
+    for (size_t g = 0; g < st->pack.ngroups; g++) {
+        const clopt__mu_group *gr = &st->pack.groups[g];
+        if (clopt__mu_real_index(gr->dtype) != r) continue;
         for (size_t k = 0; k < gr->count; k++) {
-            const size_t i = st->members[gr->first + k];
+            const size_t i = st->pack.members[gr->first + k];
             const size_t rows = (size_t)o->vars[i]->shape[0], cols = (size_t)o->vars[i]->shape[1];
             const size_t big = rows > cols ? rows : cols;
             uint32_t *e = h + i * MU_HDR_WORDS;
@@ -484,6 +296,33 @@ static clopt_status write_header(clopt_optimizer *o, mu_state *st, int r) {
     return s;
 }
 
+/* The paths (info: 1 on the Muon path) and the shape groups of the built variables (muon_pack.c),
+ * refusing a scratch past 32-bit offsets. */
+static clopt_status pack_groups(clopt_optimizer *o, mu_state *st, uint32_t *info) {
+    clopt_context *ctx = o->ctx;
+    clopt__mu_matrix *m = calloc(o->nvars ? o->nvars : 1, sizeof *m);
+    if (!m) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    for (size_t i = 0; i < o->nvars; i++) {
+        const clopt_variable *v = o->vars[i];
+        if (adamw_path(o, v)) continue;
+        info[i] = 1;
+        st->muon[i] = v->size > 0;
+        if (st->muon[i])
+            m[i] = (clopt__mu_matrix){v->dtype, (size_t)v->shape[0], (size_t)v->shape[1]};
+    }
+    const int bad = clopt__mu_pack_build(m, o->nvars, o->nvars * MU_HDR_WORDS * sizeof(uint32_t),
+                                         &st->pack);
+    free(m);
+    if (bad) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
+    for (int r = 0; r < 2; r++)
+        if (st->pack.xlen[r] > UINT32_MAX)
+            return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                               "build: Muon's Newton-Schulz scratch would hold %zu elements of "
+                               "%s (more than 2^32 - 1)",
+                               st->pack.xlen[r], r ? "float64" : "float32");
+    return CLOPT_OK;
+}
+
 static clopt_status on_build(clopt_optimizer *o) {
     clopt_context *ctx = o->ctx;
     mu_state *st = calloc(1, sizeof *st);
@@ -492,29 +331,25 @@ static clopt_status on_build(clopt_optimizer *o) {
     const size_t nv = o->nvars ? o->nvars : 1;
     uint32_t *info = calloc(nv, sizeof *info);
     st->muon = calloc(nv, 1);
-    st->group_of = malloc(nv * sizeof *st->group_of);
-    st->members = malloc(nv * sizeof *st->members);
-    st->groups = malloc(nv * sizeof *st->groups);
     st->present = calloc(nv, 1);
     st->runs = malloc(nv * sizeof *st->runs);
-    if (!info || !st->muon || !st->group_of || !st->members || !st->groups || !st->present ||
-        !st->runs) {
+    if (!info || !st->muon || !st->present || !st->runs) {
         free(info);
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     }
-    size_t xlen[2] = {0, 0}, alen[2] = {0, 0};
-    clopt_status s = layout_groups(o, st, info, xlen, alen);
+    clopt_status s = pack_groups(o, st, info);
     if (s == CLOPT_OK) s = ctx->ops->buffer_create(ctx, nv * sizeof *info, &st->info_buf);
     if (s == CLOPT_OK && o->nvars)
         s = ctx->ops->write(ctx, st->info_buf, 0, info, o->nvars * sizeof *info);
     free(info);
     for (int r = 0; r < 2 && s == CLOPT_OK; r++) {
-        if (!xlen[r]) continue;
+        const size_t xlen = st->pack.xlen[r], alen = st->pack.alen[r];
+        if (!xlen) continue;
         const size_t es = r ? sizeof(double) : sizeof(float);
-        if ((s = ctx->ops->buffer_create(ctx, xlen[r] * es, &st->x[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, xlen[r] * es, &st->y[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, alen[r] * es, &st->a[r])) != CLOPT_OK ||
-            (s = ctx->ops->buffer_create(ctx, alen[r] * es, &st->b[r])) != CLOPT_OK)
+        if ((s = ctx->ops->buffer_create(ctx, xlen * es, &st->x[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, xlen * es, &st->y[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, alen * es, &st->a[r])) != CLOPT_OK ||
+            (s = ctx->ops->buffer_create(ctx, alen * es, &st->b[r])) != CLOPT_OK)
             break;
         s = write_header(o, st, r);
     }
@@ -531,13 +366,13 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->kernel = "muon.stats";
     l->ndefines = 1;
     l->defines[0] = (clopt__define){"NESTEROV", clopt__hp(o, NESTEROV) != 0.0};
-    l->scalars[0] = adam_lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
-    l->scalars[1] = 1.0 - b1;
-    l->scalars[2] = 1.0 - b2;
-    l->scalars[3] = clopt__hp(o, EPSILON);
-    l->scalars[4] = mom - 1.0;
-    l->scalars[5] = mom;
-    l->scalars[6] = s->lr; /* the Muon path's, read by run_launch for muon.apply */
+    l->scalars[SC_alpha] = adam_lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t));
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
+    l->scalars[SC_momentum_minus_1] = mom - 1.0;
+    l->scalars[SC_momentum] = mom;
+    l->scalars[SC_lr] = s->lr; /* the Muon path's, read by run_launch for muon.apply */
     /* Muon's weight decay: q3 is the learning rate (cast to the dtype, as Keras does), each
      * variable's rate is its segment's decay multiplier (decay_rate). */
     l->decay = !o->base[CLOPT__B_WEIGHT_DECAY].null || !o->hp[ADAM_WEIGHT_DECAY].null;
@@ -563,15 +398,15 @@ static size_t collect_runs(const clopt_optimizer *o, const clopt__plan *p,
     size_t n = 0;
     xspan[0] = aspan[0] = SIZE_MAX;
     xspan[1] = aspan[1] = 0;
-    for (size_t gi = 0; gi < st->ngroups; gi++) {
-        const mu_group *g = &st->groups[gi];
+    for (size_t gi = 0; gi < st->pack.ngroups; gi++) {
+        const clopt__mu_group *g = &st->pack.groups[gi];
         if (g->dtype != pl->dtype) continue;
         size_t lo = SIZE_MAX, hi = 0;
         for (size_t k = 0; k < g->count; k++) {
-            if (!st->present[st->members[g->first + k]]) continue;
+            if (!st->present[st->pack.members[g->first + k]]) continue;
             if (lo == SIZE_MAX) lo = k;
             hi = k + 1;
-            st->present[st->members[g->first + k]] = 0;
+            st->present[st->pack.members[g->first + k]] = 0;
         }
         if (lo != SIZE_MAX) st->runs[n++] = (mu_run){g, lo, hi - lo};
     }
@@ -606,7 +441,7 @@ static clopt_status newton_schulz(clopt_optimizer *o, clopt_dtype rd, int ri, si
         for (int pass = 0; pass < 3 && s == CLOPT_OK; pass++) {
             for (size_t k = 0; k < nruns && s == CLOPT_OK; k++) {
                 const mu_run *r = &st->runs[k];
-                const mu_group *g = r->g;
+                const clopt__mu_group *g = r->g;
                 const int tr = g->rows > g->cols;
                 const size_t m = tr ? g->cols : g->rows, n = tr ? g->rows : g->cols, ld = g->cols;
                 const size_t xo = g->x0 + r->r0 * g->xstride, ao = g->a0 + r->r0 * g->astride;
@@ -647,9 +482,9 @@ static clopt_status muon_pass(clopt_optimizer *o, const clopt__launch *l, int ri
     a.kernel = apply ? "muon.apply" : "muon.load";
     if (apply) {
         const clopt__value *rms = &o->hp[RMS_RATE];
-        a.scalars[0] = l->scalars[6];
-        a.scalars[1] = rms->null ? 0.0 : 1.0; /* lr_adjust: sqrt(max(rows, cols)) from the header */
-        a.scalars[2] = rms->null ? 1.0 : rms->v;
+        a.scalars[AP_lr] = l->scalars[SC_lr];
+        a.scalars[AP_lr_adjust] = rms->null ? 0.0 : 1.0; /* sqrt(max(rows, cols)): the header */
+        a.scalars[AP_rms_rate] = rms->null ? 1.0 : rms->v;
     }
     return prepare_only ? ctx->ops->prepare(ctx, &a) : ctx->ops->update(ctx, &a);
 }
@@ -659,7 +494,7 @@ static clopt_status name_failed(clopt_optimizer *o, clopt_status s, const mu_run
     clopt_context *ctx = o->ctx;
     if (s != CLOPT_ERR_UNSUPPORTED || !r) return s;
     const mu_state *st = o->class_state;
-    const clopt_variable *v = o->vars[st->members[r->g->first + r->r0]];
+    const clopt_variable *v = o->vars[st->pack.members[r->g->first + r->r0]];
     char *why = clopt__strdup(ctx->error ? ctx->error : "");
     clopt__fail(ctx, s, "build: Muon variable '%s' (%lld x %lld) takes the Muon path: %s",
                 v->name, (long long)v->shape[0], (long long)v->shape[1], why ? why : "");
@@ -675,7 +510,7 @@ static clopt_status warm(clopt_optimizer *o, const clopt__plan *p, const clopt__
     clopt_context *ctx = o->ctx;
     mu_state *st = o->class_state;
     clopt_status s = ctx->ops->prepare(ctx, l);
-    const int ri = real_index(pl->dtype);
+    const int ri = clopt__mu_real_index(pl->dtype);
     if (s != CLOPT_OK || !st->x[ri]) return s;
     const clopt__segment_launch sl = {"muon.norm", pl->dtype, p->ranges_buf, 0, 0,
                                       p->partials_buf, NULL, {0, 0, 0, 0}};
@@ -704,7 +539,7 @@ static clopt_status run_launch(clopt_optimizer *o, const clopt__plan *p,
     size_t xspan[2], aspan[2];
     const size_t nruns = collect_runs(o, p, pl, xspan, aspan);
     if (!nruns) return CLOPT_OK;
-    const int ri = real_index(pl->dtype);
+    const int ri = clopt__mu_real_index(pl->dtype);
     const clopt__segment_launch sl = {"muon.norm", pl->dtype, p->ranges_buf, pl->range_base,
                                       pl->nranges, p->partials_buf, NULL, {0, 0, 0, 0}};
     const mu_run *failed;
@@ -720,8 +555,7 @@ const clopt__optimizer_class clopt__muon_class = {
     .class_name = "Muon",
     .default_name = "muon",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = NPARAMS,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .validate = validate,
     .launch = launch,

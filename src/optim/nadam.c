@@ -10,6 +10,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_NADAM(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2, EPSILON };
 
 static const clopt__param params[] = {
@@ -44,8 +46,6 @@ static void before_step(clopt_optimizer *o, const clopt__step_info *s) {
     o->state[U_PRODUCT] = clopt__elem_load(cell, d, 0);
 }
 
-static double scalar(const clopt_optimizer *o) { return o->state[U_PRODUCT]; }
-
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
     const double t = (double)s->t;
@@ -57,13 +57,13 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double p_t1 = R(p_t * u_t1);
     l->kernel = "nadam";
     l->ndefines = 0;
-    l->scalars[0] = s->lr;
-    l->scalars[1] = 1.0 - b1;
-    l->scalars[2] = 1.0 - b2;
-    l->scalars[3] = clopt__hp(o, EPSILON);
-    l->scalars[4] = R(u_t1 / R(1.0 - p_t1));
-    l->scalars[5] = R(R(1.0 - u_t) / R(1.0 - p_t));
-    l->scalars[6] = R(1.0 / R(1.0 - clopt__pow_dtype(b2, t, d)));
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
+    l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
+    l->scalars[SC_m_coef] = R(u_t1 / R(1.0 - p_t1));
+    l->scalars[SC_g_coef] = R(R(1.0 - u_t) / R(1.0 - p_t));
+    l->scalars[SC_v_coef] = R(1.0 / R(1.0 - clopt__pow_dtype(b2, t, d)));
 #undef R
 }
 
@@ -71,12 +71,10 @@ const clopt__optimizer_class clopt__nadam_class = {
     .class_name = "Nadam",
     .default_name = "nadam",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 3,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
     .before_step = before_step,
     .scalar_name = "variable",
-    .scalar = scalar,
     .init = init,
 };

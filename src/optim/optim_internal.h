@@ -6,6 +6,7 @@
 #include <math.h>
 #include "clopt/optimizer.h"
 #include "../core/core_internal.h"
+#include "optim_access.h"
 
 /* ---- hyperparameters: one table per class drives from_config, get_config and validation ---- */
 
@@ -29,6 +30,11 @@ typedef struct clopt__param {
     double lo, hi;   /* allowed range (inclusive unless *_open) */
     int lo_open, hi_open;
 } clopt__param;
+
+/* The entries of an array. */
+#define CLOPT__COUNTOF(a) ((int)(sizeof(a) / sizeof *(a)))
+/* A class's parameter table and its count, in its clopt__optimizer_class initializer. */
+#define CLOPT__PARAMS(a) .params = (a), .nparams = CLOPT__COUNTOF(a)
 
 typedef struct clopt__value {
     double v;
@@ -103,14 +109,13 @@ typedef struct clopt__optimizer_class {
     /* Fills the launch's kernel, defines and per-step scalars. */
     void (*launch)(const clopt_optimizer *opt, const clopt__step_info *step, clopt__launch *l);
     /* Optional: called once per update step before the launches (host-side state such as
-     * Nadam's u_product), and the value of a class scalar in the variable list. */
+     * Nadam's u_product, which the variable list then shows as scalar_name: o->state[0]). */
     void (*before_step)(clopt_optimizer *opt, const clopt__step_info *step);
     const char *scalar_name; /* a class scalar appended to the variable list, or NULL */
-    double (*scalar)(const clopt_optimizer *opt);
     /* Optional: adjusts base defaults before the config is read (AdamW's weight_decay). */
     void (*init)(clopt_optimizer *opt);
     /* Optional: a step that needs per-variable reductions of its own (Lamb's norms of w and r),
-     * in three launches per plan launch whatever the number of variables (apply.c,
+     * in three launches per plan launch whatever the number of variables (stages.c,
      * run_stats): first `launch`'s launch with kernel stats_kernel (it reads the gradient with
      * GRAD(), updates the slots and writes two per-block partial sums to aux_buf, the plan's
      * partials); then the backend's segment pass segment_kernel over the variables' chunk
@@ -119,21 +124,9 @@ typedef struct clopt__optimizer_class {
      * (on an accumulation step it zeroes the accumulator) and must not rely on a stored w. */
     const char *stats_kernel;
     const char *segment_kernel;
-    /* Optional: bit k set when the class's slot kind k is made by Keras's add_variable(name=...)
-     * rather than add_variable_from_reference: its Keras name is the bare kind name
-     * ("accumulator") instead of "<variable>_<kind>" (Ftrl's accumulator). */
-    unsigned bare_slot_names;
     /* Optional: bit k set when the class's slot kind k starts as a copy of its variable at build
      * instead of its constant init (ScheduleFreeAdamW's z: Keras's assign(z, ops.copy(var))). */
     unsigned copy_slots;
-    /* Optional: replace reading the config dict and writing it back (LossScaleOptimizer). */
-    clopt_status (*configure)(clopt_optimizer *opt, const json_t *config);
-    json_t *(*config_json)(const clopt_optimizer *opt);
-    /* Optional: adds class entries to the variable list after iteration/learning_rate. */
-    clopt_status (*after_init)(clopt_optimizer *opt);
-    /* Optional: replaces the whole of apply (LossScaleOptimizer). */
-    clopt_status (*apply)(clopt_optimizer *opt, clopt_variable *const *grads,
-                          clopt_variable *const *vars, size_t n);
     /* Optional: the Keras entry of the class's slot kind k (0-based among the class's kinds)
      * for built variable i, when it differs from the default view (e is pre-filled with the
      * default: the variable's shape, name NULL). */
@@ -155,7 +148,32 @@ typedef struct clopt__optimizer_class {
      * that sets it makes `launch` set the launch's decay switch and pipe[3] (the learning rate
      * then) itself: Muon's per-path rates, adam_weight_decay or weight_decay. */
     double (*decay_rate)(const clopt_optimizer *opt, size_t i);
+    /* Optional: the class wraps another optimizer (LossScaleOptimizer); see below. */
+    const struct clopt__wrapper_ops *wrapper;
 } clopt__optimizer_class;
+
+/* What a wrapper class does in place of the base class. A wrapper's optimizer struct is its own
+ * (`size` bytes, starting with a clopt_optimizer); it owns the optimizer it wraps, which holds
+ * the variables, slots, iterations and learning rate. The base layer reaches the wrapped one only
+ * through `inner`: build and apply are the wrapper's, and the variable list is the wrapper's own
+ * entries followed by the inner optimizer's. */
+typedef struct clopt__wrapper_ops {
+    size_t size;
+    /* Reads the config dict (its inner optimizer's included) and writes it back. configure also
+     * adds the wrapper's own entries of the variable list (clopt__optimizer_init_optvars first). */
+    clopt_status (*configure)(clopt_optimizer *opt, const json_t *config);
+    json_t *(*config_json)(const clopt_optimizer *opt);
+    clopt_optimizer *(*inner)(const clopt_optimizer *opt);
+    clopt_status (*build)(clopt_optimizer *opt, clopt_variable *const *vars, size_t n);
+    clopt_status (*apply)(clopt_optimizer *opt, clopt_variable *const *grads,
+                          clopt_variable *const *vars, size_t n);
+    /* Makes the host-side state current where the device keeps it (write: the caller is about
+     * to change host state, which the device must then take again). */
+    clopt_status (*sync)(const clopt_optimizer *opt, int write);
+    /* Frees what configure and build made (the inner optimizer included). */
+    void (*destroy)(clopt_optimizer *opt);
+} clopt__wrapper_ops;
+
 
 /* Every class, NULL-terminated (registry.c). */
 extern const clopt__optimizer_class *const clopt__optimizer_classes[];
@@ -169,14 +187,6 @@ typedef struct clopt__slot_group {
     size_t used;   /* elements laid out so far */
     void *seg_buf; /* 2 reals per built variable: clip factor, weight-decay flag */
 } clopt__slot_group;
-
-/* Where an entry of Keras's `variables` list lives. */
-typedef enum clopt__optvar_kind {
-    CLOPT__OV_SLOT,      /* a device slot variable */
-    CLOPT__OV_ITERATION, /* the raw iteration counter, int64 on the host */
-    CLOPT__OV_LR,        /* the float learning rate, float32 on the host */
-    CLOPT__OV_SCALAR     /* a class scalar on the host (Nadam's u_product): state[state_index] */
-} clopt__optvar_kind;
 
 /* An entry of Keras's `variables` list. */
 typedef struct clopt__optvar {
@@ -210,25 +220,18 @@ struct clopt__plan {
     size_t ranges_cap, partials_cap; /* entries */
 };
 
-/* A LossScaleOptimizer's inner step decided on the device (device_step.c): the finite check
- * writes a flag on the device, and every launch of the step (built with DEVICE_STEP=1) reads it
- * and skips itself on non-finite gradients, with its per-step scalars taken from a table of
- * rows, one for each iteration count the step may be at, since only the device knows how many
- * steps ran. A one-work-item kernel (cl/loss_scale.cl) then moves the count, step counter and
- * scale on. The host reads the state back only when asked for it (iterations, the scale, a
- * checkpoint...) and when the table runs out, every CLOPT__STEP_ROWS steps. */
-#define CLOPT__STEP_ROWS 256
-typedef struct clopt__device_step {
-    void *state_buf;      /* CLOPT__STEP_WORDS uint64 words (backend_internal.h) */
-    void *table_buf[4];   /* per dtype of a built variable: CLOPT__STEP_ROWS rows */
-    int64_t base;         /* the iteration count of row 0 */
-    int64_t issued;       /* steps enqueued since the table was written */
-    int64_t pending;      /* of those, enqueued since the host last read the state */
-    int valid;            /* the device's state and table agree with the host's */
-    int stepping;         /* apply.c: the launches being made are device-decided */
-    double base_state[4]; /* the class's host state (o->state) at count `base` */
-    double states[CLOPT__STEP_ROWS][4]; /* and after the step of each row */
-} clopt__device_step;
+/* What a wrapper asks of one step of the optimizer it wraps (LossScaleOptimizer): gradients
+ * divided by `unscale` (0: not), and with step_state set, a step the device decides
+ * (loss_scale_device.c): every launch reads its per-step scalars from step_table[dtype] at the
+ * device's count and skips itself unless the device's finite flag says go, and the host neither
+ * counts the step nor runs the class's before_step. At build, the kernels a step will take are
+ * warmed for it, and with finite_check the finite-check kernel too. NULL: a plain step. */
+typedef struct clopt__step_request {
+    double unscale;
+    void *step_state;
+    void *step_table[4];
+    int finite_check;
+} clopt__step_request;
 
 struct clopt_optimizer {
     clopt_context *ctx;
@@ -243,13 +246,6 @@ struct clopt_optimizer {
                                                   * (owned), NULL for the empty list */
     double state[4]; /* class host-side state; a class scalar (Nadam's u_product) is state[0] */
     void *class_state; /* a built class's own state (clopt__optimizer_class.on_build) */
-    double grad_unscale; /* nonzero: gradients are divided by it (set by a LossScaleOptimizer) */
-    int finite_check;    /* warm the finite-check kernel at build (an LSO's inner optimizer) */
-    struct clopt_optimizer *inner; /* a LossScaleOptimizer's inner optimizer (owned) */
-    int detached;                  /* not on the context's list (an inner optimizer) */
-    void *flag_buf;                /* a LossScaleOptimizer's finite flag (8 bytes) */
-    int device_step;               /* an LSO's inner: take device-decided steps when it can */
-    clopt__device_step *dstep;     /* made at build when device_step and the class allow */
     int built;
     int64_t iterations;
     size_t nvars;
@@ -276,80 +272,95 @@ struct clopt_optimizer {
     struct clopt_optimizer *prev, *next;
 };
 
+/* The optimizer a wrapper wraps, NULL for any other. */
+static inline clopt_optimizer *clopt__wrapped(const clopt_optimizer *o) {
+    return o->cls->wrapper ? o->cls->wrapper->inner(o) : NULL;
+}
+
 /* Appends an entry to Keras's variable list (its path is "<optimizer name>/<name>"). */
 clopt_status clopt__optvar_add(clopt_optimizer *o, const char *name, clopt__optvar_kind kind,
                                clopt_dtype dtype, clopt_variable *var);
 
-/* Adds the creation-time entries of Keras's variable list. */
+/* Adds the creation-time entries of Keras's variable list (iteration, learning_rate). */
 clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o);
-/* Entry `index` of Keras's variable list as clopt_optimizer_variable counts it (a
- * LossScaleOptimizer's own entries, then its inner optimizer's), and in *owner the optimizer that
- * holds it; NULL when out of range. For checkpoints (src/io). */
-const clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
-                                            const clopt_optimizer **owner);
-/* Sets a host-side entry of that list (the raw iteration counter, the float learning rate, a class
- * scalar) to `v`, as a loaded checkpoint does. Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (a
- * slot, or out of range). */
-clopt_status clopt__optimizer_set_host_value(clopt_optimizer *o, size_t index, double v);
+/* Entry `index` of Keras's variable list as clopt_optimizer_variable counts it (a wrapper's own
+ * entries, then its inner optimizer's), and in *owner the optimizer that holds it; NULL when out
+ * of range. */
+clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
+                                      clopt_optimizer **owner);
 /* Checks a variable list: non-empty, no NULL, same context, no duplicates. */
 clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *const *vars,
                                          size_t n, const char *fn);
 
-/* Keras's gradient_accumulation_steps (0: off), the raw and the divided iteration count, and the
- * learning rate at the current raw step (float, or the schedule). */
-int64_t clopt__accumulation_steps(const clopt_optimizer *o);
-int64_t clopt__iterations(const clopt_optimizer *o);
-double clopt__learning_rate(const clopt_optimizer *o);
+/* Keras's gradient_accumulation_steps (0: off) and the iteration count divided by it. */
+static inline int64_t clopt__accumulation_steps(const clopt_optimizer *o) {
+    const clopt__value *v = &o->base[CLOPT__B_GRADIENT_ACCUMULATION_STEPS];
+    return v->null ? 0 : (int64_t)v->v;
+}
+static inline int64_t clopt__iterations(const clopt_optimizer *o) {
+    int64_t s = clopt__accumulation_steps(o);
+    return s ? o->iterations / s : o->iterations;
+}
 
-/* Build helpers (apply.c): the EMA plan over every built variable, kernel warm-up. */
-clopt_status clopt__all_plan_build(clopt_optimizer *o);
-clopt_status clopt__warm_kernels(clopt_optimizer *o);
-void clopt__plan_free(clopt_context *ctx, clopt__plan *p);
+/* Build (optimizer.c) in two halves, for a wrapper that builds the optimizer it wraps: begin
+ * checks the variables and lays out slots, the variable list and the EMA plan; end warms the
+ * kernels that steps with request `req` take (NULL: plain steps) and marks it built. When
+ * either fails, build_failed records a message if none was and unbuilds. */
+clopt_status clopt__optimizer_build_begin(clopt_optimizer *o, clopt_variable *const *vars,
+                                          size_t n);
+clopt_status clopt__optimizer_build_end(clopt_optimizer *o, const clopt__step_request *req);
+clopt_status clopt__optimizer_build_failed(clopt_optimizer *o, clopt_status st);
+/* The context's list of optimizers, the optimizer layer's data on the context (its hooks:
+ * clopt__context_layer): attach puts an optimizer on it; free_detached frees one that is on no
+ * list (a wrapper's inner optimizer); forget_variable drops the optimizers' cached launch plans
+ * that name `v`, which is being destroyed (its handle address may come back for another). */
+clopt_status clopt__optimizer_attach(clopt_optimizer *o);
+void clopt__optimizer_free_detached(clopt_optimizer *o);
+void clopt__optimizers_forget_variable(clopt_context *ctx, void *head, const clopt_variable *v);
+/* The name of a live optimizer (a wrapper's inner one included) built with `v`, or NULL. */
+const char *clopt__optimizer_using(const clopt_context *ctx, void *head, const clopt_variable *v);
 clopt_status clopt__write_decay_flags(clopt_optimizer *o);
 void clopt__apply_pending_no_decay(clopt_optimizer *o);
 
-/* apply() in two halves: checks and the launch plan (nothing changes), then the step. A
- * LossScaleOptimizer runs its finite check (a kernel writing 0 to flag_buf's first float when a
- * gradient is not finite) in between; with `reset` the flag is set to go first (a device-decided
- * step needs no reset: its finishing kernel sets it back). */
-clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_variable *const *grads,
-                                  clopt_variable *const *vars, size_t n);
-clopt_status clopt__apply_run(clopt_optimizer *o);
+/* Launch plans (plan.c): the plan of the pairs (idx[i], grads[i]) rebuilt only when the pattern
+ * changes (partials: per-block bytes its steps need), the EMA plan over every built variable
+ * (grads NULL), and their release. */
+int clopt__plan_matches(const clopt__plan *p, const size_t *idx, clopt_variable *const *grads,
+                        size_t n);
+clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
+                               clopt_variable *const *grads, size_t n, size_t partials);
+clopt_status clopt__all_plan_build(clopt_optimizer *o);
+void clopt__plan_free(clopt_context *ctx, clopt__plan *p);
+
+/* apply() in two halves (apply.c): checks and the launch plan (nothing changes; an unbuilt `o`
+ * is built by clopt_optimizer_build(builder): itself, or the wrapper around it), then the step's
+ * stages (stages.c) for request `req` (NULL: a plain step). A wrapper runs its finite check (a
+ * kernel writing 0 to flag_buf's first float when a gradient is not finite) in between; with
+ * `reset` the flag is set to go first (a device-decided step needs no reset: its finishing
+ * kernel sets it back). */
+clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
+                                  clopt_variable *const *grads, clopt_variable *const *vars,
+                                  size_t n);
+clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req);
 clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int reset);
 
-/* apply.c, for device_step.c: the optimizer's and the pipeline's per-step scalars for dtype d
- * (c0..c7, q0..q3 as kernels take them), and EMA's momentum and overwrite beat at raw count it. */
+/* stages.c: the learning rate at the current raw step (float, or the schedule); the kernels a
+ * step takes, compiled and warmed at build; the partials its plans need; and, for device-decided
+ * steps, the per-step scalars for dtype d (c0..c7, q0..q3 as kernels take them) and EMA's
+ * momentum and overwrite beat at raw count it. */
+double clopt__learning_rate(const clopt_optimizer *o);
+clopt_status clopt__warm_kernels(clopt_optimizer *o, const clopt__step_request *req);
+size_t clopt__partials_bytes(const clopt_optimizer *o);
 void clopt__step_scalars(clopt_optimizer *o, clopt_dtype d, const clopt__step_info *step,
                          double out[CLOPT__MAX_SCALARS + 4]);
 double clopt__ema_momentum_at(const clopt_optimizer *o, int64_t it);
 int clopt__ema_overwrite_at(const clopt_optimizer *o, int64_t it);
 
-/* Device-decided steps (device_step.c), for a LossScaleOptimizer's inner optimizer `o`:
- * made at build (nothing when o->device_step is unset or the class cannot: Adafactor and Muon
- * run passes of their own, and gradient accumulation picks kernels by the count); freed at
- * unbuild. `ls` is the loss scaler's host state {step counter, dynamic scale} and growth its
- * dynamic_growth_steps. begin: makes the table and state current (reading the state back first
- * when the table ran out or was invalidated). end: enqueues the finishing kernel. sync: reads
- * the state back into o->iterations, o->state and ls when steps ran since the last read.
- * invalidate: the host state changed (a load, a set learning rate): the next step rewrites. */
-clopt_status clopt__device_step_create(clopt_optimizer *o);
-void clopt__device_step_free(clopt_optimizer *o);
-clopt_status clopt__device_step_begin(clopt_optimizer *o, double ls[2], double growth);
-clopt_status clopt__device_step_end(clopt_optimizer *o);
-clopt_status clopt__device_step_sync(clopt_optimizer *o, double ls[2]);
-void clopt__device_step_invalidate(clopt_optimizer *o);
-/* A LossScaleOptimizer's sync of its inner optimizer's device-decided steps (loss_scale.c); no-op
- * for any other optimizer. write: the caller is about to change host state (also invalidates). */
-clopt_status clopt__loss_scale_sync(const clopt_optimizer *o, int write);
-
-void clopt__optimizer_free_detached(clopt_optimizer *o);
-
 /* Configs (config.c): an optimizer from a parsed serialize() object (not on the context's list),
- * one config key read into an optimizer, and the serialize() object of an optimizer. */
+ * and one config key read into an optimizer. */
 clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
                                         clopt_optimizer **out);
 clopt_status clopt__config_key(clopt_optimizer *o, const char *key, const json_t *v);
-json_t *clopt__optimizer_to_json(const clopt_optimizer *o);
 
 /* Keras computes an optimizer's per-step scalars (bias corrections, Nadam's momentum schedule)
  * in the variable's dtype: float32 arithmetic for float32 variables (and for float16/bfloat16,

@@ -6,15 +6,6 @@
 #include "optim_internal.h"
 #include "schedule_internal.h"
 
-void clopt__plan_free(clopt_context *ctx, clopt__plan *p) {
-    free(p->var_index);
-    free(p->grads);
-    free(p->launches);
-    if (p->ranges_buf) ctx->ops->buffer_release(ctx, p->ranges_buf);
-    if (p->partials_buf) ctx->ops->buffer_release(ctx, p->partials_buf);
-    memset(p, 0, sizeof *p);
-}
-
 /* Frees Keras variable-list entries from `keep` on. */
 static void optvars_free(clopt_optimizer *o, size_t keep) {
     for (size_t i = keep; i < o->noptvars; i++) {
@@ -43,7 +34,6 @@ static void unbuild(clopt_optimizer *o) {
     optvars_free(o, o->nbaseoptvars);
     clopt__plan_free(ctx, &o->plan);
     clopt__plan_free(ctx, &o->all_plan);
-    clopt__device_step_free(o);
     for (int d = 0; d < 4; d++) {
         if (o->groups[d].block) clopt__arena_free(ctx, o->groups[d].block, 0, 0);
         if (o->groups[d].seg_buf) ctx->ops->buffer_release(ctx, o->groups[d].seg_buf);
@@ -70,38 +60,57 @@ static void free_names(clopt_optimizer *o) {
     o->ndecay_exclude_names = 0;
 }
 
+/* ---- the context's list of optimizers: the optimizer layer's data on the context ---- */
+
+static void free_all(clopt_context *ctx, void *head);
+static const clopt__context_hooks layer_hooks = {clopt__optimizer_using,
+                                                 clopt__optimizers_forget_variable, free_all};
+
+clopt_status clopt__optimizer_attach(clopt_optimizer *o) {
+    void **head = clopt__context_layer(o->ctx, &layer_hooks);
+    if (!head) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "too many context layers");
+    if (clopt__handle_add(o) != 0)
+        return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    o->prev = NULL;
+    o->next = *head;
+    if (o->next) o->next->prev = o;
+    *head = o;
+    return CLOPT_OK;
+}
+
+/* Takes o off the context's list, if it is on it (a wrapper's inner optimizer is not). */
+static void detach(clopt_optimizer *o) {
+    void **head = clopt__context_layer(o->ctx, &layer_hooks);
+    if (!head || !(o->prev || *head == o)) return;
+    if (o->prev) o->prev->next = o->next;
+    else *head = o->next;
+    if (o->next) o->next->prev = o->prev;
+}
+
 static void optimizer_free(clopt_optimizer *o) {
-    clopt_context *ctx = o->ctx;
-    if (o->inner) clopt__optimizer_free_detached(o->inner);
-    if (o->flag_buf) ctx->ops->buffer_release(ctx, o->flag_buf);
+    if (o->cls->wrapper) o->cls->wrapper->destroy(o);
     unbuild(o);
     optvars_free(o, 0);
     free_names(o);
     for (int i = 0; i < o->cls->nparams; i++) json_decref(o->hp_list[i]);
     free(o->pending_no_decay);
     clopt__schedule_free(o->schedule);
-    if (!o->detached) {
-        clopt__handle_remove(o);
-        if (o->prev) o->prev->next = o->next;
-        else ctx->opts = o->next;
-        if (o->next) o->next->prev = o->prev;
-    }
+    clopt__handle_remove(o);
+    detach(o);
     free(o->name);
     free(o);
 }
 
-/* Frees an optimizer that is not on the context's list (a LossScaleOptimizer's inner one). */
-void clopt__optimizer_free_detached(clopt_optimizer *o) {
-    o->detached = 1;
-    optimizer_free(o);
-}
+void clopt__optimizer_free_detached(clopt_optimizer *o) { optimizer_free(o); }
 
 void clopt_optimizer_destroy(clopt_optimizer *o) {
     if (clopt__handle_live(o)) optimizer_free(o); /* not NULL, not destroyed already */
 }
 
-void clopt__optimizer_free_all(clopt_context *ctx) {
-    while (ctx->opts) optimizer_free(ctx->opts);
+static void free_all(clopt_context *ctx, void *head) {
+    (void)head;
+    void **h;
+    while ((h = clopt__context_layer(ctx, &layer_hooks)) && *h) optimizer_free(*h);
 }
 
 /* Adds an entry to Keras's variable list. */
@@ -137,7 +146,6 @@ clopt_status clopt__optimizer_init_optvars(clopt_optimizer *o) {
     /* Keras makes a learning_rate variable only for a float learning rate. */
     if (st == CLOPT_OK && !o->schedule)
         st = clopt__optvar_add(o, "learning_rate", CLOPT__OV_LR, CLOPT_FLOAT32, NULL);
-    if (st == CLOPT_OK && o->cls->after_init) st = o->cls->after_init(o);
     o->nbaseoptvars = o->noptvars;
     return st;
 }
@@ -155,7 +163,6 @@ static char *slot_name(const clopt_variable *v, const char *slot) {
 static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
     const clopt_variable *v = o->vars[i];
     clopt__slot_group *g = &o->groups[v->dtype];
-    const int bare = k >= o->slot_base && ((o->cls->bare_slot_names >> (k - o->slot_base)) & 1u);
     /* The class may give the entry another shape or name, or make it a host placeholder. */
     clopt__slot_entry e;
     memset(&e, 0, sizeof e);
@@ -168,9 +175,7 @@ static clopt_status make_slot_view(clopt_optimizer *o, size_t i, int k) {
             return st;
         }
     }
-    char *name = e.name ? e.name
-                 : bare ? clopt__strdup(o->kinds[k].name)
-                        : slot_name(v, o->kinds[k].name);
+    char *name = e.name ? e.name : slot_name(v, o->kinds[k].name);
     if (!name) return CLOPT_ERR_OUT_OF_MEMORY;
     if (e.placeholder) {
         clopt_status st = clopt__optvar_add(o, name, CLOPT__OV_SCALAR, v->dtype, NULL);
@@ -348,14 +353,8 @@ static clopt_status check_build_rules(clopt_optimizer *o) {
     return CLOPT_OK;
 }
 
-clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *vars, size_t n) {
-    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->built) return CLOPT_OK;
-    if (o->inner) { /* a LossScaleOptimizer builds its inner optimizer */
-        clopt_status st = clopt_optimizer_build(o->inner, vars, n);
-        if (st == CLOPT_OK) o->built = 1;
-        return st;
-    }
+clopt_status clopt__optimizer_build_begin(clopt_optimizer *o, clopt_variable *const *vars,
+                                          size_t n) {
     clopt_status st = clopt__optimizer_check_vars(o, vars, n, "clopt_optimizer_build");
     if (st != CLOPT_OK) return st;
     o->vars = malloc(n * sizeof *o->vars);
@@ -363,10 +362,8 @@ clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *va
     o->scratch_idx = malloc(n * sizeof *o->scratch_idx);
     o->scratch_grads = malloc(n * sizeof *o->scratch_grads);
     o->no_decay = calloc(n, 1);
-    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads || !o->no_decay) {
-        unbuild(o);
+    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads || !o->no_decay)
         return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
-    }
     memcpy(o->vars, vars, n * sizeof *vars);
     o->nvars = n;
     choose_kinds(o);
@@ -374,50 +371,58 @@ clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *va
     if ((st = check_build_rules(o)) != CLOPT_OK || (st = layout_slots(o)) != CLOPT_OK ||
         (st = build_optvars(o)) != CLOPT_OK ||
         (o->cls->on_build && (st = o->cls->on_build(o)) != CLOPT_OK) ||
-        (clopt__apply_pending_no_decay(o), st = clopt__write_decay_flags(o)) != CLOPT_OK ||
-        (st = clopt__all_plan_build(o)) != CLOPT_OK ||
-        (st = clopt__device_step_create(o)) != CLOPT_OK ||
-        (st = clopt__warm_kernels(o)) != CLOPT_OK) {
-        if (!o->ctx->error) clopt__fail(o->ctx, st, "build: %s", clopt_status_string(st));
-        unbuild(o);
+        (clopt__apply_pending_no_decay(o), st = clopt__write_decay_flags(o)) != CLOPT_OK)
         return st;
-    }
+    return clopt__all_plan_build(o);
+}
+
+clopt_status clopt__optimizer_build_end(clopt_optimizer *o, const clopt__step_request *req) {
+    clopt_status st = clopt__warm_kernels(o, req);
+    if (st != CLOPT_OK) return st;
     if (o->cls->before_step == NULL) memset(o->state, 0, sizeof o->state);
     o->built = 1;
     return CLOPT_OK;
 }
 
-int64_t clopt__accumulation_steps(const clopt_optimizer *o) {
-    const clopt__value *v = &o->base[CLOPT__B_GRADIENT_ACCUMULATION_STEPS];
-    return v->null ? 0 : (int64_t)v->v;
+clopt_status clopt__optimizer_build_failed(clopt_optimizer *o, clopt_status st) {
+    if (!o->ctx->error) clopt__fail(o->ctx, st, "build: %s", clopt_status_string(st));
+    unbuild(o);
+    return st;
 }
 
-int64_t clopt__iterations(const clopt_optimizer *o) {
-    int64_t s = clopt__accumulation_steps(o);
-    return s ? o->iterations / s : o->iterations;
+clopt_status clopt_optimizer_build(clopt_optimizer *o, clopt_variable *const *vars, size_t n) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (o->built) return CLOPT_OK;
+    if (o->cls->wrapper) return o->cls->wrapper->build(o, vars, n);
+    clopt_status st = clopt__optimizer_build_begin(o, vars, n);
+    if (st == CLOPT_OK) st = clopt__optimizer_build_end(o, NULL);
+    return st == CLOPT_OK ? CLOPT_OK : clopt__optimizer_build_failed(o, st);
 }
 
-/* A LossScaleOptimizer delegates iterations and the learning rate to its inner optimizer. */
+/* A wrapper delegates iterations and the learning rate to the optimizer it wraps. */
 int64_t clopt_optimizer_iterations(const clopt_optimizer *o) {
-    if (o && o->inner)
-        return clopt__loss_scale_sync(o, 0) == CLOPT_OK ? clopt_optimizer_iterations(o->inner) : -1;
-    return o ? clopt__iterations(o) : -1;
+    if (!o) return -1;
+    const clopt_optimizer *in = clopt__wrapped(o);
+    if (in) return clopt__optimizer_sync(o, 0) == CLOPT_OK ? clopt_optimizer_iterations(in) : -1;
+    return clopt__iterations(o);
 }
 
 clopt_status clopt_optimizer_get_learning_rate(const clopt_optimizer *o, double *lr) {
     if (!o || !lr) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_status st = clopt__loss_scale_sync(o, 0); /* a schedule reads the count */
+    clopt_status st = clopt__optimizer_sync(o, 0); /* a schedule reads the count */
     if (st != CLOPT_OK) return st;
-    if (o->inner) return clopt_optimizer_get_learning_rate(o->inner, lr);
+    const clopt_optimizer *in = clopt__wrapped(o);
+    if (in) return clopt_optimizer_get_learning_rate(in, lr);
     *lr = clopt__learning_rate(o);
     return CLOPT_OK;
 }
 
 clopt_status clopt_optimizer_set_learning_rate(clopt_optimizer *o, double lr) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->inner) {
-        clopt_status st = clopt__loss_scale_sync(o, 1);
-        if (st == CLOPT_OK) st = clopt_optimizer_set_learning_rate(o->inner, lr);
+    clopt_optimizer *in = clopt__wrapped(o);
+    if (in) {
+        clopt_status st = clopt__optimizer_sync(o, 1);
+        if (st == CLOPT_OK) st = clopt_optimizer_set_learning_rate(in, lr);
         if (st != CLOPT_OK) clopt__fail(o->ctx, st, "%s", o->ctx->error ? o->ctx->error : "");
         return st;
     }
@@ -437,89 +442,19 @@ const char *clopt_optimizer_class_name(const clopt_optimizer *o) {
     return o ? o->cls->class_name : NULL;
 }
 const char *clopt_optimizer_name(const clopt_optimizer *o) { return o ? o->name : NULL; }
+clopt_context *clopt__optimizer_context(const clopt_optimizer *o) { return o->ctx; }
+int clopt__optimizer_is_built(const clopt_optimizer *o) { return o->built; }
 
-/* A LossScaleOptimizer's list is its own entries followed by its inner optimizer's. */
-size_t clopt_optimizer_variable_count(const clopt_optimizer *o) {
-    if (!o) return 0;
-    return o->noptvars + (o->inner ? clopt_optimizer_variable_count(o->inner) : 0);
-}
-
-clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, const char **name,
-                                      const char **path, clopt_variable **var) {
-    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->inner && index >= o->noptvars)
-        return clopt_optimizer_variable(o->inner, index - o->noptvars, name, path, var);
-    if (index >= o->noptvars)
-        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
-                           "optimizer variable %zu does not exist (there are %zu)", index,
-                           o->noptvars);
-    if (name) *name = o->optvars[index].name;
-    if (path) *path = o->optvars[index].path;
-    if (var) *var = o->optvars[index].var;
-    return CLOPT_OK;
-}
-
-clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t index, double *dst,
-                                           size_t count) {
-    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_status sync = clopt__loss_scale_sync(o, 0);
-    if (sync != CLOPT_OK) return sync;
-    if (o->inner && index >= o->noptvars)
-        return clopt_optimizer_variable_read(o->inner, index - o->noptvars, dst, count);
-    if (index >= o->noptvars || !dst)
-        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
-                           "clopt_optimizer_variable_read: %s", dst ? "index out of range"
-                                                                    : "dst is NULL");
-    const clopt__optvar *e = &o->optvars[index];
-    size_t want = e->var ? (size_t)e->var->size : 1;
-    if (count != want)
-        return clopt__fail(o->ctx, CLOPT_ERR_SHAPE_MISMATCH,
-                           "clopt_optimizer_variable_read: '%s' has %zu elements, %zu asked",
-                           e->path, want, count);
-    switch (e->kind) {
-    case CLOPT__OV_ITERATION: dst[0] = (double)o->iterations; return CLOPT_OK;
-    case CLOPT__OV_LR: dst[0] = (double)o->lr; return CLOPT_OK;
-    case CLOPT__OV_SCALAR: dst[0] = o->state[e->state_index]; return CLOPT_OK;
-    case CLOPT__OV_SLOT: break;
-    }
-    size_t esize = clopt_dtype_size(e->var->dtype);
-    void *buf = malloc(want * esize);
-    if (!buf) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
-    clopt_status st = clopt_variable_read(e->var, buf, want * esize);
-    for (size_t i = 0; st == CLOPT_OK && i < want; i++)
-        dst[i] = clopt__elem_load(buf, e->var->dtype, i);
-    free(buf);
-    return st;
-}
-
-const clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
-                                            const clopt_optimizer **owner) {
-    if (o && o->inner && index >= o->noptvars)
-        return clopt__optimizer_entry(o->inner, index - o->noptvars, owner);
-    if (!o || index >= o->noptvars) return NULL;
-    if (owner) *owner = o;
-    return &o->optvars[index];
-}
-
-clopt_status clopt__optimizer_set_host_value(clopt_optimizer *o, size_t index, double v) {
-    if (o && o->inner && index >= o->noptvars)
-        return clopt__optimizer_set_host_value(o->inner, index - o->noptvars, v);
-    if (!o || index >= o->noptvars) return CLOPT_ERR_INVALID_ARGUMENT;
-    const clopt__optvar *e = &o->optvars[index];
-    switch (e->kind) {
-    case CLOPT__OV_ITERATION: o->iterations = (int64_t)v; return CLOPT_OK;
-    case CLOPT__OV_LR: o->lr = (float)v; return CLOPT_OK;
-    case CLOPT__OV_SCALAR: o->state[e->state_index] = v; return CLOPT_OK;
-    case CLOPT__OV_SLOT: break;
-    }
-    return CLOPT_ERR_INVALID_ARGUMENT;
+clopt_status clopt__optimizer_sync(const clopt_optimizer *o, int write) {
+    return o && o->cls->wrapper ? o->cls->wrapper->sync(o, write) : CLOPT_OK;
 }
 
 clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *o,
                                                        clopt_variable *const *vars, size_t nvars,
                                                        const char *const *names, size_t nnames) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (o->inner) return clopt_optimizer_exclude_from_weight_decay(o->inner, vars, nvars, names, nnames);
+    clopt_optimizer *in = clopt__wrapped(o);
+    if (in) return clopt_optimizer_exclude_from_weight_decay(in, vars, nvars, names, nnames);
     if ((nvars && !vars) || (nnames && !names))
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "exclude_from_weight_decay: a list with entries is NULL");

@@ -3,6 +3,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_RMSPROP(CLOPT__SCALAR_INDEX) };
+
 enum { RHO, MOMENTUM, EPSILON, CENTERED };
 
 /* Keras 3 does not validate these; the ranges are the ones where the update is meaningful. */
@@ -30,19 +32,18 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->ndefines = 2;
     l->defines[0] = (clopt__define){"MOMENTUM", clopt__hp(o, MOMENTUM) > 0.0};
     l->defines[1] = (clopt__define){"CENTERED", clopt__hp(o, CENTERED) != 0.0};
-    l->scalars[0] = s->lr;
-    l->scalars[1] = rho;
-    l->scalars[2] = 1.0 - rho;
-    l->scalars[3] = clopt__hp(o, MOMENTUM);
-    l->scalars[4] = clopt__hp(o, EPSILON);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_rho] = rho;
+    l->scalars[SC_one_minus_rho] = 1.0 - rho;
+    l->scalars[SC_momentum] = clopt__hp(o, MOMENTUM);
+    l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
 
 const clopt__optimizer_class clopt__rmsprop_class = {
     .class_name = "RMSprop",
     .default_name = "rmsprop",
     .default_lr = 0.001,
-    .params = params,
-    .nparams = 4,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

@@ -24,6 +24,8 @@
 #include <math.h>
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_SFADAMW(CLOPT__SCALAR_INDEX) };
+
 enum { BETA_1, BETA_2, EPSILON, WARMUP_STEPS };
 
 static const clopt__param params[] = {
@@ -58,22 +60,21 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double weight = clopt__in_dtype(1.0 / t, d);
     l->kernel = "schedule_free_adamw";
     l->ndefines = 0;
-    l->scalars[0] = lr;
-    l->scalars[1] = clopt__in_dtype(1.0 - b2, d);
-    l->scalars[2] = clopt__in_dtype(1.0 - clopt__pow_dtype(b2, t, d), d);
-    l->scalars[3] = clopt__in_dtype(clopt__hp(o, EPSILON), d);
-    l->scalars[4] = clopt__in_dtype(1.0 - b1, d);
-    l->scalars[5] = b1;
-    l->scalars[6] = weight;
-    l->scalars[7] = clopt__in_dtype(1.0 - weight, d);
+    l->scalars[SC_lr] = lr;
+    l->scalars[SC_one_minus_beta_2] = clopt__in_dtype(1.0 - b2, d);
+    l->scalars[SC_v_corr] = clopt__in_dtype(1.0 - clopt__pow_dtype(b2, t, d), d);
+    l->scalars[SC_epsilon] = clopt__in_dtype(clopt__hp(o, EPSILON), d);
+    l->scalars[SC_one_minus_beta_1] = clopt__in_dtype(1.0 - b1, d);
+    l->scalars[SC_beta_1] = b1;
+    l->scalars[SC_weight] = weight;
+    l->scalars[SC_one_minus_weight] = clopt__in_dtype(1.0 - weight, d);
 }
 
 const clopt__optimizer_class clopt__schedule_free_adamw_class = {
     .class_name = "ScheduleFreeAdamW",
     .default_name = "schedule_free_adamw",
     .default_lr = 0.0025,
-    .params = params,
-    .nparams = 4,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .validate = validate,
     .launch = launch,

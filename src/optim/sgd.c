@@ -1,6 +1,8 @@
 /* SGD (keras.optimizers.SGD): momentum and Nesterov momentum. Kernel: cl/sgd.cl. */
 #include "optim_internal.h"
 
+enum { CLOPT_SCALARS_SGD(CLOPT__SCALAR_INDEX) };
+
 enum { MOMENTUM, NESTEROV };
 
 static const clopt__param params[] = {
@@ -20,16 +22,15 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     l->ndefines = 2;
     l->defines[0] = (clopt__define){"MOMENTUM", momentum};
     l->defines[1] = (clopt__define){"NESTEROV", momentum && clopt__hp(o, NESTEROV) != 0.0};
-    l->scalars[0] = s->lr;
-    l->scalars[1] = clopt__hp(o, MOMENTUM);
+    l->scalars[SC_lr] = s->lr;
+    l->scalars[SC_momentum] = clopt__hp(o, MOMENTUM);
 }
 
 const clopt__optimizer_class clopt__sgd_class = {
     .class_name = "SGD",
     .default_name = "SGD",
     .default_lr = 0.01,
-    .params = params,
-    .nparams = 2,
+    CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
 };

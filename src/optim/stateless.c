@@ -91,8 +91,8 @@ clopt_status clopt_optimizer_stateless_apply(clopt_optimizer *o, const double *c
                                              double *const *opt_out,
                                              clopt_variable *const *vars_out) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_optimizer *core = o;
-    while (core->inner) core = core->inner;
+    clopt_optimizer *core = o; /* the optimizer that holds the variables (inside wrappers) */
+    for (clopt_optimizer *in; (in = clopt__wrapped(core)) != NULL;) core = in;
     clopt_context *ctx = o->ctx;
     if (!o->built)
         return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,

@@ -1,10 +1,101 @@
-/* The optimizer's variable API beyond build/apply: Keras's add_variable and
- * add_variable_from_reference (for optimizers written on top of clopt), writing optimizer
- * variables (set_weights, and the host-side entries), and the assign helpers. */
+/* The optimizer's variable list (Keras's `variables`): the state accessors (optim_access.h) that
+ * checkpoints and the public calls share, reading and writing entries (set_weights), Keras's
+ * add_variable and add_variable_from_reference (for optimizers written on top of clopt), and
+ * the assign helpers. A wrapper's list is its own entries followed by its inner optimizer's. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "optim_internal.h"
+
+clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
+                                      clopt_optimizer **owner) {
+    for (clopt_optimizer *in; (in = clopt__wrapped(o)) && index >= o->noptvars; o = in)
+        index -= o->noptvars;
+    if (index >= o->noptvars) return NULL;
+    if (owner) *owner = (clopt_optimizer *)o;
+    return &o->optvars[index];
+}
+
+size_t clopt_optimizer_variable_count(const clopt_optimizer *o) {
+    size_t n = 0;
+    for (; o; o = clopt__wrapped(o)) n += o->noptvars;
+    return n;
+}
+
+clopt_status clopt__optimizer_entry_info(const clopt_optimizer *o, size_t index,
+                                         clopt__entry_info *out) {
+    const clopt__optvar *e = clopt__optimizer_entry(o, index, NULL);
+    if (!e) return CLOPT_ERR_INVALID_ARGUMENT;
+    *out = (clopt__entry_info){e->path, e->kind, e->dtype,
+                               e->integer || e->kind == CLOPT__OV_ITERATION, e->var};
+    return CLOPT_OK;
+}
+
+clopt_status clopt__optimizer_host_get(const clopt_optimizer *o, size_t index, double *real,
+                                       int64_t *count) {
+    clopt_optimizer *owner;
+    const clopt__optvar *e = clopt__optimizer_entry(o, index, &owner);
+    if (!e || e->kind == CLOPT__OV_SLOT) return CLOPT_ERR_INVALID_ARGUMENT;
+    const double v = e->kind == CLOPT__OV_ITERATION ? (double)owner->iterations
+                     : e->kind == CLOPT__OV_LR      ? (double)owner->lr
+                                                    : owner->state[e->state_index];
+    if (real) *real = v;
+    if (count) *count = e->kind == CLOPT__OV_ITERATION ? owner->iterations : (int64_t)llround(v);
+    return CLOPT_OK;
+}
+
+clopt_status clopt__optimizer_set_host_value(clopt_optimizer *o, size_t index, double v) {
+    clopt_optimizer *owner;
+    const clopt__optvar *e = clopt__optimizer_entry(o, index, &owner);
+    if (!e) return CLOPT_ERR_INVALID_ARGUMENT;
+    switch (e->kind) {
+    case CLOPT__OV_ITERATION: owner->iterations = (int64_t)v; return CLOPT_OK;
+    case CLOPT__OV_LR: owner->lr = (float)v; return CLOPT_OK;
+    case CLOPT__OV_SCALAR: owner->state[e->state_index] = v; return CLOPT_OK;
+    case CLOPT__OV_SLOT: break;
+    }
+    return CLOPT_ERR_INVALID_ARGUMENT;
+}
+
+clopt_status clopt_optimizer_variable(const clopt_optimizer *o, size_t index, const char **name,
+                                      const char **path, clopt_variable **var) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    const clopt__optvar *e = clopt__optimizer_entry(o, index, NULL);
+    if (!e)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "optimizer variable %zu does not exist (there are %zu)", index,
+                           clopt_optimizer_variable_count(o));
+    if (name) *name = e->name;
+    if (path) *path = e->path;
+    if (var) *var = e->var;
+    return CLOPT_OK;
+}
+
+clopt_status clopt_optimizer_variable_read(const clopt_optimizer *o, size_t index, double *dst,
+                                           size_t count) {
+    if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
+    clopt_status st = clopt__optimizer_sync(o, 0);
+    if (st != CLOPT_OK) return st;
+    clopt__entry_info e;
+    if (clopt__optimizer_entry_info(o, index, &e) != CLOPT_OK || !dst)
+        return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "clopt_optimizer_variable_read: %s", dst ? "index out of range"
+                                                                    : "dst is NULL");
+    size_t want = e.var ? (size_t)e.var->size : 1;
+    if (count != want)
+        return clopt__fail(o->ctx, CLOPT_ERR_SHAPE_MISMATCH,
+                           "clopt_optimizer_variable_read: '%s' has %zu elements, %zu asked",
+                           e.path, want, count);
+    if (!e.var) return clopt__optimizer_host_get(o, index, dst, NULL);
+    size_t esize = clopt_dtype_size(e.var->dtype);
+    void *buf = malloc(want * esize);
+    if (!buf) return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
+    st = clopt_variable_read(e.var, buf, want * esize);
+    for (size_t i = 0; st == CLOPT_OK && i < want; i++)
+        dst[i] = clopt__elem_load(buf, e.var->dtype, i);
+    free(buf);
+    return st;
+}
 
 static clopt_status add_owned(clopt_optimizer *o, const char *name, clopt_dtype dtype, int ndim,
                               const int64_t *shape, double init, clopt_variable **out) {
@@ -94,18 +185,14 @@ static clopt_status check_write(const clopt_optimizer *o, const clopt__optvar *e
     return CLOPT_OK;
 }
 
-static clopt_status do_write(clopt_optimizer *o, const clopt__optvar *e, const double *src) {
-    switch (e->kind) {
-    case CLOPT__OV_ITERATION: o->iterations = (int64_t)src[0]; return CLOPT_OK;
-    case CLOPT__OV_LR: o->lr = (float)src[0]; return CLOPT_OK;
-    case CLOPT__OV_SCALAR: { /* a variable of its dtype in Keras: rounded to it */
+static clopt_status do_write(clopt_optimizer *o, size_t index, const clopt__optvar *e,
+                             const double *src) {
+    if (e->kind == CLOPT__OV_SCALAR) { /* a variable of its dtype in Keras: rounded to it */
         unsigned char cell[8];
         clopt__elem_store(cell, e->dtype, 0, src[0]);
-        o->state[e->state_index] = clopt__elem_load(cell, e->dtype, 0);
-        return CLOPT_OK;
+        return clopt__optimizer_set_host_value(o, index, clopt__elem_load(cell, e->dtype, 0));
     }
-    case CLOPT__OV_SLOT: break;
-    }
+    if (e->kind != CLOPT__OV_SLOT) return clopt__optimizer_set_host_value(o, index, src[0]);
     clopt_variable *v = e->var;
     size_t esize = clopt_dtype_size(v->dtype);
     void *buf = malloc((size_t)v->size * esize);
@@ -116,29 +203,18 @@ static clopt_status do_write(clopt_optimizer *o, const clopt__optvar *e, const d
     return st;
 }
 
-/* The entry `index` of the (possibly LossScaleOptimizer-nested) list and its owner. */
-static clopt__optvar *entry(clopt_optimizer *o, size_t index, clopt_optimizer **owner) {
-    while (o->inner && index >= o->noptvars) {
-        index -= o->noptvars;
-        o = o->inner;
-    }
-    *owner = o;
-    return index < o->noptvars ? &o->optvars[index] : NULL;
-}
-
 clopt_status clopt_optimizer_variable_write(clopt_optimizer *o, size_t index, const double *src,
                                             size_t count) {
     if (!o) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_status sync = clopt__loss_scale_sync(o, 1);
+    clopt_status sync = clopt__optimizer_sync(o, 1);
     if (sync != CLOPT_OK) return sync;
-    clopt_optimizer *owner;
-    clopt__optvar *e = entry(o, index, &owner);
+    const clopt__optvar *e = clopt__optimizer_entry(o, index, NULL);
     if (!e)
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT,
                            "optimizer variable %zu does not exist (there are %zu)", index,
                            clopt_optimizer_variable_count(o));
     clopt_status st = check_write(o, e, src, count);
-    return st == CLOPT_OK ? do_write(owner, e, src) : st;
+    return st == CLOPT_OK ? do_write(o, index, e, src) : st;
 }
 
 clopt_status clopt_optimizer_set_weights(clopt_optimizer *o, const double *const *values,
@@ -150,19 +226,17 @@ clopt_status clopt_optimizer_set_weights(clopt_optimizer *o, const double *const
                            "trainable variables first");
     if (n && (!values || !counts))
         return clopt__fail(o->ctx, CLOPT_ERR_INVALID_ARGUMENT, "set_weights: NULL lists");
-    clopt_status sync = clopt__loss_scale_sync(o, 1);
+    clopt_status sync = clopt__optimizer_sync(o, 1);
     if (sync != CLOPT_OK) return sync;
     /* Keras zips the lists: extra entries on either side are ignored. */
     size_t total = clopt_optimizer_variable_count(o), m = n < total ? n : total;
     for (size_t i = 0; i < m; i++) {
-        clopt_optimizer *owner;
-        clopt_status st = check_write(o, entry(o, i, &owner), values[i], counts[i]);
+        clopt_status st =
+            check_write(o, clopt__optimizer_entry(o, i, NULL), values[i], counts[i]);
         if (st != CLOPT_OK) return st;
     }
     for (size_t i = 0; i < m; i++) {
-        clopt_optimizer *owner;
-        clopt__optvar *e = entry(o, i, &owner);
-        clopt_status st = do_write(owner, e, values[i]);
+        clopt_status st = do_write(o, i, clopt__optimizer_entry(o, i, NULL), values[i]);
         if (st != CLOPT_OK) return st;
     }
     return CLOPT_OK;

@@ -12,6 +12,10 @@ Each expected file holds one or more checks:
     with the stored state (variables, slots) rounded to the variable's dtype after every step,
     as Keras stores it. Compared at the tight default tolerance (float32: 1e-5 relative plus
     1e-6 absolute).
+
+Independent on purpose: the update rules here are written again from Keras's sources, not
+generated from clopt's (cl/scalars.cl, cl/*.cl, src/backend/host/kernels_*.c), so that a mistake
+copied into clopt's one declaration of a rule cannot also pass here. Keep it that way.
 """
 import json
 import math

@@ -2,7 +2,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../../core/core_internal.h"
 #include "host_internal.h"
 
 static clopt_status host_open(clopt_context *ctx, const char *spec, void **state) {
@@ -51,7 +50,7 @@ static clopt_status host_write(clopt_context *ctx, void *buf, size_t off, const 
 }
 
 static clopt_status host_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
-    ctx->mem_reads++;
+    clopt__mem_read(ctx);
     memcpy(dst, (char *)buf + off, n);
     return CLOPT_OK;
 }
@@ -121,7 +120,7 @@ static int step_launch(const clopt__launch *l, clopt__launch *out) {
     memcpy(&flag, &state[0], sizeof flag);
     memcpy(&scale, &state[3], sizeof scale);
     if (flag != 1.0f) return 0;
-    const clopt_dtype rd = CLOPT_FLOAT64; /* the host's table (src/optim/device_step.c) */
+    const clopt_dtype rd = CLOPT_FLOAT64; /* the host's table (src/optim/loss_scale_device.c) */
     const size_t row = (size_t)(state[1] - state[4]) * CLOPT__STEP_KINDS * CLOPT__STEP_REALS +
                        (size_t)l->step_kind * CLOPT__STEP_REALS;
     if (clopt__elem_load(l->step_table, rd, row + CLOPT__STEP_REALS - 1) == 0) return 0;

@@ -3,7 +3,7 @@
 #ifndef CLOPT_HOST_INTERNAL_H
 #define CLOPT_HOST_INTERNAL_H
 
-#include "../../core/core_internal.h"
+#include "../backend_internal.h"
 
 /* Arguments of one fused update, resolved to host pointers. */
 typedef struct clopt__host_update {
@@ -58,6 +58,11 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
     return dtype == CLOPT_FLOAT16 || dtype == CLOPT_BFLOAT16 ? (double)(float)x : x;
 }
 
+/* HOST_SCALARS(K): a host kernel's names for its launch's scalars, from CLOPT_SCALARS_K in
+ * cl/scalars.cl (const double lr = scalars[0]), as SCALARS(K) names them in the OpenCL kernel. */
+#define HOST_SCALAR_LOCAL_(i, name, doc) const double name = u->launch->scalars[i]; (void)name;
+#define HOST_SCALARS(K) CLOPT_SCALARS_##K(HOST_SCALAR_LOCAL_)
+
 /* Shorthands for kernels. */
 #define HL(base, i) clopt__elem_load((base), u->launch->dtype, (i))
 #define HS(base, i, x) \
@@ -67,6 +72,20 @@ static inline double clopt__host_arith(clopt_dtype dtype, double x) {
 #define GRAD() clopt__host_grad(u, g, s, seg)
 #define SEG(i) clopt__elem_load(u->seg, clopt__real_dtype(u->launch->dtype), (i))
 #define WEIGHT() clopt__host_weight(u, w, seg)
+
+/* Adam's moment estimates in slots 0 and 1 of element s: the host twin of ADAM_MOMENTS in
+ * cl/common.cl. *m and *v are the new values as computed (before the store rounds them). */
+static inline void clopt__host_adam_moments(const clopt__host_update *u, size_t s, double gv,
+                                            double one_minus_b1, double one_minus_b2, double *m,
+                                            double *v) {
+    double mm = HL(u->slot, SLOT(0)), vv = HL(u->slot, SLOT(1));
+    mm += (gv - mm) * one_minus_b1;
+    vv += (gv * gv - vv) * one_minus_b2;
+    HS(u->slot, SLOT(0), mm);
+    HS(u->slot, SLOT(1), vv);
+    *m = mm;
+    *v = vv;
+}
 /* Real k (< 2) of the per-block reals of block `entry` (clopt__launch.aux_buf); AUX_ADD adds a
  * chunk's x into it as cl/common.cl's AUX_ADD does (the block's first chunk stores it). */
 #define AUX_AT(entry, k) (((double *)u->launch->aux_buf)[2 * (size_t)(entry) + (k)])

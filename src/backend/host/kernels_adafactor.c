@@ -1,13 +1,17 @@
 /* Adafactor reference: the passes of cl/adafactor.cl (src/optim/adafactor.c describes them), in
  * double, storing what the work-group form stores between passes (the gradient, then u, in the
- * velocity slot; the CPU form recomputes them, to the same values). Scalars of the chunk
- * kernels: 0 beta_2_t, 1 (1 - beta_2_t), 2 epsilon_1; of the segment pass: 0 rho, 1 epsilon_2,
- * 2 clip_threshold. Slots: 0 r, 1 c, 2 v. The info buffer
- * (clopt__launch.info_buf, or the segment pass's seg_buf) holds AF_WORDS uint32 words per built
- * variable; per block (AUX_AT, AUX_ADD, doubles): the sums of w^2 and u^2, then alpha and
- * max(1, RMS(u)/clip_threshold). */
+ * velocity slot; the CPU form recomputes them, to the same values). Scalars:
+ * CLOPT_SCALARS_ADAFACTOR, of the segment pass CLOPT_SCALARS_ADAFACTOR_FINISH (cl/scalars.cl).
+ * Slots: 0 r, 1 c, 2 v. The info buffer (clopt__launch.info_buf, or the segment pass's seg_buf)
+ * holds AF_WORDS uint32 words per built variable; per block (AUX_AT, AUX_ADD, doubles): the sums
+ * of w^2 and u^2, then alpha and max(1, RMS(u)/clip_threshold). */
 #include <math.h>
 #include "host_internal.h"
+
+enum { CLOPT_SCALARS_ADAFACTOR_FINISH(CLOPT__SCALAR_INDEX) };
+
+/* beta_2_t * old + (1 - beta_2_t) * x: a statistic's decayed update (AF_DECAY in the kernels). */
+#define AF_DECAY(old, x) (beta_2_t * (old) + one_minus_beta_2_t * (x))
 
 enum {
     AF_FACTORED, AF_B, AF_R, AF_C, AF_SLOT, AF_ACTIVE, AF_N_LO, AF_N_HI,
@@ -40,7 +44,7 @@ static double velocity_at(const clopt__host_update *u, size_t base, uint64_t e,
 
 void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk *ch,
                                  size_t entry) {
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(ADAFACTOR);
     const uint32_t seg = ch->seg;
     uint32_t *in = info_of(u->launch->info_buf, seg);
     const size_t base = (size_t)in[AF_SLOT] * CLOPT__CHUNK;
@@ -56,7 +60,7 @@ void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk
         if (in[AF_FACTORED]) {
             HS(u->slot, SLOT(2), gv);
         } else if (e < n) {
-            HS(u->slot, SLOT(2), c[0] * HL(u->slot, SLOT(2)) + c[1] * (gv * gv + c[2]));
+            HS(u->slot, SLOT(2), AF_DECAY(HL(u->slot, SLOT(2)), gv * gv + epsilon_1));
             HS(u->slot, SLOT(0), gv / sqrt(HL(u->slot, SLOT(2))));
             uv = HL(u->slot, SLOT(0));
         }
@@ -71,7 +75,7 @@ void clopt__host_adafactor_stats(const clopt__host_update *u, const clopt__chunk
 void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chunk *ch,
                                   size_t entry) {
     (void)entry;
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(ADAFACTOR);
     /* The entry is {variable, kind, first, count}. */
     const uint32_t *in = info_of(u->launch->info_buf, ch->var);
     if (!in[AF_ACTIVE]) return;
@@ -85,16 +89,16 @@ void clopt__host_adafactor_reduce(const clopt__host_update *u, const clopt__chun
         if (kind == AF_ROWS || kind == AF_ROW_GROUP || kind == AF_ROW_BLOCK) {
             for (uint64_t j = 0; j < C; j++) {
                 const double x = HL(u->slot, AT(2, k * C + j));
-                sum += x * x + c[2];
+                sum += x * x + epsilon_1;
             }
-            HS(u->slot, AT(0, k), c[0] * HL(u->slot, AT(0, k)) + c[1] * (sum / (double)C));
+            HS(u->slot, AT(0, k), AF_DECAY(HL(u->slot, AT(0, k)), sum / (double)C));
         } else if (kind == AF_COLS || kind == AF_COL_SUM) {
             const uint64_t b = k / C, j = k % C;
             for (uint64_t i = 0; i < R; i++) {
                 const double x = HL(u->slot, AT(2, (b * R + i) * C + j));
-                sum += x * x + c[2];
+                sum += x * x + epsilon_1;
             }
-            HS(u->slot, AT(1, k), c[0] * HL(u->slot, AT(1, k)) + c[1] * (sum / (double)R));
+            HS(u->slot, AT(1, k), AF_DECAY(HL(u->slot, AT(1, k)), sum / (double)R));
         } else { /* AF_ROW_MEANS */
             for (uint64_t i = 0; i < R; i++) sum += HL(u->slot, AT(0, k * R + i));
             HS(u->slot, AT(1, B * C + k), sum / (double)R);
@@ -131,8 +135,9 @@ void clopt__host_adafactor_scale(const clopt__segment_launch *l, const clopt__se
     }
     const double rms_w = sqrt(sw / n), rms_u = sqrt(su / n);
     /* Keras's ops.maximum keeps a NaN. */
-    const double alpha = (isnan(rms_w) ? rms_w : fmax(l->scalars[1], rms_w)) * l->scalars[0];
-    const double q = rms_u / l->scalars[2];
+    const double eps2 = l->scalars[SC_epsilon_2];
+    const double alpha = (isnan(rms_w) ? rms_w : fmax(eps2, rms_w)) * l->scalars[SC_rho];
+    const double q = rms_u / l->scalars[SC_clip_threshold];
     const double d = isnan(q) ? q : fmax(1.0, q);
     for (uint32_t c = 0; c < clopt__segment_blocks(range); c++) {
         p[2 * ((size_t)range->block + c)] = alpha;

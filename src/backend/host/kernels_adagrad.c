@@ -1,12 +1,12 @@
-/* Adagrad reference. Scalars: 0 lr, 1 epsilon. Slots: 0 accumulator. */
+/* Adagrad reference. Scalars: CLOPT_SCALARS_ADAGRAD (cl/scalars.cl). Slots: 0 accumulator. */
 #include <math.h>
 #include "host_internal.h"
 
 void clopt__host_adagrad(const clopt__host_update *u, size_t w, size_t g, size_t s,
                          uint32_t seg) {
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(ADAGRAD);
     const double gv = GRAD(), wv = WEIGHT();
     const double a = HL(u->slot, SLOT(0)) + gv * gv;
     HS(u->slot, SLOT(0), a);
-    HS(u->var, w, wv - c[0] * gv / sqrt(a + c[1]));
+    HS(u->var, w, wv - lr * gv / sqrt(a + epsilon));
 }

@@ -1,30 +1,26 @@
-/* Lamb reference, the three passes of cl/lamb.cl. Scalars: 0 (1 - beta1), 1 (1 - beta2),
- * 2 (1 - beta1^t), 3 (1 - beta2^t), 4 epsilon, 5 lr. Slots: 0 m, 1 v. Per block
- * (AUX_AT, AUX_ADD, doubles): the block's sums of w^2 and r^2, then its variable's trust
- * ratio. */
+/* Lamb reference, the three passes of cl/lamb.cl. Scalars: CLOPT_SCALARS_LAMB
+ * (cl/scalars.cl). Slots: 0 m, 1 v. Per block (AUX_AT, AUX_ADD, doubles): the block's sums of
+ * w^2 and r^2, then its variable's trust ratio. */
 #include <math.h>
 #include "host_internal.h"
 
 /* r from the stored m and v. */
 static double lamb_r(const clopt__host_update *u, size_t s) {
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(LAMB);
     const double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
-    return (m / c[2]) / (sqrt(v / c[3]) + c[4]);
+    return (m / m_corr) / (sqrt(v / v_corr) + epsilon);
 }
 
 void clopt__host_lamb_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(LAMB);
     const uint32_t seg = ch->seg;
     double sw = 0, sr = 0;
     for (size_t i = 0; i < CLOPT__CHUNK; i++) {
         const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, g = (size_t)ch->grad * CLOPT__CHUNK + i,
                      s = (size_t)ch->slot * CLOPT__CHUNK + i;
         const double gv = GRAD(), wv = WEIGHT();
-        double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
-        m += (gv - m) * c[0];
-        v += (gv * gv - v) * c[1];
-        HS(u->slot, SLOT(0), m);
-        HS(u->slot, SLOT(1), v);
+        double m, v;
+        clopt__host_adam_moments(u, s, gv, one_minus_beta_1, one_minus_beta_2, &m, &v);
         const double r = lamb_r(u, s);
         sw += wv * wv;
         sr += r * r;
@@ -47,7 +43,8 @@ void clopt__host_lamb_ratio(const clopt__segment_launch *l, const clopt__segment
 }
 
 void clopt__host_lamb(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
-    const double lr = u->launch->scalars[5], ratio = AUX_AT(entry, 0);
+    HOST_SCALARS(LAMB);
+    const double ratio = AUX_AT(entry, 0);
     const uint32_t seg = ch->seg;
     for (size_t i = 0; i < CLOPT__CHUNK; i++) {
         const size_t w = (size_t)ch->var * CLOPT__CHUNK + i, s = (size_t)ch->slot * CLOPT__CHUNK + i;

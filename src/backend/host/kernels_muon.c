@@ -9,7 +9,7 @@
 #include "host_internal.h"
 
 void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(MUON);
     const uint32_t seg = ch->seg;
     const int muon = ((const uint32_t *)u->launch->info_buf)[seg] != 0;
     const int nesterov = clopt__launch_define(u->launch, "NESTEROV", 1);
@@ -20,19 +20,16 @@ void clopt__host_muon_stats(const clopt__host_update *u, const clopt__chunk *ch,
         const double gv = GRAD();
         if (muon) {
             double m = HL(u->slot, SLOT(0));
-            HS(u->slot, SLOT(0), m + (gv + m * c[4]));
+            HS(u->slot, SLOT(0), m + (gv + m * momentum_minus_1));
             m = HL(u->slot, SLOT(0));
-            HS(u->slot, SLOT(1), nesterov ? gv + c[5] * m : m);
+            HS(u->slot, SLOT(1), nesterov ? gv + momentum * m : m);
             const double G = HL(u->slot, SLOT(1));
             sq += G * G;
         } else {
             const double wv = WEIGHT();
-            double m = HL(u->slot, SLOT(0)), v = HL(u->slot, SLOT(1));
-            m += (gv - m) * c[1];
-            v += (gv * gv - v) * c[2];
-            HS(u->slot, SLOT(0), m);
-            HS(u->slot, SLOT(1), v);
-            HS(u->var, w, wv - c[0] * m / (sqrt(v) + c[3]));
+            double m, v;
+            clopt__host_adam_moments(u, s, gv, one_minus_beta_1, one_minus_beta_2, &m, &v);
+            HS(u->var, w, wv - alpha * m / (sqrt(v) + epsilon));
         }
     }
     AUX_ADD(entry, 0, sq);
@@ -79,12 +76,12 @@ void clopt__host_muon_load(const clopt__host_update *u, const clopt__chunk *ch, 
 
 void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch, size_t entry) {
     (void)entry;
-    const double *c = u->launch->scalars;
+    HOST_SCALARS(MUON_APPLY);
     const clopt_dtype rd = clopt__real_dtype(u->launch->dtype);
     const uint32_t seg = ch->seg;
     const uint32_t *h = muon_header(u, ch);
     if (!h[0]) return;
-    const double sc = c[1] != 0 ? sqrt((double)h[3]) : 1.0;
+    const double sc = lr_adjust != 0 ? sqrt((double)h[3]) : 1.0;
     const size_t cols = h[6], ld = h[7];
     for (size_t i = 0; i < CLOPT__CHUNK; i++) {
         const size_t w = (size_t)ch->var * CLOPT__CHUNK + i;
@@ -92,6 +89,6 @@ void clopt__host_muon_apply(const clopt__host_update *u, const clopt__chunk *ch,
         if (e >= h[2]) continue;
         const size_t r = e / cols, q = e - r * cols, p = h[8] ? q * ld + r : r * ld + q;
         const double x = clopt__elem_load(u->launch->info_buf, rd, h[0] + p);
-        HS(u->var, w, WEIGHT() - ((c[0] * x) * sc) * c[2]);
+        HS(u->var, w, WEIGHT() - ((lr * x) * sc) * rms_rate);
     }
 }

@@ -27,8 +27,8 @@ void clopt__host_accumulate(const clopt__host_update *u, size_t w, size_t g, siz
 void clopt__host_ema(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg) {
     (void)g, (void)seg;
     const size_t a = SLOT_ABS(u->launch->slot_ema);
-    const double m = u->launch->scalars[0];
-    HS(u->slot, a, m * HL(u->slot, a) + (1 - m) * HL(u->var, w));
+    HOST_SCALARS(EMA);
+    HS(u->slot, a, ema_momentum * HL(u->slot, a) + (1 - ema_momentum) * HL(u->var, w));
 }
 
 void clopt__host_finite(const clopt__host_update *u, size_t w, size_t g, size_t s,

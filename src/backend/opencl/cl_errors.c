@@ -38,6 +38,6 @@ clopt_status clopt__cl_fail(clopt_context *ctx, cl_int err, const char *call, co
                           : CLOPT_ERR_OPENCL;
     clopt__fail(ctx, st, "%s: %s failed with %d (%s)", what, call, (int)err,
                 clopt__cl_error_name(err));
-    ctx->cl_error = (int)err;
+    clopt__set_cl_error(ctx, (int)err);
     return st;
 }

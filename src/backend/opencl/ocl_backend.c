@@ -39,7 +39,7 @@ static void ocl_close(void *state) {
 static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state) {
     clopt__ocl_state *s = calloc(1, sizeof *s);
     if (!s) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
-    ctx->state = s; /* so failures below can be reported through ctx */
+    clopt__backend_set_state(ctx, s); /* so failures below can be reported through ctx */
     clopt_status st = clopt__ocl_select(ctx, spec, &s->platform, &s->device);
     if (st != CLOPT_OK) goto fail;
     cl_int err;
@@ -81,7 +81,7 @@ static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state)
     return CLOPT_OK;
 fail:
     ocl_close(s);
-    ctx->state = NULL;
+    clopt__backend_set_state(ctx, NULL);
     return st;
 }
 
@@ -147,7 +147,7 @@ static clopt_status ocl_buffer_create(clopt_context *ctx, size_t bytes, void **b
     cl_int err;
     cl_mem m = clCreateBuffer(s->context, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
     if (err == CL_INVALID_BUFFER_SIZE) { /* beyond the device's largest buffer */
-        ctx->cl_error = (int)err;
+        clopt__set_cl_error(ctx, (int)err);
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY,
                            "allocating %zu bytes: clCreateBuffer failed with %d "
                            "(CL_INVALID_BUFFER_SIZE: more than the device's largest buffer)",
@@ -183,7 +183,7 @@ static clopt_status ocl_write(clopt_context *ctx, void *buf, size_t off, const v
 }
 
 static clopt_status ocl_read(clopt_context *ctx, void *buf, size_t off, void *dst, size_t n) {
-    ctx->mem_reads++;
+    clopt__mem_read(ctx);
     cl_int err = clEnqueueReadBuffer(clopt__ocl(ctx)->queue, (cl_mem)buf, CL_TRUE, off, n, dst, 0,
                                      NULL, NULL);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clEnqueueReadBuffer", "reading");
@@ -270,13 +270,15 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
         (st = set_arg(ctx, k, 6, sizeof ntable, &ntable, l->kernel)) ||
         (st = set_arg(ctx, k, 7, sizeof seg, &seg, l->kernel)))
         return st;
-    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + 4; i++) {
+    _Static_assert(CLOPT__UPDATE_BUFFER_NARGS == 8, "CLOPT_UPDATE_BUFFER_ARGS: eight, set above");
+    for (cl_uint i = 0; i < CLOPT__MAX_SCALARS + CLOPT__PIPE_SCALARS; i++) {
         const double x = i < CLOPT__MAX_SCALARS ? l->scalars[i] : l->pipe[i - CLOPT__MAX_SCALARS];
+        const cl_uint at = CLOPT__UPDATE_BUFFER_NARGS + i;
         if (l->dtype == CLOPT_FLOAT64) {
-            st = set_arg(ctx, k, 8 + i, sizeof x, &x, l->kernel);
+            st = set_arg(ctx, k, at, sizeof x, &x, l->kernel);
         } else {
             float f = (float)x;
-            st = set_arg(ctx, k, 8 + i, sizeof f, &f, l->kernel);
+            st = set_arg(ctx, k, at, sizeof f, &f, l->kernel);
         }
         if (st) return st;
     }
@@ -286,7 +288,7 @@ static clopt_status set_update_args(clopt_context *ctx, cl_kernel k, const clopt
 /* The arguments after UPDATE_ARGS' scalars: a device-decided step's three (clopt__launch's
  * step_*; STEP_ARGS_ in cl/common.cl), then a multi-pass kernel's per-block reals
  * (UPDATE_ARGS_AUX), then a class's info buffer (clopt__launch.info_buf). */
-#define UPDATE_NARGS (8 + CLOPT__MAX_SCALARS + 4)
+#define UPDATE_NARGS CLOPT__UPDATE_NARGS
 static cl_uint extra_arg(const clopt__launch *l, cl_uint k) {
     return UPDATE_NARGS + (l->step_state ? 3 : 0) + k;
 }
@@ -520,7 +522,7 @@ static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
     clopt__fail(ctx, cs,
                 "matrix product: %s failed with CLBlast status %d (%zu x %zu x %zu, batch %zu)",
                 call, (int)st, l->m, l->n, l->k, l->batch > 1 ? l->batch : 1);
-    ctx->cl_error = (int)st;
+    clopt__set_cl_error(ctx, (int)st);
     return cs;
 #else
     return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
@@ -560,33 +562,36 @@ const clopt__backend_ops clopt__opencl_backend = {
 
 static clopt_status need_ocl(const clopt_context *ctx) {
     if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (ctx->ops != &clopt__opencl_backend)
+    if (clopt__backend_of(ctx) != &clopt__opencl_backend)
         return clopt__fail((clopt_context *)ctx, CLOPT_ERR_UNSUPPORTED,
-                           "OpenCL interop: the context is on the '%s' backend", ctx->ops->name);
+                           "OpenCL interop: the context is on the '%s' backend",
+                           clopt__backend_of(ctx)->name);
     return CLOPT_OK;
 }
 
 clopt_status clopt_context_cl_context(const clopt_context *ctx, cl_context *out) {
     clopt_status st = need_ocl(ctx);
     if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
-    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->context;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)clopt__backend_state(ctx))->context;
     return st;
 }
 
 clopt_status clopt_context_cl_queue(const clopt_context *ctx, cl_command_queue *out) {
     clopt_status st = need_ocl(ctx);
     if (st == CLOPT_OK && !out) st = CLOPT_ERR_INVALID_ARGUMENT;
-    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)ctx->state)->queue;
+    if (st == CLOPT_OK) *out = ((clopt__ocl_state *)clopt__backend_state(ctx))->queue;
     return st;
 }
 
 clopt_status clopt_variable_cl_mem(const clopt_variable *var, cl_mem *mem, size_t *off) {
     if (!var) return CLOPT_ERR_INVALID_ARGUMENT;
-    clopt_status st = need_ocl(var->ctx);
+    void *buf;
+    size_t at;
+    clopt_status st = need_ocl(clopt__variable_place(var, &buf, &at));
     if (st == CLOPT_OK && (!mem || !off)) st = CLOPT_ERR_INVALID_ARGUMENT;
     if (st == CLOPT_OK) {
-        *mem = (cl_mem)var->block->buf;
-        *off = var->offset * clopt_dtype_size(var->dtype);
+        *mem = (cl_mem)buf;
+        *off = at;
     }
     return st;
 }

@@ -6,7 +6,7 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #endif
 #include <CL/cl.h>
-#include "../../core/core_internal.h"
+#include "../backend_internal.h"
 
 /* A kernel source embedded at build time (generated kernels_embedded.c). */
 typedef struct clopt__kernel_source {
@@ -57,7 +57,7 @@ clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt
 void clopt__ocl_programs_free(clopt__ocl_state *s);
 
 static inline clopt__ocl_state *clopt__ocl(clopt_context *ctx) {
-    return (clopt__ocl_state *)ctx->state;
+    return (clopt__ocl_state *)clopt__backend_state(ctx);
 }
 
 #endif

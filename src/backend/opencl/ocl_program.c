@@ -63,7 +63,8 @@ static char *source_text(const char *name, size_t *len) {
     return NULL;
 }
 
-/* common.cl followed by the kernel's file: "file.kernel" is in file.cl, "name" in name.cl. */
+/* scalars.cl and common.cl (the prelude every kernel program shares) followed by the kernel's
+ * file: "file.kernel" is in file.cl, "name" in name.cl. */
 static clopt_status program_source(clopt_context *ctx, const char *kernel, char **out) {
     char file[128];
     const char *dot = strchr(kernel, '.');
@@ -71,22 +72,26 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, char 
     if (flen >= sizeof file) flen = sizeof file - 1;
     memcpy(file, kernel, flen);
     file[flen] = '\0';
-    size_t lc = 0, lk = 0;
-    char *common = source_text("common", &lc), *body = source_text(file, &lk);
-    if (!common || !body) {
-        free(common);
-        free(body);
+    const char *names[3] = {"scalars", "common", file};
+    char *part[3] = {NULL, NULL, NULL};
+    size_t len[3] = {0, 0, 0}, total = 0;
+    int missing = -1;
+    for (int i = 0; i < 3; i++) {
+        if (!(part[i] = source_text(names[i], &len[i])) && missing < 0) missing = i;
+        total += len[i] + 1;
+    }
+    char *s = missing < 0 ? malloc(total) : NULL;
+    size_t at = 0;
+    for (int i = 0; s && i < 3; i++) {
+        memcpy(s + at, part[i], len[i]);
+        at += len[i];
+        s[at++] = i < 2 ? '\n' : '\0';
+    }
+    for (int i = 0; i < 3; i++) free(part[i]);
+    if (missing >= 0)
         return clopt__fail(ctx, CLOPT_ERR_BUILD_FAILED, "no kernel source '%s.cl'%s", file,
-                           common ? "" : " (common.cl missing)");
-    }
-    char *s = malloc(lc + lk + 2);
-    if (s) {
-        memcpy(s, common, lc);
-        s[lc] = '\n';
-        memcpy(s + lc + 1, body, lk + 1);
-    }
-    free(common);
-    free(body);
+                           missing < 2 ? (missing ? " (common.cl missing)" : " (scalars.cl missing)")
+                                       : "");
     if (!s) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "kernel '%s': out of memory", kernel);
     *out = s;
     return CLOPT_OK;
@@ -229,7 +234,7 @@ static clopt_status build_from_source(clopt_context *ctx, const char *kernel, co
                     "building kernel '%s': clBuildProgram failed with %d (%s)\noptions: %s\n"
                     "build log:\n%s",
                     kernel, (int)err, clopt__cl_error_name(err), opts, log ? log : "(none)");
-        ctx->cl_error = (int)err;
+        clopt__set_cl_error(ctx, (int)err);
         free(log);
         clReleaseProgram(p);
         return CLOPT_ERR_BUILD_FAILED;

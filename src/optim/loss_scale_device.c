@@ -1,9 +1,9 @@
-/* Device-decided steps of a LossScaleOptimizer's inner optimizer (optim_internal.h,
+/* Device-decided steps of a LossScaleOptimizer's inner optimizer (loss_scale_internal.h,
  * clopt__device_step): the step's per-step scalars as a table over the iteration counts the
  * step may be at, and the state the device keeps (CLOPT__STEP_* in backend_internal.h). */
 #include <stdlib.h>
 #include <string.h>
-#include "optim_internal.h"
+#include "loss_scale_internal.h"
 
 #define ROW_REALS (CLOPT__STEP_KINDS * CLOPT__STEP_REALS)
 
@@ -16,15 +16,16 @@ static clopt_dtype table_dtype(const clopt_context *ctx, clopt_dtype t) {
 /* Whether `o` can take device-decided steps: every launch of its step must be one the device
  * can skip and whose scalars are a function of the count alone. */
 static int can_decide(const clopt_optimizer *o) {
-    return o->device_step && !o->cls->run_launch && clopt__accumulation_steps(o) == 0;
+    return !o->cls->run_launch && clopt__accumulation_steps(o) == 0;
 }
 
-clopt_status clopt__device_step_create(clopt_optimizer *o) {
+clopt_status clopt__device_step_create(clopt_optimizer *o, clopt__device_step **out) {
+    *out = NULL;
     if (!can_decide(o)) return CLOPT_OK;
     clopt_context *ctx = o->ctx;
     clopt__device_step *d = calloc(1, sizeof *d);
     if (!d) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
-    o->dstep = d;
+    *out = d;
     clopt_status st = ctx->ops->buffer_create(ctx, CLOPT__STEP_WORDS * 8, &d->state_buf);
     for (size_t i = 0; st == CLOPT_OK && i < o->nvars; i++) {
         const clopt_dtype t = o->vars[i]->dtype;
@@ -37,25 +38,32 @@ clopt_status clopt__device_step_create(clopt_optimizer *o) {
     const clopt__segment_launch fin = {"loss_scale.finish", CLOPT_FLOAT32, d->state_buf, 0, 0,
                                        d->state_buf, NULL, {0, 0, 0, 0}};
     if (st == CLOPT_OK) st = ctx->ops->segments(ctx, &fin);
-    if (st != CLOPT_OK) clopt__device_step_free(o);
+    if (st != CLOPT_OK) clopt__device_step_free(ctx, out);
     return st;
 }
 
-void clopt__device_step_free(clopt_optimizer *o) {
-    clopt__device_step *d = o->dstep;
+void clopt__device_step_free(clopt_context *ctx, clopt__device_step **dp) {
+    clopt__device_step *d = *dp;
     if (!d) return;
-    if (d->state_buf) o->ctx->ops->buffer_release(o->ctx, d->state_buf);
+    if (d->state_buf) ctx->ops->buffer_release(ctx, d->state_buf);
     for (int t = 0; t < 4; t++)
-        if (d->table_buf[t]) o->ctx->ops->buffer_release(o->ctx, d->table_buf[t]);
+        if (d->table_buf[t]) ctx->ops->buffer_release(ctx, d->table_buf[t]);
     free(d);
-    o->dstep = NULL;
+    *dp = NULL;
+}
+
+clopt__step_request clopt__device_step_request(const clopt__device_step *d) {
+    clopt__step_request r = {0};
+    r.step_state = d->state_buf;
+    memcpy(r.step_table, d->table_buf, sizeof r.step_table);
+    r.finite_check = 1;
+    return r;
 }
 
 /* Row k (count base + k) of every table, computed as the host step would at that count: the
  * class's host state moves on step by step (Nadam's u_product), so rows are made in order and
  * the state after each is kept for the read-back. */
-static void make_rows(clopt_optimizer *o, double *rows[4]) {
-    clopt__device_step *d = o->dstep;
+static void make_rows(clopt_optimizer *o, clopt__device_step *d, double *rows[4]) {
     const int64_t saved_it = o->iterations;
     memcpy(d->base_state, o->state, sizeof d->base_state);
     for (int k = 0; k < CLOPT__STEP_ROWS; k++) {
@@ -82,9 +90,9 @@ static void make_rows(clopt_optimizer *o, double *rows[4]) {
 }
 
 /* Writes the tables from the host's state (its count becomes row 0) and the state words. */
-static clopt_status write_all(clopt_optimizer *o, const double ls[2], double growth) {
+static clopt_status write_all(clopt_optimizer *o, clopt__device_step *d, const double ls[2],
+                              double growth) {
     clopt_context *ctx = o->ctx;
-    clopt__device_step *d = o->dstep;
     double *rows[4] = {0};
     unsigned char *cells = NULL;
     clopt_status st = CLOPT_OK;
@@ -96,7 +104,7 @@ static clopt_status write_all(clopt_optimizer *o, const double ls[2], double gro
         st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of host memory");
     if (st == CLOPT_OK) {
         d->base = o->iterations;
-        make_rows(o, rows);
+        make_rows(o, d, rows);
     }
     for (int t = 0; t < 4 && st == CLOPT_OK; t++) {
         if (!rows[t]) continue;
@@ -124,8 +132,7 @@ static clopt_status write_all(clopt_optimizer *o, const double ls[2], double gro
     return st;
 }
 
-clopt_status clopt__device_step_sync(clopt_optimizer *o, double ls[2]) {
-    clopt__device_step *d = o->dstep;
+clopt_status clopt__device_step_sync(clopt_optimizer *o, clopt__device_step *d, double ls[2]) {
     if (!d || !d->pending) return CLOPT_OK;
     uint64_t w[CLOPT__STEP_WORDS];
     clopt_status st = o->ctx->ops->read(o->ctx, d->state_buf, 0, w, sizeof w);
@@ -141,20 +148,19 @@ clopt_status clopt__device_step_sync(clopt_optimizer *o, double ls[2]) {
     return CLOPT_OK;
 }
 
-void clopt__device_step_invalidate(clopt_optimizer *o) {
-    if (o->dstep) o->dstep->valid = 0;
+void clopt__device_step_invalidate(clopt__device_step *d) {
+    if (d) d->valid = 0;
 }
 
-clopt_status clopt__device_step_begin(clopt_optimizer *o, double ls[2], double growth) {
-    clopt__device_step *d = o->dstep;
+clopt_status clopt__device_step_begin(clopt_optimizer *o, clopt__device_step *d, double ls[2],
+                                      double growth) {
     /* A step reads row (count - base), at most `issued`: the table lasts CLOPT__STEP_ROWS. */
     if (d->valid && d->issued < CLOPT__STEP_ROWS) return CLOPT_OK;
-    clopt_status st = clopt__device_step_sync(o, ls);
-    return st == CLOPT_OK ? write_all(o, ls, growth) : st;
+    clopt_status st = clopt__device_step_sync(o, d, ls);
+    return st == CLOPT_OK ? write_all(o, d, ls, growth) : st;
 }
 
-clopt_status clopt__device_step_end(clopt_optimizer *o) {
-    clopt__device_step *d = o->dstep;
+clopt_status clopt__device_step_end(clopt_optimizer *o, clopt__device_step *d) {
     const clopt__segment_launch fin = {"loss_scale.finish", CLOPT_FLOAT32, o->plan.ranges_buf,
                                        0, 1, d->state_buf, NULL, {0, 0, 0, 0}};
     clopt_status st = o->ctx->ops->segments(o->ctx, &fin);

@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Tests of examples/train_digits (registered in examples/CMakeLists.txt).
+
+    test_train_digits.py CASE TRAIN_DIGITS WORKDIR
+
+CASE: agreement (host and POCL agree on the first steps), resume (a run stopped mid-epoch and
+resumed ends bit for bit where an uninterrupted one does), sigint (Ctrl-C saves; resuming
+continues bit for bit), plot (the SVG and the JSON are well formed), badargs (each bad argument
+exits 2 or 1 with a message and writes nothing), synthetic (the throughput mode runs)."""
+import gzip
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from array import array
+
+POCL = "pocl:cpu:0"
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def run(exe, *args, rc=0):
+    p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    if rc is not None and p.returncode != rc:
+        fail(f"{' '.join(args)}: exit {p.returncode}, expected {rc}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def safetensors(path):
+    """{name: (dtype, shape, values)} of a safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        code = {"F32": "f", "F64": "d", "I64": "q"}[t["dtype"]]
+        out[name] = (t["dtype"], t["shape"], array(code, data[a:b]))
+    return out
+
+
+def model_tensors(path):
+    return {k: v for k, v in safetensors(path).items() if k.startswith("model/dense")}
+
+
+def agreement(exe, work):
+    """The first 5 steps on the host (C loops) and on POCL (CLBlast, kernels) give the same
+    weights to float32 round-off, with SGD (the gradients themselves) and with Adam."""
+    sgd = os.path.join(work, "sgd.json")
+    with open(sgd, "w") as f:
+        json.dump({"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9}}, f)
+    for name, extra, tol in (("sgd", ["--config", sgd], 2e-5), ("adam", [], 2e-5)):
+        files = {}
+        for dev in ("host", POCL):
+            path = os.path.join(work, f"{name}-{dev.replace(':', '_')}.safetensors")
+            run(exe, "--device", dev, "--steps", "5", "--checkpoint", path, "--target", "0",
+                *extra)
+            files[dev] = model_tensors(path)
+        host, dev = files["host"], files[POCL]
+        if sorted(host) != sorted(dev) or len(host) != 6:
+            fail(f"{name}: tensors differ: {sorted(host)} vs {sorted(dev)}")
+        worst = 0.0
+        for k in host:
+            for a, b in zip(host[k][2], dev[k][2]):
+                err = abs(a - b) / (1e-3 + abs(a))
+                worst = max(worst, err)
+        moved = sum(abs(a) for a in host["model/dense/bias"][2])
+        print(f"{name}: largest difference host vs POCL after 5 steps: {worst:.3g} (relative)")
+        if worst > tol or moved == 0:
+            fail(f"{name}: host and POCL disagree by {worst} (tolerance {tol}), bias sum {moved}")
+        # The loss sums of the 5 steps (the metric sums the device keeps) agree as well.
+        lh = safetensors(os.path.join(work, f"{name}-host.safetensors"))["model/train/metrics"]
+        ld = safetensors(os.path.join(work, f"{name}-{POCL.replace(':', '_')}.safetensors"))[
+            "model/train/metrics"]
+        if abs(lh[2][0] - ld[2][0]) > 1e-4 * abs(lh[2][0]) or lh[2][2] != 5 * 32:
+            fail(f"{name}: loss sums differ: {list(lh[2])} vs {list(ld[2])}")
+
+
+def same_state(a, b, what):
+    """Every tensor of two checkpoints is equal bit for bit, but the history's clock columns."""
+    ta, tb = safetensors(a), safetensors(b)
+    if sorted(ta) != sorted(tb):
+        fail(f"{what}: tensor lists differ")
+    for k in ta:
+        va, vb = ta[k][2], tb[k][2]
+        if k == "model/train/history":  # loss, acc, val_loss, val_acc, seconds, samples/s
+            va = [v for i, v in enumerate(va) if i % 6 < 4]
+            vb = [v for i, v in enumerate(vb) if i % 6 < 4]
+        if list(va) != list(vb):
+            fail(f"{what}: tensor {k} differs")
+
+
+def epochs_of(path):
+    with open(path) as f:
+        j = json.load(f)
+    return j, [{k: e[k] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")}
+               for e in j["epochs"]]
+
+
+def resume(exe, work):
+    """Stopped at step 70 (mid-epoch 2) and resumed = uninterrupted, bit for bit."""
+    a, b = os.path.join(work, "a.safetensors"), os.path.join(work, "b.safetensors")
+    ja, jb = os.path.join(work, "a.json"), os.path.join(work, "b.json")
+    common = ["--device", POCL, "--epochs", "3", "--target", "0"]
+    run(exe, *common, "--checkpoint", a, "--json", ja)
+    p = run(exe, *common, "--checkpoint", b, "--steps", "70")
+    if "stopped (--steps) after 70 steps (1 epochs)" not in p.stdout:
+        fail("the stopped run did not say where it stopped:\n" + p.stdout)
+    p = run(exe, *common, "--checkpoint", b, "--resume", "--json", jb)
+    if "resumed from" not in p.stdout or "70 steps done (epoch 2, step 25 of 45)" not in p.stdout:
+        fail("the resumed run did not say where it resumed:\n" + p.stdout)
+    (fa, ea), (fb, eb) = epochs_of(ja), epochs_of(jb)
+    if ea != eb or len(ea) != 3:
+        fail(f"loss curves differ:\n{ea}\n{eb}")
+    if fa["weights_fnv1a"] != fb["weights_fnv1a"] or fa["steps"] != fb["steps"] != 135:
+        fail(f"final weights differ: {fa['weights_fnv1a']} vs {fb['weights_fnv1a']}")
+    same_state(a, b, "checkpoints of the two runs")
+    # A checkpoint made with another seed is refused, and nothing changes.
+    before = open(b, "rb").read()
+    sgd = os.path.join(work, "sgd.json")
+    with open(sgd, "w") as f:
+        json.dump({"class_name": "SGD", "config": {}}, f)
+    for extra, msg in ((["--seed", "2"], "was made with --seed 1"),
+                       (["--batch", "16"], "was made with --seed 1 --batch 32"),
+                       (["--hidden", "256,64"], "CLOPT_ERR_FILE_MISMATCH"),
+                       (["--config", sgd], "CLOPT_ERR_FILE_MISMATCH")):
+        p = run(exe, *common, "--checkpoint", b, "--resume", *extra, rc=1)
+        if msg not in p.stderr or open(b, "rb").read() != before:
+            fail(f"a resume with {extra} was not refused cleanly:\n" + p.stderr)
+    print("resume: bit for bit, weights", fa["weights_fnv1a"])
+
+
+def sigint(exe, work):
+    """Ctrl-C stops after the current step and saves; resuming ends where an uninterrupted run
+    of as many epochs does."""
+    ck = os.path.join(work, "int.safetensors")
+    p = subprocess.Popen([exe, "--device", POCL, "--epochs", "1000", "--target", "0",
+                          "--checkpoint", ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    for line in p.stdout:
+        if line.startswith("epoch   2/"):
+            break
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    if p.returncode != 130 or "checkpoint saved" not in out:
+        fail(f"SIGINT: exit {p.returncode}, expected 130 and a saved checkpoint\n{out}\n{err}")
+    line = [l for l in out.splitlines() if l.startswith("interrupted after")][0]
+    steps, epochs = int(line.split()[2]), int(line.split()[4].strip("("))
+    target = epochs + 1
+    jr, ju = os.path.join(work, "r.json"), os.path.join(work, "u.json")
+    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--checkpoint", ck,
+        "--resume", "--json", jr)
+    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--json", ju)
+    (fr, er), (fu, eu) = epochs_of(jr), epochs_of(ju)
+    if er != eu or fr["weights_fnv1a"] != fu["weights_fnv1a"]:
+        fail(f"interrupted at step {steps} and resumed != uninterrupted:\n{er}\n{eu}")
+    print(f"sigint: interrupted at step {steps}, resumed to epoch {target}: bit for bit")
+
+
+def plot(exe, work):
+    svg, js = os.path.join(work, "curve.svg"), os.path.join(work, "curve.json")
+    run(exe, "--device", POCL, "--epochs", "4", "--target", "0", "--plot", svg, "--json", js)
+    root = ET.parse(svg).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    if root.tag != ns + "svg":
+        fail(f"root element {root.tag}")
+    lines = root.findall(ns + "polyline")
+    if len(lines) != 4:
+        fail(f"{len(lines)} curves, expected 4")
+    for pl in lines:
+        pts = [tuple(map(float, p.split(","))) for p in pl.get("points").split()]
+        w, h = float(root.get("width")), float(root.get("height"))
+        if len(pts) != 4 or not all(0 <= x <= w and 0 <= y <= h for x, y in pts):
+            fail(f"curve points {pts}")
+    with open(js) as f:
+        j = json.load(f)
+    if len(j["epochs"]) != 4 or j["layers"] != [64, 256, 128, 10] or not j["ok"]:
+        fail(f"JSON: {j}")
+    if not j["epochs"][3]["loss"] < j["epochs"][0]["loss"]:
+        fail("the loss did not fall")
+    # Nothing comes back from the device per step: two more epochs (90 more steps) make two more
+    # reads (the metric sums). (The host path reads its weights back every step by design.)
+    reads = [j["host_reads"]]
+    j2 = os.path.join(work, "reads.json")
+    run(exe, "--device", POCL, "--epochs", "6", "--target", "0", "--json", j2)
+    with open(j2) as f:
+        reads.append(json.load(f)["host_reads"])
+    if reads != [4, 6]:
+        fail(f"reads from the device after 4 and 6 epochs: {reads}, expected [4, 6]")
+    for leftover in (svg + ".tmp", js + ".tmp"):
+        if os.path.exists(leftover):
+            fail(f"{leftover} left behind")
+    print("plot: SVG and JSON well formed")
+
+
+def badargs(exe, work):
+    missing = os.path.join(work, "missing.csv.gz")
+    corrupt = os.path.join(work, "corrupt.csv.gz")
+    good = gzip.compress(b"0," * 64 + b"3\n" * 1)
+    with open(corrupt, "wb") as f:
+        f.write(good[:10] + b"\xff" * 40 + good[10:])
+    truncated = os.path.join(work, "truncated.csv.gz")
+    with open(os.path.dirname(os.path.abspath(__file__)) + "/data/digits.csv.gz", "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    badcfg = os.path.join(work, "bad.json")
+    with open(badcfg, "w") as f:
+        f.write('{"class_name": "Adamz", "config": {}}')
+    badjson = os.path.join(work, "badjson.json")
+    with open(badjson, "w") as f:
+        f.write('{"class_name": "Adam", "config": {')
+    ck = os.path.join(work, "none.safetensors")
+    outs = [os.path.join(work, n) for n in ("out.svg", "out.json")]
+    cases = [
+        (["--frobnicate"], 2, "unknown option"),
+        (["--epochs"], 2, "needs a value"),
+        (["--hidden", "256,,128"], 2, "--hidden 256,,128"),
+        (["--hidden", "0"], 2, "--hidden 0"),
+        (["--hidden", "abc"], 2, "--hidden abc"),
+        (["--hidden", "1,2,3,4,5,6,7,8"], 2, "1 to 7 layer widths"),
+        (["--hidden", "70000"], 2, "--hidden 70000"),
+        (["--epochs", "0"], 2, "--epochs 0"),
+        (["--batch", "x"], 2, "--batch x"),
+        (["--target", "1.5"], 2, "--target 1.5"),
+        (["--devices", "pocl,pocl"], 2, "distribution strategy"),
+        (["--resume"], 2, "needs --checkpoint"),
+        (["--data", missing], 1, "cannot open " + missing),
+        (["--data", corrupt], 1, "not a readable gzip file"),
+        (["--data", truncated], 1, "not a readable gzip file"),
+        (["--config", badcfg], 1, "CLOPT_ERR_UNKNOWN_OPTIMIZER"),
+        (["--config", badjson], 1, "CLOPT_ERR_JSON"),
+        (["--config", missing], 1, "cannot open " + missing),
+        (["--checkpoint", ck, "--resume"], 1, ck),
+        (["--device", "nosuchplatform:gpu:7"], 1, "clopt_context_create"),
+        (["--device", "host", "--synthetic", "64"], 1, "needs an OpenCL device"),
+        (["--synthetic", "64", "--plot", outs[0]], 2, "no --checkpoint or --plot"),
+    ]
+    for args, rc, msg in cases:
+        plot = [] if "--synthetic" in args else ["--plot", outs[0]]  # --synthetic takes none
+        p = run(exe, "--device", POCL, *plot, "--json", outs[1], *args, rc=rc)
+        if msg not in p.stderr:
+            fail(f"{args}: stderr lacks {msg!r}:\n{p.stderr}")
+        written = [o for o in outs + [ck] if os.path.exists(o) or os.path.exists(o + ".tmp")]
+        if written:
+            fail(f"{args}: wrote {written}")
+        print(f"ok: {' '.join(args)} -> exit {rc}: {p.stderr.splitlines()[0]}")
+
+
+def synthetic(exe, work):
+    p = run(exe, "--device", POCL, "--synthetic", "96", "--hidden", "64,32", "--steps", "2",
+            "--batch", "16")
+    for want in ("throughput: 2 steps of batch 16", "GEMMs (CLBlast)", "optimizer (clopt)",
+                 "other kernels", "all GEMMs:"):
+        if want not in p.stdout:
+            fail(f"synthetic output lacks {want!r}:\n{p.stdout}")
+    print(p.stdout)
+
+
+def main():
+    case, exe, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    work = os.path.join(work, case)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    globals()[case](exe, work)
+    print("PASS", case)
+
+
+if __name__ == "__main__":
+    main()
