@@ -27,6 +27,22 @@
     S() X(real, c6) S() X(real, c7)
 #define CLOPT_PIPE_SCALAR_ARGS(X, S) X(real, q0) S() X(real, q1) S() X(real, q2) S() X(real, q3)
 
+/* ---- the optimizers: the one list a new optimizer joins ---- */
+
+/* Every built-in optimizer class, in the order clopt lists them: src/optim/<name>.c defines
+ * clopt__<name>_class (src/optim/registry.c makes the table from this list). Lamb is not in
+ * Keras's optimizers.get lookup (Keras cannot deserialize it by name); clopt resolves it. */
+#define CLOPT_BUILTIN_CLASSES(X)                                                              \
+    X(sgd) X(adam) X(loss_scale) X(rmsprop) X(adagrad) X(adadelta) X(adamax) X(adamw)        \
+    X(nadam) X(ftrl) X(lion) X(lamb) X(adafactor) X(schedule_free_adamw) X(muon)
+
+/* The element-wise updates, one kernel each: "<name>" of cl/<name>.cl, and its host reference
+ * clopt__host_<name> in src/backend/host/kernels_<name>.c (host_kernels.c makes the host
+ * backend's table from this list). */
+#define CLOPT_ELEMENTWISE_UPDATES(X)                                                          \
+    X(sgd) X(adam) X(rmsprop) X(adagrad) X(adadelta) X(adamax) X(nadam) X(ftrl) X(lion)      \
+    X(schedule_free_adamw)
+
 /* ---- each update's c0..c7 ---- */
 
 /* SGD (cl/sgd.cl). */
