@@ -94,6 +94,7 @@ static void optimizer_free(clopt_optimizer *o) {
     clopt__schedule_free(o->schedule);
     detach(o);
     free(o->name);
+    clopt__custom_class_free(o->own_class);
     free(o);
 }
 
