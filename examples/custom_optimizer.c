@@ -5,74 +5,18 @@
  *   custom_optimizer [--device SPEC]   (SPEC: the device to compare with the host; default: the
  *                                       default device, CLOPT_DEVICE or the first OpenCL one)
  *
- * AdaBelief: m = b1 m + (1 - b1) g;  s = b2 s + (1 - b2) (g - m)^2 + eps;
- *            w -= lr * (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + eps). */
+ * The class itself is in adabelief.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <clopt.h>
+#include "adabelief.h"
 
-/* ---- the class ---- */
-
-enum { BETA_1, BETA_2, EPSILON };                  /* hyperparameters, in config order */
-enum { LR, B1, B2, EPS, M_CORR, S_CORR, NSCALARS }; /* per-step scalars */
-
-static const clopt_hparam hparams[] = {
-    [BETA_1] = {"beta_1", CLOPT_HPARAM_FLOAT, 0.9, 0, 0.0, 1.0, 0, 0},
-    [BETA_2] = {"beta_2", CLOPT_HPARAM_FLOAT, 0.999, 0, 0.0, 1.0, 0, 0},
-    [EPSILON] = {"epsilon", CLOPT_HPARAM_FLOAT, 1e-16, 0, 0.0, HUGE_VAL, 0, 0},
-};
-static const char *const slot_names[] = {"m", "s"}; /* Keras names them "<variable>_m", ... */
-static const char *const scalar_names[] = {"lr", "beta_1", "beta_2", "epsilon", "m_corr",
-                                           "s_corr"};
-
-/* A float32 variable's scalars are computed in float32, as Keras computes them. */
-static double in_dtype(double x, clopt_dtype d) { return d == CLOPT_FLOAT64 ? x : (float)x; }
-
-static void step_scalars(const clopt_class_step *st, double *c, void *user_data) {
-    (void)user_data;
-    const double b1 = st->hparams[BETA_1], b2 = st->hparams[BETA_2], t = (double)st->t;
-    c[LR] = in_dtype(st->learning_rate, st->dtype);
-    c[B1] = b1;
-    c[B2] = b2;
-    c[EPS] = st->hparams[EPSILON];
-    c[M_CORR] = in_dtype(1.0 / in_dtype(1.0 - pow(b1, t), st->dtype), st->dtype);
-    c[S_CORR] = in_dtype(1.0 / in_dtype(1.0 - pow(b2, t), st->dtype), st->dtype);
-}
-
-/* The update of one element: OpenCL C for devices... */
-static const char opencl_update[] =
-    "m = beta_1 * m + (1 - beta_1) * g;\n"
-    "const real d = g - m;\n"
-    "s = beta_2 * s + (1 - beta_2) * d * d + epsilon;\n"
-    "w -= lr * (m * m_corr) / (sqrt(s * s_corr) + epsilon);\n";
-
-/* ... and C for the host backend. */
-static void host_update(double *w, double g, double *slot, const double *c, void *user_data) {
-    (void)user_data;
-    double *m = &slot[0], *s = &slot[1];
-    *m = c[B1] * *m + (1 - c[B1]) * g;
-    const double d = g - *m;
-    *s = c[B2] * *s + (1 - c[B2]) * d * d + c[EPS];
-    *w -= c[LR] * (*m * c[M_CORR]) / (sqrt(*s * c[S_CORR]) + c[EPS]);
-}
-
+/* The class (adabelief.h: its hyperparameters, slots, scalars callback, and its update in
+ * OpenCL C and in C), registered for every later from_config of the process. */
 static int register_adabelief(void) {
-    const clopt_optimizer_class_desc desc = {
-        .class_name = "AdaBelief",
-        .registered_name = "Custom>AdaBelief",
-        .default_learning_rate = 0.001,
-        .hparams = hparams,
-        .nhparams = (int)(sizeof hparams / sizeof *hparams),
-        .slot_names = slot_names,
-        .nslots = 2,
-        .scalar_names = scalar_names,
-        .nscalars = NSCALARS,
-        .scalars = step_scalars,
-        .opencl_update = opencl_update,
-        .host_update = host_update,
-    };
+    const clopt_optimizer_class_desc desc = adabelief_class();
     clopt_status st = clopt_optimizer_class_register(&desc);
     if (st != CLOPT_OK)
         fprintf(stderr, "register AdaBelief: %s: %s\n", clopt_status_name(st),

@@ -10,64 +10,17 @@
 #include "optim_more.h"
 #include "optim_state.h"
 #include "optim_varlist.h"
+#include "../examples/adabelief.h"
 
-/* ---- AdaBelief (Zhuang et al., 2020), as a program defines it ---- */
+/* ---- AdaBelief (examples/adabelief.h), with a module of its own ---- */
 
 enum { BETA_1, BETA_2, EPSILON };
-enum { SC_LR, SC_BETA_1, SC_BETA_2, SC_EPSILON, SC_M_CORR, SC_S_CORR };
-
-static const clopt_hparam adabelief_hparams[] = {
-    [BETA_1] = {"beta_1", CLOPT_HPARAM_FLOAT, 0.9, 0, 0.0, 1.0, 0, 0},
-    [BETA_2] = {"beta_2", CLOPT_HPARAM_FLOAT, 0.999, 0, 0.0, 1.0, 0, 0},
-    [EPSILON] = {"epsilon", CLOPT_HPARAM_FLOAT, 1e-16, 0, 0.0, HUGE_VAL, 0, 0},
-};
 static const char *const adabelief_slots[] = {"m", "s"};
-static const char *const adabelief_scalars[] = {"lr", "beta_1", "beta_2", "epsilon", "m_corr",
-                                                "s_corr"};
-
-static double in_dtype(double x, clopt_dtype d) { return d == CLOPT_FLOAT64 ? x : (float)x; }
-
-static void adabelief_step_scalars(const clopt_class_step *st, double *c, void *user) {
-    (void)user;
-    const double b1 = st->hparams[BETA_1], b2 = st->hparams[BETA_2], t = (double)st->t;
-    c[SC_LR] = in_dtype(st->learning_rate, st->dtype);
-    c[SC_BETA_1] = b1;
-    c[SC_BETA_2] = b2;
-    c[SC_EPSILON] = st->hparams[EPSILON];
-    c[SC_M_CORR] = in_dtype(1.0 / in_dtype(1.0 - pow(b1, t), st->dtype), st->dtype);
-    c[SC_S_CORR] = in_dtype(1.0 / in_dtype(1.0 - pow(b2, t), st->dtype), st->dtype);
-}
-
-static void adabelief_host(double *w, double g, double *s, const double *c, void *user) {
-    (void)user;
-    s[0] = c[SC_BETA_1] * s[0] + (1 - c[SC_BETA_1]) * g;
-    const double d = g - s[0];
-    s[1] = c[SC_BETA_2] * s[1] + (1 - c[SC_BETA_2]) * d * d + c[SC_EPSILON];
-    *w -= c[SC_LR] * (s[0] * c[SC_M_CORR]) / (sqrt(s[1] * c[SC_S_CORR]) + c[SC_EPSILON]);
-}
-
-static const char adabelief_opencl[] =
-    "m = beta_1 * m + (1 - beta_1) * g;\n"
-    "const real d = g - m;\n"
-    "s = beta_2 * s + (1 - beta_2) * d * d + epsilon;\n"
-    "w -= lr * (m * m_corr) / (sqrt(s * s_corr) + epsilon);\n";
 
 static clopt_optimizer_class_desc adabelief(void) {
-    return (clopt_optimizer_class_desc){
-        .class_name = "AdaBelief",
-        .registered_name = "Custom>AdaBelief",
-        .module = "my_optimizers",
-        .default_learning_rate = 0.001,
-        .hparams = adabelief_hparams,
-        .nhparams = 3,
-        .slot_names = adabelief_slots,
-        .nslots = 2,
-        .scalar_names = adabelief_scalars,
-        .nscalars = 6,
-        .scalars = adabelief_step_scalars,
-        .opencl_update = adabelief_opencl,
-        .host_update = adabelief_host,
-    };
+    clopt_optimizer_class_desc d = adabelief_class();
+    d.module = "my_optimizers";
+    return d;
 }
 
 static void register_adabelief(void) {
