@@ -301,7 +301,8 @@ static void *register_thread(void *arg) {
 Test(custom_unregistered_host, concurrent_registration_one_wins) {
     pthread_t th[8];
     clopt_status st[8];
-    for (int i = 0; i < 8; i++) cr_assert_eq(pthread_create(&th[i], NULL, register_thread, &st[i]), 0);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, register_thread, &st[i]), 0);
     int ok = 0;
     for (int i = 0; i < 8; i++) {
         pthread_join(th[i], NULL);

@@ -113,7 +113,8 @@ static clopt_status check_names(const clopt_optimizer_class_desc *d, char *msg, 
 
 static clopt_status check_desc(const clopt_optimizer_class_desc *d, char *msg, size_t cap) {
     if (!is_identifier(d->class_name))
-        return BAD("class_name '%s' is not an identifier", d->class_name ? d->class_name : "(null)");
+        return BAD("class_name '%s' is not an identifier",
+                   d->class_name ? d->class_name : "(null)");
     if (d->registered_name && (!*d->registered_name || strlen(d->registered_name) > 200))
         return BAD("%s: registered_name is empty or longer than 200", d->class_name);
     if (d->default_name && !*d->default_name)
@@ -213,7 +214,8 @@ static char *kernel_source(const clopt_optimizer_class_desc *d, const char *knam
                             "    const real g_in_ = GRAD();\n"
                             "    real w_io_ = WEIGHT();\n",
                             d->class_name, kname);
-    for (int k = 0; k < d->nslots; k++) s = append(s, "    real s%d_io_ = LOAD(s, SLOT(%d));\n", k, k);
+    for (int k = 0; k < d->nslots; k++)
+        s = append(s, "    real s%d_io_ = LOAD(s, SLOT(%d));\n", k, k);
     s = append(s, "    {\n        const real g = g_in_;\n        real w = w_io_;\n");
     for (int k = 0; k < d->nslots; k++)
         s = append(s, "        real %s = s%d_io_;\n", d->slot_names[k], k);
@@ -223,7 +225,8 @@ static char *kernel_source(const clopt_optimizer_class_desc *d, const char *knam
     s = append(s, "        (void)g;\n        {\n#line 1 \"%s.opencl_update\"\n%s\n        }\n",
                d->class_name, d->opencl_update);
     s = append(s, "        w_io_ = w;\n");
-    for (int k = 0; k < d->nslots; k++) s = append(s, "        s%d_io_ = %s;\n", k, d->slot_names[k]);
+    for (int k = 0; k < d->nslots; k++)
+        s = append(s, "        s%d_io_ = %s;\n", k, d->slot_names[k]);
     s = append(s, "    }\n    STORE(w, wi, w_io_);\n");
     for (int k = 0; k < d->nslots; k++) s = append(s, "    STORE(s, SLOT(%d), s%d_io_);\n", k, k);
     return append(s, "    UPDATE_END;\n}\n");
@@ -406,8 +409,9 @@ clopt_status clopt_optimizer_from_config_with_classes(clopt_context *ctx, const 
     for (size_t i = 0; i < n; i++) {
         clopt_status st = check_desc(&classes[i], msg, sizeof msg);
         if (st != CLOPT_OK)
-            return clopt__fail(ctx, st, "clopt_optimizer_from_config_with_classes: classes[%zu]: %s",
-                               i, msg);
+            return clopt__fail(ctx, st,
+                               "clopt_optimizer_from_config_with_classes: classes[%zu]: %s", i,
+                               msg);
     }
     const clopt_optimizer_class_desc *saved = scope;
     const size_t saved_n = scope_n;
