@@ -260,8 +260,7 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
     *cls = clopt__class_resolve(json_string_value(cn), reg, owned);
     if (!*cls)
         return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_OPTIMIZER,
-                           "optimizer config: unknown optimizer class '%s'%s%s%s (neither built "
-                           "in, registered, nor among the call's classes)",
+                           "optimizer config: unknown optimizer class '%s'%s%s%s",
                            json_string_value(cn), reg ? " (registered_name '" : "",
                            reg ? reg : "", reg ? "')" : "");
     *config = json_object_get(root, "config");
