@@ -7,6 +7,7 @@
 #include "clopt/context.h"
 #include "clopt/variable.h"
 #include "clopt/optimizer.h"
+#include "clopt/optimizer_class.h"
 #include "clopt/checkpoint.h"
 
 #endif

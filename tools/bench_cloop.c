@@ -46,6 +46,9 @@ const bench_opt bench_opts[] = {
      c_sfadamw_f32, c_sfadamw_f64},
     {"Adafactor", "\"learning_rate\": 0.001", 0.001, 1, 0, 0, 1, 7, 1.3, c_adafactor_f32,
      c_adafactor_f64},
+    /* A program's class, registered by the bench (bench_adabelief.c): Adam's traffic. */
+    {"AdaBelief", "\"learning_rate\": 0.001", 0.001, 2, 0, 0, 0, 7, 1.3, c_adabelief_f32,
+     c_adabelief_f64},
     /* No C loop: Muon's step on a matrix is a Newton-Schulz iteration, matrix products of about
      * 30*R*C*min(R, C) flops, so its limit is the matrix-multiply rate, not memory:
      * `--optimizer Muon` alone measures it against the device's GEMM instead (bench_muon.c). */

@@ -6,6 +6,7 @@
 #define CLOPT_BENCH_INTERNAL_H
 
 #include "cli_internal.h"
+#include "../examples/adabelief.h"
 
 /* ---- the C side (bench_cloop.c) ---- */
 
@@ -84,6 +85,10 @@ extern const bench_opt bench_opts[];
 extern const size_t bench_nopts;
 /* The optimizer of that class name (any case), or NULL. */
 const bench_opt *bench_find_opt(const char *name);
+
+/* A program's class in the bench (bench_adabelief.c, examples/adabelief.h): registers
+ * AdaBelief once (0, or -1 when refused). */
+int bench_register_adabelief(void);
 
 /* The C side's arrays for `tensors` variables over n elements with the optimizer's slots (none
  * when o->nslots is 0: the layout and initial values only). Returns 0, or -1 out of memory. */

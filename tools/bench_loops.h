@@ -132,6 +132,26 @@ static void BS(adam_step)(cbench *b, int decay) {
 static void BS(c_adam)(cbench *b) { BS(adam_step)(b, 0); }
 static void BS(c_adamw)(cbench *b) { BS(adam_step)(b, 1); }
 
+/* AdaBelief, a registered class (examples/adabelief.h): its scalars as its callback gives
+ * them. */
+static void BS(c_adabelief)(cbench *b) {
+    CB_ARRAYS(b);
+    const clopt_dtype d = BT_ID ? CLOPT_FLOAT64 : CLOPT_FLOAT32;
+    const double t = (double)b->t;
+    const BT lr = (BT)adabelief_round(b->lr, d), b1 = (BT)0.9, b2 = (BT)0.999,
+             eps = (BT)1e-16, m_corr = (BT)adabelief_corr(0.9, t, d),
+             s_corr = (BT)adabelief_corr(0.999, t, d);
+    BS(cb_clip)(b);
+    CB_FOR(b, {
+        const BT m = b1 * S0[i] + (1 - b1) * gv;
+        const BT dv = gv - m;
+        const BT s = b2 * S1[i] + (1 - b2) * dv * dv + eps;
+        S0[i] = m;
+        S1[i] = s;
+        W[i] = W[i] - lr * (m * m_corr) / (sqrt(s * s_corr) + eps);
+    })
+}
+
 /* RMSprop (cl/rmsprop.cl, no momentum, not centered). */
 static void BS(c_rmsprop)(cbench *b) {
     CB_ARRAYS(b);

@@ -194,6 +194,10 @@ int cli_cmd_bench(int argc, char **argv) {
     const int p = parse_args(argc, argv, &a);
     if (p) return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     exec_with_passive_omp(argv);
+    if (bench_register_adabelief() != 0) {
+        fprintf(stderr, "clopt bench: registering AdaBelief: %s\n", clopt_class_last_error());
+        return CLI_EXIT_FAIL;
+    }
     const bench_opt *only = NULL;
     if (a.optimizer && !(only = bench_find_opt(a.optimizer))) {
         fprintf(stderr, "clopt bench: unknown optimizer '%s'; one of:", a.optimizer);

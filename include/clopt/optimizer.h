@@ -21,7 +21,9 @@ typedef struct clopt_optimizer clopt_optimizer;
  * "registered_name"}; the bare {"class_name", "config"} is accepted too. "learning_rate" may be a
  * number or a serialized Keras schedule (ExponentialDecay, PiecewiseConstantDecay,
  * PolynomialDecay, InverseTimeDecay, CosineDecay, CosineDecayRestarts): then Keras's variable
- * list has no learning_rate entry. Class names match case-insensitively ("adam", "Adam"). Keys missing from "config" take Keras's defaults. Keras's
+ * list has no learning_rate entry. Class names match case-insensitively ("adam", "Adam"); a
+ * class a program registered (clopt/optimizer_class.h) matches by registered_name, or by its
+ * exact class_name when the config's registered_name is null. Keys missing from "config" take Keras's defaults. Keras's
  * legacy key "decay" is accepted and ignored, as Keras does. Integer JSON numbers are accepted
  * where Keras wants a float (Python's json writes 1.0 as 1.0, so this only matters to hand-written
  * configs).

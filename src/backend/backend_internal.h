@@ -84,6 +84,18 @@ typedef struct clopt__define {
                    #K ": two scalars share an index");
 CLOPT_SCALAR_LISTS(CLOPT__SCALAR_CHECK_)
 
+/* A kernel a program supplies (an optimizer class it defined, src/optim/custom.c): the OpenCL
+ * program text after scalars.cl and common.cl, defining kernel `name`, and the host backend's
+ * per-element update (in double: variable, gradient, nslots slots in place, the scalars). */
+#define CLOPT__USER_MAX_SLOTS 4
+typedef struct clopt__user_kernel {
+    const char *name;   /* unique per source ("custom_<source hash>") */
+    const char *source;
+    void (*host)(double *w, double g, double *slots, const double *scalars, void *user_data);
+    void *user_data;
+    int nslots;
+} clopt__user_kernel;
+
 /* A fused elementwise update over a plan's segment table (or a class's own table). Scalars are
  * per-step values (learning rate, bias corrections) passed as kernel arguments, never compiled
  * in. */
@@ -126,7 +138,15 @@ typedef struct clopt__launch {
      * UPDATE_ARGS' (before aux and info). Layout: CLOPT__STEP_* below. */
     void *step_table, *step_state;
     int step_kind;
+    /* A program's kernel (clopt__launch_user): used when `kernel` is its name; a stage that
+     * reuses the launch for another kernel only changes `kernel`. */
+    const clopt__user_kernel *user;
 } clopt__launch;
+
+/* The program's kernel the launch runs, or NULL for a built-in one. */
+static inline const clopt__user_kernel *clopt__launch_user(const struct clopt__launch *l) {
+    return l->user && l->kernel == l->user->name ? l->user : NULL;
+}
 
 /* The device-decided step's state buffer (uint64 words; loss_scale_device.c keeps it):
  * word 0 the finite flag (its first float: 1 go, 0 skip; a float64 kernel clears the word),

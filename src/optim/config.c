@@ -240,7 +240,8 @@ static clopt_status parse_json(clopt_context *ctx, const char *text, json_t **ou
 /* Checks the serialize() wrapper: class_name, config, and optionally module and
  * registered_name. */
 static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
-                                 const clopt__optimizer_class **cls, const json_t **config) {
+                                 const clopt__optimizer_class **cls,
+                                 clopt__optimizer_class **owned, const json_t **config) {
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)root, key, val) {
@@ -257,11 +258,18 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
                            "optimizer config: 'class_name' must be a string, got %s",
                            clopt__json_type_name(cn));
-    *cls = clopt__optimizer_class_find(json_string_value(cn));
+    const json_t *rn = json_object_get(root, "registered_name");
+    if (rn && !json_is_string(rn) && !json_is_null(rn))
+        return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
+                           "optimizer config: 'registered_name' must be a string or null, got %s",
+                           clopt__json_type_name(rn));
+    const char *reg = json_string_value(rn);
+    *cls = clopt__class_resolve(json_string_value(cn), reg, owned);
     if (!*cls)
         return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_OPTIMIZER,
-                           "optimizer config: unknown optimizer class '%s'",
-                           json_string_value(cn));
+                           "optimizer config: unknown optimizer class '%s'%s%s%s",
+                           json_string_value(cn), reg ? " (registered_name '" : "",
+                           reg ? reg : "", reg ? "')" : "");
     *config = json_object_get(root, "config");
     if (*config && !json_is_object(*config))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE,
@@ -278,13 +286,18 @@ clopt_status clopt__config_key(clopt_optimizer *o, const char *key, const json_t
 clopt_status clopt__optimizer_from_json(clopt_context *ctx, const json_t *root,
                                         clopt_optimizer **out) {
     const clopt__optimizer_class *cls = NULL;
+    clopt__optimizer_class *owned = NULL;
     const json_t *config = NULL;
     clopt_optimizer *o = NULL;
     clopt_status st;
     if (!json_is_object(root))
         return clopt__fail(ctx, CLOPT_ERR_BAD_TYPE, "optimizer config: expected an object");
-    if ((st = read_wrapper(ctx, root, &cls, &config)) != CLOPT_OK) return st;
-    if ((st = optimizer_new(ctx, cls, &o)) != CLOPT_OK) return st;
+    if ((st = read_wrapper(ctx, root, &cls, &owned, &config)) != CLOPT_OK) return st;
+    if ((st = optimizer_new(ctx, cls, &o)) != CLOPT_OK) {
+        clopt__custom_class_free(owned);
+        return st;
+    }
+    o->own_class = owned;
     if (cls->wrapper) {
         st = cls->wrapper->configure(o, config); /* the variable list's entries too */
     } else {
@@ -360,10 +373,13 @@ static json_t *config_json(const clopt_optimizer *o) {
 json_t *clopt__optimizer_to_json(const clopt_optimizer *o) {
     json_t *root = json_object(),
            *c = o->cls->wrapper ? o->cls->wrapper->config_json(o) : config_json(o);
-    if (root && c && !json_object_set_new(root, "module", json_string("keras.optimizers")) &&
+    const char *module = o->cls->module ? o->cls->module : "keras.optimizers";
+    if (root && c && !json_object_set_new(root, "module", json_string(module)) &&
         !json_object_set_new(root, "class_name", json_string(o->cls->class_name)) &&
         !json_object_set(root, "config", c) &&
-        !json_object_set_new(root, "registered_name", json_null())) {
+        !json_object_set_new(root, "registered_name",
+                             o->cls->registered_name ? json_string(o->cls->registered_name)
+                                                     : json_null())) {
         json_decref(c);
         return root;
     }

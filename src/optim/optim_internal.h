@@ -150,6 +150,10 @@ typedef struct clopt__optimizer_class {
     double (*decay_rate)(const clopt_optimizer *opt, size_t i);
     /* Optional: the class wraps another optimizer (LossScaleOptimizer); see below. */
     const struct clopt__wrapper_ops *wrapper;
+    /* A program's class (custom.c): Keras's registered_name and module in its serialized form
+     * (NULL for the built-in classes: null and "keras.optimizers"). */
+    const char *registered_name;
+    const char *module;
 } clopt__optimizer_class;
 
 /* What a wrapper class does in place of the base class. A wrapper's optimizer struct is its own
@@ -178,6 +182,15 @@ typedef struct clopt__wrapper_ops {
 /* Every class, NULL-terminated (registry.c). */
 extern const clopt__optimizer_class *const clopt__optimizer_classes[];
 const clopt__optimizer_class *clopt__optimizer_class_find(const char *name);
+
+/* Programs' classes (custom.c). The class a config names: by its registered_name among the
+ * call's classes (clopt__custom_scope_begin) and the registered ones, then by class_name among
+ * the built-in ones, the call's and the registered ones; NULL when none. When the class is one
+ * of the call's, *owned receives a copy the optimizer keeps (clopt__custom_class_free). */
+const clopt__optimizer_class *clopt__class_resolve(const char *class_name,
+                                                   const char *registered_name,
+                                                   clopt__optimizer_class **owned);
+void clopt__custom_class_free(clopt__optimizer_class *cls);
 
 /* The per-dtype slot storage of a built optimizer: one dedicated block holding every slot kind
  * at a stride, so one offset addresses a variable and all its slots. */
@@ -270,6 +283,7 @@ struct clopt_optimizer {
     size_t *scratch_idx;            /* nvars entries, for apply */
     clopt_variable **scratch_grads; /* nvars entries, for apply */
     struct clopt_optimizer *prev, *next;
+    clopt__optimizer_class *own_class; /* a copy of the call's class it was made from (cls) */
 };
 
 /* The optimizer a wrapper wraps, NULL for any other. */

@@ -98,6 +98,7 @@ static void optimizer_free(clopt_optimizer *o) {
     clopt__handle_remove(o);
     detach(o);
     free(o->name);
+    clopt__custom_class_free(o->own_class);
     free(o);
 }
 

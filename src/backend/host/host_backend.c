@@ -100,14 +100,31 @@ double clopt__host_weight(const clopt__host_update *u, size_t w, uint32_t seg) {
     return x;
 }
 
-static const clopt__host_kernel *find_kernel(const char *name) {
+/* A program's kernel (clopt__user_kernel): its per-element update between the loads and
+ * stores a built-in host kernel does itself. */
+static void user_kernel(const clopt__host_update *u, size_t w, size_t g, size_t s,
+                        uint32_t seg) {
+    const clopt__user_kernel *k = u->launch->user;
+    double slots[CLOPT__USER_MAX_SLOTS];
+    const double gv = GRAD();
+    double wv = WEIGHT();
+    for (int i = 0; i < k->nslots; i++) slots[i] = HL(u->slot, SLOT(i));
+    k->host(&wv, gv, slots, u->launch->scalars, k->user_data);
+    for (int i = 0; i < k->nslots; i++) HS(u->slot, SLOT(i), slots[i]);
+    HS(u->var, w, wv);
+}
+
+static const clopt__host_kernel user_entry = {"(program's kernel)", user_kernel, NULL};
+
+static const clopt__host_kernel *find_kernel(const clopt__launch *l) {
+    if (clopt__launch_user(l)) return &user_entry;
     for (const clopt__host_kernel *k = clopt__host_kernels; k->name; k++)
-        if (strcmp(k->name, name) == 0) return k;
+        if (strcmp(k->name, l->kernel) == 0) return k;
     return NULL;
 }
 
 static clopt_status host_prepare(clopt_context *ctx, const clopt__launch *l) {
-    if (!find_kernel(l->kernel))
+    if (!find_kernel(l))
         return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "host backend: no kernel '%s'", l->kernel);
     return CLOPT_OK;
 }
@@ -135,7 +152,7 @@ static int step_launch(const clopt__launch *l, clopt__launch *out) {
 }
 
 static clopt_status host_update(clopt_context *ctx, const clopt__launch *l) {
-    const clopt__host_kernel *k = find_kernel(l->kernel);
+    const clopt__host_kernel *k = find_kernel(l);
     if (!k) return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED, "host backend: no kernel '%s'", l->kernel);
     clopt__launch stepped;
     if (l->step_state) {

@@ -323,7 +323,9 @@ static clopt_status update_kernel(clopt_context *ctx, const clopt__launch *l,
     defs[n++] = (clopt__define){"SLOT_BASE", l->slot_base};
     defs[n++] = (clopt__define){"SLOT_ACC", l->slot_acc};
     defs[n++] = (clopt__define){"SLOT_EMA", l->slot_ema};
-    return clopt__ocl_get_kernel(ctx, l->kernel, l->dtype, defs, n, p);
+    const clopt__user_kernel *user = clopt__launch_user(l);
+    return clopt__ocl_get_user_kernel(ctx, l->kernel, user ? user->source : NULL, l->dtype, defs,
+                                      n, p);
 }
 
 /* Work-items of the largest warm-up launch: POCL compiles a kernel for each local size and,

@@ -54,6 +54,11 @@ clopt_status clopt__ocl_select(clopt_context *ctx, const char *spec, cl_platform
 clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt_dtype dtype,
                                    const clopt__define *defines, int ndefines,
                                    clopt__ocl_program **out);
+/* The same for a program's kernel (clopt__user_kernel): `source` replaces cl/<file>.cl. */
+clopt_status clopt__ocl_get_user_kernel(clopt_context *ctx, const char *kernel,
+                                        const char *source, clopt_dtype dtype,
+                                        const clopt__define *defines, int ndefines,
+                                        clopt__ocl_program **out);
 void clopt__ocl_programs_free(clopt__ocl_state *s);
 
 static inline clopt__ocl_state *clopt__ocl(clopt_context *ctx) {

@@ -64,8 +64,9 @@ static char *source_text(const char *name, size_t *len) {
 }
 
 /* scalars.cl and common.cl (the prelude every kernel program shares) followed by the kernel's
- * file: "file.kernel" is in file.cl, "name" in name.cl. */
-static clopt_status program_source(clopt_context *ctx, const char *kernel, char **out) {
+ * file: "file.kernel" is in file.cl, "name" in name.cl; or by `text`, a program's kernel. */
+static clopt_status program_source(clopt_context *ctx, const char *kernel, const char *text,
+                                   char **out) {
     char file[128];
     const char *dot = strchr(kernel, '.');
     size_t flen = dot ? (size_t)(dot - kernel) : strlen(kernel);
@@ -77,7 +78,13 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, char 
     size_t len[3] = {0, 0, 0}, total = 0;
     int missing = -1;
     for (int i = 0; i < 3; i++) {
-        if (!(part[i] = source_text(names[i], &len[i])) && missing < 0) missing = i;
+        if (i == 2 && text) {
+            len[i] = strlen(text);
+            if ((part[i] = malloc(len[i] + 1))) memcpy(part[i], text, len[i] + 1);
+        } else {
+            part[i] = source_text(names[i], &len[i]);
+        }
+        if (!part[i] && missing < 0) missing = i;
         total += len[i] + 1;
     }
     char *s = missing < 0 ? malloc(total) : NULL;
@@ -243,11 +250,11 @@ static clopt_status build_from_source(clopt_context *ctx, const char *kernel, co
     return CLOPT_OK;
 }
 
-static clopt_status compile(clopt_context *ctx, const char *kernel, const char *opts,
-                            cl_program *out) {
+static clopt_status compile(clopt_context *ctx, const char *kernel, const char *text,
+                            const char *opts, cl_program *out) {
     clopt__ocl_state *s = clopt__ocl(ctx);
     char *src = NULL;
-    clopt_status st = program_source(ctx, kernel, &src);
+    clopt_status st = program_source(ctx, kernel, text, &src);
     if (st != CLOPT_OK) return st;
     uint64_t key = cache_key(s, src, opts);
     char *dir = cache_dir(), *path = NULL;
@@ -275,6 +282,13 @@ static clopt_status compile(clopt_context *ctx, const char *kernel, const char *
 clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt_dtype dtype,
                                    const clopt__define *defines, int ndefines,
                                    clopt__ocl_program **out) {
+    return clopt__ocl_get_user_kernel(ctx, kernel, NULL, dtype, defines, ndefines, out);
+}
+
+clopt_status clopt__ocl_get_user_kernel(clopt_context *ctx, const char *kernel,
+                                        const char *source, clopt_dtype dtype,
+                                        const clopt__define *defines, int ndefines,
+                                        clopt__ocl_program **out) {
     clopt__ocl_state *s = clopt__ocl(ctx);
     char opts[512];
     build_options(opts, sizeof opts, dtype, defines, ndefines, s->host_memory);
@@ -297,7 +311,7 @@ clopt_status clopt__ocl_get_kernel(clopt_context *ctx, const char *kernel, clopt
         s->capprograms = cap;
     }
     cl_program p;
-    clopt_status st = compile(ctx, kernel, opts, &p);
+    clopt_status st = compile(ctx, kernel, source, opts, &p);
     if (st != CLOPT_OK) return st;
     cl_int err;
     const char *dot = strchr(kernel, '.');
