@@ -245,8 +245,12 @@ static int time_workload(clopt_context *ctx, const bench_args *ba, kw *w,
         w->ns[k] = bench_median(tc, ROUNDS) / (double)w->n;
         if (k == 0) {
             w->def_ns = bench_median(td, ROUNDS) / (double)w->n;
-            /* the spread of the defaults against themselves; at least 3% */
-            w->noise = fmax(0.03, fabs(w->ratio[0] - 1) + (pr[ROUNDS - 1] - pr[0]) / 4);
+            /* the defaults against themselves: the median's distance from 1 plus the median
+             * absolute deviation of the rounds (robust to a round another process slowed);
+             * at least 3% */
+            double dev[ROUNDS];
+            for (int r = 0; r < ROUNDS; r++) dev[r] = fabs(pr[r] - w->ratio[0]);
+            w->noise = fmax(0.03, fabs(w->ratio[0] - 1) + bench_median(dev, ROUNDS));
         }
     }
     rc = 0;
