@@ -381,7 +381,11 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
                                 "paired_ratio", best ? w[j].ratio[best] : 1.0));
     size_t timed = 0, rejected = 0;
     for (size_t k = 1; k < checked; k++) rejected += bad[k] != NULL;
-    for (size_t k = 1; k < checked; k++) timed += w[nw - 1].ratio[k] > 0;
+    for (size_t k = 1; k < checked; k++) {
+        size_t j = 0;
+        while (j < nw && w[j].ratio[k] > 0) j++;
+        timed += j == nw;
+    }
     json_object_set(doc, "measured", measured);
     const int rc = write_db(path, &id, &cand[best], measured);
     if (a->json) {
