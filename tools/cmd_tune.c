@@ -391,8 +391,8 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
     if (a->json) {
         json_object_set_new(doc, "device", json_string(id.device));
         json_object_set_new(doc, "database", json_string(path));
-        json_object_set_new(doc, "candidates", json_integer((json_int_t)ncand));
-        json_object_set_new(doc, "checked", json_integer((json_int_t)checked));
+        json_object_set_new(doc, "candidates", json_integer((json_int_t)ncand - 1));
+        json_object_set_new(doc, "checked", json_integer((json_int_t)checked - 1));
         json_object_set_new(doc, "rejected", json_integer((json_int_t)rejected));
         json_object_set_new(doc, "timed_everywhere", json_integer((json_int_t)timed));
         json_object_set_new(doc, "params", json_pack("{s:i, s:i, s:s}", "block_chunks",
