@@ -48,6 +48,24 @@ Test(tuning, out_of_range_refused_and_nothing_changes) {
     clopt_context_destroy(ctx);
 }
 
+Test(tuning, null_arguments_refused) {
+    setenv("CLOPT_TUNING_DB", "off", 1);
+    clopt_context *ctx = tu_context(TU_HOST);
+    clopt_kernel_params p;
+    clopt_device_identity id;
+    clopt_kernel_params_default(&p);
+    cr_assert_eq(clopt_context_set_kernel_params(NULL, &p), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_context_kernel_params(NULL, &p, NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_context_kernel_params(ctx, NULL, NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_context_device_identity(NULL, &id), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_context_device_identity(ctx, NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_kernel_params_check(NULL, NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    TU_OK(ctx, clopt_context_device_identity(ctx, &id));
+    cr_assert(strcmp(id.vendor, "clopt") == 0 && strcmp(id.type, "host") == 0 &&
+              strcmp(id.device, "host") == 0 && strcmp(id.driver, CLOPT_VERSION_STRING) == 0);
+    clopt_context_destroy(ctx);
+}
+
 /* ---- the database ---- */
 
 static char db_path[256];
