@@ -17,21 +17,23 @@ static inline size_t oh_size(int k) {
     return n;
 }
 
-/* Writes n doubles into a float16 / bfloat16 variable (rounded to nearest even). */
+/* Writes n doubles into a variable of any dtype (float16 / bfloat16 rounded to nearest even). */
 static inline void oh_write(clopt_variable *v, const double *x, size_t n) {
-    uint16_t *b = malloc(n * sizeof *b);
+    const size_t es = clopt_dtype_size(clopt_variable_dtype(v));
+    unsigned char *b = malloc(n * es);
     cr_assert(b);
     for (size_t i = 0; i < n; i++) clopt__elem_store(b, clopt_variable_dtype(v), i, x[i]);
-    TU_OK(clopt_variable_context(v), clopt_variable_write(v, b, n * sizeof *b));
+    TU_OK(clopt_variable_context(v), clopt_variable_write(v, b, n * es));
     free(b);
 }
 
+/* A variable of any dtype as doubles (caller frees). */
 static inline double *oh_read(const clopt_variable *v) {
-    size_t n = (size_t)clopt_variable_size(v);
-    uint16_t *b = malloc(n * sizeof *b);
+    size_t n = (size_t)clopt_variable_size(v), es = clopt_dtype_size(clopt_variable_dtype(v));
+    unsigned char *b = malloc(n * es);
     double *x = malloc(n * sizeof *x);
     cr_assert(b && x);
-    TU_OK(clopt_variable_context(v), clopt_variable_read(v, b, n * sizeof *b));
+    TU_OK(clopt_variable_context(v), clopt_variable_read(v, b, n * es));
     for (size_t i = 0; i < n; i++) x[i] = clopt__elem_load(b, clopt_variable_dtype(v), i);
     free(b);
     return x;

@@ -10,6 +10,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "clopt/experimental.h"
 #include "bench_internal.h"
 
 double bench_now_ns(void) {
@@ -31,6 +32,15 @@ double bench_median(double *v, size_t n) {
 const char *bench_clip_name(int clip) {
     static const char *const names[] = {"none", "value", "norm", "global"};
     return names[clip];
+}
+
+void bench_tuning_line(clopt_context *ctx, char *buf, size_t n) {
+    static const char *const forms[] = {"auto", "group", "loop"};
+    clopt_kernel_params p;
+    const char *origin = "";
+    clopt_context_kernel_params(ctx, &p, &origin);
+    snprintf(buf, n, "block_chunks %d, max_blocks %d, form %s; from %s", p.block_chunks,
+             p.max_blocks, forms[p.form], origin);
 }
 
 /* The optimizer's Keras config with the clipping mode's key. */

@@ -145,6 +145,8 @@ double bench_median(double *v, size_t n);
 /* The 1-minute load average (other processes competing for the cores), or -1. */
 double bench_loadavg(void);
 const char *bench_clip_name(int clip);
+/* The kernel parameters in force on ctx and the tuning entry they came from, as one line. */
+void bench_tuning_line(clopt_context *ctx, char *buf, size_t n);
 /* The optimizer's Keras config with the clipping mode's key (malloc'd), or NULL. */
 char *bench_config_json(const bench_opt *o, int clip);
 /* A progress line on stderr: rewritten in place on a terminal; elsewhere (a log) only the

@@ -26,7 +26,12 @@ static json_t *env_string(const char *name) {
 
 json_t *bench_json_run(clopt_context *ctx, const bench_args *a) {
     json_t *root = json_object();
-    if (ctx) json_object_set_new(root, "device", json_string(clopt_context_device_name(ctx)));
+    if (ctx) {
+        char tuning[1024];
+        bench_tuning_line(ctx, tuning, sizeof tuning);
+        json_object_set_new(root, "device", json_string(clopt_context_device_name(ctx)));
+        json_object_set_new(root, "kernel_parameters", json_string(tuning));
+    }
     json_object_set_new(root, "dtype", json_string(clopt_dtype_name(a->dtype)));
     json_object_set_new(root, "clip", json_string(bench_clip_name(a->clip)));
     json_object_set_new(root, "rounds", json_integer(a->rounds));

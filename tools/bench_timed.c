@@ -105,7 +105,9 @@ static double bytes_per_elem(const bench_result *r, const bench_args *a) {
 
 static void print_table(clopt_context *ctx, const bench_args *a, const bench_result *rs,
                         size_t nr) {
-    printf("clopt bench: %s\n", clopt_context_device_name(ctx));
+    char tuning[1024];
+    bench_tuning_line(ctx, tuning, sizeof tuning);
+    printf("clopt bench: %s\nkernel parameters: %s\n", clopt_context_device_name(ctx), tuning);
     printf("dtype %s, clip %s, median of %d interleaved rounds; C loop: OpenMP, %d threads, "
            "OMP_WAIT_POLICY=%s, OMP_SCHEDULE=%s\nload average (1 min) before %.2f, after "
            "%.2f\n\n",

@@ -34,6 +34,8 @@ int cli_cmd_inspect(int argc, char **argv); /* cmd_inspect.c */
 void cli_help_inspect(FILE *out);
 int cli_cmd_bench(int argc, char **argv); /* cmd_bench.c (+ bench_loops.h) */
 void cli_help_bench(FILE *out);
+int cli_cmd_tune(int argc, char **argv); /* cmd_tune.c (with bench's helpers) */
+void cli_help_tune(FILE *out);
 
 /* Is `arg` one of the help flags (-h, --help)? */
 int cli_is_help(const char *arg);

@@ -17,6 +17,8 @@ static const struct command {
      cli_help_inspect},
     {"bench", "time optimizer steps against hand-written C loops", cli_cmd_bench,
      cli_help_bench},
+    {"tune", "search kernel parameters for a device; write the tuning database", cli_cmd_tune,
+     cli_help_tune},
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -35,6 +35,70 @@ typedef struct clopt_memory_stats {
 CLOPT_API clopt_status clopt_context_memory_stats(const clopt_context *ctx,
                                                   clopt_memory_stats *out);
 
+/* ---- Kernel tuning (docs in README.md, "Tuning kernels") ----
+ *
+ * The shape of clopt's fused launches. A launch's unit of work (a CPU work-item or a work-group)
+ * is a block of block_chunks chunks of 256 elements of one variable; a plan with more than
+ * max_blocks * block_chunks chunks gets larger blocks (ceil(chunks / max_blocks) chunks). form
+ * picks the kernels' form: one work-item looping over its block (CLOPT_KERNEL_FORM_LOOP, the
+ * default on a CPU device) or a work-group of 256 work-items a chunk at a time
+ * (CLOPT_KERNEL_FORM_GROUP, the default elsewhere); it is a -D build option (part of the kernel
+ * cache key), the block shape is data of each launch's segment table. The chunk itself (256
+ * elements, also the work-group size of the group form) is fixed: the arena's layout is in
+ * chunks. Element-wise updates give the same bits for every valid set; a reduction (norm
+ * clipping, Lamb's and Muon's norms) adds its chunks within a block, then the blocks in order,
+ * so its sums depend on the block shape (not on the form). The host backend follows the same
+ * block order, so it agrees with OpenCL for any set. */
+enum {
+    CLOPT_KERNEL_FORM_AUTO = 0,  /* LOOP on a CPU device whose memory is the host's, else GROUP */
+    CLOPT_KERNEL_FORM_GROUP = 1,
+    CLOPT_KERNEL_FORM_LOOP = 2
+};
+#define CLOPT_KERNEL_BLOCK_CHUNKS_MIN 1
+#define CLOPT_KERNEL_BLOCK_CHUNKS_MAX 1024
+#define CLOPT_KERNEL_MAX_BLOCKS_MIN 16
+#define CLOPT_KERNEL_MAX_BLOCKS_MAX 1048576
+
+typedef struct clopt_kernel_params {
+    int block_chunks; /* 1..1024; default 16 */
+    int max_blocks;   /* 16..1048576; default 4096 */
+    int form;         /* CLOPT_KERNEL_FORM_*; default AUTO */
+} clopt_kernel_params;
+
+/* The built-in defaults (today's shapes). */
+CLOPT_API void clopt_kernel_params_default(clopt_kernel_params *out);
+
+/* Checks a parameter set: CLOPT_OK, or CLOPT_ERR_INVALID_ARGUMENT with a message naming the
+ * field and its range (through ctx when ctx is not NULL). */
+CLOPT_API clopt_status clopt_kernel_params_check(clopt_context *ctx,
+                                                 const clopt_kernel_params *p);
+
+/* Sets the context's parameters, overriding the tuning database. Optimizers built afterwards
+ * use them (one built earlier keeps its block shape; kernels compiled later take the form).
+ * Out of range: CLOPT_ERR_INVALID_ARGUMENT, nothing changes. */
+CLOPT_API clopt_status clopt_context_set_kernel_params(clopt_context *ctx,
+                                                       const clopt_kernel_params *p);
+
+/* The context's parameters in force (looked up in the tuning database on first use) and, when
+ * origin is not NULL, a line saying where they came from (the database file and entry, or
+ * "built-in defaults" and why no entry was used); valid until the context's next call. */
+CLOPT_API clopt_status clopt_context_kernel_params(clopt_context *ctx, clopt_kernel_params *out,
+                                                   const char **origin);
+
+/* Identity of the context's device as the tuning database matches it: vendor, device type
+ * ("cpu", "gpu", "accelerator", "host"), device name, driver version. Strings owned by the
+ * context. */
+typedef struct clopt_device_identity {
+    const char *vendor, *type, *device, *driver;
+} clopt_device_identity;
+CLOPT_API clopt_status clopt_context_device_identity(clopt_context *ctx,
+                                                     clopt_device_identity *out);
+
+/* The user tuning database's path: CLOPT_TUNING_DB when set ("off": none, returns ""), else
+ * <cache directory>/tuning.json (CLOPT_CACHE_DIR, XDG_CACHE_HOME/clopt, ~/.cache/clopt).
+ * Malloc'd; NULL out of memory. */
+CLOPT_API char *clopt_tuning_db_path(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,7 +23,9 @@ typedef struct clopt_context clopt_context;
  * consecutive chunks of one variable, which owns one entry of per-block partial sums. A plan's
  * blocks have CLOPT__BLOCK_CHUNKS chunks, or more where that makes more than CLOPT__MAX_BLOCKS
  * blocks of whole chunks (then ceil(chunks / CLOPT__MAX_BLOCKS)); so a plan has at most
- * CLOPT__MAX_BLOCKS blocks plus one per variable (each variable's last block may be short). */
+ * CLOPT__MAX_BLOCKS blocks plus one per variable (each variable's last block may be short).
+ * These are the defaults of clopt_kernel_params (clopt/experimental.h), which a tuning database
+ * or clopt_context_set_kernel_params may change per context. */
 #define CLOPT__BLOCK_CHUNKS 16
 #define CLOPT__MAX_BLOCKS 4096
 
@@ -232,6 +234,9 @@ typedef struct clopt__backend_ops {
     clopt_status (*open)(clopt_context *ctx, const char *spec, void **state);
     void (*close)(void *state);
     const char *(*device_name)(void *state);
+    /* The device as the tuning database matches it: vendor, type, name, driver (owned by the
+     * state). NULL: the host backend ("clopt", "host", "host", version). */
+    void (*device_identity)(void *state, const char *out[4]);
     /* A zero-filled buffer of `bytes`. */
     clopt_status (*buffer_create)(clopt_context *ctx, size_t bytes, void **buf);
     void (*buffer_release)(clopt_context *ctx, void *buf);
@@ -290,6 +295,23 @@ char *clopt__format(const char *fmt, ...) CLOPT__PRINTF(1, 2);
  * dtype.c). */
 double clopt__elem_load(const void *base, clopt_dtype dtype, size_t i);
 void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
+
+/* A kernel source embedded at build time (generated kernels_embedded.c): the cl/ sources and
+ * the shipped tuning database tuning/clopt_tuning.json (stem "clopt_tuning"). */
+typedef struct clopt__kernel_source {
+    const char *name; /* file stem: "adam" for cl/adam.cl */
+    const char *text;
+    size_t length;
+} clopt__kernel_source;
+extern const clopt__kernel_source clopt__kernel_sources[]; /* NULL-terminated */
+
+/* The cache directory (CLOPT_CACHE_DIR, "off": "", XDG_CACHE_HOME/clopt, ~/.cache/clopt), for
+ * compiled kernels and the user tuning database; malloc'd (util.c). */
+char *clopt__cache_dir(void);
+
+/* Whether kernels take the loop form (CLOPT_CPU=1, cl/common.cl) on this context: its kernel
+ * parameters' form, AUTO meaning `cpu_default` (tuning.c). */
+int clopt__kernel_form_loop(clopt_context *ctx, int cpu_default);
 
 /* 64-bit FNV-1a, for cache keys (util.c). */
 uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);

@@ -74,6 +74,7 @@ void clopt_context_destroy(clopt_context *ctx) {
     }
     ctx->ops->close(ctx->state);
     free(ctx->error);
+    free(ctx->kparams_origin);
     free(ctx);
 }
 

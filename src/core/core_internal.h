@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "clopt/context.h"
+#include "clopt/experimental.h"
 #include "clopt/variable.h"
 #include "../backend/backend_internal.h"
 
@@ -60,6 +61,11 @@ struct clopt_context {
     size_t mem_bytes, mem_peak_bytes, mem_buffers;
     uint64_t mem_creates;
     uint64_t mem_reads; /* backend reads (device to host), counted by the backends' read */
+    /* Kernel parameters (clopt_kernel_params, tuning.c): 0 not looked up yet, 1 from the tuning
+     * database or the defaults, 2 set by clopt_context_set_kernel_params. */
+    int kparams_state;
+    clopt_kernel_params kparams;
+    char *kparams_origin;
 };
 
 /* Clears the context's last error message. */

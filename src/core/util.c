@@ -92,3 +92,13 @@ uint32_t clopt__crc32c(uint32_t crc, const void *data, size_t n) {
 }
 
 void clopt_free(void *ptr) { free(ptr); }
+
+char *clopt__cache_dir(void) {
+    const char *d = getenv("CLOPT_CACHE_DIR");
+    if (d && *d) return clopt__strdup(strcmp(d, "off") == 0 ? "" : d);
+    const char *x = getenv("XDG_CACHE_HOME");
+    if (x && *x) return clopt__format("%s/clopt", x);
+    const char *h = getenv("HOME");
+    if (h && *h) return clopt__format("%s/.cache/clopt", h);
+    return clopt__strdup("");
+}

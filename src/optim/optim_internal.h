@@ -260,6 +260,7 @@ struct clopt_optimizer {
     double state[4]; /* class host-side state; a class scalar (Nadam's u_product) is state[0] */
     void *class_state; /* a built class's own state (clopt__optimizer_class.on_build) */
     int built;
+    clopt_kernel_params kparams; /* block shape of its plans: the context's at build (tuning.c) */
     int64_t iterations;
     size_t nvars;
     clopt_variable **vars;     /* the built list (borrowed) */

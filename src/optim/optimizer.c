@@ -367,6 +367,7 @@ clopt_status clopt__optimizer_build_begin(clopt_optimizer *o, clopt_variable *co
         return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     memcpy(o->vars, vars, n * sizeof *vars);
     o->nvars = n;
+    clopt_context_kernel_params(o->ctx, &o->kparams, NULL); /* the tuning database's, or set */
     choose_kinds(o);
     clopt__clear_error(o->ctx);
     if ((st = check_build_rules(o)) != CLOPT_OK || (st = layout_slots(o)) != CLOPT_OK ||

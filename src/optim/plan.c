@@ -65,10 +65,13 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
     return nl;
 }
 
-/* Chunks per block for `total` chunks (CLOPT__BLOCK_CHUNKS in backend_internal.h). */
-static uint32_t block_chunks(size_t total) {
-    const size_t b = (total + CLOPT__MAX_BLOCKS - 1) / CLOPT__MAX_BLOCKS;
-    return (uint32_t)(b > CLOPT__BLOCK_CHUNKS ? b : CLOPT__BLOCK_CHUNKS);
+/* Chunks per block for `total` chunks: the optimizer's kernel parameters (block_chunks,
+ * max_blocks; built-in defaults CLOPT__BLOCK_CHUNKS, CLOPT__MAX_BLOCKS in backend_internal.h).
+ * The kernels read it from the segment table, so host and device cannot disagree. */
+static uint32_t block_chunks(const clopt_kernel_params *kp, size_t total) {
+    const size_t mb = (size_t)kp->max_blocks, bc = (size_t)kp->block_chunks;
+    const size_t b = (total + mb - 1) / mb;
+    return (uint32_t)(b > bc ? b : bc);
 }
 
 /* Builds `p` for the pairs, uploading its segment table. Rebuilt only when the pattern
@@ -97,7 +100,7 @@ clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
         goto out;
     }
     size_t nblocks;
-    size_t nl = layout(o, idx, grads, n, block_chunks(total), segs, ls, done, &nblocks);
+    size_t nl = layout(o, idx, grads, n, block_chunks(&o->kparams, total), segs, ls, done, &nblocks);
     if ((st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *segs)) ||
         (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? nblocks : 0,
                             pbytes ? pbytes : 16)))

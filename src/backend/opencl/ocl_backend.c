@@ -32,6 +32,7 @@ static void ocl_close(void *state) {
     if (s->queue) clReleaseCommandQueue(s->queue);
     if (s->context) clReleaseContext(s->context);
     free(s->description);
+    for (int i = 0; i < 4; i++) free(s->ident[i]);
     free(s->cache_key_prefix);
     free(s);
 }
@@ -66,6 +67,14 @@ static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state)
     clGetDeviceInfo(s->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
     s->host_memory = (type & CL_DEVICE_TYPE_CPU) && unified;
     s->description = clopt__format("%s (%s)", dname ? dname : "?", pname ? pname : "?");
+    char *pvendor = platform_name(s->platform, CL_PLATFORM_VENDOR);
+    s->ident[0] = clopt__strdup(pvendor ? pvendor : "");
+    s->ident[1] = clopt__strdup((type & CL_DEVICE_TYPE_CPU)   ? "cpu"
+                                : (type & CL_DEVICE_TYPE_GPU) ? "gpu"
+                                                              : "accelerator");
+    s->ident[2] = clopt__strdup(dname ? dname : "");
+    s->ident[3] = clopt__strdup(dver ? dver : "");
+    free(pvendor);
     s->cache_key_prefix = clopt__format("%s|%s|%s|%s", pname ? pname : "", pver ? pver : "",
                                         dname ? dname : "", dver ? dver : "");
     free(dname);
@@ -73,7 +82,8 @@ static clopt_status ocl_open(clopt_context *ctx, const char *spec, void **state)
     free(ext);
     free(pname);
     free(pver);
-    if (!s->description || !s->cache_key_prefix) {
+    if (!s->description || !s->cache_key_prefix || !s->ident[0] || !s->ident[1] || !s->ident[2] ||
+        !s->ident[3]) {
         st = clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "out of host memory");
         goto fail;
     }
@@ -87,6 +97,10 @@ fail:
 
 static const char *ocl_device_name(void *state) {
     return ((clopt__ocl_state *)state)->description;
+}
+
+static void ocl_device_identity(void *state, const char *out[4]) {
+    for (int i = 0; i < 4; i++) out[i] = ((clopt__ocl_state *)state)->ident[i];
 }
 
 /* Buffers of at least this size on a device that works in host memory (a CPU device, POCL) are
@@ -545,6 +559,7 @@ const clopt__backend_ops clopt__opencl_backend = {
     .open = ocl_open,
     .close = ocl_close,
     .device_name = ocl_device_name,
+    .device_identity = ocl_device_identity,
     .buffer_create = ocl_buffer_create,
     .buffer_release = ocl_buffer_release,
     .write = ocl_write,

@@ -8,13 +8,6 @@
 #include <CL/cl.h>
 #include "../backend_internal.h"
 
-/* A kernel source embedded at build time (generated kernels_embedded.c). */
-typedef struct clopt__kernel_source {
-    const char *name; /* file stem: "adam" for cl/adam.cl */
-    const char *text;
-    size_t length;
-} clopt__kernel_source;
-extern const clopt__kernel_source clopt__kernel_sources[]; /* NULL-terminated */
 
 /* A compiled program and its one kernel, keyed by kernel name and build options. */
 typedef struct clopt__ocl_program {
@@ -34,6 +27,8 @@ typedef struct clopt__ocl_state {
     cl_command_queue queue;
     char *description;       /* "device (platform)" */
     char *cache_key_prefix;  /* platform/device/driver identity for the program cache */
+    char *ident[4];          /* platform vendor, device type, device name, driver version
+                              * (the tuning database's keys) */
     int has_fp64;
     int host_memory; /* a CPU device: its buffers are host memory (ocl_buffer_create) */
     clopt__ocl_program *programs;

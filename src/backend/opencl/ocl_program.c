@@ -104,7 +104,8 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, const
     return CLOPT_OK;
 }
 
-/* -DCLOPT_CPU=1 on a CPU device: kernels may choose shapes that suit it (cl/common.cl). */
+/* -DCLOPT_CPU=1 for the loop form (a CPU device's default, or the kernel parameters' form):
+ * kernels may choose shapes that suit it (cl/common.cl). */
 static void build_options(char *buf, size_t n, clopt_dtype dtype, const clopt__define *defs,
                           int ndefs, int cpu) {
     size_t used = (size_t)snprintf(buf, n, "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d -DCLOPT_CPU=%d",
@@ -114,16 +115,6 @@ static void build_options(char *buf, size_t n, clopt_dtype dtype, const clopt__d
 }
 
 /* ---- disk cache ---- */
-
-static char *cache_dir(void) {
-    const char *d = getenv("CLOPT_CACHE_DIR");
-    if (d && *d) return clopt__strdup(strcmp(d, "off") == 0 ? "" : d);
-    const char *x = getenv("XDG_CACHE_HOME");
-    if (x && *x) return clopt__format("%s/clopt", x);
-    const char *h = getenv("HOME");
-    if (h && *h) return clopt__format("%s/.cache/clopt", h);
-    return clopt__strdup("");
-}
 
 static int mkdirs(const char *path) {
     char tmp[4096];
@@ -257,7 +248,7 @@ static clopt_status compile(clopt_context *ctx, const char *kernel, const char *
     clopt_status st = program_source(ctx, kernel, text, &src);
     if (st != CLOPT_OK) return st;
     uint64_t key = cache_key(s, src, opts);
-    char *dir = cache_dir(), *path = NULL;
+    char *dir = clopt__cache_dir(), *path = NULL;
     if (dir && *dir) path = clopt__format("%s/%016llx.clbin", dir, (unsigned long long)key);
     cl_program p = NULL;
     if (path) {
@@ -291,7 +282,8 @@ clopt_status clopt__ocl_get_user_kernel(clopt_context *ctx, const char *kernel,
                                         clopt__ocl_program **out) {
     clopt__ocl_state *s = clopt__ocl(ctx);
     char opts[512];
-    build_options(opts, sizeof opts, dtype, defines, ndefines, s->host_memory);
+    build_options(opts, sizeof opts, dtype, defines, ndefines,
+                  clopt__kernel_form_loop(ctx, s->host_memory));
     for (size_t i = 0; i < s->nprograms; i++)
         if (strcmp(s->programs[i].kernel_name, kernel) == 0 &&
             strcmp(s->programs[i].options, opts) == 0) {
