@@ -9,6 +9,13 @@ static _Thread_local char create_error[1024];
 
 const char *clopt_last_create_error(void) { return create_error; }
 
+void clopt__create_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(create_error, sizeof create_error, fmt, ap);
+    va_end(ap);
+}
+
 static size_t arena_block_bytes(void) {
     const char *s = getenv("CLOPT_ARENA_MB");
     long mb = s ? strtol(s, NULL, 10) : 0;

@@ -340,6 +340,13 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                                   clopt_variable *const *grads, clopt_variable *const *vars,
                                   size_t n);
 clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req);
+/* A distributed step (src/dist), the stages split at the reduce seam. run_local: the stages
+ * before it on this replica's prepared plan, writing each plan launch i's processed gradients
+ * into out[i] (a buffer laid out like that launch's gradient block); on a step that only
+ * accumulates it runs the whole step and sets *done. run_shared: the update, EMA and count,
+ * reading launch i's gradients from reduced[i]. */
+clopt_status clopt__apply_run_local(clopt_optimizer *o, void *const *out, int *done);
+clopt_status clopt__apply_run_shared(clopt_optimizer *o, void *const *reduced);
 clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int reset);
 
 /* stages.c: the learning rate at the current raw step (float, or the schedule); the kernels a

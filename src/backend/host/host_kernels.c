@@ -10,6 +10,7 @@ KERNEL(clopt__host_adadelta)
 KERNEL(clopt__host_adamax)
 KERNEL(clopt__host_accumulate)
 KERNEL(clopt__host_ema)
+KERNEL(clopt__host_grad_out)
 KERNEL(clopt__host_ema_overwrite)
 KERNEL(clopt__host_finite)
 KERNEL(clopt__host_nadam)
@@ -43,6 +44,7 @@ const clopt__host_kernel clopt__host_kernels[] = {
     {"reduce.sumsq", NULL, clopt__host_sumsq},
     {"pipeline.accumulate", clopt__host_accumulate, NULL},
     {"pipeline.ema", clopt__host_ema, NULL},
+    {"pipeline.grad", clopt__host_grad_out, NULL},
     {"pipeline.ema_overwrite", clopt__host_ema_overwrite, NULL},
     {"pipeline.finite", clopt__host_finite, NULL},
     {"nadam", clopt__host_nadam, NULL},
