@@ -8,5 +8,6 @@
 #include "clopt/variable.h"
 #include "clopt/optimizer.h"
 #include "clopt/checkpoint.h"
+#include "clopt/distribute.h"
 
 #endif

@@ -157,8 +157,7 @@ static float init_at(size_t i, int64_t e) { return 0.25f * (float)((e + 3 * (int
 
 /* Runs `steps` steps of case c with n replicas on `devices` and of the reference; returns the
  * largest difference between replica 0 and the reference (0 when bitwise equal). */
-static double parity(const parity_case *c, const char *devices, int steps) {
-    clopt_strategy *s = strategy(devices);
+static double parity(const parity_case *c, clopt_strategy *s, int steps) {
     const size_t n = clopt_strategy_num_replicas(s);
     clopt_context *host = tu_context("host");
     char *jd = config(c->cls, "\"learning_rate\": 0.01", c->own, c->pipe);
@@ -254,16 +253,22 @@ Test(dist_host, keras_order_bitwise_1_to_4_replicas) {
     const char *dev[4] = {"host", "host,host", "host,host,host", "host,host,host,host"};
     for (size_t k = 0; k < NCASES; k++) {
         for (int n = 0; n < 4; n++) {
-            const double d = parity(&cases[k], dev[n], 4);
+            const double d = parity(&cases[k], strategy(dev[n]), 4);
             cr_assert(d == 0, "%s {%s %s} on %d host replicas: differs from the reference by %g",
                       cases[k].cls, cases[k].own, cases[k].pipe, n + 1, d);
+            /* The same replicas sharing one context (clopt_strategy_create_replicated). */
+            clopt_strategy *one = NULL;
+            cr_assert(clopt_strategy_create_replicated("host", (size_t)n + 1, &one) == CLOPT_OK);
+            const double d1 = parity(&cases[k], one, 4);
+            cr_assert(d1 == 0, "%s {%s %s}, %d replicas on one context: differs by %g",
+                      cases[k].cls, cases[k].own, cases[k].pipe, n + 1, d1);
         }
     }
 }
 
 Test(dist_pocl, keras_order_two_devices) {
     for (size_t k = 0; k < NCASES; k++) {
-        const double d = parity(&cases[k], POCL2, 4);
+        const double d = parity(&cases[k], strategy(POCL2), 4);
         cr_assert(d < 1e-5, "%s {%s %s} on 2 POCL devices: differs from the host reference by %g",
                   cases[k].cls, cases[k].own, cases[k].pipe, d);
     }
@@ -444,6 +449,8 @@ Test(dist_pocl, same_device_twice) {
 
 Test(dist_host, bad_specs) {
     clopt_strategy *s = NULL;
+    cr_assert_eq(clopt_strategy_create_replicated("host", 0, &s), CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(clopt_strategy_create_replicated("host", 65, &s), CLOPT_ERR_INVALID_ARGUMENT);
     cr_assert_eq(clopt_strategy_create("host,,host", &s), CLOPT_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(clopt_last_create_error(), "empty"), "%s", clopt_last_create_error());
     cr_assert_eq(clopt_strategy_create(NULL, &s), CLOPT_ERR_INVALID_ARGUMENT);
@@ -453,16 +460,55 @@ Test(dist_host, bad_specs) {
     cr_assert_null(s);
 }
 
-Test(dist_host, loss_scale_optimizer_not_yet) {
-    clopt_strategy *s = strategy("host,host");
-    clopt_mirrored_optimizer *m = NULL;
-    cr_assert_eq(clopt_strategy_optimizer_from_config(
-                     s,
-                     "{\"class_name\": \"LossScaleOptimizer\", \"config\": {\"inner_optimizer\": "
-                     "{\"class_name\": \"SGD\", \"config\": {}}}}",
-                     &m),
-                 CLOPT_ERR_UNSUPPORTED);
-    cr_assert_null(m);
-    assert_error_mentions(s, "LossScaleOptimizer");
+/* LossScaleOptimizer: an inf on one replica only skips the step on every replica, and every
+ * replica halves its scale alike. */
+static void loss_scale_inf_on_one_replica(const char *devices) {
+    clopt_strategy *s = strategy(devices);
+    const float init[3] = {1, 2, 3}, ok[3] = {4, 8, -4}, bad[3] = {4, INFINITY, -4};
+    const int64_t shape = 3;
+    clopt_variable *v[2], *g[2];
+    S_OK(s, clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &shape, init, v));
+    for (size_t r = 0; r < 2; r++) g[r] = tu_var_f32(clopt_strategy_context(s, r), "g", 3, ok);
+    clopt_mirrored_optimizer *m = mirrored(
+        s, "{\"class_name\": \"LossScaleOptimizer\", \"config\": {\"inner_optimizer\": "
+           "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.5}}, "
+           "\"initial_scale\": 4.0, \"dynamic_growth_steps\": 1000}}");
+    /* Step 1: finite; each replica unscales by 4 and the sum is 2 * ok / 4 = [2, 4, -2]. */
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, 1));
+    const float want1[3] = {0, 0, 4};
+    for (size_t r = 0; r < 2; r++) {
+        float *x = read_f32(v[r]);
+        for (int i = 0; i < 3; i++) cr_assert_eq(x[i], want1[i], "replica %zu [%d]: %g", r, i, x[i]);
+        free(x);
+    }
+    cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 1);
+    /* Step 2: an inf on replica 1 only: no replica steps, each halves its scale. */
+    cr_assert(clopt_variable_write(g[1], bad, sizeof bad) == CLOPT_OK);
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, 1));
+    cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 1);
+    for (size_t r = 0; r < 2; r++) {
+        float *x = read_f32(v[r]);
+        for (int i = 0; i < 3; i++) cr_assert_eq(x[i], want1[i], "replica %zu [%d]: %g", r, i, x[i]);
+        free(x);
+        double scale = 0;
+        cr_assert(clopt_optimizer_scale_loss(clopt_mirrored_optimizer_replica(m, r), 1.0,
+                                             &scale) == CLOPT_OK);
+        cr_assert_eq(scale, 2.0, "replica %zu's scale is %g", r, scale);
+        cr_assert_eq(clopt_optimizer_iterations(clopt_mirrored_optimizer_replica(m, r)), 1);
+    }
+    /* Step 3: finite again, unscaled by 2: the sum is [4, 8, -4], so v -= [2, 4, -2]. */
+    cr_assert(clopt_variable_write(g[1], ok, sizeof ok) == CLOPT_OK);
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, 1));
+    const float want3[3] = {-2, -4, 6};
+    for (size_t r = 0; r < 2; r++) {
+        float *x = read_f32(v[r]);
+        for (int i = 0; i < 3; i++) cr_assert_eq(x[i], want3[i], "replica %zu [%d]: %g", r, i, x[i]);
+        free(x);
+    }
+    cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 2);
+    assert_replicas_identical(m, v, 1, 2);
     clopt_strategy_destroy(s);
 }
+
+Test(dist_host, loss_scale_inf_on_one_replica) { loss_scale_inf_on_one_replica("host,host"); }
+Test(dist_pocl, loss_scale_inf_on_one_replica) { loss_scale_inf_on_one_replica(POCL2); }

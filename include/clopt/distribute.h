@@ -22,7 +22,9 @@ extern "C" {
 typedef struct clopt_strategy clopt_strategy;
 
 /* An optimizer over mirrored variables: one clopt_optimizer per replica (its slots mirrored),
- * moved on together (one iteration count). Opaque. */
+ * moved on together (one iteration count). Its slots stay bitwise identical on every replica but
+ * the gradient accumulators (gradient_accumulation_steps), which are each replica's own, as in
+ * Keras. Opaque. */
 typedef struct clopt_mirrored_optimizer clopt_mirrored_optimizer;
 
 /* How apply combines the replicas' gradients. SUM is Keras's contract (each replica's loss is
@@ -39,6 +41,15 @@ typedef enum clopt_reduction { CLOPT_REDUCE_SUM = 0, CLOPT_REDUCE_MEAN = 1 } clo
  * OpenCL device twice), CLOPT_ERR_DEVICE_NOT_FOUND, CLOPT_ERR_OPENCL or
  * CLOPT_ERR_OUT_OF_MEMORY; the reason is kept in clopt_last_create_error. Since v0.2. */
 CLOPT_API clopt_status clopt_strategy_create(const char *devices, clopt_strategy **out);
+
+/* Opens n replicas that share one context on one device (as clopt_context_create takes
+ * `device`): the same steps as n devices, each replica with its own copies, to replay a
+ * multi-replica run on one device or to test one. Gradients of any replica are variables of that
+ * one context.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (out NULL, n not in 1..64) or what
+ * clopt_context_create returns. Since v0.2. */
+CLOPT_API clopt_status clopt_strategy_create_replicated(const char *device, size_t n,
+                                                        clopt_strategy **out);
 
 /* Destroys the strategy, its contexts and everything still alive in them. NULL is allowed.
  * Since v0.2. */
@@ -74,9 +85,12 @@ CLOPT_API clopt_status clopt_strategy_variable_create(clopt_strategy *s, const c
                                                       clopt_variable **out);
 
 /* Creates a mirrored optimizer from a Keras config (as clopt_optimizer_from_config), one copy per
- * replica. A LossScaleOptimizer is not supported yet (CLOPT_ERR_UNSUPPORTED).
+ * replica. A LossScaleOptimizer decides on the host, over every replica's gradients before the
+ * sum: a non-finite element on any replica skips the step on every replica, and every replica
+ * moves its scale alike (Keras's code reads the first replica's flag only).
  *   out: written only on success.
- * Returns what clopt_optimizer_from_config returns, or CLOPT_ERR_UNSUPPORTED. Since v0.2. */
+ * Returns what clopt_optimizer_from_config returns, or CLOPT_ERR_UNSUPPORTED for a wrapper
+ * class other than LossScaleOptimizer. Since v0.2. */
 CLOPT_API clopt_status clopt_strategy_optimizer_from_config(clopt_strategy *s, const char *json,
                                                             clopt_mirrored_optimizer **out);
 

@@ -16,6 +16,7 @@
 struct clopt_strategy {
     size_t n;
     clopt_context *ctx[MAX_REPLICAS];
+    int shared; /* every replica in ctx[0] (clopt_strategy_create_replicated) */
     struct clopt_mirrored_optimizer *opts; /* alive, destroyed with the strategy */
     char error[1024];
 };
@@ -120,10 +121,31 @@ clopt_status clopt_strategy_create(const char *devices, clopt_strategy **out) {
     return CLOPT_OK;
 }
 
+clopt_status clopt_strategy_create_replicated(const char *device, size_t n,
+                                             clopt_strategy **out) {
+    clopt__create_fail("%s", "");
+    if (!out || n == 0 || n > MAX_REPLICAS) {
+        clopt__create_fail("clopt_strategy_create_replicated: %s", out ? "n must be 1 to 64"
+                                                                       : "out is NULL");
+        return CLOPT_ERR_INVALID_ARGUMENT;
+    }
+    clopt_strategy *s = calloc(1, sizeof *s);
+    if (!s) return CLOPT_ERR_OUT_OF_MEMORY;
+    clopt_status st = clopt_context_create(device, &s->ctx[0]);
+    if (st != CLOPT_OK) {
+        free(s);
+        return st; /* clopt_last_create_error says why */
+    }
+    for (s->n = 1; s->n < n; s->n++) s->ctx[s->n] = s->ctx[0];
+    s->shared = 1;
+    *out = s;
+    return CLOPT_OK;
+}
+
 void clopt_strategy_destroy(clopt_strategy *s) {
     if (!s) return;
     while (s->opts) clopt_mirrored_optimizer_destroy(s->opts);
-    for (size_t r = 0; r < s->n; r++) clopt_context_destroy(s->ctx[r]);
+    for (size_t r = 0; r < (s->shared ? 1 : s->n); r++) clopt_context_destroy(s->ctx[r]);
     free(s);
 }
 
@@ -171,10 +193,15 @@ clopt_status clopt_strategy_optimizer_from_config(clopt_strategy *s, const char 
     s->opts = m;
     for (size_t r = 0; r < s->n; r++) {
         clopt_status st = clopt_optimizer_from_config(s->ctx[r], json, &m->r[r].opt);
-        if (st == CLOPT_OK && m->r[r].opt->cls->wrapper) {
+        const clopt_optimizer *o = m->r[r].opt;
+        if (st == CLOPT_OK && o->cls->wrapper &&
+            strcmp(o->cls->class_name, "LossScaleOptimizer") != 0) {
             st = fail(s, CLOPT_ERR_UNSUPPORTED,
                       "optimizer_from_config: %s is not supported over replicas yet",
-                      m->r[r].opt->cls->class_name);
+                      o->cls->class_name);
+        } else if (st == CLOPT_OK && o->cls->wrapper) {
+            /* The finite decision is taken over every replica's flag, on the host. */
+            clopt__loss_scale_host_decided(m->r[r].opt);
         } else if (st != CLOPT_OK) {
             fail_replica(s, r, st);
         }
@@ -221,6 +248,12 @@ clopt_status clopt_mirrored_optimizer_set_reduction(clopt_mirrored_optimizer *m,
 
 int64_t clopt_mirrored_optimizer_iterations(const clopt_mirrored_optimizer *m) {
     return m ? clopt_optimizer_iterations(m->r[0].opt) : -1;
+}
+
+/* The optimizer whose stages run on replica r: a LossScaleOptimizer's inner one, else itself. */
+static clopt_optimizer *stepper(const clopt_mirrored_optimizer *m, size_t r) {
+    clopt_optimizer *in = clopt__wrapped(m->r[r].opt);
+    return in ? in : m->r[r].opt;
 }
 
 /* Row r of a replica-major list names the same variables as row 0 (name, dtype, shape). */
@@ -281,9 +314,9 @@ static clopt_status check_grads(clopt_strategy *s, clopt_variable *const *grads,
 
 /* The plans of every replica pair the same variables launch by launch (one layout). */
 static clopt_status check_plans(clopt_mirrored_optimizer *m) {
-    const clopt__plan *p0 = &m->r[0].opt->plan;
+    const clopt__plan *p0 = &stepper(m, 0)->plan;
     for (size_t r = 1; r < m->s->n; r++) {
-        const clopt__plan *p = &m->r[r].opt->plan;
+        const clopt__plan *p = &stepper(m, r)->plan;
         int same = p->n == p0->n && p->nlaunches == p0->nlaunches &&
                    memcmp(p->var_index, p0->var_index, p->n * sizeof *p->var_index) == 0;
         for (size_t i = 0; same && i < p->nlaunches; i++)
@@ -315,7 +348,7 @@ static void launch_span(const clopt__plan *p, size_t i, size_t *lo, size_t *hi) 
 /* Scratch buffers for replica r's current plan and host staging for its largest span. */
 static clopt_status ensure_scratch(clopt_mirrored_optimizer *m, size_t r) {
     replica_state *q = &m->r[r];
-    const clopt__plan *p = &q->opt->plan;
+    const clopt__plan *p = &stepper(m, r)->plan;
     clopt_context *ctx = q->opt->ctx;
     if (p->nlaunches > q->nscratch) {
         void **b = realloc(q->scratch, p->nlaunches * sizeof *b);
@@ -355,14 +388,14 @@ static clopt_status ensure_scratch(clopt_mirrored_optimizer *m, size_t r) {
  * own offsets. */
 static clopt_status all_reduce(clopt_mirrored_optimizer *m, size_t i) {
     const size_t n = m->s->n;
-    const clopt__plan *p0 = &m->r[0].opt->plan;
+    const clopt__plan *p0 = &stepper(m, 0)->plan;
     const clopt__plan_launch *pl0 = &p0->launches[i];
     const clopt_dtype dt = pl0->dtype;
     const size_t es = clopt_dtype_size(dt);
     size_t lo[MAX_REPLICAS], hi[MAX_REPLICAS];
     for (size_t r = 0; r < n; r++) {
         clopt_context *ctx = m->r[r].opt->ctx;
-        launch_span(&m->r[r].opt->plan, i, &lo[r], &hi[r]);
+        launch_span(&stepper(m, r)->plan, i, &lo[r], &hi[r]);
         if (ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es, m->host[r] + lo[r] * es,
                            (hi[r] - lo[r]) * es) != CLOPT_OK)
             return fail_replica(m->s, r, CLOPT_ERR_OPENCL);
@@ -374,7 +407,7 @@ static clopt_status all_reduce(clopt_mirrored_optimizer *m, size_t i) {
             float sumf = 0;
             for (size_t r = 0; r < n; r++) {
                 const double x =
-                    clopt__elem_load(m->host[r], dt, m->r[r].opt->plan.grads[k]->offset + e);
+                    clopt__elem_load(m->host[r], dt, stepper(m, r)->plan.grads[k]->offset + e);
                 sum += x;
                 sumf += (float)x;
             }
@@ -382,7 +415,7 @@ static clopt_status all_reduce(clopt_mirrored_optimizer *m, size_t i) {
             if (m->op == CLOPT_REDUCE_MEAN)
                 sum = dt == CLOPT_FLOAT64 ? sum / (double)n : (double)(sumf / (float)n);
             for (size_t r = 0; r < n; r++)
-                clopt__elem_store(m->host[r], dt, m->r[r].opt->plan.grads[k]->offset + e, sum);
+                clopt__elem_store(m->host[r], dt, stepper(m, r)->plan.grads[k]->offset + e, sum);
         }
     }
     for (size_t r = 0; r < n; r++) {
@@ -408,13 +441,44 @@ static clopt_status prepare(clopt_mirrored_optimizer *m, clopt_variable *const *
         st = check_row(s, vars, n, r, "apply");
     if (st == CLOPT_OK && vars && !m->r[0].opt->built) st = clopt_mirrored_optimizer_build(m, vars, n);
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
-        st = clopt__apply_prepare(m->r[r].opt, m->r[r].opt, grads + r * n,
+        st = clopt__apply_prepare(stepper(m, r), m->r[r].opt, grads + r * n,
                                   vars ? vars + r * n : NULL, n);
         if (st != CLOPT_OK) return fail_replica(s, r, st);
     }
     if (st == CLOPT_OK) st = check_plans(m);
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) st = ensure_scratch(m, r);
     return st;
+}
+
+/* A LossScaleOptimizer's finite decision over every replica's gradients: one non-finite
+ * element on any replica skips the step on all (Keras's code takes the first replica's flag,
+ * assuming reduced gradients; this decides on all of them before the reduce). */
+static clopt_status all_finite(clopt_mirrored_optimizer *m, int *finite) {
+    *finite = 1;
+    for (size_t r = 0; r < m->s->n; r++) {
+        int f;
+        clopt_status st = clopt__loss_scale_finite(m->r[r].opt, &f);
+        if (st != CLOPT_OK) return fail_replica(m->s, r, st);
+        *finite &= f;
+    }
+    return CLOPT_OK;
+}
+
+/* The stages on every replica, the all-reduce, the update on every replica. */
+static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request *req) {
+    clopt_strategy *s = m->s;
+    clopt_status st;
+    int done = 0;
+    for (size_t r = 0; r < s->n; r++)
+        if ((st = clopt__apply_run_local(stepper(m, r), req, m->r[r].scratch, &done)) != CLOPT_OK)
+            return fail_replica(s, r, st);
+    if (done) return CLOPT_OK; /* a step that only accumulated, on every replica alike */
+    for (size_t i = 0; i < stepper(m, 0)->plan.nlaunches; i++)
+        if ((st = all_reduce(m, i)) != CLOPT_OK) return st;
+    for (size_t r = 0; r < s->n; r++)
+        if ((st = clopt__apply_run_shared(stepper(m, r), m->r[r].scratch)) != CLOPT_OK)
+            return fail_replica(s, r, st);
+    return CLOPT_OK;
 }
 
 clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
@@ -426,19 +490,11 @@ clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
     if (n == 0) return CLOPT_OK; /* as clopt_optimizer_apply: the counter does not move */
     clopt_status st = prepare(m, grads, nreplicas, vars, n);
     if (st != CLOPT_OK) return st;
-    int done = 0;
-    for (size_t r = 0; r < s->n; r++) {
-        replica_state *q = &m->r[r];
-        if ((st = clopt__apply_run_local(q->opt, q->scratch, &done)) != CLOPT_OK)
-            return fail_replica(s, r, st);
-    }
-    if (done) return CLOPT_OK; /* a step that only accumulated, on every replica alike */
-    for (size_t i = 0; i < m->r[0].opt->plan.nlaunches; i++)
-        if ((st = all_reduce(m, i)) != CLOPT_OK) return st;
-    for (size_t r = 0; r < s->n; r++) {
-        replica_state *q = &m->r[r];
-        if ((st = clopt__apply_run_shared(q->opt, q->scratch)) != CLOPT_OK)
-            return fail_replica(s, r, st);
-    }
+    if (!m->r[0].opt->cls->wrapper) return step(m, NULL);
+    int finite;
+    if ((st = all_finite(m, &finite)) != CLOPT_OK) return st;
+    const clopt__step_request req = {clopt__loss_scale_current(m->r[0].opt), NULL, {0}, 0};
+    if (finite && (st = step(m, &req)) != CLOPT_OK) return st;
+    for (size_t r = 0; r < s->n; r++) clopt__loss_scale_after(m->r[r].opt, finite);
     return CLOPT_OK;
 }

@@ -292,9 +292,10 @@ clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req
 
 /* ---- a distributed step (src/dist): the stages split at the reduce seam ---- */
 
-clopt_status clopt__apply_run_local(clopt_optimizer *o, void *const *out, int *done) {
+clopt_status clopt__apply_run_local(clopt_optimizer *o, const clopt__step_request *req,
+                                    void *const *out, int *done) {
     const int64_t steps = clopt__accumulation_steps(o);
-    step s = {o, &o->plan, NULL, clopt__learning_rate(o), 0, 0, 0, NULL};
+    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, 0, 0, NULL};
     s.accumulate_only = steps && (o->iterations + 1) % steps != 0;
     s.accum_update = steps && !s.accumulate_only;
     *done = s.accumulate_only;
