@@ -80,6 +80,19 @@ static void assert_replicas_identical(clopt_mirrored_optimizer *m, clopt_variabl
     }
 }
 
+/* A mirrored 1-D float32 variable v (init), each replica's gradient g (grad) and an optimizer
+ * from `json`, after its first step. */
+static clopt_mirrored_optimizer *first_step(clopt_strategy *s, int64_t n, const float *init,
+                                              const float *grad, const char *json,
+                                              clopt_variable **v, clopt_variable **g) {
+    S_OK(s, clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &n, init, v));
+    for (size_t r = 0; r < clopt_strategy_num_replicas(s); r++)
+        g[r] = tu_var_f32(clopt_strategy_context(s, r), "g", n, grad);
+    clopt_mirrored_optimizer *m = mirrored(s, json);
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, clopt_strategy_num_replicas(s), v, 1));
+    return m;
+}
+
 /* ---- Keras's golden test (optimizer_distribute_test.py, test_single_step) ---- */
 
 static void golden(const char *devices) {
@@ -87,13 +100,11 @@ static void golden(const char *devices) {
     cr_assert_eq(clopt_strategy_num_replicas(s), 2);
     cr_assert_float_eq(clopt_strategy_loss_scale(s), 0.5, 0);
     const float init[4] = {1, 2, 3, 4}, grad[4] = {1, 6, 7, 2};
-    const int64_t shape = 4;
     clopt_variable *v[2], *g[2];
-    S_OK(s, clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &shape, init, v));
-    for (size_t r = 0; r < 2; r++) g[r] = tu_var_f32(clopt_strategy_context(s, r), "g", 4, grad);
-    clopt_mirrored_optimizer *m = mirrored(
-        s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.5, \"momentum\": 0.06}}");
-    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, 1));
+    clopt_mirrored_optimizer *m = first_step(
+        s, 4, init, grad,
+        "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.5, \"momentum\": 0.06}}", v,
+        g);
     const float want[4] = {0, -4, -4, 2};
     for (size_t r = 0; r < 2; r++) {
         float *x = read_f32(v[r]);
@@ -512,3 +523,27 @@ static void loss_scale_inf_on_one_replica(const char *devices) {
 
 Test(dist_host, loss_scale_inf_on_one_replica) { loss_scale_inf_on_one_replica("host,host"); }
 Test(dist_pocl, loss_scale_inf_on_one_replica) { loss_scale_inf_on_one_replica(POCL2); }
+
+/* CLOPT_DIST_CHECK: replicas that part ways (here: a write to one replica's copy) fail the next
+ * step with CLOPT_ERR_REPLICAS_DIVERGED naming the replica and the variable; unset, no check. */
+static clopt_status diverge(int check) {
+    if (check) setenv("CLOPT_DIST_CHECK", "1", 1);
+    else unsetenv("CLOPT_DIST_CHECK");
+    clopt_strategy *s = strategy("host,host,host");
+    const float init[2] = {1, 2}, gr[2] = {1, 1}, other[2] = {1, 3};
+    clopt_variable *v[3], *g[3];
+    clopt_mirrored_optimizer *m = first_step(
+        s, 2, init, gr,
+        "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1, \"momentum\": 0.5}}", v,
+        g);
+    cr_assert(clopt_variable_write(v[2], other, sizeof other) == CLOPT_OK);
+    clopt_status st = clopt_mirrored_optimizer_apply(m, g, 3, v, 1);
+    if (check) assert_error_mentions(s, "replica 2's variable 'v'");
+    clopt_strategy_destroy(s);
+    return st;
+}
+
+Test(dist_host, divergence_check) {
+    cr_assert_eq(diverge(1), CLOPT_ERR_REPLICAS_DIVERGED);
+    cr_assert_eq(diverge(0), CLOPT_OK);
+}

@@ -131,10 +131,14 @@ CLOPT_API clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *
  *     replica.
  *   vars: the same layout as grads (a row per replica) or NULL for the built list.
  * Every input is checked on every replica before anything changes; a failure names the replica.
+ * With the environment variable CLOPT_DIST_CHECK set (not "0") when the strategy was created,
+ * every step then compares each replica's variables and slots with replica 0's (by checksum,
+ * read back: slow) and returns CLOPT_ERR_REPLICAS_DIVERGED naming the first that differs.
  * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (NULL, or a gradient missing on some replicas
  * only), CLOPT_ERR_LENGTH_MISMATCH (nreplicas is not the number of replicas), the statuses of
  * clopt_optimizer_apply (CLOPT_ERR_CONTEXT_MISMATCH for a gradient of another replica's context),
- * CLOPT_ERR_UNSUPPORTED (replicas whose variables are laid out differently in memory) or a
+ * CLOPT_ERR_UNSUPPORTED (replicas whose variables are laid out differently in memory),
+ * CLOPT_ERR_REPLICAS_DIVERGED (CLOPT_DIST_CHECK, after the step) or a
  * device error (then the replicas may differ: restore them from a checkpoint). Since v0.2. */
 CLOPT_API clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
                                                       clopt_variable *const *grads,

@@ -17,6 +17,7 @@ struct clopt_strategy {
     size_t n;
     clopt_context *ctx[MAX_REPLICAS];
     int shared; /* every replica in ctx[0] (clopt_strategy_create_replicated) */
+    int check;  /* CLOPT_DIST_CHECK: compare the replicas after every step */
     struct clopt_mirrored_optimizer *opts; /* alive, destroyed with the strategy */
     char error[1024];
 };
@@ -87,13 +88,20 @@ static clopt_status open_replica(clopt_strategy *s, const char *spec) {
     return CLOPT_OK;
 }
 
+static clopt_strategy *new_strategy(void) {
+    clopt_strategy *s = calloc(1, sizeof *s);
+    const char *check = getenv("CLOPT_DIST_CHECK");
+    if (s) s->check = check && *check && strcmp(check, "0") != 0;
+    return s;
+}
+
 clopt_status clopt_strategy_create(const char *devices, clopt_strategy **out) {
     clopt__create_fail("%s", "");
     if (!devices || !out) {
         clopt__create_fail("clopt_strategy_create: %s is NULL", devices ? "out" : "devices");
         return CLOPT_ERR_INVALID_ARGUMENT;
     }
-    clopt_strategy *s = calloc(1, sizeof *s);
+    clopt_strategy *s = new_strategy();
     if (!s) return CLOPT_ERR_OUT_OF_MEMORY;
     clopt_status st = CLOPT_OK;
     for (const char *p = devices; st == CLOPT_OK;) {
@@ -129,7 +137,7 @@ clopt_status clopt_strategy_create_replicated(const char *device, size_t n,
                                                                        : "out is NULL");
         return CLOPT_ERR_INVALID_ARGUMENT;
     }
-    clopt_strategy *s = calloc(1, sizeof *s);
+    clopt_strategy *s = new_strategy();
     if (!s) return CLOPT_ERR_OUT_OF_MEMORY;
     clopt_status st = clopt_context_create(device, &s->ctx[0]);
     if (st != CLOPT_OK) {
@@ -481,6 +489,69 @@ static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request 
     return CLOPT_OK;
 }
 
+/* FNV-1a over a variable's bytes; *st on a failed read. */
+static uint64_t checksum(const clopt_variable *v, clopt_status *st) {
+    const size_t n = (size_t)clopt_variable_size(v) * clopt_dtype_size(v->dtype);
+    unsigned char *b = malloc(n ? n : 1);
+    uint64_t h = 14695981039346656037ull;
+    if (!b) {
+        *st = CLOPT_ERR_OUT_OF_MEMORY;
+        return 0;
+    }
+    if ((*st = clopt_variable_read(v, b, n)) == CLOPT_OK)
+        for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    free(b);
+    return h;
+}
+
+/* CLOPT_DIST_CHECK: every replica's variables and slots (but its own gradient accumulators)
+ * against replica 0's, by checksum. */
+static clopt_status check_replicas(clopt_mirrored_optimizer *m) {
+    const clopt_optimizer *o0 = m->r[0].opt;
+    for (size_t k = 0; k < clopt_optimizer_variable_count(o0); k++) {
+        const char *name;
+        clopt_variable *v0;
+        clopt_status st = clopt_optimizer_variable(o0, k, &name, NULL, &v0);
+        if (st != CLOPT_OK || !v0 || strstr(name, "_gradient_accumulator")) continue;
+        const uint64_t h0 = checksum(v0, &st);
+        for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++) {
+            clopt_variable *v;
+            clopt_optimizer_variable(m->r[r].opt, k, NULL, NULL, &v);
+            if (checksum(v, &st) != h0 && st == CLOPT_OK)
+                return fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
+                            "apply: replica %zu's '%s' differs from replica 0's after step "
+                            "%lld (CLOPT_DIST_CHECK)",
+                            r, name, (long long)clopt_optimizer_iterations(o0));
+        }
+        if (st != CLOPT_OK) return fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read '%s'", name);
+    }
+    const clopt_optimizer *in0 = stepper(m, 0);
+    for (size_t i = 0; i < in0->nvars; i++) {
+        clopt_status st = CLOPT_OK;
+        const uint64_t h0 = checksum(in0->vars[i], &st);
+        for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++)
+            if (checksum(stepper(m, r)->vars[i], &st) != h0 && st == CLOPT_OK)
+                return fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
+                            "apply: replica %zu's variable '%s' differs from replica 0's after "
+                            "step %lld (CLOPT_DIST_CHECK)",
+                            r, in0->vars[i]->name, (long long)clopt_optimizer_iterations(o0));
+        if (st != CLOPT_OK) return fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read a variable");
+    }
+    return CLOPT_OK;
+}
+
+/* One step: the base class's, or a LossScaleOptimizer's around it. */
+static clopt_status apply_step(clopt_mirrored_optimizer *m) {
+    if (!m->r[0].opt->cls->wrapper) return step(m, NULL);
+    int finite;
+    clopt_status st = all_finite(m, &finite);
+    if (st != CLOPT_OK) return st;
+    const clopt__step_request req = {clopt__loss_scale_current(m->r[0].opt), NULL, {0}, 0};
+    if (finite && (st = step(m, &req)) != CLOPT_OK) return st;
+    for (size_t r = 0; r < m->s->n; r++) clopt__loss_scale_after(m->r[r].opt, finite);
+    return CLOPT_OK;
+}
+
 clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
                                             clopt_variable *const *grads, size_t nreplicas,
                                             clopt_variable *const *vars, size_t n) {
@@ -489,12 +560,7 @@ clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
     s->error[0] = '\0';
     if (n == 0) return CLOPT_OK; /* as clopt_optimizer_apply: the counter does not move */
     clopt_status st = prepare(m, grads, nreplicas, vars, n);
-    if (st != CLOPT_OK) return st;
-    if (!m->r[0].opt->cls->wrapper) return step(m, NULL);
-    int finite;
-    if ((st = all_finite(m, &finite)) != CLOPT_OK) return st;
-    const clopt__step_request req = {clopt__loss_scale_current(m->r[0].opt), NULL, {0}, 0};
-    if (finite && (st = step(m, &req)) != CLOPT_OK) return st;
-    for (size_t r = 0; r < s->n; r++) clopt__loss_scale_after(m->r[r].opt, finite);
-    return CLOPT_OK;
+    if (st == CLOPT_OK) st = apply_step(m);
+    if (st == CLOPT_OK && s->check) st = check_replicas(m);
+    return st;
 }
