@@ -257,6 +257,11 @@ static const parity_case cases[] = {
     {"AdamW", "\"weight_decay\": 0.1", "\"clipnorm\": 0.3", 0},
     {"Adam", "",
      "\"clipnorm\": 0.4, \"gradient_accumulation_steps\": 2, \"loss_scale_factor\": 2.0", 2},
+    /* Classes with passes of their own (statistics, factored moments) read the reduced sum too. */
+    {"Lamb", "", "\"global_clipnorm\": 0.7", 0},
+    {"Adafactor", "", "\"clipnorm\": 0.5", 0},
+    {"Lion", "", "\"clipvalue\": 0.05", 0},
+    {"Adagrad", "", "\"loss_scale_factor\": 4.0", 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
