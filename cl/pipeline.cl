@@ -12,6 +12,15 @@ UPDATE_KERNEL void accumulate(UPDATE_ARGS) {
     UPDATE_END;
 }
 
+/* grad: a distributed step's stages before the reduce seam (src/dist): the gradient after
+ * GRAD() (unscaled, accumulated, clipped) into the launch's variable buffer, which for this
+ * kernel is a scratch buffer laid out like the gradient block (so at the gradient's index). */
+UPDATE_KERNEL void grad(UPDATE_ARGS) {
+    UPDATE_BEGIN;
+    STORE(w, gi, GRAD());
+    UPDATE_END;
+}
+
 UPDATE_KERNEL void ema(UPDATE_ARGS) {
     UPDATE_BEGIN;
     SCALARS(EMA);

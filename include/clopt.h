@@ -9,5 +9,6 @@
 #include "clopt/optimizer.h"
 #include "clopt/optimizer_class.h"
 #include "clopt/checkpoint.h"
+#include "clopt/distribute.h"
 
 #endif

@@ -3,9 +3,10 @@
  * the model variables, one gradient variable per model variable (reused by every step), and the
  * optimizer are made, and each step writes its gradients and calls clopt_optimizer_apply.
  *
- * "replicas": the N gradient lists of a step are summed here, on the host, in the variable's
- * dtype and in replica order (Keras's SUM all-reduce), and one apply runs on the sum. Running
- * the replicas on several devices comes with the distribution layer. */
+ * "replicas": N, the case runs through a strategy (clopt/distribute.h), one replica per device
+ * of --devices, or N replicas sharing the one device: each replica's gradients go through its
+ * own pipeline (unscale, accumulate, clip) before the sum, in Keras 3 on TF's order. The
+ * output is replica 0's, and with --all-replicas every replica's variables too. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 
 void cli_help_replay(FILE *out) {
     fputs("usage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] CASE.json\n"
+          "       clopt replay --devices SPEC,SPEC,... [--all-replicas] [--output FILE]\n"
+          "                    [--max-input-mb N] CASE.json\n"
           "\n"
           "Runs the optimizer of CASE.json over its recorded gradients and prints, as JSON,\n"
           "every variable after every step, the learning rate each step used, and the\n"
@@ -30,13 +33,20 @@ void cli_help_replay(FILE *out) {
           "   \"steps\": [[[0.1, 0.2], [1]],        one gradient per variable, flat,\n"
           "             [[0.3, 0.4], null]]}      or null for \"no gradient\"\n"
           "\n"
-          "With \"replicas\": N, each step is a list of N such gradient lists, summed in\n"
-          "replica order before the update (Keras's SUM all-reduce; run on one device).\n"
+          "With \"replicas\": N, each step is a list of N such gradient lists, one per\n"
+          "replica. Each replica unscales, accumulates and clips its own gradients, then\n"
+          "they are summed in replica order and every replica applies the same update\n"
+          "(Keras 3 on TensorFlow, tf.distribute's SUM). The N replicas share the one\n"
+          "device unless --devices gives one device per replica.\n"
           "\n"
           "options:\n"
           "  -d, --device SPEC   the device, as clopt_context_create takes it: \"host\" (the C\n"
           "                      reference backend), \"pocl:cpu:0\", ... (see `clopt devices`).\n"
           "                      Default: $CLOPT_DEVICE, else the first GPU, else the first CPU.\n"
+          "  --devices LIST      a case with \"replicas\": N on N devices, one replica each\n"
+          "                      (comma-separated specs: \"pocl:cpu:0,pocl:cpu:1\", \"host,host\")\n"
+          "  --all-replicas      add to each step \"replica_variables\": every replica's\n"
+          "                      variables, read from its own device\n"
           "  -o, --output FILE   write the result to FILE instead of standard output (written\n"
           "                      only when the whole replay succeeded)\n"
           "  --max-input-mb N    refuse a case larger than N MiB (default 256; the case is\n"
@@ -59,8 +69,13 @@ void cli_help_replay(FILE *out) {
 
 typedef struct replay {
     const cli_case *c;
-    clopt_context *ctx;
-    clopt_optimizer *opt;
+    clopt_context *ctx; /* replica 0's with a strategy */
+    clopt_optimizer *opt; /* replica 0's with a strategy */
+    clopt_strategy *strat; /* a case with "replicas" */
+    clopt_mirrored_optimizer *mopt;
+    size_t nrep;
+    int all_replicas;
+    clopt_variable **rvars, **rgrads, **rstep; /* with a strategy: nrep rows of nvars */
     clopt_variable **vars, **grads, **step_grads;
     void *stage; /* host staging, big enough for the largest variable */
     size_t stage_cap;
@@ -118,33 +133,78 @@ static int create_variables(replay *r) {
     return CLI_EXIT_OK;
 }
 
-/* Fills the staging buffer with the gradient of variable j at step i, summing the replicas in
- * the variable's dtype, in replica order. */
-static void stage_gradient(replay *r, size_t i, size_t j) {
-    const cli_case *c = r->c;
-    const cli_var *v = &c->vars[j];
-    size_t nrep = c->replicas ? (size_t)c->replicas : 1;
-    const json_t *g0 = cli_case_grad(c, i, 0, j);
+/* Fills the staging buffer with replica rep's gradient of variable j at step i, in the
+ * variable's dtype. */
+static void stage_gradient(replay *r, size_t i, size_t rep, size_t j) {
+    const cli_var *v = &r->c->vars[j];
+    const json_t *g = cli_case_grad(r->c, i, rep, j);
     for (size_t k = 0; k < v->size; k++) {
         double x = 0;
-        cli_json_number(json_array_get(g0, k), &x);
+        cli_json_number(json_array_get(g, k), &x);
         cli_store(r->stage, v->dtype, k, x);
     }
-    for (size_t rep = 1; rep < nrep; rep++) {
-        const json_t *g = cli_case_grad(c, i, rep, j);
-        for (size_t k = 0; k < v->size; k++) {
-            double x = 0;
-            union {
-                double f64;
-                float f32;
-                uint16_t u16;
-            } cast;
-            cli_json_number(json_array_get(g, k), &x);
-            cli_store(&cast, v->dtype, 0, x); /* the replica's gradient, cast to the dtype */
-            cli_store(r->stage, v->dtype, k, cli_load(r->stage, v->dtype, k) +
-                                                 cli_load(&cast, v->dtype, 0));
+}
+
+/* A case with "replicas": mirrored variables and, per replica, its gradients (each group
+ * contiguous on every replica alike). */
+static int create_mirrored(replay *r) {
+    const cli_case *c = r->c;
+    char where[256];
+    clopt_variable *row[64];
+    for (int grads = 0; grads < 2; grads++) {
+        for (size_t j = 0; j < c->nvars; j++) {
+            const cli_var *v = &c->vars[j];
+            char name[160];
+            snprintf(name, sizeof name, grads ? "%s/gradient" : "%s", v->name);
+            for (size_t k = 0; !grads && k < v->size; k++) {
+                double x = 0;
+                cli_json_number(json_array_get(v->value, k), &x);
+                cli_store(r->stage, v->dtype, k, x);
+            }
+            clopt_status st = clopt_strategy_variable_create(r->strat, name, v->dtype, v->ndim,
+                                                             v->shape, grads ? NULL : r->stage,
+                                                             row);
+            if (st != CLOPT_OK) {
+                snprintf(where, sizeof where, "%s: variables[%zu] ('%s', %s)", c->file, j,
+                         v->name, clopt_dtype_name(v->dtype));
+                return lib_fail(where, st, clopt_strategy_last_error(r->strat));
+            }
+            for (size_t rep = 0; rep < r->nrep; rep++)
+                (grads ? r->rgrads : r->rvars)[rep * c->nvars + j] = row[rep];
         }
     }
+    memcpy(r->vars, r->rvars, c->nvars * sizeof *r->vars);
+    return CLI_EXIT_OK;
+}
+
+/* One step through the strategy: every replica's gradients written, then one apply. */
+static int apply_mirrored(replay *r, size_t i) {
+    const cli_case *c = r->c;
+    char where[256];
+    for (size_t rep = 0; rep < r->nrep; rep++) {
+        for (size_t j = 0; j < c->nvars; j++) {
+            const size_t at = rep * c->nvars + j;
+            r->rstep[at] = NULL;
+            if (!cli_case_grad(c, i, rep, j)) continue;
+            stage_gradient(r, i, rep, j);
+            const cli_var *v = &c->vars[j];
+            clopt_status st = clopt_variable_write(r->rgrads[at], r->stage,
+                                                   v->size * clopt_dtype_size(v->dtype));
+            if (st != CLOPT_OK) {
+                snprintf(where, sizeof where, "%s: steps[%zu][%zu][%zu]: writing the gradient",
+                         c->file, i, rep, j);
+                return lib_fail(where, st, clopt_strategy_last_error(r->strat));
+            }
+            r->rstep[at] = r->rgrads[at];
+        }
+    }
+    clopt_status st = clopt_mirrored_optimizer_apply(r->mopt, r->rstep, r->nrep, r->rvars,
+                                                     c->nvars);
+    if (st != CLOPT_OK) {
+        snprintf(where, sizeof where, "%s: steps[%zu]: apply failed", c->file, i);
+        return lib_fail(where, st, clopt_strategy_last_error(r->strat));
+    }
+    return CLI_EXIT_OK;
 }
 
 /* Appends `var`'s contents as a JSON array. */
@@ -171,16 +231,36 @@ static int put_variable(replay *r, const clopt_variable *var, const char *where)
     return CLI_EXIT_OK;
 }
 
+/* "replica_variables": every replica's variables, each read from its own device. */
+static int put_replica_variables(replay *r, size_t i) {
+    const cli_case *c = r->c;
+    char where[256];
+    cli_buf_puts(&r->out, ", \"replica_variables\": [");
+    for (size_t rep = 0; rep < r->nrep; rep++) {
+        cli_buf_puts(&r->out, rep ? ", [" : "[");
+        for (size_t j = 0; j < c->nvars; j++) {
+            if (j) cli_buf_put(&r->out, ", ", 2);
+            snprintf(where, sizeof where, "%s: steps[%zu]: reading replica %zu's variables[%zu]",
+                     c->file, i, rep, j);
+            if (put_variable(r, r->rvars[rep * c->nvars + j], where)) return CLI_EXIT_FAIL;
+        }
+        cli_buf_puts(&r->out, "]");
+    }
+    cli_buf_puts(&r->out, "]");
+    return CLI_EXIT_OK;
+}
+
 static int run_step(replay *r, size_t i) {
     const cli_case *c = r->c;
     char where[256];
     double lr = 0;
     /* The learning rate this step uses: read before the step (schedules count from it). */
     clopt_optimizer_get_learning_rate(r->opt, &lr);
-    for (size_t j = 0; j < c->nvars; j++) {
+    if (r->strat && apply_mirrored(r, i)) return CLI_EXIT_FAIL;
+    for (size_t j = 0; !r->strat && j < c->nvars; j++) {
         r->step_grads[j] = NULL;
         if (!cli_case_grad(c, i, 0, j)) continue;
-        stage_gradient(r, i, j);
+        stage_gradient(r, i, 0, j);
         const cli_var *v = &c->vars[j];
         clopt_status st =
             clopt_variable_write(r->grads[j], r->stage, v->size * clopt_dtype_size(v->dtype));
@@ -191,7 +271,8 @@ static int run_step(replay *r, size_t i) {
         }
         r->step_grads[j] = r->grads[j];
     }
-    clopt_status st = clopt_optimizer_apply(r->opt, r->step_grads, r->vars, c->nvars);
+    clopt_status st =
+        r->strat ? CLOPT_OK : clopt_optimizer_apply(r->opt, r->step_grads, r->vars, c->nvars);
     if (st != CLOPT_OK) {
         snprintf(where, sizeof where, "%s: steps[%zu]: apply failed", c->file, i);
         return lib_fail(where, st, clopt_context_last_error(r->ctx));
@@ -206,7 +287,9 @@ static int run_step(replay *r, size_t i) {
                  i, j, c->vars[j].name);
         if (put_variable(r, r->vars[j], where)) return CLI_EXIT_FAIL;
     }
-    cli_buf_puts(&r->out, "]}");
+    cli_buf_puts(&r->out, "]");
+    if (r->all_replicas && r->strat && put_replica_variables(r, i)) return CLI_EXIT_FAIL;
+    cli_buf_puts(&r->out, "}");
     return CLI_EXIT_OK;
 }
 
@@ -303,10 +386,16 @@ static int put_finalized(replay *r) {
     clopt_free(cfg);
     if (!ema) return CLI_EXIT_OK;
     /* Unbuilt (no step ran), Keras has no variables to overwrite. */
-    if (clopt_optimizer_iterations(r->opt) > 0 &&
-        (st = clopt_optimizer_finalize_variable_values(r->opt)) != CLOPT_OK) {
-        snprintf(where, sizeof where, "%s: finalize_variable_values", c->file);
-        return lib_fail(where, st, clopt_context_last_error(r->ctx));
+    for (size_t rep = 0; rep < (r->strat ? r->nrep : 1); rep++) {
+        clopt_optimizer *o = r->strat ? clopt_mirrored_optimizer_replica(r->mopt, rep) : r->opt;
+        if (clopt_optimizer_iterations(o) > 0 &&
+            (st = clopt_optimizer_finalize_variable_values(o)) != CLOPT_OK) {
+            snprintf(where, sizeof where, "%s: finalize_variable_values (replica %zu)", c->file,
+                     rep);
+            return lib_fail(where, st,
+                            clopt_context_last_error(r->strat ? clopt_strategy_context(r->strat, rep)
+                                                              : r->ctx));
+        }
     }
     cli_buf_puts(&r->out, ",\n  \"finalized\": [");
     for (size_t j2 = 0; j2 < c->nvars; j2++) {
@@ -336,20 +425,44 @@ static int write_output(const char *path, const cli_buf *b) {
     return CLI_EXIT_OK;
 }
 
-static int replay_run(replay *r, const char *device) {
+/* A case with "replicas": the strategy (on `devices`, or that many replicas sharing `device`)
+ * and the mirrored optimizer; r->ctx and r->opt are replica 0's. */
+static int open_mirrored(replay *r, const char *device, const char *devices) {
     const cli_case *c = r->c;
-    size_t maxbytes = 8;
-    for (size_t j = 0; j < c->nvars; j++)
-        if (c->vars[j].size * 8 > maxbytes) maxbytes = c->vars[j].size * 8;
-    r->stage = malloc(maxbytes);
-    r->stage_cap = maxbytes;
-    r->vars = calloc(c->nvars, sizeof *r->vars);
-    r->grads = calloc(c->nvars, sizeof *r->grads);
-    r->step_grads = calloc(c->nvars, sizeof *r->step_grads);
-    if (!r->stage || !r->vars || !r->grads || !r->step_grads) {
+    char where[256];
+    r->nrep = (size_t)c->replicas;
+    r->rvars = calloc(r->nrep * c->nvars, sizeof *r->rvars);
+    r->rgrads = calloc(r->nrep * c->nvars, sizeof *r->rgrads);
+    r->rstep = calloc(r->nrep * c->nvars, sizeof *r->rstep);
+    if (!r->rvars || !r->rgrads || !r->rstep) {
         fprintf(stderr, "%s: out of memory\n", c->file);
         return CLI_EXIT_FAIL;
     }
+    clopt_status st = devices ? clopt_strategy_create(devices, &r->strat)
+                              : clopt_strategy_create_replicated(device, r->nrep, &r->strat);
+    if (st != CLOPT_OK) {
+        snprintf(where, sizeof where, "clopt replay: devices '%s'",
+                 devices ? devices : device ? device : "(default)");
+        return lib_fail(where, st, clopt_last_create_error());
+    }
+    if (clopt_strategy_num_replicas(r->strat) != r->nrep) {
+        fprintf(stderr, "clopt replay: --devices names %zu devices but %s has \"replicas\": %zu\n",
+                clopt_strategy_num_replicas(r->strat), c->file, r->nrep);
+        return CLI_EXIT_FAIL;
+    }
+    r->ctx = clopt_strategy_context(r->strat, 0);
+    st = clopt_strategy_optimizer_from_config(r->strat, c->optimizer_json, &r->mopt);
+    if (st != CLOPT_OK) {
+        snprintf(where, sizeof where, "%s: optimizer", c->file);
+        return lib_fail(where, st, clopt_strategy_last_error(r->strat));
+    }
+    r->opt = clopt_mirrored_optimizer_replica(r->mopt, 0);
+    return create_mirrored(r);
+}
+
+/* A case without "replicas": one context, its optimizer and variables. */
+static int open_single(replay *r, const char *device) {
+    const cli_case *c = r->c;
     clopt_status st = clopt_context_create(device, &r->ctx);
     if (st != CLOPT_OK) {
         char where[256];
@@ -368,7 +481,29 @@ static int replay_run(replay *r, const char *device) {
         snprintf(where, sizeof where, "%s: optimizer", c->file);
         return lib_fail(where, st, clopt_context_last_error(r->ctx));
     }
-    int rc = create_variables(r);
+    return create_variables(r);
+}
+
+static int replay_run(replay *r, const char *device, const char *devices) {
+    const cli_case *c = r->c;
+    size_t maxbytes = 8;
+    for (size_t j = 0; j < c->nvars; j++)
+        if (c->vars[j].size * 8 > maxbytes) maxbytes = c->vars[j].size * 8;
+    r->stage = malloc(maxbytes);
+    r->stage_cap = maxbytes;
+    r->vars = calloc(c->nvars, sizeof *r->vars);
+    r->grads = calloc(c->nvars, sizeof *r->grads);
+    r->step_grads = calloc(c->nvars, sizeof *r->step_grads);
+    if (!r->stage || !r->vars || !r->grads || !r->step_grads) {
+        fprintf(stderr, "%s: out of memory\n", c->file);
+        return CLI_EXIT_FAIL;
+    }
+    if (devices && !c->replicas) {
+        fprintf(stderr, "clopt replay: --devices needs a case with \"replicas\" (%s has none)\n",
+                c->file);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = c->replicas ? open_mirrored(r, device, devices) : open_single(r, device);
     if (rc) return rc;
     cli_buf_puts(&r->out, "{\n  \"device\": ");
     cli_buf_put_jstring(&r->out, clopt_context_device_name(r->ctx));
@@ -387,8 +522,12 @@ static int replay_run(replay *r, const char *device) {
 }
 
 static void replay_free(replay *r) {
-    /* The context releases every variable and optimizer made in it. */
-    clopt_context_destroy(r->ctx);
+    /* The context (or the strategy) releases every variable and optimizer made in it. */
+    if (r->strat) clopt_strategy_destroy(r->strat);
+    else clopt_context_destroy(r->ctx);
+    free(r->rvars);
+    free(r->rgrads);
+    free(r->rstep);
     free(r->stage);
     free(r->vars);
     free(r->grads);
@@ -418,15 +557,15 @@ static int read_case(const char *file, const char *name, size_t max, char **text
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "clopt replay: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nusage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] "
-                    "CASE.json "
+    fprintf(stderr, "\nusage: clopt replay [--device SPEC | --devices LIST] [--output FILE] "
+                    "[--max-input-mb N] CASE.json "
                     "(try 'clopt replay --help')\n");
     return CLI_EXIT_USAGE;
 }
 
 int cli_cmd_replay(int argc, char **argv) {
-    const char *device = NULL, *output = NULL, *file = NULL, *max_mb = NULL;
-    int options = 1;
+    const char *device = NULL, *devices = NULL, *output = NULL, *file = NULL, *max_mb = NULL;
+    int options = 1, all_replicas = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
@@ -439,7 +578,13 @@ int cli_cmd_replay(int argc, char **argv) {
             options = 0;
             continue;
         }
+        if (options && strcmp(a, "--all-replicas") == 0) {
+            all_replicas = 1;
+            continue;
+        }
         if (options && (strcmp(a, "-d") == 0 || strcmp(a, "--device") == 0)) target = &device;
+        else if (options && strcmp(a, "--devices") == 0) target = &devices;
+        else if (options && strncmp(a, "--devices=", 10) == 0) devices = a + 10;
         else if (options && (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)) target = &output;
         else if (options && strncmp(a, "--device=", 9) == 0) device = a + 9;
         else if (options && strncmp(a, "--output=", 9) == 0) output = a + 9;
@@ -456,6 +601,7 @@ int cli_cmd_replay(int argc, char **argv) {
     }
     if (!file) return usage_error("%s", "no case file given");
     if (output && !*output) return usage_error("%s", "--output needs a file name");
+    if (device && devices) return usage_error("%s", "--device and --devices exclude each other");
 
     size_t max_bytes = (size_t)CLI_REPLAY_MAX_INPUT_MB << 20;
     if (max_mb) {
@@ -477,7 +623,8 @@ int cli_cmd_replay(int argc, char **argv) {
     if (rc == CLI_EXIT_OK) {
         replay r = {0};
         r.c = &c;
-        rc = replay_run(&r, device);
+        r.all_replicas = all_replicas;
+        rc = replay_run(&r, device, devices);
         if (rc == CLI_EXIT_OK) rc = write_output(output, &r.out);
         replay_free(&r);
     }

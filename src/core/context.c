@@ -10,6 +10,13 @@ static _Thread_local char create_error[1024];
 
 const char *clopt_last_create_error(void) { return create_error; }
 
+void clopt__create_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(create_error, sizeof create_error, fmt, ap);
+    va_end(ap);
+}
+
 /* The arena block size: CLOPT_ARENA_MB (a whole number of MiB in [1, 1048576]) or 64 MiB.
  * Returns 0 after writing the message when the variable is set to anything else. */
 static size_t arena_block_bytes(void) {
@@ -18,8 +25,7 @@ static size_t arena_block_bytes(void) {
     char *end;
     long long mb = strtoll(s, &end, 10);
     if (*end || end == s || mb < 1 || mb > 1048576 || (size_t)mb > SIZE_MAX >> 20) {
-        snprintf(create_error, sizeof create_error,
-                 "CLOPT_ARENA_MB='%s' is not a whole number of MiB in [1, 1048576]", s);
+        clopt__create_fail("CLOPT_ARENA_MB='%s' is not a whole number of MiB in [1, 1048576]", s);
         return 0;
     }
     return (size_t)mb << 20;

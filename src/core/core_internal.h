@@ -120,6 +120,10 @@ clopt_status clopt__variable_view(clopt_context *ctx, const char *name, clopt_dt
 /* Frees a variable handle (and its arena range unless it is a view). */
 void clopt__variable_free(clopt_variable *v, int release_memory);
 
+/* Leaves the message clopt_last_create_error returns (a layer that opens several contexts: the
+ * strategy, src/dist). */
+void clopt__create_fail(const char *fmt, ...) CLOPT__PRINTF(1, 2);
+
 int clopt__same_shape(const clopt_variable *a, const clopt_variable *b);
 /* "[2, 3]" into buf. */
 const char *clopt__shape_str(const clopt_variable *v, char *buf, size_t n);

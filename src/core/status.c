@@ -26,7 +26,8 @@
     X(CLOPT_ERR_BUILD_FAILED, "kernel build failed")                                    \
     X(CLOPT_ERR_IO, "input/output error")                                               \
     X(CLOPT_ERR_CORRUPT_FILE, "corrupt or truncated file")                              \
-    X(CLOPT_ERR_FILE_MISMATCH, "file does not match the target")
+    X(CLOPT_ERR_FILE_MISMATCH, "file does not match the target")                        \
+    X(CLOPT_ERR_REPLICAS_DIVERGED, "replicas diverged")
 
 const char *clopt_status_string(clopt_status status) {
     switch (status) {

@@ -152,7 +152,7 @@ static clopt_status build(clopt_optimizer *o, clopt_variable *const *vars, size_
     clopt__loss_scale *s = lso(o);
     clopt_optimizer *in = s->inner;
     clopt_status st = clopt__optimizer_build_begin(in, vars, n);
-    if (st == CLOPT_OK) st = clopt__device_step_create(in, &s->dstep);
+    if (st == CLOPT_OK && !s->host_decided) st = clopt__device_step_create(in, &s->dstep);
     if (st == CLOPT_OK) {
         clopt__step_request req = {0};
         req.finite_check = 1;
@@ -196,34 +196,48 @@ int clopt__loss_scale_on_device(const clopt_optimizer *o) {
     return o->cls == &clopt__loss_scale_class && lso(o)->dstep != NULL;
 }
 
-static clopt_status apply(clopt_optimizer *o, clopt_variable *const *grads,
-                          clopt_variable *const *vars, size_t n) {
+clopt_status clopt__loss_scale_finite(clopt_optimizer *o, int *finite) {
     clopt__loss_scale *s = lso(o);
-    clopt_optimizer *in = s->inner;
     clopt_status st;
-    if ((st = clopt__apply_prepare(in, o, grads, vars, n)) != CLOPT_OK) return st;
-    if (s->dstep) return apply_on_device(o);
     if (!s->flag_buf &&
         (st = o->ctx->ops->buffer_create(o->ctx, 8, &s->flag_buf)) != CLOPT_OK)
         return st;
-    if ((st = clopt__run_finite_check(in, s->flag_buf, 1)) != CLOPT_OK) return st;
+    if ((st = clopt__run_finite_check(s->inner, s->flag_buf, 1)) != CLOPT_OK) return st;
     float flag = 0;
-    if ((st = o->ctx->ops->read(o->ctx, s->flag_buf, 0, &flag, sizeof flag)) != CLOPT_OK)
-        return st;
+    st = o->ctx->ops->read(o->ctx, s->flag_buf, 0, &flag, sizeof flag);
+    *finite = flag == 1.0f;
+    return st;
+}
+
+double clopt__loss_scale_current(const clopt_optimizer *o) { return o->state[DYNAMIC_SCALE]; }
+
+void clopt__loss_scale_after(clopt_optimizer *o, int finite) {
     double *scale = &o->state[DYNAMIC_SCALE], *counter = &o->state[STEP_COUNTER];
-    if (flag != 1.0f) { /* not finite: skip the inner step, halve the scale */
+    if (!finite) { /* the inner step was skipped: halve the scale */
         *counter = 0;
         *scale = (double)(float)(*scale * 0.5);
-        return CLOPT_OK;
-    }
-    const clopt__step_request req = {*scale, NULL, {0}, 0};
-    if ((st = clopt__apply_run(in, &req)) != CLOPT_OK) return st;
-    if (*counter == o->hp[DYNAMIC_GROWTH_STEPS].v - 1) {
+    } else if (*counter == o->hp[DYNAMIC_GROWTH_STEPS].v - 1) {
         *counter = 0;
         *scale = (double)(float)(*scale * 2.0);
     } else {
         *counter += 1;
     }
+}
+
+void clopt__loss_scale_host_decided(clopt_optimizer *o) { lso(o)->host_decided = 1; }
+
+static clopt_status apply(clopt_optimizer *o, clopt_variable *const *grads,
+                          clopt_variable *const *vars, size_t n) {
+    clopt__loss_scale *s = lso(o);
+    clopt_optimizer *in = s->inner;
+    clopt_status st;
+    int finite = 0;
+    if ((st = clopt__apply_prepare(in, o, grads, vars, n)) != CLOPT_OK) return st;
+    if (s->dstep) return apply_on_device(o);
+    if ((st = clopt__loss_scale_finite(o, &finite)) != CLOPT_OK) return st;
+    const clopt__step_request req = {clopt__loss_scale_current(o), NULL, {0}, 0};
+    if (finite && (st = clopt__apply_run(in, &req)) != CLOPT_OK) return st;
+    clopt__loss_scale_after(o, finite);
     return CLOPT_OK;
 }
 

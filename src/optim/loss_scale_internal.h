@@ -31,6 +31,7 @@ typedef struct clopt__loss_scale {
     clopt_optimizer *inner;
     void *flag_buf;            /* the host-decided step's finite flag (8 bytes), made on use */
     clopt__device_step *dstep; /* made at build when the inner optimizer allows */
+    int host_decided;          /* never make dstep (a replica of a strategy, src/dist) */
 } clopt__loss_scale;
 
 /* Device-decided steps of inner optimizer `o` (loss_scale_device.c). create: at build, after

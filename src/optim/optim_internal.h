@@ -288,6 +288,15 @@ struct clopt_optimizer {
 };
 
 /* The optimizer a wrapper wraps, NULL for any other. */
+/* A LossScaleOptimizer over replicas (src/dist; loss_scale.c). host_decided: before build, keeps
+ * its steps host-decided. finite: the finite check of the prepared inner optimizer's gradients,
+ * read back. current: the dynamic scale (the inner step's unscale). after: moves the step
+ * counter and scale on after a step that was (or, not finite, was not) taken. */
+void clopt__loss_scale_host_decided(clopt_optimizer *o);
+clopt_status clopt__loss_scale_finite(clopt_optimizer *o, int *finite);
+double clopt__loss_scale_current(const clopt_optimizer *o);
+void clopt__loss_scale_after(clopt_optimizer *o, int finite);
+
 static inline clopt_optimizer *clopt__wrapped(const clopt_optimizer *o) {
     return o->cls->wrapper ? o->cls->wrapper->inner(o) : NULL;
 }
@@ -357,6 +366,14 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                                   clopt_variable *const *grads, clopt_variable *const *vars,
                                   size_t n);
 clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req);
+/* A distributed step (src/dist), the stages split at the reduce seam. run_local: the stages
+ * before it on this replica's prepared plan, writing each plan launch i's processed gradients
+ * into out[i] (a buffer laid out like that launch's gradient block); on a step that only
+ * accumulates it runs the whole step and sets *done. run_shared: the update, EMA and count,
+ * reading launch i's gradients from reduced[i]. req: as clopt__apply_run's (its unscale only). */
+clopt_status clopt__apply_run_local(clopt_optimizer *o, const clopt__step_request *req,
+                                    void *const *out, int *done);
+clopt_status clopt__apply_run_shared(clopt_optimizer *o, void *const *reduced);
 clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int reset);
 
 /* stages.c: the learning rate at the current raw step (float, or the schedule); the kernels a

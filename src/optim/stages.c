@@ -38,6 +38,8 @@ typedef struct step {
     int accumulate_only; /* gradient accumulation: a step that only adds to the accumulators */
     int accum_update;    /* gradient accumulation: the update step, which adds them in */
     int device;          /* the device decides the step (req->step_state) */
+    void *const *reduced; /* a distributed step's update: per plan launch, the all-reduced
+                           * gradients at the gradient block's offsets (NULL: one device) */
 } step;
 
 /* ---- the stages before the update: each contributes to the pipeline part ---- */
@@ -131,7 +133,14 @@ static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
 }
 
 static clopt__launch step_launch(const step *s, const clopt__plan_launch *pl, int kind) {
-    return make_launch(s->o, s->p, pl, s->req, s->accum_update, s->lr, kind);
+    clopt__launch l = make_launch(s->o, s->p, pl, s->req, s->accum_update, s->lr, kind);
+    if (s->reduced) { /* the gradients went through their stages before the all-reduce */
+        l.grad_buf = s->reduced[pl - s->p->launches];
+        l.pipe[0] = 1.0;
+        l.accum = 0;
+        l.clip = 0;
+    }
+    return l;
 }
 
 /* Runs a pipeline kernel ("pipeline.ema", ...) over every launch of plan p. */
@@ -186,7 +195,8 @@ static clopt_status clip_factors(const step *s) {
 /* The seam between each replica's own work on its gradients (unscale, accumulate, clip, weight
  * decay) and the update every replica applies alike: where a distributed step all-reduces the
  * processed gradients (Keras on TF: in _backend_update_step, semantics doc section 2). One
- * device: the identity. */
+ * device: the identity; a distributed step (src/dist) runs the halves on each side of it apart,
+ * clopt__apply_run_local and clopt__apply_run_shared below. */
 static clopt_status reduce(const step *s) {
     (void)s;
     return CLOPT_OK;
@@ -266,7 +276,7 @@ static void count(const step *s) {
 
 clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req) {
     const int64_t steps = clopt__accumulation_steps(o);
-    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, 0, req && req->step_state};
+    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, 0, req && req->step_state, NULL};
     s.accumulate_only = steps && (o->iterations + 1) % steps != 0;
     s.accum_update = steps && !s.accumulate_only;
     clopt_status st;
@@ -275,6 +285,40 @@ clopt_status clopt__apply_run(clopt_optimizer *o, const clopt__step_request *req
     } else if ((st = clip_factors(&s)) == CLOPT_OK && (st = reduce(&s)) == CLOPT_OK) {
         st = update(&s);
     }
+    if (st == CLOPT_OK) st = ema(&s);
+    if (st == CLOPT_OK) count(&s);
+    return st;
+}
+
+/* ---- a distributed step (src/dist): the stages split at the reduce seam ---- */
+
+clopt_status clopt__apply_run_local(clopt_optimizer *o, const clopt__step_request *req,
+                                    void *const *out, int *done) {
+    const int64_t steps = clopt__accumulation_steps(o);
+    step s = {o, &o->plan, req, clopt__learning_rate(o), 0, 0, 0, NULL};
+    s.accumulate_only = steps && (o->iterations + 1) % steps != 0;
+    s.accum_update = steps && !s.accumulate_only;
+    *done = s.accumulate_only;
+    if (s.accumulate_only) { /* each replica its own accumulators: nothing to reduce */
+        clopt_status st = accumulate_pass(&s);
+        if (st == CLOPT_OK) st = ema(&s);
+        if (st == CLOPT_OK) count(&s);
+        return st;
+    }
+    clopt_status st = clip_factors(&s);
+    for (size_t i = 0; i < s.p->nlaunches && st == CLOPT_OK; i++) {
+        clopt__launch l = step_launch(&s, &s.p->launches[i], CLOPT__STEP_UPDATE);
+        l.kernel = "pipeline.grad";
+        l.var_buf = out[i];
+        st = o->ctx->ops->update(o->ctx, &l);
+    }
+    return st;
+}
+
+clopt_status clopt__apply_run_shared(clopt_optimizer *o, void *const *reduced) {
+    const int64_t steps = clopt__accumulation_steps(o);
+    step s = {o, &o->plan, NULL, clopt__learning_rate(o), 0, steps != 0, 0, reduced};
+    clopt_status st = update(&s);
     if (st == CLOPT_OK) st = ema(&s);
     if (st == CLOPT_OK) count(&s);
     return st;
@@ -331,7 +375,7 @@ clopt_status clopt_optimizer_finalize_variable_values(clopt_optimizer *o) {
     if (!o->built)
         return clopt__fail(o->ctx, CLOPT_ERR_NOT_BUILT,
                            "finalize_variable_values: the optimizer is not built");
-    const step s = {o, &o->all_plan, NULL, clopt__learning_rate(o), 0, 0, 0};
+    const step s = {o, &o->all_plan, NULL, clopt__learning_rate(o), 0, 0, 0, NULL};
     return run_pass(&s, &o->all_plan, "pipeline.ema_overwrite", 0.0, CLOPT__STEP_UPDATE);
 }
 

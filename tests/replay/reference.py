@@ -103,6 +103,25 @@ def run(opt, variables, steps, lr):
     return out, slots
 
 
+def clip_by_norm(g, c):
+    """Keras's clipnorm on one gradient: g * c / max(norm, c)."""
+    n = math.sqrt(sum(x * x for x in g))
+    return [x * c / max(n, c) for x in g]
+
+
+def replica_sum(per_replica, rnd, clipnorm=None):
+    """Keras 3 on TensorFlow (keras/src/backend/tensorflow/optimizer.py): each replica clips its
+    own gradient in BaseOptimizer.apply, as a tensor of the variable's dtype, and only then
+    _backend_update_step all-reduces (SUM, here in replica order) before update_step."""
+    total = None
+    for g in per_replica:
+        g = [rnd(x) for x in g]
+        if clipnorm is not None:
+            g = [rnd(x) for x in clip_by_norm(g, clipnorm)]
+        total = g if total is None else [rnd(a + b) for a, b in zip(total, g)]
+    return total
+
+
 def optimizer_variables(n_steps, lr, variables, slot_order, slots):
     ov = [{"name": "iteration", "value": [n_steps]}, {"name": "learning_rate", "value": [f32(lr)]}]
     for name in slot_order:
@@ -405,9 +424,34 @@ def tfkeras_adam_amsgrad():
                   ])
 
 
+def sgd_clipnorm_replicas():
+    """Where the order matters: clipnorm clips each replica's gradient before the sum."""
+    opt = {"class_name": "SGD", "config": {"learning_rate": 0.5, "clipnorm": 1.0}}
+    variables = [{"name": "w", "dtype": "float32", "shape": [4], "value": [1.0, 2.0, 3.0, 4.0]}]
+    steps = [[[[3.0, 4.0, 0.0, 0.0]], [[0.0, 0.0, 1.0, 0.0]]],
+             [[[0.0, 0.5, 0.0, 0.0]], [[2.0, 0.0, 0.0, 2.0]]]]
+    dump_case("sgd_clipnorm_replicas", "SGD with clipnorm over 2 replicas: each replica clips its "
+              "own gradient, then the sum (Keras 3 on TF); clipping the sum gives other numbers",
+              opt, variables, steps, replicas=2)
+    summed = [[replica_sum([rep[0] for rep in step], f32, 1.0)] for step in steps]
+    ref, _ = run(sgd(0.5), variables, summed, 0.5)
+    # By hand. Step 1: [3, 4] clipped to [0.6, 0.8], [0, 0, 1, 0] kept: the sum [0.6, 0.8, 1, 0].
+    # Step 2: [0, 0.5] kept, [2, 0, 0, 2] clipped to [h, 0, 0, h] with h = sqrt(1/2).
+    h = math.sqrt(0.5)
+    by_hand = [[0.7, 1.6, 2.5, 4.0], [0.7 - 0.5 * h, 1.35, 2.5, 4.0 - 0.5 * h]]
+    dump_expected("sgd_clipnorm_replicas", "Keras 3 BaseOptimizer.apply and TFOptimizer."
+                  "_backend_update_step (clip per replica, then all-reduce)", [
+                      {"what": "by hand: w - 0.5 * (clip(g0) + clip(g1)) each step",
+                       "steps": [{"iterations": i + 1, "variables": [w]}
+                                 for i, w in enumerate(by_hand)]},
+                      {"what": "reference (reference.py)", "steps": ref},
+                  ])
+
+
 if __name__ == "__main__":
     keras_golden()
     keras_single_step()
     tfkeras_momentum()
     tfkeras_nesterov()
     tfkeras_adam_amsgrad()
+    sgd_clipnorm_replicas()

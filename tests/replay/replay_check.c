@@ -300,6 +300,28 @@ static json_t *load_json_file(const char *path) {
     return j;
 }
 
+/* --all-replicas: every step's "replica_variables" holds one entry per device of the list, each
+ * exactly the step's "variables" (replica 0's): the replicas are bitwise identical. */
+static void check_replicas(checker *k, const json_t *steps, const char *devices) {
+    size_t nrep = 1;
+    for (const char *c = devices; *c; c++) nrep += *c == ',';
+    k->what = "replicas identical";
+    for (size_t i = 0; i < json_array_size(steps); i++) {
+        const json_t *st = json_array_get(steps, i);
+        const json_t *rv = json_object_get(st, "replica_variables");
+        if (json_array_size(rv) != nrep) {
+            mismatch(k, "steps[%zu]: %zu replica_variables entries for %zu devices", i,
+                     json_array_size(rv), nrep);
+            continue;
+        }
+        for (size_t r = 0; r < nrep; r++) {
+            k->compared++;
+            if (!json_equal(json_array_get(rv, r), json_object_get(st, "variables")))
+                mismatch(k, "steps[%zu]: replica %zu's variables differ from replica 0's", i, r);
+        }
+    }
+}
+
 static int cmd_compare(int argc, char **argv) {
     int stdio = 0, a = 0;
     if (argc > 0 && strcmp(argv[0], "--stdio") == 0) stdio = 1, a = 1;
@@ -314,8 +336,12 @@ static int cmd_compare(int argc, char **argv) {
     if (!stdio && (fd = temp_file(outp, sizeof outp, "result")) < 0) return 1;
     if (fd >= 0) close(fd);
     char *dash = "-", *replay = "replay", *dev = "--device", *outopt = "--output";
-    char *args[8] = {clopt, replay, dev, device};
+    /* A list of devices runs the replicas on them and reads every replica back. */
+    const int several = strchr(device, ',') != NULL;
+    char *devs = "--devices", *all = "--all-replicas";
+    char *args[10] = {clopt, replay, several ? devs : dev, device};
     int n = 4;
+    if (several) args[n++] = all;
     if (!stdio) args[n++] = outopt, args[n++] = outp;
     args[n++] = stdio ? dash : case_path;
     args[n] = NULL;
@@ -365,6 +391,7 @@ static int cmd_compare(int argc, char **argv) {
         mismatch(&k, "the output has %zu steps, the case %zu", json_array_size(steps),
                  json_array_size(json_object_get(cas, "steps")));
     }
+    if (several) check_replicas(&k, steps, device);
     const json_t *checks = json_object_get(want, "checks");
     cli_buf report = {0};
     for (size_t c = 0; c < json_array_size(checks); c++) {

@@ -5,6 +5,7 @@
 #define KERNEL(fn) void fn(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg);
 KERNEL(clopt__host_accumulate)
 KERNEL(clopt__host_ema)
+KERNEL(clopt__host_grad_out)
 KERNEL(clopt__host_ema_overwrite)
 KERNEL(clopt__host_finite)
 #define ELEMENTWISE(name) KERNEL(clopt__host_##name)
@@ -33,6 +34,7 @@ const clopt__host_kernel clopt__host_kernels[] = {
     {"reduce.sumsq", NULL, clopt__host_sumsq},
     {"pipeline.accumulate", clopt__host_accumulate, NULL},
     {"pipeline.ema", clopt__host_ema, NULL},
+    {"pipeline.grad", clopt__host_grad_out, NULL},
     {"pipeline.ema_overwrite", clopt__host_ema_overwrite, NULL},
     {"pipeline.finite", clopt__host_finite, NULL},
     {"lamb.stats", NULL, clopt__host_lamb_stats},

@@ -24,6 +24,12 @@ void clopt__host_accumulate(const clopt__host_update *u, size_t w, size_t g, siz
     HS(u->slot, a, HL(u->slot, a) + HL(u->grad, g) * u->launch->pipe[0]);
 }
 
+void clopt__host_grad_out(const clopt__host_update *u, size_t w, size_t g, size_t s,
+                          uint32_t seg) {
+    (void)w;
+    HS(u->var, g, GRAD());
+}
+
 void clopt__host_ema(const clopt__host_update *u, size_t w, size_t g, size_t s, uint32_t seg) {
     (void)g, (void)seg;
     const size_t a = SLOT_ABS(u->launch->slot_ema);
