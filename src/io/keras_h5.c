@@ -87,66 +87,187 @@ static const char *h5_msg(char *buf) {
 
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-/* Reads a string attribute (variable or fixed length) into buf; 0 on success. */
-static int read_str_attr(hid_t obj, const char *name, char *buf, size_t n) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t t = H5Aget_type(a);
-    int rc = -1;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Tis_variable_str(t) > 0) {
-            char *s = NULL;
-            H5Tset_size(mt, H5T_VARIABLE);
-            if (H5Aread(a, mt, &s) >= 0 && s) {
-                snprintf(buf, n, "%s", s);
-                H5free_memory(s);
-                rc = 0;
-            }
-        } else {
-            size_t sz = H5Tget_size(t);
-            char *s = calloc(sz + 1, 1);
-            H5Tset_size(mt, sz + 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            if (s && H5Aread(a, mt, s) >= 0) {
-                snprintf(buf, n, "%s", s);
-                rc = 0;
-            }
-            free(s);
-        }
-        H5Tclose(mt);
+/* ---- string attributes ----
+ *
+ * A variable-length string lives in a global heap collection ("GCOL"), which libhdf5 1.10 parses
+ * whole when it reads the string (H5HG__cache_heap_deserialize) and never leaves when an object
+ * in it claims size 0: a crafted or damaged file hangs the reader (found by fuzz_h5). So before
+ * the first such string of a file, every collection in it is walked here as libhdf5 walks it, and
+ * a walk that would not advance, or would leave its collection, makes the file corrupt. */
+
+#define MAX_FIXED_STR 4096 /* bytes of a fixed-length string attribute clopt reads */
+
+typedef struct h5_strings {
+    const char *path;
+    int checked; /* 0: not yet; 1: every collection sane; -1: one is not (why) */
+    char why[192];
+} h5_strings;
+
+static uint64_t le_get(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t at) {
+    for (size_t got = 0; got < n;) {
+        ssize_t r = pread(fd, (unsigned char *)buf + got, n - got, at + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
     }
-    if (t >= 0) H5Tclose(t);
-    H5Aclose(a);
+    return 0;
+}
+
+/* Walks the collection at `at` (lengths of `ls` bytes) as libhdf5 does; 0 if it ends. */
+static int heap_walk(int fd, uint64_t at, uint64_t fsize, int ls, char *why, size_t n) {
+    unsigned char h[8 + 8];
+    if (pread_all(fd, h, (size_t)(8 + ls), (off_t)at) != 0) return 0; /* runs off the file */
+    uint64_t size = le_get(h + 8, ls), hdr = (uint64_t)(8 + ls), ohdr = (uint64_t)(8 + ls);
+    if (size < hdr || size > fsize - at) {
+        snprintf(why, n, "the global heap collection at byte %" PRIu64 " claims %" PRIu64
+                 " bytes (the file has %" PRIu64 " from there)", at, size, fsize - at);
+        return -1;
+    }
+    for (uint64_t p = hdr; p < size;) {
+        if (p + ohdr > size) break; /* a tail too small for an object: free space */
+        if (pread_all(fd, h, (size_t)ohdr, (off_t)(at + p)) != 0) return 0;
+        unsigned idx = (unsigned)le_get(h, 2);
+        uint64_t osize = le_get(h + 8, ls);
+        uint64_t need = idx ? (osize > size ? size : ohdr + (osize + 7) / 8 * 8) : osize;
+        if (need == 0 || need > size - p) {
+            snprintf(why, n, "object %u of the global heap collection at byte %" PRIu64
+                     " claims %" PRIu64 " bytes (%" PRIu64 " are left in it)", idx, at, osize,
+                     size - p);
+            return -1;
+        }
+        p += need;
+    }
+    return 0;
+}
+
+/* Finds every collection signature ("GCOL", version 1, 3 zero bytes) in the file and walks it. */
+static int heaps_sane(const char *path, char *why, size_t n) {
+    off_t fsize;
+    int fd = clopt__open_regular(path, &fsize, NULL, 0);
+    if (fd < 0) return 1; /* libhdf5 has it open: nothing of it to judge */
+    static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    enum { CHUNK = 1 << 20 };
+    unsigned char *b = malloc(CHUNK + sizeof sig);
+    unsigned char sb[16];
+    int ls = 8, rc = 1; /* the superblock's "size of lengths" (h5py: 8) */
+    if (pread_all(fd, sb, sizeof sb, 0) == 0) ls = sb[8] < 2 ? sb[14] : sb[10];
+    if (ls != 2 && ls != 4 && ls != 8) ls = 8;
+    size_t keep = 0;
+    for (uint64_t base = 0; b && rc == 1 && base < (uint64_t)fsize;) {
+        size_t want = (uint64_t)fsize - base < CHUNK ? (size_t)((uint64_t)fsize - base) : CHUNK;
+        if (pread_all(fd, b + keep, want, (off_t)base) != 0) break;
+        size_t have = keep + want;
+        uint64_t b0 = base - keep; /* file offset of b[0] */
+        for (size_t i = 0; rc == 1 && i + sizeof sig <= have; i++)
+            if (b[i] == 'G' && memcmp(b + i, sig, sizeof sig) == 0 &&
+                heap_walk(fd, b0 + i, (uint64_t)fsize, ls, why, n) != 0)
+                rc = 0;
+        keep = have < sizeof sig - 1 ? have : sizeof sig - 1;
+        memmove(b, b + have - keep, keep);
+        base += want;
+    }
+    free(b);
+    close(fd);
     return rc;
 }
 
-/* The safetensors dtype of a dataset's type, or CLOPT__ST_NDTYPES if clopt has none. */
-static clopt__st_dtype st_dtype_of(hid_t dset, hid_t t) {
+/* 1 if the file's heap collections are sane, -1 if not (hs->why): judged once per file. */
+static int heaps_checked(h5_strings *hs) {
+    if (!hs->checked) hs->checked = heaps_sane(hs->path, hs->why, sizeof hs->why) ? 1 : -1;
+    return hs->checked;
+}
+
+/* Reads the string attribute `name` of obj (`where` in messages) into buf. 0: read; 1: absent
+ * or not a string; otherwise a (negative) status, with the message in err: more than one string, a
+ * fixed-length string above MAX_FIXED_STR bytes, a malformed heap, or a failed read. */
+static int read_str_attr(h5_strings *hs, hid_t obj, const char *name, const char *where,
+                         char *buf, size_t n, char *err, size_t errn) {
+    char msg[256];
+    if (H5Aexists(obj, name) <= 0) return 1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, s = a >= 0 ? H5Aget_space(a) : -1, mt = -1;
+    int rc = 1;
+    hssize_t npoints = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    int vlen = t >= 0 ? H5Tis_variable_str(t) > 0 : 0;
+    size_t sz = t >= 0 ? H5Tget_size(t) : 0;
+    if (t < 0 || s < 0) {
+        rc = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn, "%s: attribute '%s' of %s: %s", hs->path,
+                     name, where, h5_msg(msg));
+    } else if (H5Tget_class(t) != H5T_STRING) {
+        rc = 1;
+    } else if (npoints != 1) {
+        rc = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
+                     "%s: attribute '%s' of %s holds %lld strings (clopt reads one)", hs->path,
+                     name, where, (long long)npoints);
+    } else if (!vlen && sz > MAX_FIXED_STR) {
+        rc = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
+                     "%s: attribute '%s' of %s is a string of %zu bytes (clopt reads at most %d)",
+                     hs->path, name, where, sz, MAX_FIXED_STR);
+    } else if (vlen && heaps_checked(hs) < 0) {
+        rc = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
+                     "%s: attribute '%s' of %s is not read: %s", hs->path, name, where, hs->why);
+    } else {
+        mt = H5Tcopy(H5T_C_S1);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        char *v = NULL, *fixed = vlen ? NULL : calloc(sz + 1, 1);
+        if (!vlen) H5Tset_strpad(mt, H5T_STR_NULLTERM);
+        if (H5Tset_size(mt, vlen ? H5T_VARIABLE : sz + 1) < 0 || (!vlen && !fixed) ||
+            H5Aread(a, mt, vlen ? (void *)&v : (void *)fixed) < 0 || (vlen && !v)) {
+            rc = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn,
+                         "%s: reading attribute '%s' of %s failed: %s", hs->path, name, where,
+                         h5_msg(msg));
+        } else {
+            snprintf(buf, n, "%s", vlen ? v : fixed);
+            rc = 0;
+        }
+        if (v) H5free_memory(v);
+        free(fixed);
+    }
+    if (mt >= 0) H5Tclose(mt);
+    if (t >= 0) H5Tclose(t);
+    if (s >= 0) H5Sclose(s);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+/* The safetensors dtype of a dataset's type into *d (CLOPT__ST_NDTYPES if clopt has none);
+ * fails only on a "dtype" attribute read_str_attr refuses. */
+static clopt_status st_dtype_of(h5_strings *hs, hid_t dset, hid_t t, const char *where,
+                                clopt__st_dtype *d, char *err, size_t errn) {
     char tag[32];
     size_t size = H5Tget_size(t);
-    if (size == 2 && read_str_attr(dset, "dtype", tag, sizeof tag) == 0 &&
-        strcmp(tag, "bfloat16") == 0)
-        return CLOPT__ST_BF16;
+    *d = CLOPT__ST_NDTYPES;
+    if (size == 2) {
+        int rc = read_str_attr(hs, dset, "dtype", where, tag, sizeof tag, err, errn);
+        if (rc < 0) return (clopt_status)rc;
+        if (rc == 0 && strcmp(tag, "bfloat16") == 0) {
+            *d = CLOPT__ST_BF16;
+            return CLOPT_OK;
+        }
+    }
     switch (H5Tget_class(t)) {
     case H5T_INTEGER: {
         int sgn = H5Tget_sign(t) == H5T_SGN_2;
-        if (size == 8) return sgn ? CLOPT__ST_I64 : CLOPT__ST_U64;
-        if (size == 4) return sgn ? CLOPT__ST_I32 : CLOPT__ST_U32;
-        if (size == 2) return sgn ? CLOPT__ST_I16 : CLOPT__ST_U16;
-        if (size == 1) return sgn ? CLOPT__ST_I8 : CLOPT__ST_U8;
+        if (size == 8) *d = sgn ? CLOPT__ST_I64 : CLOPT__ST_U64;
+        if (size == 4) *d = sgn ? CLOPT__ST_I32 : CLOPT__ST_U32;
+        if (size == 2) *d = sgn ? CLOPT__ST_I16 : CLOPT__ST_U16;
+        if (size == 1) *d = sgn ? CLOPT__ST_I8 : CLOPT__ST_U8;
         break;
     }
     case H5T_FLOAT:
-        if (size == 8) return CLOPT__ST_F64;
-        if (size == 4) return CLOPT__ST_F32;
-        if (size == 2) return H5Tget_ebias(t) == 15 ? CLOPT__ST_F16 : CLOPT__ST_BF16;
+        if (size == 8) *d = CLOPT__ST_F64;
+        if (size == 4) *d = CLOPT__ST_F32;
+        if (size == 2) *d = H5Tget_ebias(t) == 15 ? CLOPT__ST_F16 : CLOPT__ST_BF16;
         break;
     default: break;
     }
-    return CLOPT__ST_NDTYPES;
+    return CLOPT_OK;
 }
 
 /* The memory type to read or write `d` as little-endian bytes (a new id the caller closes). */
@@ -207,8 +328,8 @@ static int not_stored(hid_t obj, uint64_t bytes) {
 }
 
 /* Adds dataset `name` of group g to the image as "optimizer/vars/<name>". */
-static clopt_status add_dataset(h5_img *m, hid_t g, const char *name, const char *path,
-                                char *err, size_t errn) {
+static clopt_status add_dataset(h5_img *m, h5_strings *hs, hid_t g, const char *name,
+                                const char *path, char *err, size_t errn) {
     char msg[256];
     hid_t obj = H5Oopen(g, name, H5P_DEFAULT);
     if (obj < 0)
@@ -230,7 +351,9 @@ static clopt_status add_dataset(h5_img *m, hid_t g, const char *name, const char
                      h5_msg(msg));
         goto out;
     }
-    d = st_dtype_of(obj, t);
+    char where[300];
+    snprintf(where, sizeof where, "/optimizer/vars/%s", name);
+    if ((st = st_dtype_of(hs, obj, t, where, &d, err, errn)) != CLOPT_OK) goto out;
     if (d == CLOPT__ST_NDTYPES) {
         st = h5_fail(CLOPT_ERR_FILE_MISMATCH, err, errn,
                      "%s: /optimizer/vars/%s has an HDF5 type clopt does not read (class %d, %zu "
@@ -322,6 +445,7 @@ clopt_status clopt__h5_read(const char *path, clopt__st_file *f, char *err, size
     }
     H5G_info_t info;
     h5_img m = {json_object(), NULL, 0, 0};
+    h5_strings hs = {path, 0, ""};
     if (!m.header || H5Gget_info(g, &info) < 0)
         st = h5_fail(CLOPT_ERR_CORRUPT_FILE, err, errn, "%s: /optimizer/vars: %s", path,
                      h5_msg(msg));
@@ -334,7 +458,7 @@ clopt_status clopt__h5_read(const char *path, clopt__st_file *f, char *err, size
                          "%s: /optimizer/vars: link %llu has no usable name", path,
                          (unsigned long long)i);
         else
-            st = add_dataset(&m, g, name, path, err, errn);
+            st = add_dataset(&m, &hs, g, name, path, err, errn);
     }
     H5Gclose(g);
     H5Fclose(file);
@@ -532,7 +656,7 @@ typedef struct visit {
     clopt_status st;
     char *err;
     size_t errn;
-    const char *path;
+    h5_strings hs;
 } visit;
 
 static const char *h5_dtype_text(clopt__st_dtype d, hid_t t, char *buf, size_t n) {
@@ -551,19 +675,27 @@ static herr_t visit_cb(hid_t root, const char *name, const H5L_info_t *info, voi
     visit *v = data;
     hid_t obj = H5Oopen(root, name, H5P_DEFAULT);
     if (obj < 0) return 0;
-    char attr[256];
+    char attr[256], where[4200];
+    snprintf(where, sizeof where, "/%s", name);
     if (H5Iget_type(obj) == H5I_GROUP) {
-        if (read_str_attr(obj, "name", attr, sizeof attr) == 0)
-            fprintf(v->out, "  /%s/  (name: %s)\n", name, attr);
+        int rc = read_str_attr(&v->hs, obj, "name", where, attr, sizeof attr, v->err, v->errn);
+        if (rc == 0) fprintf(v->out, "  /%s/  (name: %s)\n", name, attr);
         H5Oclose(obj);
-        return 0;
+        if (rc < 0) v->st = (clopt_status)rc;
+        return rc < 0; /* a refused attribute ends the listing */
     }
     if (H5Iget_type(obj) != H5I_DATASET) {
         H5Oclose(obj);
         return 0;
     }
     hid_t t = H5Dget_type(obj), s = H5Dget_space(obj);
-    clopt__st_dtype d = st_dtype_of(obj, t);
+    clopt__st_dtype d;
+    clopt_status dst = st_dtype_of(&v->hs, obj, t, where, &d, v->err, v->errn);
+    if (dst != CLOPT_OK) {
+        v->st = dst;
+        H5Tclose(t), H5Sclose(s), H5Oclose(obj);
+        return 1;
+    }
     int nd = H5Sget_simple_extent_type(s) == H5S_SCALAR ? 0 : H5Sget_simple_extent_ndims(s);
     hsize_t dims[CLOPT__ST_MAX_NDIM];
     int64_t shape[CLOPT__ST_MAX_NDIM];
@@ -615,7 +747,7 @@ clopt_status clopt__inspect_h5(const char *path, FILE *out, char *err, size_t er
             path);
     fprintf(out, "datasets:\n  %-41s  %-9s  %-16s  %10s  %s\n", "path", "dtype", "shape", "bytes",
             "fnv1a64");
-    visit v = {out, CLOPT_OK, err, errn, path};
+    visit v = {out, CLOPT_OK, err, errn, {path, 0, ""}};
     H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v);
     H5Fclose(file);
     return ferror(out) ? CLOPT_ERR_IO : v.st;

@@ -8,11 +8,13 @@
  * Fuzz it with ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0: libhdf5 asks malloc for
  * sizes read from a corrupt file (0x2200000000000060 bytes, say) and handles the NULL, which ASan
  * otherwise reports as allocation-size-too-big, but then leaks a few of its own blocks
- * (H5FL_blk_malloc under H5C_protect, from H5Gopen2 and H5Oopen). Known findings inside libhdf5
- * 1.10.8 (Debian 12), not clopt's to fix: reading a variable-length string attribute of a corrupt
- * file (read_str_attr's H5Aread) can malloc 1.7 GB (H5T__conv_vlen) or memcpy with a garbage
- * length (H5HG_read: ASan memcpy-param-overlap), so .weights.h5 files are only as safe to read as
- * libhdf5 makes them. */
+ * (H5FL_blk_malloc under H5C_protect, from H5Gopen2 and H5Oopen). Findings inside libhdf5 1.10.8
+ * (Debian 12) when it reads a variable-length string attribute of a corrupt file (read_str_attr's
+ * H5Aread): a global heap collection holding an object of size 0 made it loop forever
+ * (corpus/h5/timeout-heap_object_size_15.weights.h5), and garbage object sizes could malloc
+ * 1.7 GB (H5T__conv_vlen) or memcpy with a garbage length (H5HG_read). keras_h5.c now walks every
+ * collection before the first such read and refuses a file whose walk would not end inside its
+ * collection; beyond that, .weights.h5 files are only as safe to read as libhdf5 makes them. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <unistd.h>
