@@ -1,6 +1,8 @@
 /* LossScaleOptimizer (keras.optimizers.LossScaleOptimizer): dynamic loss scaling around an inner
  * optimizer. Its own variables are [iteration (never incremented), learning_rate (0.0),
- * step_counter, dynamic_scale], followed by the inner optimizer's. A step checks on the device
+ * step_counter, dynamic_scale], followed by the inner optimizer's; as in Keras, step_counter and
+ * dynamic_scale are made by build (before it the list is [iteration, learning_rate] and the
+ * inner optimizer's). A step checks on the device
  * whether every gradient is finite (one kernel per launch group); then either the inner step
  * runs with gradients divided by the scale, or it is skipped and the scale halves.
  *
@@ -53,8 +55,6 @@ static int is_base_key(const char *key) {
     return 0;
 }
 
-static clopt_status add_own_variables(clopt_optimizer *o);
-
 static clopt_status configure(clopt_optimizer *o, const json_t *config) {
     clopt_context *ctx = o->ctx;
     const char *key;
@@ -98,13 +98,7 @@ static clopt_status configure(clopt_optimizer *o, const json_t *config) {
     /* Keras sets the inner loss_scale_factor to None: gradients are never unscaled twice. */
     (*in)->base[CLOPT__B_LOSS_SCALE_FACTOR] = (clopt__value){0, 1};
     o->lr = 0.0f;
-    o->state[STEP_COUNTER] = 0;
-    o->state[DYNAMIC_SCALE] = (double)(float)o->hp[INITIAL_SCALE].v;
-    if ((st = clopt__optimizer_init_optvars(o)) != CLOPT_OK ||
-        (st = add_own_variables(o)) != CLOPT_OK)
-        return st;
-    o->nbaseoptvars = o->noptvars;
-    return CLOPT_OK;
+    return clopt__optimizer_init_optvars(o);
 }
 
 static json_t *config_json(const clopt_optimizer *o) {
@@ -122,9 +116,20 @@ static json_t *config_json(const clopt_optimizer *o) {
     return c;
 }
 
-/* The step counter and dynamic scale join the variable list after iteration and
- * learning_rate. */
+/* Removes what add_own_variables added (a failed build). */
+static void drop_own_variables(clopt_optimizer *o) {
+    while (o->noptvars > o->nbaseoptvars) {
+        clopt__optvar *e = &o->optvars[--o->noptvars];
+        free(e->name);
+        free(e->path);
+    }
+}
+
+/* LossScaleOptimizer.build: the step counter (0) and dynamic scale (initial_scale) join the
+ * variable list after iteration and learning_rate. */
 static clopt_status add_own_variables(clopt_optimizer *o) {
+    o->state[STEP_COUNTER] = 0;
+    o->state[DYNAMIC_SCALE] = (double)(float)o->hp[INITIAL_SCALE].v;
     clopt_status st = clopt__optvar_add(o, "step_counter", CLOPT__OV_SCALAR, CLOPT_FLOAT64, NULL);
     if (st == CLOPT_OK) {
         o->optvars[o->noptvars - 1].state_index = STEP_COUNTER;
@@ -132,6 +137,7 @@ static clopt_status add_own_variables(clopt_optimizer *o) {
         st = clopt__optvar_add(o, "dynamic_scale", CLOPT__OV_SCALAR, CLOPT_FLOAT32, NULL);
     }
     if (st == CLOPT_OK) o->optvars[o->noptvars - 1].state_index = DYNAMIC_SCALE;
+    if (st != CLOPT_OK) drop_own_variables(o);
     return st;
 }
 
@@ -151,7 +157,9 @@ static void destroy(clopt_optimizer *o) {
 static clopt_status build(clopt_optimizer *o, clopt_variable *const *vars, size_t n) {
     clopt__loss_scale *s = lso(o);
     clopt_optimizer *in = s->inner;
-    clopt_status st = clopt__optimizer_build_begin(in, vars, n);
+    clopt_status st = add_own_variables(o);
+    if (st != CLOPT_OK) return clopt__fail(o->ctx, st, "build: out of host memory");
+    st = clopt__optimizer_build_begin(in, vars, n);
     if (st == CLOPT_OK && !s->host_decided) st = clopt__device_step_create(in, &s->dstep);
     if (st == CLOPT_OK) {
         clopt__step_request req = {0};
@@ -161,6 +169,7 @@ static clopt_status build(clopt_optimizer *o, clopt_variable *const *vars, size_
     }
     if (st != CLOPT_OK) {
         clopt__device_step_free(o->ctx, &s->dstep);
+        drop_own_variables(o);
         return clopt__optimizer_build_failed(in, st);
     }
     o->built = 1;
