@@ -90,3 +90,43 @@ Test(lifetime_host, optimizer_own_variable) {
     tu_assert_error_mentions(ctx, "optimizer's own variable");
     clopt_context_destroy(ctx);
 }
+
+/* A destroyed gradient (or, for an unbuilt optimizer, a destroyed variable) given to apply:
+ * refused with CLOPT_ERR_INVALID_ARGUMENT naming its position, before anything of it is read
+ * (it used to be dereferenced: a read of freed memory) and with nothing changed. The same
+ * through a LossScaleOptimizer and for build. */
+static void destroyed_gradient(const char *json) {
+    clopt_context *ctx = tu_context(TU_HOST);
+    const float w0[2] = {1, 2}, one[2] = {1, 1};
+    clopt_variable *w[2] = {tu_var_f32(ctx, "w0", 2, w0), tu_var_f32(ctx, "w1", 2, w0)};
+    clopt_variable *g[2] = {tu_var_f32(ctx, "g0", 2, one), tu_var_f32(ctx, "g1", 2, one)};
+    clopt_optimizer *o = tu_optimizer(ctx, json);
+    TU_OK(ctx, clopt_optimizer_apply(o, g, w, 2));
+    tu_snapshot before;
+    tu_snapshot_take(&before, o, w, 2);
+    clopt_variable_destroy(g[1]);
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_apply(o, g, w, 2), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(ctx, "gradient 1 was destroyed");
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_apply(o, g, NULL, 2), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(ctx, "gradient 1 was destroyed");
+    tu_snapshot_assert_same(&before, o, "after applies with a destroyed gradient");
+    tu_snapshot_free(&before);
+    g[1] = NULL; /* a missing gradient is fine: w0 moves */
+    TU_OK(ctx, clopt_optimizer_apply(o, g, w, 2));
+    /* an unbuilt optimizer given a destroyed variable: apply (which builds) and build refuse */
+    clopt_optimizer *u = tu_optimizer(ctx, json);
+    clopt_variable *v[2] = {tu_var_f32(ctx, "v0", 2, w0), tu_var_f32(ctx, "v1", 2, w0)};
+    clopt_variable_destroy(v[0]);
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_apply(u, g, v, 2), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(ctx, "variable 0 was destroyed");
+    TU_ASSERT_STATUS(ctx, clopt_optimizer_build(u, v, 2), CLOPT_ERR_INVALID_ARGUMENT);
+    tu_assert_error_mentions(ctx, "variable 0 was destroyed");
+    cr_assert_eq(clopt_optimizer_iterations(u), 0);
+    clopt_context_destroy(ctx);
+}
+
+Test(lifetime_host, destroyed_gradient_refused) { destroyed_gradient(SGD_M); }
+Test(lifetime_host, destroyed_gradient_refused_by_a_loss_scale_optimizer) {
+    destroyed_gradient("{\"class_name\": \"LossScaleOptimizer\", \"config\": {\"inner_optimizer\": "
+                       "{\"class_name\": \"Adam\"}}}");
+}

@@ -552,3 +552,16 @@ Test(dist_host, divergence_check) {
     cr_assert_eq(diverge(1), CLOPT_ERR_REPLICAS_DIVERGED);
     cr_assert_eq(diverge(0), CLOPT_OK);
 }
+
+/* A destroyed gradient of one replica: refused (CLOPT_ERR_INVALID_ARGUMENT naming the gradient
+ * and the replica) before anything of it is read, with nothing changed on any replica. */
+Test(dist_host, destroyed_gradient_refused) {
+    fixture f = make_fixture("host,host");
+    unsigned char before[4096];
+    const size_t n = snapshot(&f, before, sizeof before);
+    clopt_variable_destroy(f.g[3]);
+    cr_assert_eq(clopt_mirrored_optimizer_apply(f.m, f.g, 2, f.v, 2), CLOPT_ERR_INVALID_ARGUMENT);
+    assert_error_mentions(f.s, "gradient 1 of replica 1 was destroyed");
+    assert_unchanged(&f, before, n);
+    clopt_strategy_destroy(f.s);
+}

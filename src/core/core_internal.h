@@ -94,6 +94,9 @@ struct clopt_variable {
 int clopt__handle_add(const void *h);
 void clopt__handle_remove(const void *h);
 int clopt__handle_live(const void *h);
+/* The index of the first of h[0..n) that is neither NULL nor live, or n if none (one lock: a
+ * step checks its gradients with it). */
+size_t clopt__handles_first_dead(const void *const *h, size_t n);
 
 /* Arena: reserves `elems` elements of `dtype` (rounded to whole chunks, zero-filled). A dedicated
  * block is made for one owner and freed when its last range is. */

@@ -75,3 +75,15 @@ int clopt__handle_live(const void *h) {
     pthread_mutex_unlock(&lock);
     return live;
 }
+
+size_t clopt__handles_first_dead(const void *const *h, size_t n) {
+    pthread_mutex_lock(&lock);
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (!h[i]) continue;
+        long k = find(h[i]);
+        if (k < 0 || slots[k] != h[i]) break;
+    }
+    pthread_mutex_unlock(&lock);
+    return i;
+}

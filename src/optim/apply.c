@@ -83,6 +83,12 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                                   size_t n) {
     clopt_context *ctx = o->ctx;
     if (!grads) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
+    size_t dead = clopt__handles_first_dead((const void *const *)grads, n);
+    if (dead < n) /* read nothing of it: its memory is freed */
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "apply: gradient %zu was destroyed (or its context was); nothing was "
+                           "changed",
+                           dead);
     clopt_status st;
     /* A schedule's hyperparameters are checked when parsed; a finite one may still overflow at
      * some step (ExponentialDecay with a large rate): refuse that step rather than train on it. */

@@ -321,6 +321,10 @@ clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *con
     clopt_context *ctx = o->ctx;
     if (!vars || n == 0)
         return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: empty variable list", fn);
+    size_t dead = clopt__handles_first_dead((const void *const *)vars, n);
+    if (dead < n)
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "%s: variable %zu was destroyed (or its context was)", fn, dead);
     for (size_t i = 0; i < n; i++) {
         if (!vars[i])
             return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "%s: variable %zu is NULL", fn, i);
