@@ -187,8 +187,8 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (o->resume && !o->checkpoint) return bad_arg("--resume", NULL, "needs --checkpoint FILE");
     if (o->devices && o->device)
-        return bad_arg("--devices", o->devices, "is one replica per device: give --device or "
-                       "--devices, not both");
+        return bad_arg("--devices", o->devices, "cannot be combined with --device: give one "
+                       "device, or one per replica");
     if (o->devices && o->synthetic)
         return bad_arg("--devices", o->devices, "--synthetic times one device: no --devices");
     if (o->synthetic && (o->checkpoint || o->plot))
