@@ -9,7 +9,7 @@ continues bit for bit), plot (the SVG and the JSON are well formed), badargs (ea
 exits 2 or 1 with a message and writes nothing), synthetic (the throughput mode runs), devices
 (host replicas agree with one host device to round-off, even and uneven shares), devices_resume
 (a data-parallel run stopped mid-epoch and resumed = uninterrupted, bit for bit; another replica
-count is refused), pocl_devices (two POCL devices reach the accuracy target, and resume bit for
+count is refused), devices_sigint (Ctrl-C on host replicas saves; resuming is bit for bit), pocl_devices (two POCL devices reach the accuracy target, and resume bit for
 bit; needs POCL_DEVICES="pthread pthread")."""
 import gzip
 import json
@@ -256,11 +256,11 @@ def resume(exe, work):
     print("resume: bit for bit, weights", fa["weights_fnv1a"])
 
 
-def sigint(exe, work):
+def sigint(exe, work, dev=("--device", POCL)):
     """Ctrl-C stops after the current step and saves; resuming ends where an uninterrupted run
     of as many epochs does."""
     ck = os.path.join(work, "int.safetensors")
-    p = subprocess.Popen([exe, "--device", POCL, "--epochs", "1000", "--target", "0",
+    p = subprocess.Popen([exe, *dev, "--epochs", "1000", "--target", "0",
                           "--checkpoint", ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     for line in p.stdout:
@@ -274,13 +274,18 @@ def sigint(exe, work):
     steps, epochs = int(line.split()[2]), int(line.split()[4].strip("("))
     target = epochs + 1
     jr, ju = os.path.join(work, "r.json"), os.path.join(work, "u.json")
-    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--checkpoint", ck,
-        "--resume", "--json", jr)
-    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--json", ju)
+    run(exe, *dev, "--epochs", str(target), "--target", "0", "--checkpoint", ck, "--resume",
+        "--json", jr)
+    run(exe, *dev, "--epochs", str(target), "--target", "0", "--json", ju)
     (fr, er), (fu, eu) = epochs_of(jr), epochs_of(ju)
     if er != eu or fr["weights_fnv1a"] != fu["weights_fnv1a"]:
         fail(f"interrupted at step {steps} and resumed != uninterrupted:\n{er}\n{eu}")
     print(f"sigint: interrupted at step {steps}, resumed to epoch {target}: bit for bit")
+
+
+def devices_sigint(exe, work):
+    """Ctrl-C on three host replicas: saved, and resumed bit for bit."""
+    sigint(exe, work, ("--devices", "host,host,host"))
 
 
 def plot(exe, work):
