@@ -121,7 +121,7 @@ int report_svg(const char *path, const run_info *run, const epoch_stats *e, int 
     for (int l = 0; l <= run->nlayers; l++) fprintf(f, "%s%d", l ? "-" : "", run->dims[l]);
     fprintf(f, ", %s, batch %d, seed %d on ", run->optimizer_class, run->batch, run->seed);
     if (run->devices) {
-        fprintf(f, "%d replicas (", run->replicas);
+        fprintf(f, "%d replica%s (", run->replicas, run->replicas > 1 ? "s" : "");
         xml_text(f, run->devices);
         fputc(')', f);
     } else {

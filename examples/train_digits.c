@@ -835,7 +835,7 @@ static int finish(trainer *t, int failed) {
         printf("%s after %lld steps (%d epochs)", interrupted ? "interrupted"
                                                   : partial ? "stopped (--steps)" : "trained",
                t->steps, t->epochs_done);
-        if (t->strategy) printf(" on %d replicas", t->nrep);
+        if (t->strategy) printf(" on %d replica%s", t->nrep, t->nrep > 1 ? "s" : "");
         printf(" in %.2f s of training (setup %.2f s)\n", last ? last->seconds : 0.0f,
                t->setup_s);
         if (interrupted)
