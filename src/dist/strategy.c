@@ -277,10 +277,10 @@ clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *m,
 static clopt_status check_grads(clopt_strategy *s, clopt_variable *const *grads, size_t n) {
     size_t dead = clopt__handles_first_dead((const void *const *)grads, s->n * n);
     if (dead < s->n * n) /* read nothing of it: its memory is freed */
-        return fail(s, CLOPT_ERR_INVALID_ARGUMENT,
-                    "apply: gradient %zu of replica %zu was destroyed (or its context was); "
-                    "nothing was changed",
-                    dead % n, dead / n);
+        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
+                                "apply: gradient %zu of replica %zu was destroyed (or its "
+                                "context was); nothing was changed",
+                                dead % n, dead / n);
     for (size_t r = 0; r < s->n; r++) {
         for (size_t i = 0; i < n; i++) {
             const clopt_variable *g = grads[r * n + i];
