@@ -36,7 +36,8 @@ static void host(double *w, double g, double *s, const double *c, void *user_dat
 }
 
 static clopt__builtin_update updates[] = {
-    {.rule = {"adadelta", NULL, 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body, host, NULL}},
+    {.rule = {"adadelta", NULL, 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
 };
 
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {

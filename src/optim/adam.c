@@ -37,10 +37,10 @@ static void host(double *w, double g, double *s, const double *c, void *amsgrad)
 
 static int variants[] = {0, 1};
 static clopt__builtin_update updates[] = {
-    {.rule = {"adam", "#define AMSGRAD 0\n", 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names,
-      body, host, &variants[0]}},
-    {.rule = {"adam_amsgrad", "#define AMSGRAD 1\n", 3, slot_names, CLOPT__COUNTOF(scalar_names),
-      scalar_names, body, host, &variants[1]}},
+    {.rule = {"adam", "#define AMSGRAD 0\n", 2, slot_names, CLOPT__COUNTOF(scalar_names),
+              scalar_names, body, host, &variants[0]}},
+    {.rule = {"adam_amsgrad", "#define AMSGRAD 1\n", 3, slot_names,
+              CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[1]}},
 };
 
 static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {

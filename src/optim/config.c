@@ -260,7 +260,8 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
     const char *reg = json_string_value(rn);
     if (clopt__registry_ready() != CLOPT_OK)
         return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY,
-                           "optimizer config: out of host memory registering the built-in classes");
+                           "optimizer config: out of host memory registering the built-in "
+                           "classes");
     *cls = clopt__class_resolve(json_string_value(cn), reg, owned);
     if (!*cls)
         return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_OPTIMIZER,

@@ -50,7 +50,8 @@ char *clopt__elementwise_source(const clopt__elementwise *e, const char *what,
     s = append(s, "        (void)g;\n        {\n#line 1 \"%s.opencl_update\"\n%s\n        }\n",
                label, e->opencl);
     s = append(s, "        w_io_ = w;\n");
-    for (int k = 0; k < e->nslots; k++) s = append(s, "        s%d_io_ = %s;\n", k, e->slot_names[k]);
+    for (int k = 0; k < e->nslots; k++)
+        s = append(s, "        s%d_io_ = %s;\n", k, e->slot_names[k]);
     s = append(s, "    }\n    STORE(w, wi, w_io_);\n");
     for (int k = 0; k < e->nslots; k++) s = append(s, "    STORE(s, SLOT(%d), s%d_io_);\n", k, k);
     return append(s, "    UPDATE_END;\n}\n");

@@ -85,9 +85,9 @@ static void host(double *w, double g, double *s, const double *c, void *half_pow
 static int variants[] = {0, 1};
 static clopt__builtin_update updates[] = {
     {.rule = {"ftrl", "#define NPOW(x) pow((x), neg_power)\n", 2, slot_names,
-      CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[0]}},
+              CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[0]}},
     {.rule = {"ftrl_power_half", "#define NPOW(x) sqrt(x)\n", 2, slot_names,
-      CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[1]}},
+              CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[1]}},
 };
 
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {

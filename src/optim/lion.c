@@ -1,6 +1,6 @@
-/* Lion (keras.optimizers.Lion). Its update: an element-wise rule. Keras checks beta_1 in (0, 1] with a message
- * of its own (reproduced by validate(); the table's range is open for it); beta_2 is not
- * checked. */
+/* Lion (keras.optimizers.Lion). Its update: an element-wise rule. Keras checks beta_1 in (0, 1]
+ * with a message of its own (reproduced by validate(); the table's range is open for it);
+ * beta_2 is not checked. */
 #include <math.h>
 #include "json_internal.h"
 #include "optim_internal.h"
@@ -46,7 +46,8 @@ static void host(double *w, double g, double *s, const double *c, void *user_dat
 }
 
 static clopt__builtin_update updates[] = {
-    {.rule = {"lion", NULL, 1, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body, host, NULL}},
+    {.rule = {"lion", NULL, 1, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
 };
 
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {

@@ -66,9 +66,9 @@ static const char *const names_plain[] = {"v"}, *const names_momentum[] = {"v", 
                          *const names_centered[] = {"v", "mg"},
                          *const names_both[] = {"v", "mom", "mg"};
 static int variants[] = {0, 1, 2, 3};
-#define RULE(kname, defs, names, i)                                                         \
-    {.rule = {kname, defs, CLOPT__COUNTOF(names), names, CLOPT__COUNTOF(scalar_names), scalar_names, \
-      body, host, &variants[i]}}
+#define RULE(kname, defs, names, i)                                                  \
+    {.rule = {kname, defs, CLOPT__COUNTOF(names), names, CLOPT__COUNTOF(scalar_names), \
+              scalar_names, body, host, &variants[i]}}
 static clopt__builtin_update updates[] = {
     RULE("rmsprop", "#define MOMENTUM 0\n#define CENTERED 0\n", names_plain, 0),
     RULE("rmsprop_momentum", "#define MOMENTUM 1\n#define CENTERED 0\n", names_momentum, 1),

@@ -38,9 +38,9 @@ static void host(double *w, double g, double *s, const double *c, void *variant)
 }
 
 static int variants[] = {0, 1, 2};
-#define RULE(kname, defs, n, i) \
-    {.rule = {kname, defs, n, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body, host, \
-      &variants[i]}}
+#define RULE(kname, defs, n, i)                                                          \
+    {.rule = {kname, defs, n, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body, \
+              host, &variants[i]}}
 static clopt__builtin_update updates[] = {
     RULE("sgd", "#define MOMENTUM 0\n#define NESTEROV 0\n", 0, 0),
     RULE("sgd_momentum", "#define MOMENTUM 1\n#define NESTEROV 0\n", 1, 1),
