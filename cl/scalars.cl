@@ -5,6 +5,7 @@
  *   - the kernel's argument list (UPDATE_ARGS in cl/common.cl) and the host's count of its
  *     arguments (CLOPT__UPDATE_NARGS in backend_internal.h),
  *   - the indices a class's launch fills (l->scalars[SC_name], src/optim/<class>.c),
+ *   - an element-wise rule's names for them (CLOPT__RULE_SCALARS, src/optim/optim_internal.h),
  *   - the kernel's names for its scalars (SCALARS(K) in cl/common.cl: const real name = cN),
  *   - the host kernel's (HOST_SCALARS(K) in src/backend/host/host_internal.h).
  * tests/replay/reference.py is an independent Python reference on purpose and does not use it.
@@ -36,43 +37,45 @@
     X(sgd) X(adam) X(loss_scale) X(rmsprop) X(adagrad) X(adadelta) X(adamax) X(adamw)        \
     X(nadam) X(ftrl) X(lion) X(lamb) X(adafactor) X(schedule_free_adamw) X(muon)
 
-/* The element-wise updates, one kernel each: "<name>" of cl/<name>.cl, and its host reference
- * clopt__host_<name> in src/backend/host/kernels_<name>.c (host_kernels.c makes the host
- * backend's table from this list). */
-#define CLOPT_ELEMENTWISE_UPDATES(X)                                                          \
-    X(sgd) X(adam) X(rmsprop) X(adagrad) X(adadelta) X(adamax) X(nadam) X(ftrl) X(lion)      \
-    X(schedule_free_adamw)
+/* The built-in updates with a kernel file of their own: "<name>" of cl/<name>.cl, and its host
+ * reference clopt__host_<name> in src/backend/host/kernels_<name>.c (host_kernels.c makes the
+ * host backend's table from this list). Most classes have none: their update is an element-wise
+ * rule (clopt__elementwise, src/optim/optim_internal.h), the form a program's class takes, from
+ * which the kernel is made. ScheduleFreeAdamW keeps its file: it reads back the slots it has
+ * just stored, rounded to their storage format, which a rule (slots held in registers between
+ * one load and one store) does not express. */
+#define CLOPT_ELEMENTWISE_UPDATES(X) X(schedule_free_adamw)
 
 /* ---- each update's c0..c7 ---- */
 
-/* SGD (cl/sgd.cl). */
+/* SGD (src/optim/sgd.c's rules). */
 #define CLOPT_SCALARS_SGD(X) X(0, lr, "learning rate") X(1, momentum, "momentum")
 
-/* Adam (cl/adam.cl), AdamW (the same kernel). */
+/* Adam (src/optim/adam.c's rules), AdamW (the same rules). */
 #define CLOPT_SCALARS_ADAM(X)                                                                 \
     X(0, alpha, "lr*sqrt(1-beta_2^t)/(1-beta_1^t), op by op in the variable's dtype")        \
     X(1, one_minus_beta_1, "1-beta_1") X(2, one_minus_beta_2, "1-beta_2")                    \
     X(3, epsilon, "epsilon")
 
-/* RMSprop (cl/rmsprop.cl). */
+/* RMSprop (src/optim/rmsprop.c's rules). */
 #define CLOPT_SCALARS_RMSPROP(X)                                                              \
     X(0, lr, "learning rate") X(1, rho, "rho") X(2, one_minus_rho, "1-rho")                   \
     X(3, momentum, "momentum") X(4, epsilon, "epsilon")
 
-/* Adagrad (cl/adagrad.cl). */
+/* Adagrad (src/optim/adagrad.c's rule). */
 #define CLOPT_SCALARS_ADAGRAD(X) X(0, lr, "learning rate") X(1, epsilon, "epsilon")
 
-/* Adadelta (cl/adadelta.cl). */
+/* Adadelta (src/optim/adadelta.c's rule). */
 #define CLOPT_SCALARS_ADADELTA(X)                                                             \
     X(0, lr, "learning rate") X(1, rho, "rho") X(2, one_minus_rho, "1-rho")                   \
     X(3, epsilon, "epsilon")
 
-/* Adamax (cl/adamax.cl). */
+/* Adamax (src/optim/adamax.c's rule). */
 #define CLOPT_SCALARS_ADAMAX(X)                                                               \
     X(0, lr_t, "lr/(1-beta_1^t), op by op in the variable's dtype")                           \
     X(1, one_minus_beta_1, "1-beta_1") X(2, beta_2, "beta_2") X(3, epsilon, "epsilon")
 
-/* Nadam (cl/nadam.cl): u_t = beta_1*(1-0.5*0.96^t), P_t the optimizer's u_product after this
+/* Nadam (src/optim/nadam.c's rule): u_t = beta_1*(1-0.5*0.96^t), P_t the optimizer's u_product after this
  * step's update (src/optim/nadam.c). */
 #define CLOPT_SCALARS_NADAM(X)                                                                \
     X(0, lr, "learning rate") X(1, one_minus_beta_1, "1-beta_1")                              \
@@ -80,13 +83,13 @@
     X(4, m_coef, "u_{t+1}/(1-P_{t+1})") X(5, g_coef, "(1-u_t)/(1-P_t)")                       \
     X(6, v_coef, "1/(1-beta_2^t)")
 
-/* Ftrl (cl/ftrl.cl). */
+/* Ftrl (src/optim/ftrl.c's rules). */
 #define CLOPT_SCALARS_FTRL(X)                                                                 \
     X(0, lr, "learning rate") X(1, neg_power, "-learning_rate_power")                         \
     X(2, l2_twice, "2*(l2 + beta/(2*lr))") X(3, l1, "l1")                                     \
     X(4, shrinkage_twice, "2*l2_shrinkage")
 
-/* Lion (cl/lion.cl). */
+/* Lion (src/optim/lion.c's rule). */
 #define CLOPT_SCALARS_LION(X)                                                                 \
     X(0, lr, "learning rate") X(1, beta_1, "beta_1") X(2, one_minus_beta_1, "1-beta_1")       \
     X(3, beta_2, "beta_2") X(4, one_minus_beta_2, "1-beta_2")

@@ -216,8 +216,8 @@ typedef struct io_variant {
 static inline size_t io_variants(io_variant *v) {
     memset(v, 0, IO_MAX_VARIANTS * sizeof *v); /* nonfinite is set only where it is 1 */
     size_t n = 0;
-    for (const clopt__optimizer_class *const *c = clopt__optimizer_classes; *c; c++) {
-        const clopt__optimizer_class *k = *c;
+    const clopt__optimizer_class *k;
+    for (size_t ci = 0; (k = clopt__builtin_class_at(ci)) != NULL; ci++) {
         if (strcmp(k->class_name, "LossScaleOptimizer") == 0) {
             snprintf(v[n].label, sizeof v[n].label, "LossScaleOptimizer(Adam)");
             snprintf(v[n].json, sizeof v[n].json,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "clopt/distribute.h"
 #include "test_util.h"
+#include "../examples/adabelief.h"
 
 TU_SUITE(dist_host);
 TU_SUITE(dist_pocl);
@@ -287,6 +288,41 @@ Test(dist_pocl, keras_order_two_devices) {
         const double d = parity(&cases[k], strategy(POCL2), 4);
         cr_assert(d < 1e-5, "%s {%s %s} on 2 POCL devices: differs from the host reference by %g",
                   cases[k].cls, cases[k].own, cases[k].pipe, d);
+    }
+}
+
+/* A program's class (examples/adabelief.h, registered) runs mirrored as the built-in ones do:
+ * each replica's pipeline, the sum, the class's rule on every replica alike. */
+static const parity_case custom_cases[] = {
+    {"AdaBelief", "", "\"clipnorm\": 0.5", 0},
+    {"AdaBelief", "\"weight_decay\": 0.1", "\"gradient_accumulation_steps\": 2", 2},
+    {"AdaBelief", "", "\"loss_scale_factor\": 4.0, \"clipvalue\": 0.05", 0},
+};
+
+static void register_adabelief(void) {
+    const clopt_optimizer_class_desc d = adabelief_class();
+    const clopt_status st = clopt_optimizer_class_register(&d);
+    cr_assert(st == CLOPT_OK, "register AdaBelief: %s: %s", clopt_status_name(st),
+              clopt_class_last_error());
+}
+
+Test(dist_host, custom_class_keras_order_bitwise) {
+    register_adabelief();
+    const char *dev[3] = {"host", "host,host", "host,host,host"};
+    for (size_t k = 0; k < sizeof custom_cases / sizeof *custom_cases; k++)
+        for (int n = 0; n < 3; n++) {
+            const double d = parity(&custom_cases[k], strategy(dev[n]), 4);
+            cr_assert(d == 0, "AdaBelief {%s %s} on %d host replicas: differs by %g",
+                      custom_cases[k].own, custom_cases[k].pipe, n + 1, d);
+        }
+}
+
+Test(dist_pocl, custom_class_two_devices) {
+    register_adabelief();
+    for (size_t k = 0; k < sizeof custom_cases / sizeof *custom_cases; k++) {
+        const double d = parity(&custom_cases[k], strategy(POCL2), 4);
+        cr_assert(d < 1e-5, "AdaBelief {%s %s} on 2 POCL devices: differs from the host "
+                  "reference by %g", custom_cases[k].own, custom_cases[k].pipe, d);
     }
 }
 

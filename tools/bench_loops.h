@@ -4,7 +4,8 @@
  *   BS(x)  x with the type's suffix (x##_f32, x##_f64).
  * <tgmath.h> makes sqrt, fmax, fmin and fabs the functions of BT.
  *
- * Each optimizer's step is the math of its kernel in cl/ (same operations, same order, same
+ * Each optimizer's step is the math of its kernel (cl/, or its element-wise rule in
+ * src/optim/<class>.c) (same operations, same order, same
  * per-step scalars computed in double and rounded to BT as the OpenCL backend passes them), over
  * flat host arrays of the same total size, written as a C programmer would for speed: one
  * parallel loop over contiguous blocks of elements (omp parallel for, static schedule), a plain
@@ -87,7 +88,7 @@ static void BS(cb_clip)(cbench *b) {
     (void)S1;                                                                         \
     (void)S2
 
-/* SGD with momentum (cl/sgd.cl, MOMENTUM 1, NESTEROV 0). */
+/* SGD with momentum (src/optim/sgd.c, rule sgd_momentum). */
 static void BS(c_sgd)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9;
@@ -99,7 +100,7 @@ static void BS(c_sgd)(cbench *b) {
     })
 }
 
-/* Adam (cl/adam.cl) and AdamW (the same with the pipeline's decoupled decay w - w*wd*lr). */
+/* Adam (src/optim/adam.c) and AdamW (the same with the pipeline's decoupled decay w - w*wd*lr). */
 static void BS(adam_step)(cbench *b, int decay) {
     CB_ARRAYS(b);
     const double b1 = 0.9, b2 = 0.999, t = (double)b->t;
@@ -152,7 +153,7 @@ static void BS(c_adabelief)(cbench *b) {
     })
 }
 
-/* RMSprop (cl/rmsprop.cl, no momentum, not centered). */
+/* RMSprop (src/optim/rmsprop.c, rule rmsprop). */
 static void BS(c_rmsprop)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9, c2 = (BT)(1.0 - 0.9), c4 = (BT)1e-7;
@@ -164,7 +165,7 @@ static void BS(c_rmsprop)(cbench *b) {
     })
 }
 
-/* Adagrad (cl/adagrad.cl): the accumulator starts at 0.1. */
+/* Adagrad (src/optim/adagrad.c): the accumulator starts at 0.1. */
 static void BS(c_adagrad)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)1e-7;
@@ -176,7 +177,7 @@ static void BS(c_adagrad)(cbench *b) {
     })
 }
 
-/* Adadelta (cl/adadelta.cl). */
+/* Adadelta (src/optim/adadelta.c). */
 static void BS(c_adadelta)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.95, c2 = (BT)(1.0 - 0.95), c3 = (BT)1e-7;
@@ -191,7 +192,7 @@ static void BS(c_adadelta)(cbench *b) {
     })
 }
 
-/* Adamax (cl/adamax.cl). */
+/* Adamax (src/optim/adamax.c). */
 static void BS(c_adamax)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)(b->lr / (1.0 - pow(0.9, (double)b->t)));
@@ -207,7 +208,7 @@ static void BS(c_adamax)(cbench *b) {
     })
 }
 
-/* Nadam (cl/nadam.cl, src/optim/nadam.c): u_product kept on the host as clopt keeps it. */
+/* Nadam (src/optim/nadam.c): u_product kept on the host as clopt keeps it. */
 static void BS(c_nadam)(cbench *b) {
     CB_ARRAYS(b);
     const double b1 = 0.9, b2 = 0.999, t = (double)b->t;
@@ -236,7 +237,7 @@ static void BS(c_nadam)(cbench *b) {
     })
 }
 
-/* Ftrl (cl/ftrl.cl, defaults: learning_rate_power -0.5, so sqrt; l1 = l2 = shrinkage = beta =
+/* Ftrl (src/optim/ftrl.c, defaults: learning_rate_power -0.5, so sqrt; l1 = l2 = shrinkage = beta =
  * 0): c0 lr, c2 2*(l2 + beta/(2*lr)), c3 l1, c4 2*l2_shrinkage; the accumulator starts at 0.1. */
 static void BS(c_ftrl)(cbench *b) {
     CB_ARRAYS(b);
@@ -257,7 +258,7 @@ static void BS(c_ftrl)(cbench *b) {
     })
 }
 
-/* Lion (cl/lion.cl): Keras's sign (0 at 0, NaN at NaN). */
+/* Lion (src/optim/lion.c): Keras's sign (0 at 0, NaN at NaN). */
 static void BS(c_lion)(cbench *b) {
     CB_ARRAYS(b);
     const BT c0 = (BT)b->lr, c1 = (BT)0.9, c2 = (BT)(1.0 - 0.9), c3 = (BT)0.99,

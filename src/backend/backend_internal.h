@@ -102,7 +102,7 @@ typedef struct clopt__user_kernel {
  * per-step values (learning rate, bias corrections) passed as kernel arguments, never compiled
  * in. */
 typedef struct clopt__launch {
-    const char *kernel;   /* "adam" (kernel adam in cl/adam.cl) or "file.kernel" */
+    const char *kernel;   /* "lamb" (kernel lamb in cl/lamb.cl) or "file.kernel" */
     clopt_dtype dtype;    /* dtype of variable, gradient and slots */
     void *var_buf;        /* backend buffers */
     void *grad_buf;
@@ -299,7 +299,7 @@ void clopt__elem_store(void *base, clopt_dtype dtype, size_t i, double x);
 /* A kernel source embedded at build time (generated kernels_embedded.c): the cl/ sources and
  * the shipped tuning database tuning/clopt_tuning.json (stem "clopt_tuning"). */
 typedef struct clopt__kernel_source {
-    const char *name; /* file stem: "adam" for cl/adam.cl */
+    const char *name; /* file stem: "lamb" for cl/lamb.cl */
     const char *text;
     size_t length;
 } clopt__kernel_source;

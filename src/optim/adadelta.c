@@ -1,4 +1,4 @@
-/* Adadelta (keras.optimizers.Adadelta). Kernel: cl/adadelta.cl. */
+/* Adadelta (keras.optimizers.Adadelta). Its update: an element-wise rule. */
 #include <math.h>
 #include "optim_internal.h"
 
@@ -19,10 +19,30 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
     return 2;
 }
 
+static const char *const slot_names[] = {"eg", "ex"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_ADADELTA(CLOPT__RULE_NAME_)};
+static const char body[] = "eg = rho * eg + one_minus_rho * (g * g);\n"
+                           "const real d = -(sqrt(ex + epsilon) * g) / sqrt(eg + epsilon);\n"
+                           "ex = rho * ex + one_minus_rho * (d * d);\n"
+                           "w += lr * d;";
+
+static void host(double *w, double g, double *s, const double *c, void *user_data) {
+    CLOPT__RULE_SCALARS(ADADELTA, c);
+    (void)user_data;
+    s[0] = rho * s[0] + one_minus_rho * (g * g);
+    const double d = -(sqrt(s[1] + epsilon) * g) / sqrt(s[0] + epsilon);
+    s[1] = rho * s[1] + one_minus_rho * (d * d);
+    *w += lr * d;
+}
+
+static clopt__builtin_update updates[] = {
+    {.rule = {"adadelta", NULL, 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double rho = clopt__hp(o, RHO);
-    l->kernel = "adadelta";
-    l->ndefines = 0;
+    clopt__launch_rule(l, &updates[0].kernel);
     l->scalars[SC_lr] = s->lr;
     l->scalars[SC_rho] = rho;
     l->scalars[SC_one_minus_rho] = 1.0 - rho;
@@ -36,4 +56,6 @@ const clopt__optimizer_class clopt__adadelta_class = {
     CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
 };

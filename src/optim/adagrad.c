@@ -1,4 +1,4 @@
-/* Adagrad (keras.optimizers.Adagrad). Kernel: cl/adagrad.cl. */
+/* Adagrad (keras.optimizers.Adagrad). Its update: an element-wise rule. */
 #include <math.h>
 #include "optim_internal.h"
 
@@ -19,9 +19,25 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
     return 1;
 }
 
+static const char *const slot_names[] = {"a"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_ADAGRAD(CLOPT__RULE_NAME_)};
+static const char body[] = "a += g * g;\n"
+                           "w -= lr * g / sqrt(a + epsilon);";
+
+static void host(double *w, double g, double *s, const double *c, void *user_data) {
+    CLOPT__RULE_SCALARS(ADAGRAD, c);
+    (void)user_data;
+    s[0] += g * g;
+    *w -= lr * g / sqrt(s[0] + epsilon);
+}
+
+static clopt__builtin_update updates[] = {
+    {.rule = {"adagrad", NULL, 1, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
-    l->kernel = "adagrad";
-    l->ndefines = 0;
+    clopt__launch_rule(l, &updates[0].kernel);
     l->scalars[SC_lr] = s->lr;
     l->scalars[SC_epsilon] = clopt__hp(o, EPSILON);
 }
@@ -33,4 +49,6 @@ const clopt__optimizer_class clopt__adagrad_class = {
     CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
 };

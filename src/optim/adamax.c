@@ -1,4 +1,4 @@
-/* Adamax (keras.optimizers.Adamax). Kernel: cl/adamax.cl. */
+/* Adamax (keras.optimizers.Adamax). Its update: an element-wise rule. */
 #include <math.h>
 #include "optim_internal.h"
 
@@ -20,10 +20,28 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
     return 2;
 }
 
+static const char *const slot_names[] = {"m", "u"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_ADAMAX(CLOPT__RULE_NAME_)};
+static const char body[] = "m += (g - m) * one_minus_beta_1;\n"
+                           "u = fmax(beta_2 * u, fabs(g));\n"
+                           "w -= lr_t * m / (u + epsilon);";
+
+static void host(double *w, double g, double *s, const double *c, void *user_data) {
+    CLOPT__RULE_SCALARS(ADAMAX, c);
+    (void)user_data;
+    s[0] += (g - s[0]) * one_minus_beta_1;
+    s[1] = fmax(beta_2 * s[1], fabs(g));
+    *w -= lr_t * s[0] / (s[1] + epsilon);
+}
+
+static clopt__builtin_update updates[] = {
+    {.rule = {"adamax", NULL, 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1);
-    l->kernel = "adamax";
-    l->ndefines = 0;
+    clopt__launch_rule(l, &updates[0].kernel);
     const clopt_dtype d = l->dtype;
     const double b1p = clopt__pow_dtype(b1, (double)s->t, d);
     l->scalars[SC_lr_t] =
@@ -40,4 +58,6 @@ const clopt__optimizer_class clopt__adamax_class = {
     CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
 };

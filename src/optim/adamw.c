@@ -1,6 +1,6 @@
 /* AdamW (keras.optimizers.AdamW): Adam whose weight_decay defaults to 0.004 and may not be None.
  * The decay itself is the apply pipeline's decoupled w - w*wd*lr, applied before the Adam step,
- * so the math, slots and kernel (cl/adam.cl) are Adam's. */
+ * so the math, slots and update rules are Adam's (adam.c). */
 #include <math.h>
 #include "optim_internal.h"
 

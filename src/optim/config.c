@@ -27,12 +27,6 @@ const clopt__param clopt__base_params[CLOPT__B_COUNT] = {
                                               CLOPT__P_INT_OR_NULL, 0, 1, -INF, INF, 0, 0},
 };
 
-const clopt__optimizer_class *clopt__optimizer_class_find(const char *name) {
-    for (const clopt__optimizer_class *const *c = clopt__optimizer_classes; *c; c++)
-        if (strcasecmp((*c)->class_name, name) == 0) return *c;
-    return NULL;
-}
-
 
 static const char *expected(clopt__ptype t) {
     switch (t) {
@@ -264,6 +258,10 @@ static clopt_status read_wrapper(clopt_context *ctx, const json_t *root,
                            "optimizer config: 'registered_name' must be a string or null, got %s",
                            clopt__json_type_name(rn));
     const char *reg = json_string_value(rn);
+    if (clopt__registry_ready() != CLOPT_OK)
+        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY,
+                           "optimizer config: out of host memory registering the built-in "
+                           "classes");
     *cls = clopt__class_resolve(json_string_value(cn), reg, owned);
     if (!*cls)
         return clopt__fail(ctx, CLOPT_ERR_UNKNOWN_OPTIMIZER,

@@ -3,7 +3,6 @@
  * process-wide registry, and the classes of one from_config call (Keras's custom_objects). */
 #include <ctype.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,6 @@ typedef struct custom_class {
     clopt__user_kernel kernel;
     char kernel_name[40];
     char *source;
-    struct custom_class *next; /* the registry's list */
 } custom_class;
 
 /* ---- checking a description ---- */
@@ -185,51 +183,16 @@ static char *snake_case(const char *s) {
     return r;
 }
 
-/* s followed by the formatted text (s freed); NULL when out of memory (s NULL stays NULL). */
-static char *append(char *s, const char *fmt, ...) CLOPT__PRINTF(2, 3);
-static char *append(char *s, const char *fmt, ...) {
-    if (!s) return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    const size_t len = strlen(s);
-    char *t = n < 0 ? NULL : realloc(s, len + (size_t)n + 1);
-    if (!t) {
-        free(s);
-        return NULL;
-    }
-    va_start(ap, fmt);
-    vsnprintf(t + len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return t;
-}
-
-/* The update kernel: UPDATE_BEGIN's element, loaded into the names the program's statements
- * use (shadowing the kernel's own w and g in an inner block), and stored back. */
+/* The update kernel of a program's class: its rule, as the built-in classes' (elementwise.c). */
 static char *kernel_source(const clopt_optimizer_class_desc *d, const char *kname) {
-    char *s = clopt__format("/* %s: a program's optimizer class. */\n"
-                            "UPDATE_KERNEL void %s(UPDATE_ARGS) {\n"
-                            "    UPDATE_BEGIN;\n"
-                            "    const real g_in_ = GRAD();\n"
-                            "    real w_io_ = WEIGHT();\n",
-                            d->class_name, kname);
-    for (int k = 0; k < d->nslots; k++)
-        s = append(s, "    real s%d_io_ = LOAD(s, SLOT(%d));\n", k, k);
-    s = append(s, "    {\n        const real g = g_in_;\n        real w = w_io_;\n");
-    for (int k = 0; k < d->nslots; k++)
-        s = append(s, "        real %s = s%d_io_;\n", d->slot_names[k], k);
-    for (int k = 0; d->scalar_names && k < d->nscalars; k++)
-        s = append(s, "        const real %s = c%d; (void)%s;\n", d->scalar_names[k], k,
-                   d->scalar_names[k]);
-    s = append(s, "        (void)g;\n        {\n#line 1 \"%s.opencl_update\"\n%s\n        }\n",
-               d->class_name, d->opencl_update);
-    s = append(s, "        w_io_ = w;\n");
-    for (int k = 0; k < d->nslots; k++)
-        s = append(s, "        s%d_io_ = %s;\n", k, d->slot_names[k]);
-    s = append(s, "    }\n    STORE(w, wi, w_io_);\n");
-    for (int k = 0; k < d->nslots; k++) s = append(s, "    STORE(s, SLOT(%d), s%d_io_);\n", k, k);
-    return append(s, "    UPDATE_END;\n}\n");
+    const clopt__elementwise e = {
+        .nslots = d->nslots,
+        .slot_names = d->slot_names,
+        .nscalars = d->nscalars,
+        .scalar_names = d->scalar_names,
+        .opencl = d->opencl_update,
+    };
+    return clopt__elementwise_source(&e, "a program's optimizer class", d->class_name, kname);
 }
 
 void clopt__custom_class_free(clopt__optimizer_class *cls) {
@@ -301,8 +264,6 @@ static custom_class *class_new(const clopt_optimizer_class_desc *d) {
 
 /* ---- the registry and a call's classes ---- */
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static custom_class *registry; /* never freed: a registration lasts for the process */
 static _Thread_local char class_error[512];
 
 /* A call's classes: this thread's clopt_optimizer_from_config_with_classes in progress. */
@@ -311,18 +272,11 @@ static _Thread_local size_t scope_n;
 
 const char *clopt_class_last_error(void) { return class_error; }
 
-static custom_class *registry_find(const char *name, int by_class_name) {
-    for (custom_class *c = registry; c; c = c->next)
-        if (!strcmp(by_class_name ? c->class_name : c->registered_name, name)) return c;
-    return NULL;
-}
-
 int clopt_optimizer_class_registered(const char *name) {
-    if (!name) return 0;
-    pthread_mutex_lock(&registry_lock);
-    const int found = registry_find(name, 0) || registry_find(name, 1);
-    pthread_mutex_unlock(&registry_lock);
-    return found;
+    int builtin = 0;
+    for (int by = 0; by < 2; by++)
+        if (clopt__registry_find(name, by, &builtin) && !builtin) return 1;
+    return 0;
 }
 
 clopt_status clopt_optimizer_class_register(const clopt_optimizer_class_desc *d) {
@@ -336,29 +290,20 @@ clopt_status clopt_optimizer_class_register(const clopt_optimizer_class_desc *d)
     clopt_status st = check_desc(d, msg, cap);
     if (st != CLOPT_OK) return st;
     const char *reg = d->registered_name ? d->registered_name : d->class_name;
-    if (clopt__optimizer_class_find(d->class_name) || clopt__optimizer_class_find(reg)) {
-        snprintf(msg, cap, "%s: a built-in optimizer class has this name", reg);
-        return CLOPT_ERR_BAD_STATE;
-    }
     custom_class *c = class_new(d);
     if (!c) {
         snprintf(msg, cap, "%s: out of host memory", reg);
         return CLOPT_ERR_OUT_OF_MEMORY;
     }
-    pthread_mutex_lock(&registry_lock);
-    const int taken = registry_find(c->registered_name, 0) || registry_find(c->class_name, 1) ||
-                      registry_find(c->registered_name, 1) || registry_find(c->class_name, 0);
-    if (!taken) {
-        c->next = registry;
-        registry = c;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    if (taken) {
-        snprintf(msg, cap, "%s: a registered class has its class_name or registered_name", reg);
-        clopt__custom_class_free(&c->cls);
-        return CLOPT_ERR_BAD_STATE;
-    }
-    return CLOPT_OK;
+    const clopt__optimizer_class *clash;
+    st = clopt__registry_add(&c->cls, &clash);
+    if (st == CLOPT_OK) return CLOPT_OK;
+    if (!clash) snprintf(msg, cap, "%s: out of host memory", reg);
+    else if (!clash->registered_name)
+        snprintf(msg, cap, "%s: a built-in optimizer class has this name", reg);
+    else snprintf(msg, cap, "%s: a registered class has its class_name or registered_name", reg);
+    clopt__custom_class_free(&c->cls);
+    return st;
 }
 
 /* The call's class named `name` (by registered_name, or by class_name). */
@@ -379,23 +324,21 @@ static const clopt__optimizer_class *from_scope(const clopt_optimizer_class_desc
     return *owned;
 }
 
+/* Keras's order: the call's classes by registered_name, the registered ones by it, the
+ * built-in classes by class_name, then the call's and the registered ones by class_name. */
 const clopt__optimizer_class *clopt__class_resolve(const char *class_name,
                                                    const char *registered_name,
                                                    clopt__optimizer_class **owned) {
     const clopt_optimizer_class_desc *d;
-    const clopt__optimizer_class *r = NULL;
+    const clopt__optimizer_class *r;
+    int builtin = 0;
     *owned = NULL;
     if (registered_name && (d = scope_find(registered_name, 0))) return from_scope(d, owned);
-    pthread_mutex_lock(&registry_lock);
-    const custom_class *c = registered_name ? registry_find(registered_name, 0) : NULL;
-    pthread_mutex_unlock(&registry_lock);
-    if (c) return &c->cls;
-    if ((r = clopt__optimizer_class_find(class_name))) return r;
+    if (registered_name && (r = clopt__registry_find(registered_name, 0, NULL))) return r;
+    r = clopt__registry_find(class_name, 1, &builtin);
+    if (r && builtin) return r;
     if ((d = scope_find(class_name, 1))) return from_scope(d, owned);
-    pthread_mutex_lock(&registry_lock);
-    c = registry_find(class_name, 1);
-    pthread_mutex_unlock(&registry_lock);
-    return c ? &c->cls : NULL;
+    return r;
 }
 
 clopt_status clopt_optimizer_from_config_with_classes(clopt_context *ctx, const char *json,

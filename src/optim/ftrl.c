@@ -1,4 +1,5 @@
-/* Ftrl (keras.optimizers.Ftrl). Kernel: cl/ftrl.cl.
+/* Ftrl (keras.optimizers.Ftrl). Its update: two element-wise rules (-learning_rate_power 0.5,
+ * where n^0.5 is a correctly rounded sqrt, and any other).
  *
  * Keras checks its hyperparameters in the constructor with messages of its own, reproduced here
  * (the table's ranges are open so that validate() reports them). Slots as Keras's
@@ -57,13 +58,43 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
     return 2;
 }
 
+/* Slots 0 accumulator n, 1 linear z. */
+static const char *const slot_names[] = {"n", "z"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_FTRL(CLOPT__RULE_NAME_)};
+static const char body[] = "const real gs = g + shrinkage_twice * w;\n"
+                           "const real n1 = n + g * g;\n"
+                           "const real p1 = NPOW(n1);\n"
+                           "z += gs - (p1 - NPOW(n)) / lr * w;\n"
+                           "const real q = p1 / lr + l2_twice;\n"
+                           "w = (clamp(z, -l1, l1) - z) / q;\n"
+                           "n = n1;";
+
+/* user_data: 1 where -learning_rate_power is 0.5. */
+static void host(double *w, double g, double *s, const double *c, void *half_power) {
+    CLOPT__RULE_SCALARS(FTRL, c);
+    const int half = *(const int *)half_power;
+    const double gs = g + shrinkage_twice * *w, n1 = s[0] + g * g;
+    const double p1 = half ? sqrt(n1) : pow(n1, neg_power);
+    const double p0 = half ? sqrt(s[0]) : pow(s[0], neg_power);
+    s[1] += gs - (p1 - p0) / lr * *w;
+    const double q = p1 / lr + l2_twice;
+    *w = (fmin(fmax(s[1], -l1), l1) - s[1]) / q;
+    s[0] = n1;
+}
+
+static int variants[] = {0, 1};
+static clopt__builtin_update updates[] = {
+    {.rule = {"ftrl", "#define NPOW(x) pow((x), neg_power)\n", 2, slot_names,
+              CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[0]}},
+    {.rule = {"ftrl_power_half", "#define NPOW(x) sqrt(x)\n", 2, slot_names,
+              CLOPT__COUNTOF(scalar_names), scalar_names, body, host, &variants[1]}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double power = -clopt__hp(o, LEARNING_RATE_POWER);
     const double l2 = clopt__hp(o, L2) + clopt__hp(o, BETA) / (2.0 * s->lr);
-    l->kernel = "ftrl";
-    l->ndefines = 1;
     /* n^0.5 (the default learning_rate_power) as a correctly rounded sqrt. */
-    l->defines[0] = (clopt__define){"POWER_HALF", power == 0.5};
+    clopt__launch_rule(l, &updates[power == 0.5].kernel);
     l->scalars[SC_lr] = s->lr;
     l->scalars[SC_neg_power] = power;
     l->scalars[SC_l2_twice] = 2.0 * l2;
@@ -79,4 +110,6 @@ const clopt__optimizer_class clopt__ftrl_class = {
     .slots = slots,
     .validate = validate,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
 };

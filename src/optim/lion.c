@@ -1,6 +1,6 @@
-/* Lion (keras.optimizers.Lion). Kernel: cl/lion.cl. Keras checks beta_1 in (0, 1] with a message
- * of its own (reproduced by validate(); the table's range is open for it); beta_2 is not
- * checked. */
+/* Lion (keras.optimizers.Lion). Its update: an element-wise rule. Keras checks beta_1 in (0, 1]
+ * with a message of its own (reproduced by validate(); the table's range is open for it);
+ * beta_2 is not checked. */
 #include <math.h>
 #include "json_internal.h"
 #include "optim_internal.h"
@@ -31,10 +31,28 @@ static int slots(const clopt_optimizer *o, clopt__slot_kind *k) {
     return 1;
 }
 
+static const char *const slot_names[] = {"m"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_LION(CLOPT__RULE_NAME_)};
+static const char body[] = "const real x = m * beta_1 + g * one_minus_beta_1;\n"
+                           "w -= lr * (isnan(x) ? x : sign(x));\n"
+                           "m = m * beta_2 + g * one_minus_beta_2;";
+
+static void host(double *w, double g, double *s, const double *c, void *user_data) {
+    CLOPT__RULE_SCALARS(LION, c);
+    (void)user_data;
+    const double x = s[0] * beta_1 + g * one_minus_beta_1;
+    *w -= lr * (isnan(x) ? x : (double)((x > 0) - (x < 0)));
+    s[0] = s[0] * beta_2 + g * one_minus_beta_2;
+}
+
+static clopt__builtin_update updates[] = {
+    {.rule = {"lion", NULL, 1, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
-    l->kernel = "lion";
-    l->ndefines = 0;
+    clopt__launch_rule(l, &updates[0].kernel);
     l->scalars[SC_lr] = s->lr;
     l->scalars[SC_beta_1] = b1;
     l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
@@ -50,4 +68,6 @@ const clopt__optimizer_class clopt__lion_class = {
     .slots = slots,
     .validate = validate,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
 };

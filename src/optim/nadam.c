@@ -1,4 +1,4 @@
-/* Nadam (keras.optimizers.Nadam). Kernel: cl/nadam.cl.
+/* Nadam (keras.optimizers.Nadam). Its update: an element-wise rule.
  *
  * Keras keeps u_product, the running product of the momentum schedule
  * u_t = beta_1 * (1 - 0.5 * 0.96^t), in a scalar variable of the first variable's dtype, updated
@@ -46,6 +46,28 @@ static void before_step(clopt_optimizer *o, const clopt__step_info *s) {
     o->state[U_PRODUCT] = clopt__elem_load(cell, d, 0);
 }
 
+static const char *const slot_names[] = {"m", "v"};
+static const char *const scalar_names[] = {CLOPT_SCALARS_NADAM(CLOPT__RULE_NAME_)};
+static const char body[] = "m += (g - m) * one_minus_beta_1;\n"
+                           "v += (g * g - v) * one_minus_beta_2;\n"
+                           "const real mhat = m_coef * m + g_coef * g;\n"
+                           "const real vhat = v * v_coef;\n"
+                           "w -= mhat * lr / (sqrt(vhat) + epsilon);";
+
+static void host(double *w, double g, double *s, const double *c, void *user_data) {
+    CLOPT__RULE_SCALARS(NADAM, c);
+    (void)user_data;
+    s[0] += (g - s[0]) * one_minus_beta_1;
+    s[1] += (g * g - s[1]) * one_minus_beta_2;
+    const double mhat = m_coef * s[0] + g_coef * g, vhat = s[1] * v_coef;
+    *w -= mhat * lr / (sqrt(vhat) + epsilon);
+}
+
+static clopt__builtin_update updates[] = {
+    {.rule = {"nadam", NULL, 2, slot_names, CLOPT__COUNTOF(scalar_names), scalar_names, body,
+              host, NULL}},
+};
+
 static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__launch *l) {
     const double b1 = clopt__hp(o, BETA_1), b2 = clopt__hp(o, BETA_2);
     const double t = (double)s->t;
@@ -55,8 +77,7 @@ static void launch(const clopt_optimizer *o, const clopt__step_info *s, clopt__l
     const double u_t1 = R(R(b1) * R(1.0 - R(0.5 * clopt__pow_dtype(0.96, t + 1.0, d))));
     const double p_t = R(o->state[U_PRODUCT]); /* already updated for this step */
     const double p_t1 = R(p_t * u_t1);
-    l->kernel = "nadam";
-    l->ndefines = 0;
+    clopt__launch_rule(l, &updates[0].kernel);
     l->scalars[SC_lr] = s->lr;
     l->scalars[SC_one_minus_beta_1] = 1.0 - b1;
     l->scalars[SC_one_minus_beta_2] = 1.0 - b2;
@@ -74,6 +95,8 @@ const clopt__optimizer_class clopt__nadam_class = {
     CLOPT__PARAMS(params),
     .slots = slots,
     .launch = launch,
+    .updates = updates,
+    .nupdates = CLOPT__COUNTOF(updates),
     .before_step = before_step,
     .scalar_name = "variable",
     .init = init,

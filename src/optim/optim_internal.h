@@ -96,6 +96,54 @@ typedef struct clopt__step_info {
     double lr;  /* learning rate for this step */
 } clopt__step_info;
 
+/* An element-wise update rule: how a class (a built-in one, or a program's: custom.c) updates
+ * one element, given twice. `opencl`: statements that elementwise.c places in a fused update
+ * kernel, where w is the variable's element after weight decay, g the processed gradient, each
+ * slot a real named slot_names[k] and each scalar a const real named scalar_names[k] (c0..c7
+ * when NULL); `prelude`: lines before the kernel (the statements' #defines), or NULL. `host`:
+ * the same in double, for the host backend (clopt__user_kernel.host). */
+typedef struct clopt__elementwise {
+    const char *name; /* the kernel's name (a built-in's: "adam_amsgrad") */
+    const char *prelude;
+    int nslots;
+    const char *const *slot_names;
+    int nscalars;
+    const char *const *scalar_names;
+    const char *opencl;
+    void (*host)(double *w, double g, double *slots, const double *scalars, void *user_data);
+    void *user_data;
+} clopt__elementwise;
+
+/* A built-in class's element-wise rule and the kernel made from it when the registry registers
+ * the class (registry.c; kernel.source NULL until then). */
+typedef struct clopt__builtin_update {
+    clopt__elementwise rule;
+    clopt__user_kernel kernel;
+} clopt__builtin_update;
+
+/* The OpenCL source of rule e's kernel `kname` (malloc'd; NULL when out of memory); label and
+ * what name it in its first comment. */
+char *clopt__elementwise_source(const clopt__elementwise *e, const char *what,
+                                const char *label, const char *kname);
+/* Makes the kernels of u[0 .. n-1] that are not made yet. */
+clopt_status clopt__builtin_updates_make(clopt__builtin_update *u, int n, const char *label);
+
+/* Points launch l at kernel k (a rule's kernel: clopt__launch_user). */
+static inline void clopt__launch_rule(clopt__launch *l, const clopt__user_kernel *k) {
+    l->kernel = k->name;
+    l->user = k;
+    l->ndefines = 0;
+}
+
+/* In a rule's host function: its scalars by the names of list K of cl/scalars.cl
+ * (const double lr = c[0]), and the list's names in order, for clopt__elementwise.scalar_names
+ * (each list gives its indices in order from 0). */
+#define CLOPT__RULE_SCALAR_(i, name, doc) const double name = c_[i]; (void)name;
+#define CLOPT__RULE_SCALARS(K, c) \
+    const double *const c_ = (c); \
+    CLOPT_SCALARS_##K(CLOPT__RULE_SCALAR_)
+#define CLOPT__RULE_NAME_(i, name, doc) #name,
+
 typedef struct clopt__optimizer_class {
     const char *class_name;   /* "Adam" */
     const char *default_name; /* "adam" */
@@ -154,6 +202,10 @@ typedef struct clopt__optimizer_class {
      * (NULL for the built-in classes: null and "keras.optimizers"). */
     const char *registered_name;
     const char *module;
+    /* A built-in class's element-wise rules (its launch picks one per step), whose kernels the
+     * registry makes when it registers the class; NULL for a class without. */
+    clopt__builtin_update *updates;
+    int nupdates;
 } clopt__optimizer_class;
 
 /* What a wrapper class does in place of the base class. A wrapper's optimizer struct is its own
@@ -179,9 +231,20 @@ typedef struct clopt__wrapper_ops {
 } clopt__wrapper_ops;
 
 
-/* Every class, NULL-terminated (registry.c). */
-extern const clopt__optimizer_class *const clopt__optimizer_classes[];
-const clopt__optimizer_class *clopt__optimizer_class_find(const char *name);
+/* The registry (registry.c): one table of every class a config can name. The built-in classes
+ * are registered into it on first use (their rules' kernels made then), a program's classes by
+ * clopt_optimizer_class_register (custom.c); thread-safe. find: by registered_name (exact case;
+ * the built-in classes have none), or by class_name (a built-in's in any case, as Keras's
+ * optimizers.get, a registered one's exact), with *builtin set. add: refuses (CLOPT_ERR_BAD_STATE,
+ * with *clash the class it collides with) a class whose class_name or registered_name another
+ * has under either. builtin_at: the i-th built-in class, NULL past the last. ready: CLOPT_OK, or
+ * CLOPT_ERR_OUT_OF_MEMORY when the built-in classes could not be registered. */
+const clopt__optimizer_class *clopt__registry_find(const char *name, int by_class_name,
+                                                   int *builtin);
+clopt_status clopt__registry_add(const clopt__optimizer_class *cls,
+                                 const clopt__optimizer_class **clash);
+const clopt__optimizer_class *clopt__builtin_class_at(size_t i);
+clopt_status clopt__registry_ready(void);
 
 /* Programs' classes (custom.c). The class a config names: by its registered_name among the
  * call's classes (clopt__custom_scope_begin) and the registered ones, then by class_name among
