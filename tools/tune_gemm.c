@@ -5,11 +5,13 @@
  * their progress table as it comes (the best configuration whose results matched the reference,
  * so a run stopped early still gives one), and writes the winners as a "gemm" entry of the
  * tuning database (src/core/tuning_gemm.c reads it). Device + driver entries of the other kind
- * are left alone. The table format is CLBlast 1.5's. */
-#define _POSIX_C_SOURCE 200809L /* fork, mkdtemp, setenv, kill */
+ * are left alone. The table format is CLBlast 1.5's. A tuner writes into a pseudo-terminal, so that
+ * its stdio flushes each line (into a pipe it would hold them back until it is stopped). */
+#define _XOPEN_SOURCE 700 /* fork, mkdtemp, setenv, kill, posix_openpt */
 #include "tune_gemm.h"
 #include <CL/cl.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -183,13 +185,11 @@ static void read_line(gemm_run *r, char *line, int *total) {
     }
     char *f[12];
     int nf = 0;
-    for (char *p = line; *p == '|' && nf < 12;) {
-        char *q = strchr(p + 1, '|');
-        if (!q) break;
-        *q = '\0';
-        f[nf++] = trim(p + 1);
-        p = q;
-    }
+    if (line[0] == '|') /* the fields between the bars (the last one, after the final bar, unused) */
+        for (char *p = line + 1, *q; nf < 12 && (q = strchr(p, '|')); p = q + 1) {
+            *q = '\0';
+            f[nf++] = trim(p);
+        }
     if (nf < 9 || !*f[0] || strspn(f[0], "0123456789") != strlen(f[0])) return;
     r->tried++;
     const double ms = atof(f[6]);
@@ -222,10 +222,14 @@ static void remove_dir(const char *dir) {
 static void progress(const gemm_args *a, const gemm_run *r, int total, double left, int first) {
     if (a->quiet || a->json || (!first && !isatty(STDERR_FILENO))) return;
     char line[256];
-    snprintf(line, sizeof line,
-             "clopt tune --gemm: %s/%d %lux%lux%lu: %d configurations tried (stage of %d), "
-             "best %.3f ms, %.0f s left",
-             r->kernel, r->precision, a->m, a->n, a->k, r->tried, total, r->best_ms, left);
+    if (first)
+        snprintf(line, sizeof line, "clopt tune --gemm: %s -precision %d, %lux%lux%lu, for up "
+                 "to %.0f s", r->tuner, r->precision, a->m, a->n, a->k, left);
+    else
+        snprintf(line, sizeof line,
+                 "clopt tune --gemm: %s/%d: %d configurations tried (this stage: %d), best "
+                 "%.3f ms, %.0f s left",
+                 r->kernel, r->precision, r->tried, total, r->best_ms, left);
     fprintf(stderr, isatty(STDERR_FILENO) ? "\r\033[K%s" : "%s\n", line);
     fflush(stderr);
 }
@@ -247,24 +251,30 @@ static int run_tuner(const gemm_args *a, gemm_run *r, int platform, int device, 
     snprintf(sf, sizeof sf, "%g", a->fraction);
     char *argv[] = {exe, "-platform", sp, "-device", sd, "-precision", spr, "-m", sm, "-n", sn,
                     "-k", sk, "-fraction", sf, NULL};
-    int fd[2];
-    if (pipe(fd)) {
+    const int master = posix_openpt(O_RDWR | O_NOCTTY);
+    const char *slave = master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0
+                            ? ptsname(master)
+                            : NULL;
+    if (!slave) {
+        if (master >= 0) close(master);
         remove_dir(dir);
+        fprintf(stderr, "clopt tune: no pseudo-terminal for the tuner's output\n");
         return -1;
     }
     fflush(NULL);
     const pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);
-        dup2(fd[1], STDOUT_FILENO);
-        dup2(fd[1], STDERR_FILENO);
-        close(fd[0]);
-        close(fd[1]);
+    if (pid == 0) { /* its own session: stopped with its children by kill(-pid) */
+        setsid();
+        const int s = open(slave, O_RDWR);
+        dup2(s, STDOUT_FILENO);
+        dup2(s, STDERR_FILENO);
+        close(s);
+        close(master);
         if (chdir(dir) == 0) execvp(exe, argv);
         printf("clopt: cannot run %s\n", exe);
         _exit(127);
     }
-    close(fd[1]);
+    int fd[1] = {master};
     const double start = now_s(), end = start + seconds;
     char buf[8192];
     size_t used = 0;
