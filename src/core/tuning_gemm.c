@@ -161,12 +161,10 @@ void clopt__gemm_tuning_apply(clopt_context *ctx) {
     char *origin = clopt__tuning_lookup(ctx, gemm_entry, &s, "CLBlast's own parameters", &found);
     char *params = found ? describe(&s) : clopt__strdup("");
     char *why = found ? apply(ctx, &s) : NULL;
-    if (why) { /* nothing is in force that clopt set: say so, and why */
+    if (why) { /* the entry's parameters stay visible; the origin says they are not in force */
         char *o = clopt__format("%s; not applied: %s", origin ? origin : "", why);
         free(origin);
         origin = o;
-        free(params);
-        params = clopt__strdup("");
         free(why);
     }
     ctx->gemm_state = 1;
