@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "clopt/experimental.h"
 #include "bench_internal.h"
+#include "tune_gemm.h"
 
 #define MAX_CAND 128
 #define MAX_KW 64
@@ -50,6 +51,7 @@ void cli_help_tune(FILE *out) {
             "  --shapes TxN,... tensors x elements each (default 1x16777216,2000x4096,10000x256)\n"
             "  --show           print the parameters in force and where they came from\n",
             ROUNDS);
+    tune_gemm_help(out);
 }
 
 static int parse_args(int argc, char **argv, tune_args *a) {
@@ -119,7 +121,7 @@ static int parse_workloads(const tune_args *a, kw *out, size_t *nout) {
     }
     free(ks);
     *nout = n;
-    if (!n) fprintf(stderr, "clopt tune: no kernels to tune (Muon's GEMMs: not yet)\n");
+    if (!n) fprintf(stderr, "clopt tune: no kernels to tune (Muon's GEMMs: --gemm)\n");
     return n ? 0 : -1;
 }
 
@@ -306,7 +308,8 @@ static int write_db(const char *path, const clopt_device_identity *id,
         json_t *e = json_array_get(entries, i);
         const char *d = json_string_value(json_object_get(e, "device"));
         const char *v = json_string_value(json_object_get(e, "driver"));
-        if (d && v && strcmp(d, id->device) == 0 && strcmp(v, id->driver) == 0)
+        if (d && v && strcmp(d, id->device) == 0 && strcmp(v, id->driver) == 0 &&
+            !json_object_get(e, "gemm")) /* GEMM entries: tune_gemm.c's */
             json_array_remove(entries, i);
     }
     json_array_append_new(
@@ -339,6 +342,7 @@ static int show(clopt_context *ctx) {
            id.type, id.driver);
     printf("parameters (every kernel): block_chunks %d, max_blocks %d, form %s\nfrom: %s\n",
            p.block_chunks, p.max_blocks, form_name(p.form), origin);
+    tune_gemm_show(ctx);
     return 0;
 }
 
@@ -437,6 +441,7 @@ static void make_parents(const char *path) {
 }
 
 int cli_cmd_tune(int argc, char **argv) {
+    if (tune_gemm_wanted(argc, argv)) return tune_gemm_main(argc, argv);
     tune_args a;
     if (parse_args(argc, argv, &a)) return 2;
     if (a.db) setenv("CLOPT_TUNING_DB", a.db, 1);

@@ -99,6 +99,17 @@ CLOPT_API clopt_status clopt_context_device_identity(clopt_context *ctx,
  * Malloc'd; NULL out of memory. */
 CLOPT_API char *clopt_tuning_db_path(void);
 
+/* CLBlast's GEMM parameters (Muon's Newton-Schulz products on OpenCL) that the tuning database
+ * gives for the context's device (`clopt tune --gemm`), looked up and handed to CLBlast
+ * (CLBlastOverrideParameters) on the first call of this or when an optimizer that multiplies
+ * matrices is built. *params: "Kernel/precision: NAME=VALUE ...; ..." ("" when the database has
+ * none and CLBlast uses its own); *origin (when not NULL): the database entry, or why none was
+ * used, followed by "; not applied: REASON" when they could not be handed to CLBlast (the host
+ * backend, a CLBlast that refused them). CLBlast keeps such parameters per device for the whole process,
+ * so they hold for every context on the device. Strings owned by the context. */
+CLOPT_API clopt_status clopt_context_gemm_params(clopt_context *ctx, const char **params,
+                                                 const char **origin);
+
 #ifdef __cplusplus
 }
 #endif

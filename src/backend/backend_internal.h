@@ -257,6 +257,11 @@ typedef struct clopt__backend_ops {
     /* Runs a segment pass; with nranges 0 it only compiles (or loads) the kernel. */
     clopt_status (*segments)(clopt_context *ctx, const clopt__segment_launch *launch);
     clopt_status (*gemm)(clopt_context *ctx, const clopt__gemm_launch *launch);
+    /* Sets CLBlast's parameters of one of its kernels ("Xgemm", "XgemmDirect", "GemmRoutine")
+     * in one precision (32, 64) for the context's device: CLBlastOverrideParameters, which holds
+     * for the whole process and recompiles on the next call. NULL: no such parameters (host). */
+    clopt_status (*gemm_override)(clopt_context *ctx, const char *kernel, int precision,
+                                  size_t n, const char *const *names, const size_t *values);
     clopt_status (*finish)(clopt_context *ctx);
 } clopt__backend_ops;
 

@@ -81,6 +81,8 @@ void clopt_context_destroy(clopt_context *ctx) {
     ctx->ops->close(ctx->state);
     free(ctx->error);
     free(ctx->kparams_origin);
+    free(ctx->gemm_params);
+    free(ctx->gemm_origin);
     free(ctx);
 }
 

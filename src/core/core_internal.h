@@ -66,7 +66,23 @@ struct clopt_context {
     int kparams_state;
     clopt_kernel_params kparams;
     char *kparams_origin;
+    /* CLBlast's GEMM parameters from the tuning database (tuning_gemm.c): 0 not looked up yet,
+     * 1 looked up and handed to the backend. gemm_params: "Kernel/precision: NAME=V ...; ..."
+     * ("" when none); gemm_origin: the entry, or why none. */
+    int gemm_state;
+    char *gemm_params, *gemm_origin;
 };
+
+/* The tuning database (tuning.c): one kind of entry's reader returns 1 when it read `e` into
+ * `out`, 0 when `e` is of another kind (skipped silently), -1 with the reason in `why` when `e` is
+ * bad (skipped, noted in the origin line). */
+struct json_t;
+typedef int (*clopt__tuning_parse)(struct json_t *e, void *out, char *why, size_t n);
+char *clopt__tuning_lookup(clopt_context *ctx, clopt__tuning_parse parse, void *out,
+                           const char *fallback, int *found);
+/* Looks the context's device up for CLBlast GEMM parameters (once per context) and hands them
+ * to the backend (tuning_gemm.c). Called when an optimizer that multiplies matrices is built. */
+void clopt__gemm_tuning_apply(clopt_context *ctx);
 
 /* Clears the context's last error message. */
 void clopt__clear_error(clopt_context *ctx);

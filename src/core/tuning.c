@@ -207,8 +207,12 @@ static void db_open(db *d, const char *label, json_t *root, const char *error, c
     }
 }
 
-/* Looks the device up; fills *p and returns the origin line (malloc'd). */
-static char *lookup(clopt_context *ctx, clopt_kernel_params *p) {
+/* Looks the device up for one kind of entry (clopt__tuning_parse): the first entry, level by
+ * level, that `parse` reads into `out`; returns the origin line (malloc'd), which names
+ * `fallback` when no entry was usable (*found 0). Shared by the kernel parameters and the
+ * CLBlast GEMM parameters (tuning_gemm.c). */
+char *clopt__tuning_lookup(clopt_context *ctx, clopt__tuning_parse parse, void *out,
+                           const char *fallback, int *found) {
     const char *id[4];
     identity(ctx, id);
     char notes[1024] = "", why[200];
@@ -246,22 +250,35 @@ static char *lookup(clopt_context *ctx, clopt_kernel_params *p) {
                 snprintf(label, sizeof label, "%s entry %zu", dbs[d].label, i);
                 if (lv == 0 && level == 1) note(notes, sizeof notes, label, "%s", why);
                 if (lv != level || !entry_matches(f, id)) continue;
-                if (parse_params(json_object_get(e, "params"), p, why, sizeof why) != 0) {
-                    note(notes, sizeof notes, label, "%s", why);
-                    continue;
-                }
+                const int got = parse(e, out, why, sizeof why);
+                if (got < 0) note(notes, sizeof notes, label, "%s", why);
+                if (got <= 0) continue;
                 origin = clopt__format("%s (%s)%s%s", label, level_names[level],
                                        *notes ? "; skipped: " : "", notes);
             }
         }
-    if (!origin) {
-        clopt_kernel_params_default(p);
-        origin = clopt__format("built-in defaults (no entry for %s / %s / %s)%s%s", id[0], id[1],
+    *found = origin != NULL;
+    if (!origin)
+        origin = clopt__format("%s (no entry for %s / %s / %s)%s%s", fallback, id[0], id[1],
                                id[2], *notes ? "; skipped: " : "", notes);
-    }
     for (int d = 0; d < 2; d++) json_decref(dbs[d].root);
     free(ulabel);
     free(path);
+    return origin;
+}
+
+/* A kernel-parameter entry (one with "params"; a GEMM entry, with "gemm" alone, is another
+ * kind: skipped without a note). */
+static int kernel_entry(json_t *e, void *out, char *why, size_t n) {
+    if (!json_object_get(e, "params") && json_object_get(e, "gemm")) return 0;
+    return parse_params(json_object_get(e, "params"), out, why, n) == 0 ? 1 : -1;
+}
+
+/* Looks the device up; fills *p and returns the origin line (malloc'd). */
+static char *lookup(clopt_context *ctx, clopt_kernel_params *p) {
+    int found;
+    char *origin = clopt__tuning_lookup(ctx, kernel_entry, p, "built-in defaults", &found);
+    if (!found) clopt_kernel_params_default(p);
     return origin;
 }
 

@@ -328,6 +328,7 @@ static clopt_status on_build(clopt_optimizer *o) {
     mu_state *st = calloc(1, sizeof *st);
     if (!st) return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     o->class_state = st;
+    clopt__gemm_tuning_apply(ctx); /* CLBlast's parameters from the tuning database */
     const size_t nv = o->nvars ? o->nvars : 1;
     uint32_t *info = calloc(nv, sizeof *info);
     st->muon = calloc(nv, 1);

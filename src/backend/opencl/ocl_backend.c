@@ -549,6 +549,26 @@ static clopt_status ocl_gemm(clopt_context *ctx, const clopt__gemm_launch *l) {
 #endif
 }
 
+/* CLBlast's parameters for one kernel and precision on this device (tuning_gemm.c reads them
+ * from the tuning database). CLBlast keeps them per device for the whole process: every context
+ * on the device gets them, and its next call of that kernel recompiles. */
+static clopt_status ocl_gemm_override(clopt_context *ctx, const char *kernel, int precision,
+                                      size_t n, const char *const *names, const size_t *values) {
+#ifdef CLOPT_WITH_CLBLAST
+    const CLBlastStatusCode st =
+        CLBlastOverrideParameters(clopt__ocl(ctx)->device, kernel, (CLBlastPrecision)precision, n,
+                                  (const char **)names, values);
+    if (st == CLBlastSuccess) return CLOPT_OK;
+    return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                       "CLBlastOverrideParameters(%s, precision %d) failed with CLBlast status %d",
+                       kernel, precision, (int)st);
+#else
+    (void)kernel, (void)precision, (void)n, (void)names, (void)values;
+    return clopt__fail(ctx, CLOPT_ERR_UNSUPPORTED,
+                       "GEMM parameters: this clopt was built without CLBlast");
+#endif
+}
+
 static clopt_status ocl_finish(clopt_context *ctx) {
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     return err == CL_SUCCESS ? CLOPT_OK : clopt__cl_fail(ctx, err, "clFinish", "waiting");
@@ -571,6 +591,7 @@ const clopt__backend_ops clopt__opencl_backend = {
     .clip_factors = ocl_clip_factors,
     .segments = ocl_segments,
     .gemm = ocl_gemm,
+    .gemm_override = ocl_gemm_override,
     .finish = ocl_finish,
 };
 
