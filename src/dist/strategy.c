@@ -1,7 +1,8 @@
 /* The strategy (include/clopt/distribute.h): replicas over several devices of one process, and
  * the mirrored optimizer's step: every replica's stages before the reduce seam
- * (clopt__apply_run_local), the all-reduce through host memory in replica order, then every
- * replica's update over the reduced gradients (clopt__apply_run_shared). */
+ * (clopt__apply_run_local), the all-reduce in replica order through the strategy's reducer
+ * (dist_internal.h; host memory: host_reduce.c), then every replica's update over the reduced
+ * gradients (clopt__apply_run_shared). */
 #include <CL/cl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,40 +10,9 @@
 #include <string.h>
 #include "clopt/clopt_cl.h"
 #include "clopt/distribute.h"
-#include "../optim/optim_internal.h"
+#include "dist_internal.h"
 
-#define MAX_REPLICAS 64
-
-struct clopt_strategy {
-    size_t n;
-    clopt_context *ctx[MAX_REPLICAS];
-    int shared; /* every replica in ctx[0] (clopt_strategy_create_replicated) */
-    int check;  /* CLOPT_DIST_CHECK: compare the replicas after every step */
-    struct clopt_mirrored_optimizer *opts; /* alive, destroyed with the strategy */
-    char error[1024];
-};
-
-/* Per replica: one scratch buffer per plan launch (the processed, then reduced, gradients at
- * the gradient block's offsets) and the host staging of that launch's span. */
-typedef struct replica_state {
-    clopt_optimizer *opt;
-    void **scratch;
-    size_t *scratch_bytes;
-    size_t nscratch;
-} replica_state;
-
-struct clopt_mirrored_optimizer {
-    clopt_strategy *s;
-    clopt_reduction op;
-    replica_state r[MAX_REPLICAS];
-    unsigned char *host[MAX_REPLICAS]; /* staging, host_cap bytes each */
-    size_t host_cap;
-    struct clopt_mirrored_optimizer *next;
-};
-
-static clopt_status fail(clopt_strategy *s, clopt_status st, const char *fmt, ...)
-    CLOPT__PRINTF(3, 4);
-static clopt_status fail(clopt_strategy *s, clopt_status st, const char *fmt, ...) {
+clopt_status clopt__dist_fail(clopt_strategy *s, clopt_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->error, sizeof s->error, fmt, ap);
@@ -51,8 +21,8 @@ static clopt_status fail(clopt_strategy *s, clopt_status st, const char *fmt, ..
 }
 
 /* A failure that replica r's context reported: its message, with the replica named. */
-static clopt_status fail_replica(clopt_strategy *s, size_t r, clopt_status st) {
-    return fail(s, st, "replica %zu (%s): %s", r, clopt_context_device_name(s->ctx[r]),
+clopt_status clopt__dist_fail_replica(clopt_strategy *s, size_t r, clopt_status st) {
+    return clopt__dist_fail(s, st, "replica %zu (%s): %s", r, clopt_context_device_name(s->ctx[r]),
                 clopt_context_last_error(s->ctx[r]));
 }
 
@@ -92,6 +62,7 @@ static clopt_strategy *new_strategy(void) {
     clopt_strategy *s = calloc(1, sizeof *s);
     const char *check = getenv("CLOPT_DIST_CHECK");
     if (s) s->check = check && *check && strcmp(check, "0") != 0;
+    if (s) s->reducer = &clopt__dist_host_reducer;
     return s;
 }
 
@@ -173,13 +144,14 @@ clopt_status clopt_strategy_variable_create(clopt_strategy *s, const char *name,
                                             clopt_dtype dtype, int ndim, const int64_t *shape,
                                             const void *init_or_NULL, clopt_variable **out) {
     if (!s) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (!out) return fail(s, CLOPT_ERR_INVALID_ARGUMENT, "variable_create: out is NULL");
+    if (!out)
+        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "variable_create: out is NULL");
     clopt_variable *v[MAX_REPLICAS];
     for (size_t r = 0; r < s->n; r++) {
         clopt_status st =
             clopt_variable_create(s->ctx[r], name, dtype, ndim, shape, init_or_NULL, &v[r]);
         if (st != CLOPT_OK) {
-            fail_replica(s, r, st);
+            clopt__dist_fail_replica(s, r, st);
             while (r) clopt_variable_destroy(v[--r]);
             return st;
         }
@@ -193,10 +165,15 @@ clopt_status clopt_strategy_variable_create(clopt_strategy *s, const char *name,
 clopt_status clopt_strategy_optimizer_from_config(clopt_strategy *s, const char *json,
                                                   clopt_mirrored_optimizer **out) {
     if (!s) return CLOPT_ERR_INVALID_ARGUMENT;
-    if (!out) return fail(s, CLOPT_ERR_INVALID_ARGUMENT, "optimizer_from_config: out is NULL");
+    if (!out)
+        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
+                                "optimizer_from_config: out is NULL");
     clopt_mirrored_optimizer *m = calloc(1, sizeof *m);
-    if (!m) return fail(s, CLOPT_ERR_OUT_OF_MEMORY, "optimizer_from_config: out of memory");
+    if (!m)
+        return clopt__dist_fail(s, CLOPT_ERR_OUT_OF_MEMORY,
+                                "optimizer_from_config: out of memory");
     m->s = s;
+    m->reducer = s->reducer;
     m->next = s->opts;
     s->opts = m;
     for (size_t r = 0; r < s->n; r++) {
@@ -204,14 +181,14 @@ clopt_status clopt_strategy_optimizer_from_config(clopt_strategy *s, const char 
         const clopt_optimizer *o = m->r[r].opt;
         if (st == CLOPT_OK && o->cls->wrapper &&
             strcmp(o->cls->class_name, "LossScaleOptimizer") != 0) {
-            st = fail(s, CLOPT_ERR_UNSUPPORTED,
+            st = clopt__dist_fail(s, CLOPT_ERR_UNSUPPORTED,
                       "optimizer_from_config: %s is not supported over replicas yet",
                       o->cls->class_name);
         } else if (st == CLOPT_OK && o->cls->wrapper) {
             /* The finite decision is taken over every replica's flag, on the host. */
             clopt__loss_scale_host_decided(m->r[r].opt);
         } else if (st != CLOPT_OK) {
-            fail_replica(s, r, st);
+            clopt__dist_fail_replica(s, r, st);
         }
         if (st != CLOPT_OK) {
             clopt_mirrored_optimizer_destroy(m);
@@ -248,7 +225,8 @@ clopt_status clopt_mirrored_optimizer_set_reduction(clopt_mirrored_optimizer *m,
                                                     clopt_reduction op) {
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     if (op != CLOPT_REDUCE_SUM && op != CLOPT_REDUCE_MEAN)
-        return fail(m->s, CLOPT_ERR_INVALID_ARGUMENT, "set_reduction: %d is not a reduction",
+        return clopt__dist_fail(m->s, CLOPT_ERR_INVALID_ARGUMENT,
+                                "set_reduction: %d is not a reduction",
                     (int)op);
     m->op = op;
     return CLOPT_OK;
@@ -259,7 +237,7 @@ int64_t clopt_mirrored_optimizer_iterations(const clopt_mirrored_optimizer *m) {
 }
 
 /* The optimizer whose stages run on replica r: a LossScaleOptimizer's inner one, else itself. */
-static clopt_optimizer *stepper(const clopt_mirrored_optimizer *m, size_t r) {
+clopt_optimizer *clopt__dist_stepper(const clopt_mirrored_optimizer *m, size_t r) {
     clopt_optimizer *in = clopt__wrapped(m->r[r].opt);
     return in ? in : m->r[r].opt;
 }
@@ -271,7 +249,7 @@ static clopt_status check_row(clopt_strategy *s, clopt_variable *const *vars, si
         const clopt_variable *a = vars[i], *b = vars[r * n + i];
         if (!a || !b) continue; /* the replica's own checks name it */
         if (strcmp(a->name, b->name) != 0 || a->dtype != b->dtype || !clopt__same_shape(a, b))
-            return fail(s, CLOPT_ERR_SHAPE_MISMATCH,
+            return clopt__dist_fail(s, CLOPT_ERR_SHAPE_MISMATCH,
                         "%s: variable %zu is '%s' on replica %zu but '%s' on replica 0 (names, "
                         "dtypes and shapes must agree)",
                         what, i, b->name, r, a->name);
@@ -283,14 +261,14 @@ clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *m,
                                             clopt_variable *const *vars, size_t n) {
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
-    if (!vars) return fail(s, CLOPT_ERR_INVALID_ARGUMENT, "build: vars is NULL");
+    if (!vars) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "build: vars is NULL");
     for (size_t r = 1; r < s->n; r++) {
         clopt_status st = check_row(s, vars, n, r, "build");
         if (st != CLOPT_OK) return st;
     }
     for (size_t r = 0; r < s->n; r++) {
         clopt_status st = clopt_optimizer_build(m->r[r].opt, vars + r * n, n);
-        if (st != CLOPT_OK) return fail_replica(s, r, st);
+        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
     }
     return CLOPT_OK;
 }
@@ -301,14 +279,14 @@ static clopt_status check_grads(clopt_strategy *s, clopt_variable *const *grads,
         for (size_t i = 0; i < n; i++) {
             const clopt_variable *g = grads[r * n + i];
             if (!g != !grads[i])
-                return fail(s, CLOPT_ERR_INVALID_ARGUMENT,
+                return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
                             "apply: gradient %zu is missing on replica %zu but not on replica "
                             "%zu; a missing gradient must be missing on every replica",
                             i, g ? (size_t)0 : r, g ? r : (size_t)0);
             if (g && g->ctx != s->ctx[r]) {
                 size_t owner = 0;
                 while (owner < s->n && s->ctx[owner] != g->ctx) owner++;
-                return fail(s, CLOPT_ERR_CONTEXT_MISMATCH,
+                return clopt__dist_fail(s, CLOPT_ERR_CONTEXT_MISMATCH,
                             "apply: gradient %zu ('%s') of replica %zu is not in replica %zu's "
                             "context (%s%zu)",
                             i, g->name, r, r,
@@ -322,9 +300,9 @@ static clopt_status check_grads(clopt_strategy *s, clopt_variable *const *grads,
 
 /* The plans of every replica pair the same variables launch by launch (one layout). */
 static clopt_status check_plans(clopt_mirrored_optimizer *m) {
-    const clopt__plan *p0 = &stepper(m, 0)->plan;
+    const clopt__plan *p0 = &clopt__dist_stepper(m, 0)->plan;
     for (size_t r = 1; r < m->s->n; r++) {
-        const clopt__plan *p = &stepper(m, r)->plan;
+        const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
         int same = p->n == p0->n && p->nlaunches == p0->nlaunches &&
                    memcmp(p->var_index, p0->var_index, p->n * sizeof *p->var_index) == 0;
         for (size_t i = 0; same && i < p->nlaunches; i++)
@@ -332,7 +310,7 @@ static clopt_status check_plans(clopt_mirrored_optimizer *m) {
                    p->launches[i].nranges == p0->launches[i].nranges &&
                    p->launches[i].dtype == p0->launches[i].dtype;
         if (!same)
-            return fail(m->s, CLOPT_ERR_UNSUPPORTED,
+            return clopt__dist_fail(m->s, CLOPT_ERR_UNSUPPORTED,
                         "apply: replica %zu's variables and gradients are grouped in memory "
                         "unlike replica 0's; create them in the same order on every replica "
                         "(clopt_strategy_variable_create does)",
@@ -342,7 +320,7 @@ static clopt_status check_plans(clopt_mirrored_optimizer *m) {
 }
 
 /* The elements [*lo, *hi) of launch i's gradient block that its pairs cover (padded). */
-static void launch_span(const clopt__plan *p, size_t i, size_t *lo, size_t *hi) {
+void clopt__dist_launch_span(const clopt__plan *p, size_t i, size_t *lo, size_t *hi) {
     const clopt__plan_launch *pl = &p->launches[i];
     *lo = SIZE_MAX;
     *hi = 0;
@@ -356,25 +334,26 @@ static void launch_span(const clopt__plan *p, size_t i, size_t *lo, size_t *hi) 
 /* Scratch buffers for replica r's current plan and host staging for its largest span. */
 static clopt_status ensure_scratch(clopt_mirrored_optimizer *m, size_t r) {
     replica_state *q = &m->r[r];
-    const clopt__plan *p = &stepper(m, r)->plan;
+    const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
     clopt_context *ctx = q->opt->ctx;
     if (p->nlaunches > q->nscratch) {
         void **b = realloc(q->scratch, p->nlaunches * sizeof *b);
         if (b) q->scratch = b;
         size_t *z = b ? realloc(q->scratch_bytes, p->nlaunches * sizeof *z) : NULL;
-        if (!z) return fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of memory");
+        if (!z) return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of memory");
         q->scratch_bytes = z;
         for (size_t i = q->nscratch; i < p->nlaunches; i++) b[i] = NULL, z[i] = 0;
         q->nscratch = p->nlaunches;
     }
     for (size_t i = 0; i < p->nlaunches; i++) {
         size_t lo, hi;
-        launch_span(p, i, &lo, &hi);
+        clopt__dist_launch_span(p, i, &lo, &hi);
         const size_t es = clopt_dtype_size(p->launches[i].dtype), need = hi * es;
         if (need > m->host_cap) {
             for (size_t k = 0; k < m->s->n; k++) {
                 unsigned char *h = realloc(m->host[k], need);
-                if (!h) return fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of memory");
+                if (!h)
+                    return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "apply: out of memory");
                 m->host[k] = h;
             }
             m->host_cap = need;
@@ -384,53 +363,8 @@ static clopt_status ensure_scratch(clopt_mirrored_optimizer *m, size_t r) {
         q->scratch[i] = NULL;
         q->scratch_bytes[i] = 0;
         if (ctx->ops->buffer_create(ctx, need, &q->scratch[i]) != CLOPT_OK)
-            return fail_replica(m->s, r, CLOPT_ERR_OUT_OF_MEMORY);
+            return clopt__dist_fail_replica(m->s, r, CLOPT_ERR_OUT_OF_MEMORY);
         q->scratch_bytes[i] = need;
-    }
-    return CLOPT_OK;
-}
-
-/* Sums launch i's processed gradients over the replicas into every replica's scratch: one read
- * per replica, the sum in replica order in the element's dtype (float for 16-bit ones), one
- * write per replica. Pairs may sit at other offsets on another replica: each is summed at its
- * own offsets. */
-static clopt_status all_reduce(clopt_mirrored_optimizer *m, size_t i) {
-    const size_t n = m->s->n;
-    const clopt__plan *p0 = &stepper(m, 0)->plan;
-    const clopt__plan_launch *pl0 = &p0->launches[i];
-    const clopt_dtype dt = pl0->dtype;
-    const size_t es = clopt_dtype_size(dt);
-    size_t lo[MAX_REPLICAS], hi[MAX_REPLICAS];
-    for (size_t r = 0; r < n; r++) {
-        clopt_context *ctx = m->r[r].opt->ctx;
-        launch_span(&stepper(m, r)->plan, i, &lo[r], &hi[r]);
-        if (ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es, m->host[r] + lo[r] * es,
-                           (hi[r] - lo[r]) * es) != CLOPT_OK)
-            return fail_replica(m->s, r, CLOPT_ERR_OPENCL);
-    }
-    for (size_t k = pl0->range_base; k < pl0->range_base + pl0->nranges; k++) {
-        const size_t count = p0->grads[k]->padded;
-        for (size_t e = 0; e < count; e++) {
-            double sum = 0;
-            float sumf = 0;
-            for (size_t r = 0; r < n; r++) {
-                const double x =
-                    clopt__elem_load(m->host[r], dt, stepper(m, r)->plan.grads[k]->offset + e);
-                sum += x;
-                sumf += (float)x;
-            }
-            if (dt != CLOPT_FLOAT64) sum = sumf;
-            if (m->op == CLOPT_REDUCE_MEAN)
-                sum = dt == CLOPT_FLOAT64 ? sum / (double)n : (double)(sumf / (float)n);
-            for (size_t r = 0; r < n; r++)
-                clopt__elem_store(m->host[r], dt, stepper(m, r)->plan.grads[k]->offset + e, sum);
-        }
-    }
-    for (size_t r = 0; r < n; r++) {
-        clopt_context *ctx = m->r[r].opt->ctx;
-        if (ctx->ops->write(ctx, m->r[r].scratch[i], lo[r] * es, m->host[r] + lo[r] * es,
-                            (hi[r] - lo[r]) * es) != CLOPT_OK)
-            return fail_replica(m->s, r, CLOPT_ERR_OPENCL);
     }
     return CLOPT_OK;
 }
@@ -439,19 +373,20 @@ static clopt_status all_reduce(clopt_mirrored_optimizer *m, size_t i) {
 static clopt_status prepare(clopt_mirrored_optimizer *m, clopt_variable *const *grads,
                             size_t nreplicas, clopt_variable *const *vars, size_t n) {
     clopt_strategy *s = m->s;
-    if (!grads) return fail(s, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
+    if (!grads) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
     if (nreplicas != s->n)
-        return fail(s, CLOPT_ERR_LENGTH_MISMATCH,
+        return clopt__dist_fail(s, CLOPT_ERR_LENGTH_MISMATCH,
                     "apply: gradients for %zu replicas given but the strategy has %zu",
                     nreplicas, s->n);
     clopt_status st = check_grads(s, grads, n);
     for (size_t r = 1; st == CLOPT_OK && vars && r < s->n; r++)
         st = check_row(s, vars, n, r, "apply");
-    if (st == CLOPT_OK && vars && !m->r[0].opt->built) st = clopt_mirrored_optimizer_build(m, vars, n);
+    if (st == CLOPT_OK && vars && !m->r[0].opt->built)
+        st = clopt_mirrored_optimizer_build(m, vars, n);
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
-        st = clopt__apply_prepare(stepper(m, r), m->r[r].opt, grads + r * n,
+        st = clopt__apply_prepare(clopt__dist_stepper(m, r), m->r[r].opt, grads + r * n,
                                   vars ? vars + r * n : NULL, n);
-        if (st != CLOPT_OK) return fail_replica(s, r, st);
+        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
     }
     if (st == CLOPT_OK) st = check_plans(m);
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) st = ensure_scratch(m, r);
@@ -466,7 +401,7 @@ static clopt_status all_finite(clopt_mirrored_optimizer *m, int *finite) {
     for (size_t r = 0; r < m->s->n; r++) {
         int f;
         clopt_status st = clopt__loss_scale_finite(m->r[r].opt, &f);
-        if (st != CLOPT_OK) return fail_replica(m->s, r, st);
+        if (st != CLOPT_OK) return clopt__dist_fail_replica(m->s, r, st);
         *finite &= f;
     }
     return CLOPT_OK;
@@ -477,15 +412,16 @@ static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request 
     clopt_strategy *s = m->s;
     clopt_status st;
     int done = 0;
-    for (size_t r = 0; r < s->n; r++)
-        if ((st = clopt__apply_run_local(stepper(m, r), req, m->r[r].scratch, &done)) != CLOPT_OK)
-            return fail_replica(s, r, st);
+    for (size_t r = 0; r < s->n; r++) {
+        st = clopt__apply_run_local(clopt__dist_stepper(m, r), req, m->r[r].scratch, &done);
+        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
+    }
     if (done) return CLOPT_OK; /* a step that only accumulated, on every replica alike */
-    for (size_t i = 0; i < stepper(m, 0)->plan.nlaunches; i++)
-        if ((st = all_reduce(m, i)) != CLOPT_OK) return st;
+    for (size_t i = 0; i < clopt__dist_stepper(m, 0)->plan.nlaunches; i++)
+        if ((st = m->reducer->reduce_launch(m, i)) != CLOPT_OK) return st;
     for (size_t r = 0; r < s->n; r++)
-        if ((st = clopt__apply_run_shared(stepper(m, r), m->r[r].scratch)) != CLOPT_OK)
-            return fail_replica(s, r, st);
+        if ((st = clopt__apply_run_shared(clopt__dist_stepper(m, r), m->r[r].scratch)) != CLOPT_OK)
+            return clopt__dist_fail_replica(s, r, st);
     return CLOPT_OK;
 }
 
@@ -518,24 +454,26 @@ static clopt_status check_replicas(clopt_mirrored_optimizer *m) {
             clopt_variable *v;
             clopt_optimizer_variable(m->r[r].opt, k, NULL, NULL, &v);
             if (checksum(v, &st) != h0 && st == CLOPT_OK)
-                return fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
+                return clopt__dist_fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
                             "apply: replica %zu's '%s' differs from replica 0's after step "
                             "%lld (CLOPT_DIST_CHECK)",
                             r, name, (long long)clopt_optimizer_iterations(o0));
         }
-        if (st != CLOPT_OK) return fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read '%s'", name);
+        if (st != CLOPT_OK)
+            return clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read '%s'", name);
     }
-    const clopt_optimizer *in0 = stepper(m, 0);
+    const clopt_optimizer *in0 = clopt__dist_stepper(m, 0);
     for (size_t i = 0; i < in0->nvars; i++) {
         clopt_status st = CLOPT_OK;
         const uint64_t h0 = checksum(in0->vars[i], &st);
         for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++)
-            if (checksum(stepper(m, r)->vars[i], &st) != h0 && st == CLOPT_OK)
-                return fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
+            if (checksum(clopt__dist_stepper(m, r)->vars[i], &st) != h0 && st == CLOPT_OK)
+                return clopt__dist_fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
                             "apply: replica %zu's variable '%s' differs from replica 0's after "
                             "step %lld (CLOPT_DIST_CHECK)",
                             r, in0->vars[i]->name, (long long)clopt_optimizer_iterations(o0));
-        if (st != CLOPT_OK) return fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read a variable");
+        if (st != CLOPT_OK)
+            return clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read a variable");
     }
     return CLOPT_OK;
 }
