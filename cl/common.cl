@@ -132,14 +132,41 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
     return a;
 }
 
-/* The unit's block u_ (returning past the launch's last block), its segment sgm_ and chunks
- * k0_ .. kn_ - 1 of it. */
+/* From segment r (of block u - 1, or earlier), the segment of block u: the next ones while they
+ * start at or before u (a unit's consecutive blocks: no search after its first). */
+inline uint clopt_segment_next(global const segment *table, uint r, uint end, uint u) {
+    while (r + 1 < end && table[r + 1].block <= u) r++;
+    return r;
+}
+
+/* ITEM_BLOCKS (a -D option: clopt_kernel_params.item_blocks; default 1): blocks per unit of
+ * work. ITEM_LOOP(unit) runs the unit's ITEM_BLOCKS consecutive blocks one after another, each
+ * as a unit of one block would (the same chunks, the same per-block partials, the same order),
+ * so any value gives the same bits; the backend launches ceil(blocks / ITEM_BLOCKS) units. It
+ * spreads a unit's fixed costs (POCL's call of the work-group function, the search for the
+ * segment, the loop's set-up) over more elements when blocks are small (many small variables:
+ * one block each). The segment of each later block is found by walking on from the last one.
+ * BLOCK_START opens the loop and every *_END closes it. */
+#ifndef ITEM_BLOCKS
+#define ITEM_BLOCKS 1
+#endif
+#define ITEM_LOOP(unit)                                                                       \
+    uint r_ = tbase;                                                                          \
+    for (uint ib_ = 0; ib_ < ITEM_BLOCKS; ib_++) {                                            \
+        const uint u_ = ub_ + (uint)(unit) * ITEM_BLOCKS + ib_;                               \
+        if (u_ >= ue_) return;                                                                \
+        r_ = ib_ == 0 ? clopt_segment_find(table, tbase, ntable, u_)                          \
+                      : clopt_segment_next(table, r_, tbase + ntable, u_)
+
+/* The unit's blocks u_ (returning past the launch's last block), each one's segment sgm_ and
+ * chunks k0_ .. kn_ - 1 of it, in ITEM_LOOP. */
 #define BLOCK_START(unit)                                                                     \
     STEP_LOAD_;                                                                               \
     const segment sl_ = table[tbase + ntable - 1];                                            \
-    const uint u_ = table[tbase].block + (uint)(unit);                                        \
-    if (u_ >= sl_.block + (sl_.count + sl_.bchunks - 1) / sl_.bchunks) return;                \
-    const segment sgm_ = table[clopt_segment_find(table, tbase, ntable, u_)];                 \
+    const uint ub_ = table[tbase].block;                                                      \
+    const uint ue_ = sl_.block + (sl_.count + sl_.bchunks - 1) / sl_.bchunks;                \
+    ITEM_LOOP(unit);                                                                          \
+    const segment sgm_ = table[r_];                                                           \
     const uint k0_ = (u_ - sgm_.block) * sgm_.bchunks;                                        \
     const uint kn_ = k0_ + sgm_.bchunks < sgm_.count ? k0_ + sgm_.bchunks : sgm_.count;       \
     const uint sg = sgm_.index;                                                               \
@@ -169,7 +196,7 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
     for (size_t i_ = 0; i_ < n_; i_++) {                                                      \
         const size_t wi = w0_ + i_, gi = g0_ + i_, si = s0_ + i_, lane_ = i_ % CHUNK;         \
         (void)wi; (void)gi; (void)si; (void)lane_
-#define UPDATE_END }
+#define UPDATE_END } }
 #else
 #define UPDATE_KERNEL kernel
 #define UPDATE_BEGIN GROUP_BEGIN
@@ -188,7 +215,7 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
                      gi = ((size_t)sgm_.grad + k_) * CHUNK + lane_,                           \
                      si = ((size_t)sgm_.slot + k_) * CHUNK + lane_;                           \
         (void)wi; (void)gi; (void)si
-#define GROUP_END }
+#define GROUP_END } }
 
 /* Reductions over a chunk on a CPU device (CLOPT_CPU, set by the backend). POCL runs a
  * work-group's tree reduction through local memory as one loop over the work-items per barrier:
@@ -203,7 +230,7 @@ inline uint clopt_segment_find(global const segment *table, uint lo, uint n, uin
     BLOCK_START(get_global_id(0));                                                   \
     for (uint k_ = k0_; k_ < kn_; k_++) {                                            \
         const uint4 ch_ = (uint4)(sgm_.var + k_, sgm_.grad + k_, sgm_.slot + k_, sg)
-#define CHUNK_END }
+#define CHUNK_END } }
 #define CHUNK_LANE(i)                                                                \
     const size_t wi = (size_t)ch_.x * CHUNK + (i), gi = (size_t)ch_.y * CHUNK + (i), \
                  si = (size_t)ch_.z * CHUNK + (i);                                   \

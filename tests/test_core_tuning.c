@@ -29,11 +29,12 @@ Test(tuning, out_of_range_refused_and_nothing_changes) {
         clopt_kernel_params p;
         const char *names;
     } bad[] = {
-        {{0, 4096, 0}, "block_chunks"},    {{1025, 4096, 0}, "block_chunks"},
-        {{16, 15, 0}, "max_blocks"},       {{16, 1048577, 0}, "max_blocks"},
-        {{16, 4096, -1}, "form"},          {{16, 4096, 3}, "form"},
+        {{0, 4096, 0, 1}, "block_chunks"},    {{1025, 4096, 0, 1}, "block_chunks"},
+        {{16, 15, 0, 1}, "max_blocks"},       {{16, 1048577, 0, 1}, "max_blocks"},
+        {{16, 4096, -1, 1}, "form"},          {{16, 4096, 3, 1}, "form"},
+        {{16, 4096, 0, -1}, "item_blocks"},   {{16, 4096, 0, 65}, "item_blocks"},
     };
-    const clopt_kernel_params good = {4, 64, CLOPT_KERNEL_FORM_GROUP};
+    const clopt_kernel_params good = {4, 64, CLOPT_KERNEL_FORM_GROUP, 8};
     TU_OK(ctx, clopt_context_set_kernel_params(ctx, &good));
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         TU_ASSERT_STATUS(ctx, clopt_context_set_kernel_params(ctx, &bad[i].p),
@@ -42,8 +43,15 @@ Test(tuning, out_of_range_refused_and_nothing_changes) {
         clopt_kernel_params now;
         TU_OK(ctx, clopt_context_kernel_params(ctx, &now, NULL));
         cr_assert(now.block_chunks == 4 && now.max_blocks == 64 &&
-                  now.form == CLOPT_KERNEL_FORM_GROUP, "case %zu changed the parameters", i);
+                      now.form == CLOPT_KERNEL_FORM_GROUP && now.item_blocks == 8,
+                  "case %zu changed the parameters", i);
     }
+    /* the bounds themselves are valid; item_blocks 0 stands for the default, 1 */
+    const clopt_kernel_params edges[] = {{1, 16, 0, 64}, {1024, 1048576, 2, 0}};
+    for (size_t i = 0; i < 2; i++) TU_OK(ctx, clopt_context_set_kernel_params(ctx, &edges[i]));
+    clopt_kernel_params now;
+    TU_OK(ctx, clopt_context_kernel_params(ctx, &now, NULL));
+    cr_assert_eq(now.item_blocks, 1, "item_blocks 0 reads back as %d, not 1", now.item_blocks);
     cr_assert_eq(clopt_context_set_kernel_params(ctx, NULL), CLOPT_ERR_INVALID_ARGUMENT);
     clopt_context_destroy(ctx);
 }
@@ -123,10 +131,11 @@ Test(tuning, levels_in_order) {
 Test(tuning, params_applied_whole) {
     char origin[2048];
     clopt_kernel_params p = lookup(HEAD "{\"device\": \"host\", \"params\": {\"block_chunks\": 32, "
-                                   "\"max_blocks\": 128, \"form\": \"group\"}}]}",
+                                   "\"max_blocks\": 128, \"form\": \"group\", \"item_blocks\": 12}}]}",
                                    origin, sizeof origin);
-    cr_assert(p.block_chunks == 32 && p.max_blocks == 128 && p.form == CLOPT_KERNEL_FORM_GROUP,
-              "%d %d %d (%s)", p.block_chunks, p.max_blocks, p.form, origin);
+    cr_assert(p.block_chunks == 32 && p.max_blocks == 128 && p.form == CLOPT_KERNEL_FORM_GROUP &&
+                  p.item_blocks == 12,
+              "%d %d %d %d (%s)", p.block_chunks, p.max_blocks, p.form, p.item_blocks, origin);
 }
 
 Test(tuning, corrupt_and_truncated_databases_fall_back) {
@@ -149,6 +158,9 @@ Test(tuning, bad_entries_skipped_with_reason) {
         {"{\"device\": \"host\", \"params\": {\"block_chunks\": 1.5}}", "not an integer"},
         {"{\"device\": \"host\", \"params\": {\"block_chunks\": 0}}", "outside"},
         {"{\"device\": \"host\", \"params\": {\"max_blocks\": 99999999}}", "outside"},
+        {"{\"device\": \"host\", \"params\": {\"item_blocks\": 65}}", "item_blocks 65 is outside"},
+        {"{\"device\": \"host\", \"params\": {\"item_blocks\": -3}}", "item_blocks -3 is outside"},
+        {"{\"device\": \"host\", \"params\": {\"item_blocks\": \"4\"}}", "not an integer"},
         {"{\"device\": \"host\", \"params\": {\"form\": \"wide\"}}", "\"form\""},
         {"{\"device\": \"host\", \"params\": {\"form\": 2}}", "\"form\""},
         {"{\"device\": \"host\", \"params\": {\"chunk\": 512}}", "unknown parameter"},
@@ -334,8 +346,12 @@ static void same_results(int ci) {
     const int elementwise = classes[ci].elementwise;
     setenv("CLOPT_TUNING_DB", "off", 1);
     /* tiny blocks with few allowed (forcing larger ones), and large blocks in the group form */
-    const clopt_kernel_params sets[] = {{1, 16, CLOPT_KERNEL_FORM_LOOP},
-                                        {64, 4096, CLOPT_KERNEL_FORM_GROUP}};
+    /* each with several blocks per unit (ITEM_LOOP: the walk from one segment to the next, a
+     * last unit past the end), in both forms; and the defaults' blocks with 3 per unit: the
+     * same bits for every class, reductions included */
+    const clopt_kernel_params sets[] = {{1, 16, CLOPT_KERNEL_FORM_LOOP, 4},
+                                        {64, 4096, CLOPT_KERNEL_FORM_GROUP, 2},
+                                        {16, 4096, CLOPT_KERNEL_FORM_LOOP, 3}};
     const clopt_dtype dts[] = {CLOPT_FLOAT32, CLOPT_FLOAT64, CLOPT_FLOAT16, CLOPT_BFLOAT16};
     int ran = 0;
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
@@ -349,13 +365,17 @@ static void same_results(int ci) {
             side tuned;
             run_side(&tuned, TU_POCL, &sets[k], cls, dts[d]);
             char what[160];
-            snprintf(what, sizeof what, "%s %s params {%d, %d, %d}", cls,
+            snprintf(what, sizeof what, "%s %s params {%d, %d, %d, %d}", cls,
                      clopt_dtype_name(dts[d]), sets[k].block_chunks, sets[k].max_blocks,
-                     sets[k].form);
+                     sets[k].form, sets[k].item_blocks);
             cr_assert_eq(tuned.st, def.st, "%s: status %s, defaults gave %s", what,
                          clopt_status_name(tuned.st), clopt_status_name(def.st));
+            /* the defaults' block shape: reductions add in the same order, whatever the form
+             * and item_blocks */
+            const int same_blocks = sets[k].block_chunks == 16 &&
+                                    sets[k].max_blocks == 4096;
             if (def.st == CLOPT_OK) {
-                compare(&def, &tuned, elementwise, what);
+                compare(&def, &tuned, elementwise || same_blocks, what);
                 if (vs_host && host.st == CLOPT_OK) compare(&host, &tuned, 0, what);
                 ran++;
             }

@@ -25,6 +25,22 @@
 #undef BT_ID
 #undef BS
 
+#ifndef CLOPT_BENCH_BASELINE
+#define CLOPT_BENCH_BASELINE "the build's own flags"
+#endif
+/* The instruction set the loops were compiled for, from the compiler's own macros. */
+#if defined(__AVX512F__)
+#define BENCH_ISA_ "AVX-512"
+#elif defined(__AVX2__)
+#define BENCH_ISA_ "AVX2"
+#elif defined(__SSE2__)
+#define BENCH_ISA_ "SSE2"
+#else
+#define BENCH_ISA_ "scalar"
+#endif
+
+const char *bench_c_baseline(void) { return CLOPT_BENCH_BASELINE ", " BENCH_ISA_; }
+
 const bench_opt bench_opts[] = {
     {"SGD", "\"learning_rate\": 0.01, \"momentum\": 0.9", 0.01, 1, 0, 0, 0, 5, 1.15, c_sgd_f32,
      c_sgd_f64},

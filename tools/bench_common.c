@@ -39,8 +39,8 @@ void bench_tuning_line(clopt_context *ctx, char *buf, size_t n) {
     clopt_kernel_params p;
     const char *origin = "";
     clopt_context_kernel_params(ctx, &p, &origin);
-    snprintf(buf, n, "block_chunks %d, max_blocks %d, form %s; from %s", p.block_chunks,
-             p.max_blocks, forms[p.form], origin);
+    snprintf(buf, n, "block_chunks %d, max_blocks %d, form %s, item_blocks %d; from %s",
+             p.block_chunks, p.max_blocks, forms[p.form], p.item_blocks, origin);
 }
 
 /* The optimizer's Keras config with the clipping mode's key. */

@@ -140,6 +140,9 @@ int bench_check_result(clopt_context *ctx, const cside *c, const cbench *b, clop
 double bench_now_ns(void);
 /* The C loops' OpenMP threads (1 without OpenMP). */
 int bench_c_threads(void);
+/* How the C loops were compiled (CLOPT_BENCH_NATIVE: "native: ... -march=native ..., AVX-512",
+ * or "generic: ..."): the baseline the ratios are against. */
+const char *bench_c_baseline(void);
 /* The median of v[0..n) (sorts v). */
 double bench_median(double *v, size_t n);
 /* The 1-minute load average (other processes competing for the cores), or -1. */

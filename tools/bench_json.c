@@ -36,6 +36,7 @@ json_t *bench_json_run(clopt_context *ctx, const bench_args *a) {
     json_object_set_new(root, "clip", json_string(bench_clip_name(a->clip)));
     json_object_set_new(root, "rounds", json_integer(a->rounds));
     json_object_set_new(root, "c_threads", json_integer(bench_c_threads()));
+    json_object_set_new(root, "c_baseline", json_string(bench_c_baseline()));
     json_object_set_new(root, "omp_wait_policy", env_string("OMP_WAIT_POLICY"));
     json_object_set_new(root, "omp_schedule", env_string("OMP_SCHEDULE"));
     json_object_set_new(root, "load_average_before", json_real(a->load_before));

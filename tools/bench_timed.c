@@ -108,6 +108,7 @@ static void print_table(clopt_context *ctx, const bench_args *a, const bench_res
     char tuning[1024];
     bench_tuning_line(ctx, tuning, sizeof tuning);
     printf("clopt bench: %s\nkernel parameters: %s\n", clopt_context_device_name(ctx), tuning);
+    printf("baseline: C loop %s\n", bench_c_baseline());
     printf("dtype %s, clip %s, median of %d interleaved rounds; C loop: OpenMP, %d threads, "
            "OMP_WAIT_POLICY=%s, OMP_SCHEDULE=%s\nload average (1 min) before %.2f, after "
            "%.2f\n\n",

@@ -16,7 +16,7 @@
 #include "bench_internal.h"
 #include "tune_gemm.h"
 
-#define MAX_CAND 128
+#define MAX_CAND 512
 #define MAX_KW 64
 #define ROUNDS 5
 
@@ -39,7 +39,8 @@ void cli_help_tune(FILE *out) {
             "                  [--fraction F] [--shapes TxN,...] [--db FILE] [--json] [--quiet]\n"
             "       clopt tune --show [--device SPEC] [--db FILE]\n"
             "\n"
-            "Searches the kernel parameters (block_chunks, max_blocks, form) for the device and\n"
+            "Searches the kernel parameters (block_chunks, max_blocks, form, item_blocks) for the\n"
+            "device (the defaults' one-parameter neighbours first, then the grid at random) and\n"
             "writes the best set into the tuning database (--db, else CLOPT_TUNING_DB, else\n"
             "tuning.json in the cache directory). Each candidate is checked against the host\n"
             "backend, then timed against the defaults (%d interleaved rounds, median paired\n"
@@ -125,20 +126,60 @@ static int parse_workloads(const tune_args *a, kw *out, size_t *nout) {
     return n ? 0 : -1;
 }
 
-/* The candidates: the defaults first, then the grid (or a random fraction of it) shuffled. */
+static int same_params(const clopt_kernel_params *a, const clopt_kernel_params *b) {
+    return a->block_chunks == b->block_chunks && a->max_blocks == b->max_blocks &&
+           a->form == b->form && a->item_blocks == b->item_blocks;
+}
+
+/* Appends p unless listed already (or full). */
+static void add_candidate(clopt_kernel_params *c, size_t *n, const clopt_kernel_params *p) {
+    for (size_t i = 0; i < *n; i++)
+        if (same_params(&c[i], p)) return;
+    if (*n < MAX_CAND) c[(*n)++] = *p;
+}
+
+/* The candidates: the defaults first; then their one-parameter neighbours, nearest first (a
+ * short budget tries what most likely wins: one change at a time); then the grid (or a random
+ * fraction of it) shuffled. The form "auto" of the defaults is the device's own: its neighbour
+ * is each explicit form. */
 static size_t candidates(double fraction, clopt_kernel_params *c) {
     static const int bc[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     static const int mb[] = {256, 1024, 4096, 16384, 65536};
+    static const int ib[] = {1, 2, 4, 8, 16, 32};
+    static const int near_ib[] = {4, 16, 2, 8, 32}, near_bc[] = {32, 8, 64, 4};
+    static const int near_mb[] = {16384, 1024};
     size_t n = 0;
-    clopt_kernel_params_default(&c[n++]);
+    clopt_kernel_params d;
+    clopt_kernel_params_default(&d);
+    c[n++] = d;
+    for (size_t i = 0; i < 5; i++) {
+        clopt_kernel_params p = d;
+        p.item_blocks = near_ib[i];
+        add_candidate(c, &n, &p);
+        if (i < 4) {
+            p = d;
+            p.block_chunks = near_bc[i];
+            add_candidate(c, &n, &p);
+        }
+        if (i < 2) {
+            p = d;
+            p.max_blocks = near_mb[i];
+            add_candidate(c, &n, &p);
+            p = d;
+            p.form = CLOPT_KERNEL_FORM_GROUP + (int)i;
+            add_candidate(c, &n, &p);
+        }
+    }
+    const size_t grid = n;
     for (size_t i = 0; i < sizeof bc / sizeof *bc; i++)
         for (size_t j = 0; j < sizeof mb / sizeof *mb; j++)
-            for (int f = CLOPT_KERNEL_FORM_GROUP; f <= CLOPT_KERNEL_FORM_LOOP; f++) {
-                const clopt_kernel_params p = {bc[i], mb[j], f};
-                if (n < MAX_CAND && (double)rand() / RAND_MAX < fraction) c[n++] = p;
-            }
-    for (size_t i = n - 1; i > 1; i--) { /* Fisher-Yates over all but the defaults */
-        const size_t j = 1 + (size_t)rand() % i;
+            for (int f = CLOPT_KERNEL_FORM_GROUP; f <= CLOPT_KERNEL_FORM_LOOP; f++)
+                for (size_t k = 0; k < sizeof ib / sizeof *ib; k++) {
+                    const clopt_kernel_params p = {bc[i], mb[j], f, ib[k]};
+                    if ((double)rand() / RAND_MAX < fraction) add_candidate(c, &n, &p);
+                }
+    for (size_t i = n - 1; i > grid; i--) { /* Fisher-Yates over the grid's part */
+        const size_t j = grid + (size_t)rand() % (i - grid + 1);
         const clopt_kernel_params t = c[i];
         c[i] = c[j];
         c[j] = t;
@@ -230,9 +271,10 @@ static int time_workload(clopt_context *ctx, const bench_args *ba, kw *w,
             cside_free(&c);
             goto out;
         }
-        bench_progress(ba, 1, "clopt tune: %s %zu x %zu: candidate %zu/%zu {%d, %d, %s}",
+        bench_progress(ba, 1, "clopt tune: %s %zu x %zu: candidate %zu/%zu {%d, %d, %s, %d}",
                        w->opt->name, w->tensors, w->n / w->tensors, k + 1, ncand,
-                       cand[k].block_chunks, cand[k].max_blocks, form_name(cand[k].form));
+                       cand[k].block_chunks, cand[k].max_blocks, form_name(cand[k].form),
+                       cand[k].item_blocks);
         for (int r = 0; r < ROUNDS; r++)
             for (int s = 0; s < 2; s++) {
                 const int cand_side = (s == 0) == (r % 2 == 0);
@@ -313,10 +355,11 @@ static int write_db(const char *path, const clopt_device_identity *id,
             json_array_remove(entries, i);
     }
     json_array_append_new(
-        entries, json_pack("{s:s, s:s, s:s, s:s, s:{s:i, s:i, s:s}, s:o}", "vendor", id->vendor,
-                           "type", id->type, "device", id->device, "driver", id->driver, "params",
-                           "block_chunks", p->block_chunks, "max_blocks", p->max_blocks, "form",
-                           form_name(p->form), "measured", measured));
+        entries, json_pack("{s:s, s:s, s:s, s:s, s:{s:i, s:i, s:s, s:i}, s:o}", "vendor",
+                           id->vendor, "type", id->type, "device", id->device, "driver",
+                           id->driver, "params", "block_chunks", p->block_chunks, "max_blocks",
+                           p->max_blocks, "form", form_name(p->form), "item_blocks",
+                           p->item_blocks, "measured", measured));
     char *tmp = malloc(strlen(path) + 32);
     int rc = -1;
     if (tmp) {
@@ -340,8 +383,9 @@ static int show(clopt_context *ctx) {
     clopt_context_device_identity(ctx, &id);
     printf("device: %s\n  vendor \"%s\", type \"%s\", driver \"%s\"\n", id.device, id.vendor,
            id.type, id.driver);
-    printf("parameters (every kernel): block_chunks %d, max_blocks %d, form %s\nfrom: %s\n",
-           p.block_chunks, p.max_blocks, form_name(p.form), origin);
+    printf("parameters (every kernel): block_chunks %d, max_blocks %d, form %s, item_blocks %d\n"
+           "from: %s\n",
+           p.block_chunks, p.max_blocks, form_name(p.form), p.item_blocks, origin);
     tune_gemm_show(ctx);
     return 0;
 }
@@ -399,10 +443,11 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
         json_object_set_new(doc, "checked", json_integer((json_int_t)checked - 1));
         json_object_set_new(doc, "rejected", json_integer((json_int_t)rejected));
         json_object_set_new(doc, "timed_everywhere", json_integer((json_int_t)timed));
-        json_object_set_new(doc, "params", json_pack("{s:i, s:i, s:s}", "block_chunks",
+        json_object_set_new(doc, "params", json_pack("{s:i, s:i, s:s, s:i}", "block_chunks",
                                                      cand[best].block_chunks, "max_blocks",
                                                      cand[best].max_blocks, "form",
-                                                     form_name(cand[best].form)));
+                                                     form_name(cand[best].form), "item_blocks",
+                                                     cand[best].item_blocks));
         json_object_set_new(doc, "tuned", json_boolean(best != 0));
         bench_json_print(doc);
         return rc ? 1 : 0;
@@ -421,8 +466,10 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
         printf("%-18s %-15s %12.3f %12.3f %7.2fx %6.1f%%\n", w[j].opt->name, shape, w[j].def_ns,
                best ? w[j].ns[best] : w[j].def_ns, 1 / r, 100 * w[j].noise);
     }
-    printf("\nparameters: block_chunks %d, max_blocks %d, form %s (%s)\nwritten to %s\n",
+    printf("\nparameters: block_chunks %d, max_blocks %d, form %s, item_blocks %d (%s)\n"
+           "written to %s\n",
            cand[best].block_chunks, cand[best].max_blocks, form_name(cand[best].form),
+           cand[best].item_blocks,
            best ? "tuned" : "no candidate beat the defaults beyond the noise: defaults kept",
            path);
     return rc ? 1 : 0;

@@ -58,11 +58,19 @@ enum {
 #define CLOPT_KERNEL_BLOCK_CHUNKS_MAX 1024
 #define CLOPT_KERNEL_MAX_BLOCKS_MIN 16
 #define CLOPT_KERNEL_MAX_BLOCKS_MAX 1048576
+/* item_blocks: blocks per unit of work (one CPU work-item or one work-group runs that many
+ * consecutive blocks, one after another; ITEM_LOOP in cl/common.cl). Many small variables make
+ * one block each; several per unit spread the per-unit costs (the unit's start, the segment
+ * lookup) over more elements. A -D build option (part of the kernel cache key); it changes no
+ * block and no sum order, so every value gives the same bits. 0 means the default, 1. */
+#define CLOPT_KERNEL_ITEM_BLOCKS_MIN 0
+#define CLOPT_KERNEL_ITEM_BLOCKS_MAX 64
 
 typedef struct clopt_kernel_params {
     int block_chunks; /* 1..1024; default 16 */
     int max_blocks;   /* 16..1048576; default 4096 */
     int form;         /* CLOPT_KERNEL_FORM_*; default AUTO */
+    int item_blocks;  /* 0..64 (0: 1); default 1 */
 } clopt_kernel_params;
 
 /* The built-in defaults (today's shapes). */

@@ -318,6 +318,10 @@ char *clopt__cache_dir(void);
  * parameters' form, AUTO meaning `cpu_default` (tuning.c). */
 int clopt__kernel_form_loop(clopt_context *ctx, int cpu_default);
 
+/* Blocks per unit of work of a block launch (ITEM_BLOCKS, cl/common.cl): the context's kernel
+ * parameters' item_blocks, at least 1 (tuning.c). */
+int clopt__kernel_item_blocks(clopt_context *ctx);
+
 /* 64-bit FNV-1a, for cache keys (util.c). */
 uint64_t clopt__hash64(uint64_t h, const void *data, size_t n);
 #define CLOPT__HASH_INIT 1469598103934665603ULL

@@ -14,7 +14,7 @@
 #define DB_FORMAT 1
 
 void clopt_kernel_params_default(clopt_kernel_params *out) {
-    if (out) *out = (clopt_kernel_params){CLOPT__BLOCK_CHUNKS, CLOPT__MAX_BLOCKS, 0};
+    if (out) *out = (clopt_kernel_params){CLOPT__BLOCK_CHUNKS, CLOPT__MAX_BLOCKS, 0, 1};
 }
 
 /* The first field out of range, as a message; NULL when the set is valid. */
@@ -29,6 +29,10 @@ static const char *params_problem(const clopt_kernel_params *p, char *buf, size_
                  CLOPT_KERNEL_MAX_BLOCKS_MIN, CLOPT_KERNEL_MAX_BLOCKS_MAX);
     else if (p->form < CLOPT_KERNEL_FORM_AUTO || p->form > CLOPT_KERNEL_FORM_LOOP)
         snprintf(buf, n, "form %d is not CLOPT_KERNEL_FORM_AUTO, _GROUP or _LOOP", p->form);
+    else if (p->item_blocks < CLOPT_KERNEL_ITEM_BLOCKS_MIN ||
+             p->item_blocks > CLOPT_KERNEL_ITEM_BLOCKS_MAX)
+        snprintf(buf, n, "item_blocks %d is outside [%d, %d]", p->item_blocks,
+                 CLOPT_KERNEL_ITEM_BLOCKS_MIN, CLOPT_KERNEL_ITEM_BLOCKS_MAX);
     else
         return NULL;
     return buf;
@@ -44,6 +48,7 @@ clopt_status clopt_kernel_params_check(clopt_context *ctx, const clopt_kernel_pa
 
 static void set_params(clopt_context *ctx, const clopt_kernel_params *p, int state, char *origin) {
     ctx->kparams = *p;
+    if (ctx->kparams.item_blocks == 0) ctx->kparams.item_blocks = 1; /* 0: the default */
     ctx->kparams_state = state;
     free(ctx->kparams_origin);
     ctx->kparams_origin = origin;
@@ -113,13 +118,15 @@ static int parse_params(json_t *o, clopt_kernel_params *p, char *why, size_t n) 
     const char *key;
     json_t *x;
     json_object_foreach(o, key, x) {
-        if (strcmp(key, "block_chunks") && strcmp(key, "max_blocks") && strcmp(key, "form")) {
+        if (strcmp(key, "block_chunks") && strcmp(key, "max_blocks") && strcmp(key, "form") &&
+            strcmp(key, "item_blocks")) {
             snprintf(why, n, "unknown parameter \"%.40s\"", key);
             return -1;
         }
     }
     if (int_field(o, "block_chunks", &p->block_chunks, why, n) ||
-        int_field(o, "max_blocks", &p->max_blocks, why, n))
+        int_field(o, "max_blocks", &p->max_blocks, why, n) ||
+        int_field(o, "item_blocks", &p->item_blocks, why, n))
         return -1;
     if ((x = json_object_get(o, "form"))) {
         int f = -1;
@@ -298,6 +305,11 @@ clopt_status clopt_context_kernel_params(clopt_context *ctx, clopt_kernel_params
     *out = *params_of(ctx);
     if (origin) *origin = ctx->kparams_origin ? ctx->kparams_origin : "(out of memory)";
     return CLOPT_OK;
+}
+
+int clopt__kernel_item_blocks(clopt_context *ctx) {
+    const int ib = params_of(ctx)->item_blocks;
+    return ib > 1 ? ib : 1;
 }
 
 int clopt__kernel_form_loop(clopt_context *ctx, int cpu_default) {

@@ -243,11 +243,14 @@ static clopt_status enqueue(clopt_context *ctx, cl_kernel k, size_t global, cons
 }
 
 /* A launch of `units` units of work (clopt__launch.nunits): a CHUNK_KERNEL's (cl/common.cl)
- * unit is a work-group of one work-item, another kernel's a work-group of CLOPT__CHUNK. */
+ * unit is a work-group of one work-item, another kernel's a work-group of CLOPT__CHUNK. A block
+ * launch's kernel runs p->item_blocks blocks per unit (ITEM_LOOP); a class's own-table pass
+ * (clopt__launch.own_table) one table entry per unit. */
 static clopt_status enqueue_units(clopt_context *ctx, const clopt__ocl_program *p, size_t units,
-                                  const char *name) {
+                                  int own_table, const char *name) {
     const size_t local = p->per_chunk ? 1 : CLOPT__CHUNK;
-    return enqueue_wg(ctx, p->kernel, units * local, local, name);
+    const size_t per = own_table || p->item_blocks < 1 ? 1 : (size_t)p->item_blocks;
+    return enqueue_wg(ctx, p->kernel, (units + per - 1) / per * local, local, name);
 }
 
 static clopt_status ocl_assign(clopt_context *ctx, clopt__assign_op op, clopt_dtype dtype,
@@ -356,20 +359,24 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     clopt__ocl_program *p;
     clopt_status st = update_kernel(ctx, l, &p);
     if (st != CLOPT_OK || p->warm) return st;
-    const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK, max = WARM_MAX_ITEMS / per;
+    /* ib blocks per unit (ITEM_LOOP): the real grid has ceil(nunits / ib) units */
+    const size_t ib = l->own_table || p->item_blocks < 1 ? 1 : (size_t)p->item_blocks;
+    const size_t per = p->per_chunk ? 1 : CLOPT__CHUNK, max = WARM_MAX_ITEMS / per * ib;
     const size_t nwarm = l->nunits < 1 ? 1 : l->nunits > max ? max : l->nunits;
+    const size_t items = (nwarm + ib - 1) / ib;
     /* The same grid as the real launch (up to WARM_MAX_ITEMS work-items) over a table whose
      * one segment is one block of one chunk at offset 0 of a separate data buffer (the other
      * units return); a class's own table: nwarm zeroed entries. Scratch buffers cover the warm
      * grid at 8 bytes per work-item, for kernels that index by global id, and 16 bytes of aux
      * per unit. */
     void *data, *table = NULL;
-    size_t data_bytes = nwarm * per * 8;
-    if (data_bytes < nwarm * 16) data_bytes = nwarm * 16;
+    size_t data_bytes = items * per * 8;
+    if (data_bytes < items * 16) data_bytes = items * 16;
     if (data_bytes < CLOPT__CHUNK * 8) data_bytes = CLOPT__CHUNK * 8;
     if ((st = ocl_buffer_create(ctx, data_bytes, &data))) return st;
     const clopt__segment one = {0, 1, 0, 0, 0, 0, 1, 0};
-    if ((st = ocl_buffer_create(ctx, nwarm * sizeof(clopt__segment), &table)) ||
+    if ((st = ocl_buffer_create(ctx, (l->own_table ? nwarm : 1) * sizeof(clopt__segment),
+                                &table)) ||
         (!l->own_table && (st = ocl_write(ctx, table, 0, &one, sizeof one)))) {
         ocl_buffer_release(ctx, data);
         if (table) ocl_buffer_release(ctx, table);
@@ -392,7 +399,7 @@ static clopt_status ocl_prepare(clopt_context *ctx, const clopt__launch *l) {
     if (st == CLOPT_OK && l->step_state) st = set_step_args(ctx, p->kernel, l, m, m);
     if (st == CLOPT_OK && l->aux_buf) st = set_aux_arg(ctx, p->kernel, l, m);
     if (st == CLOPT_OK && l->info_buf) st = set_info_arg(ctx, p->kernel, l, (cl_mem)info);
-    if (st == CLOPT_OK) st = enqueue_units(ctx, p, nwarm, l->kernel);
+    if (st == CLOPT_OK) st = enqueue_units(ctx, p, nwarm, l->own_table, l->kernel);
     cl_int err = clFinish(clopt__ocl(ctx)->queue);
     if (st == CLOPT_OK && err != CL_SUCCESS) st = clopt__cl_fail(ctx, err, "clFinish", l->kernel);
     ocl_buffer_release(ctx, data);
@@ -417,7 +424,7 @@ static clopt_status ocl_update(clopt_context *ctx, const clopt__launch *l) {
     if (st == CLOPT_OK && l->info_buf)
         st = set_info_arg(ctx, p->kernel, l, (cl_mem)l->info_buf);
     if (st != CLOPT_OK) return st;
-    return enqueue_units(ctx, p, l->nunits, l->kernel);
+    return enqueue_units(ctx, p, l->nunits, l->own_table, l->kernel);
 }
 
 /* Ends the warm-up launch of a per-range kernel (a launch over no ranges, which reads and writes

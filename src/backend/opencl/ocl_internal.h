@@ -18,6 +18,8 @@ typedef struct clopt__ocl_program {
     int warm;
     int per_chunk; /* declared reqd_work_group_size(1, 1, 1) (CHUNK_KERNEL in cl/common.cl):
                     * a unit of a launch is one work-item instead of CLOPT__CHUNK */
+    int item_blocks; /* -DITEM_BLOCKS it was built with: a block launch runs that many blocks
+                      * per unit (ITEM_LOOP in cl/common.cl) */
 } clopt__ocl_program;
 
 typedef struct clopt__ocl_state {

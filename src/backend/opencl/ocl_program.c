@@ -107,9 +107,13 @@ static clopt_status program_source(clopt_context *ctx, const char *kernel, const
 /* -DCLOPT_CPU=1 for the loop form (a CPU device's default, or the kernel parameters' form):
  * kernels may choose shapes that suit it (cl/common.cl). */
 static void build_options(char *buf, size_t n, clopt_dtype dtype, const clopt__define *defs,
-                          int ndefs, int cpu) {
+                          int ndefs, int cpu, int item_blocks) {
     size_t used = (size_t)snprintf(buf, n, "-cl-std=CL1.2 -DDTYPE=%d -DCHUNK=%d -DCLOPT_CPU=%d",
                                    (int)dtype, CLOPT__CHUNK, cpu);
+    /* only when not the default, so that the default's options (and cache keys) stay as they
+     * were */
+    if (item_blocks > 1 && used < n)
+        used += (size_t)snprintf(buf + used, n - used, " -DITEM_BLOCKS=%d", item_blocks);
     for (int i = 0; i < ndefs && used < n; i++)
         used += (size_t)snprintf(buf + used, n - used, " -D%s=%d", defs[i].name, defs[i].value);
 }
@@ -282,8 +286,9 @@ clopt_status clopt__ocl_get_user_kernel(clopt_context *ctx, const char *kernel,
                                         clopt__ocl_program **out) {
     clopt__ocl_state *s = clopt__ocl(ctx);
     char opts[512];
+    const int item_blocks = clopt__kernel_item_blocks(ctx);
     build_options(opts, sizeof opts, dtype, defines, ndefines,
-                  clopt__kernel_form_loop(ctx, s->host_memory));
+                  clopt__kernel_form_loop(ctx, s->host_memory), item_blocks);
     for (size_t i = 0; i < s->nprograms; i++)
         if (strcmp(s->programs[i].kernel_name, kernel) == 0 &&
             strcmp(s->programs[i].options, opts) == 0) {
@@ -325,6 +330,7 @@ clopt_status clopt__ocl_get_user_kernel(clopt_context *ctx, const char *kernel,
     e->program = p;
     e->kernel = k;
     e->warm = 0;
+    e->item_blocks = item_blocks;
     size_t wg[3] = {0, 0, 0};
     e->per_chunk = clGetKernelWorkGroupInfo(k, s->device, CL_KERNEL_COMPILE_WORK_GROUP_SIZE,
                                             sizeof wg, wg, NULL) == CL_SUCCESS &&
