@@ -76,6 +76,7 @@ struct clopt_mirrored_optimizer {
     replica_state r[MAX_REPLICAS];
     unsigned char *host[MAX_REPLICAS]; /* host staging, host_cap bytes each */
     size_t host_cap;
+    int disagreed; /* a transport's build found the processes' signatures differ: apply refuses */
     struct clopt_mirrored_optimizer *next;
 };
 

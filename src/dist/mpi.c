@@ -253,7 +253,8 @@ static char *signature(const clopt_mirrored_optimizer *m, clopt_variable *const 
     return sig;
 }
 
-/* The first line where a and b differ, copied (at most cap bytes) into la and lb. */
+/* Where a and b first differ: the line, from a little before the first different character
+ * (a config is one long line), copied (at most cap bytes) into la and lb. */
 static void first_difference(const char *a, const char *b, char *la, char *lb, size_t cap) {
     while (*a && *b) {
         const size_t na = strcspn(a, "\n"), nb = strcspn(b, "\n");
@@ -261,8 +262,12 @@ static void first_difference(const char *a, const char *b, char *la, char *lb, s
         a += na + (a[na] == '\n');
         b += nb + (b[nb] == '\n');
     }
-    snprintf(la, cap, "%.*s", (int)strcspn(a, "\n"), *a ? a : "(nothing)");
-    snprintf(lb, cap, "%.*s", (int)strcspn(b, "\n"), *b ? b : "(nothing)");
+    size_t d = 0;
+    while (a[d] && a[d] == b[d] && a[d] != '\n') d++;
+    const size_t from = d > 40 ? d - 40 : 0;
+    const char *pa = a + from, *pb = b + from;
+    snprintf(la, cap, "%s%.*s", from ? "..." : "", (int)strcspn(pa, "\n"), *a ? pa : "(nothing)");
+    snprintf(lb, cap, "%s%.*s", from ? "..." : "", (int)strcspn(pb, "\n"), *b ? pb : "(nothing)");
 }
 
 static clopt_status mpi_built(clopt_mirrored_optimizer *m, clopt_status st,
@@ -302,6 +307,7 @@ static clopt_status mpi_built(clopt_mirrored_optimizer *m, clopt_status st,
             break;
         }
     }
+    m->disagreed = st == CLOPT_ERR_REPLICAS_MISMATCH;
     free(every);
     free(sig);
     return st;
@@ -315,6 +321,10 @@ static clopt_status mpi_inputs_agreed(clopt_mirrored_optimizer *m, clopt_status 
     clopt_strategy *s = m->s;
     const mpi_state *t = state_of(s);
     const int builds = vars && !m->r[0].opt->built;
+    if (st == CLOPT_OK && m->disagreed)
+        st = clopt__dist_fail(s, CLOPT_ERR_BAD_STATE,
+                              "apply: the ranks built different optimizers or variable lists "
+                              "(CLOPT_ERR_REPLICAS_MISMATCH at build); make the optimizer anew");
     const vote *all = NULL;
     if ((st = agree(s, st, builds, n, 0, &all)) != CLOPT_OK) return st;
     for (int k = 1; st == CLOPT_OK && k < t->size; k++) {
