@@ -48,6 +48,13 @@ CLOPT_API size_t clopt_strategy_num_replicas_in_sync(const clopt_strategy *s);
  * (0 for NULL). Not collective. Since v0.2. */
 CLOPT_API size_t clopt_strategy_first_replica(const clopt_strategy *s);
 
+/* What the all-reduce cost this rank since the strategy was made: seconds inside it (reading
+ * the gradients back, MPI, summing, writing them) and the bytes of gradients reduced (this
+ * rank's share of the traffic is about twice that). For `clopt bench --mpi`. Not collective.
+ * Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (NULL, or not an MPI strategy). Since v0.2. */
+CLOPT_API clopt_status clopt_strategy_mpi_reduce_stats(const clopt_strategy *s, double *seconds,
+                                                       uint64_t *bytes);
+
 /* Copies rank 0's optimizer state to every rank: every optimizer variable (iteration counter,
  * learning rate, slots, a LossScaleOptimizer's scale and counter, gradient accumulators) and
  * the variables it was built on. Use it after restoring on rank 0 only, or after changing

@@ -20,6 +20,8 @@ typedef struct mpi_state {
     unsigned char *pack, *recv, *sum; /* the launch packed; my share of every rank; its sum */
     size_t pack_cap, recv_cap, sum_cap;
     struct vote *votes; /* size entries: the last gather */
+    double reduce_s;       /* time in mpi_reduce, for clopt_strategy_mpi_reduce_stats */
+    uint64_t reduce_bytes; /* bytes of gradients it reduced (each rank's) */
 } mpi_state;
 
 /* One rank's outcome of a local step: its status and message, and two values every rank must
@@ -141,7 +143,17 @@ static clopt_status reduce_segment(clopt_mirrored_optimizer *m, clopt_dtype dt, 
 /* Launch i's processed gradients, read from the device, packed (each pair's padded elements in
  * the launch's pair order, so a rank whose arena places them elsewhere still agrees), reduced
  * in segments whose byte counts fit MPI's int, unpacked and written back. */
+static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i);
+
 static clopt_status mpi_reduce(clopt_mirrored_optimizer *m, size_t i) {
+    mpi_state *t = state_of(m->s);
+    const double t0 = MPI_Wtime();
+    clopt_status st = reduce_launch(m, i);
+    t->reduce_s += MPI_Wtime() - t0;
+    return st;
+}
+
+static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     mpi_state *t = state_of(m->s);
     clopt_context *ctx = m->r[0].opt->ctx;
     const clopt__plan *p = &clopt__dist_stepper(m, 0)->plan;
@@ -161,6 +173,7 @@ static clopt_status mpi_reduce(clopt_mirrored_optimizer *m, size_t i) {
         memcpy(t->pack + at * es, m->host[0] + g->offset * es, g->padded * es);
         at += g->padded;
     }
+    t->reduce_bytes += total * es;
     const size_t seg = ((size_t)1 << 30) / es; /* at most 1 GiB a segment: int byte counts */
     for (size_t s0 = 0; s0 < total; s0 += seg) {
         clopt_status st = reduce_segment(m, dt, s0, total - s0 < seg ? total - s0 : seg);
@@ -502,6 +515,14 @@ size_t clopt_strategy_num_replicas_in_sync(const clopt_strategy *s) {
 }
 
 size_t clopt_strategy_first_replica(const clopt_strategy *s) { return s ? s->first : 0; }
+
+clopt_status clopt_strategy_mpi_reduce_stats(const clopt_strategy *s, double *seconds,
+                                             uint64_t *bytes) {
+    if (!s || !state_of(s) || !seconds || !bytes) return CLOPT_ERR_INVALID_ARGUMENT;
+    *seconds = state_of(s)->reduce_s;
+    *bytes = state_of(s)->reduce_bytes;
+    return CLOPT_OK;
+}
 
 /* The variables the optimizer was built on (the inner optimizer's for a wrapper). */
 static clopt_status bcast_state(clopt_mirrored_optimizer *m) {
