@@ -1,7 +1,7 @@
 /* The strategy across processes (include/clopt/distribute_mpi.h), run by CTest under
  * `mpiexec -n N` (tests/mpi/CMakeLists.txt: N = 2 and 3, the parity test 1 to 4): Keras's
  * distributed golden test, every optimizer against the same replicas replayed in one process
- * (clopt_strategy_create_replicated over N host replicas: bitwise), every rank bitwise
+ * (clopt_strategy_create_replicated over N replicas of the same device: bitwise), every rank bitwise
  * identical, the cases where Keras's order matters, and bad input failing on every rank at
  * once. Each CTest runs one Criterion test: its worker process initializes MPI (a process may do
  * so once, so one mpiexec runs one test). The device is CLOPT_MPI_TEST_DEVICE (default host). */
@@ -118,8 +118,8 @@ Test(mpi, keras_golden) {
 
 /* ---- every optimizer and the order cases, against one process's replicas ----
  *
- * The reference: the same N replicas in one process (clopt_strategy_create_replicated on host),
- * replica r fed what rank r is fed. Rank r's variables and slots must equal the reference's bit
+ * The reference: the same N replicas in one process (clopt_strategy_create_replicated on the
+ * same kind of device), replica r fed what rank r is fed. Rank r's variables and slots must equal the reference's bit
  * for bit, its gradient accumulators those of reference replica r, and every rank rank 0's. */
 
 #define NV 2
@@ -204,7 +204,7 @@ static uint64_t shared_state(const clopt_mirrored_optimizer *m, clopt_variable *
  * (an inf on the last replica at step `inf_step`, -1 for none), comparing after every step. */
 static void parity(const char *cfg, int steps, int inf_step) {
     clopt_strategy *s = mpi_strategy(), *one = NULL;
-    cr_assert(clopt_strategy_create_replicated("host", (size_t)size_, &one) == CLOPT_OK);
+    cr_assert(clopt_strategy_create_replicated(device(), (size_t)size_, &one) == CLOPT_OK);
     const size_t N = (size_t)size_;
     clopt_variable *v[NV], *rv[64 * NV], *g[NV], *rg[64 * NV];
     make_vars(s, v);
