@@ -124,8 +124,8 @@ static void sum_share(const mpi_state *t, clopt_dtype dt, size_t cnt, clopt_redu
 
 /* The all-reduce of elements [s0, s0 + len) of the packed launch, in place: rank j sums the
  * j-th share of every rank's elements, then every rank gathers every share. */
-static clopt_status reduce_segment(clopt_mirrored_optimizer *m, clopt_dtype dt, size_t s0,
-                                   size_t len) {
+static clopt_status reduce_segment(clopt_mirrored_optimizer *m, unsigned char *packed,
+                                   clopt_dtype dt, size_t s0, size_t len) {
     mpi_state *t = state_of(m->s);
     const size_t es = clopt_dtype_size(dt), P = (size_t)t->size;
     int counts[t->size], displs[t->size], rcounts[t->size], rdispls[t->size];
@@ -139,7 +139,7 @@ static clopt_status reduce_segment(clopt_mirrored_optimizer *m, clopt_dtype dt, 
     if (grow(&t->recv, &t->recv_cap, P * mine * es + 1) || grow(&t->sum, &t->sum_cap, mine * es + 1))
         return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
     for (size_t k = 0; k < P; k++) rcounts[k] = (int)(mine * es), rdispls[k] = (int)(k * mine * es);
-    unsigned char *seg = t->pack + s0 * es;
+    unsigned char *seg = packed + s0 * es;
     if (MPI_Alltoallv(seg, counts, displs, MPI_BYTE, t->recv, rcounts, rdispls, MPI_BYTE,
                       t->comm) != MPI_SUCCESS)
         return clopt__dist_fail(m->s, CLOPT_ERR_IO, "rank %d: MPI_Alltoallv failed", t->rank);
@@ -151,8 +151,9 @@ static clopt_status reduce_segment(clopt_mirrored_optimizer *m, clopt_dtype dt, 
 }
 
 /* Launch i's processed gradients, read from the device, packed (each pair's padded elements in
- * the launch's pair order, so a rank whose arena places them elsewhere still agrees), reduced
- * in segments whose byte counts fit MPI's int, unpacked and written back. */
+ * the launch's pair order, so a rank whose arena places them elsewhere still agrees; no copy
+ * when they already lie so), reduced in segments whose byte counts fit MPI's int, unpacked and
+ * written back. */
 static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i);
 
 static clopt_status mpi_reduce(clopt_mirrored_optimizer *m, size_t i) {
@@ -175,10 +176,15 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     if (ctx->ops->read(ctx, m->r[0].scratch[i], lo * es, m->host[0] + lo * es, (hi - lo) * es) !=
         CLOPT_OK)
         return clopt__dist_fail_replica(m->s, 0, CLOPT_ERR_OPENCL);
-    for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++) total += p->grads[k]->padded;
-    if (grow(&t->pack, &t->pack_cap, total * es + 1))
+    int in_order = 1; /* the pairs lie back to back in pair order: reduce the staging as is */
+    for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++) {
+        in_order &= p->grads[k]->offset == lo + total;
+        total += p->grads[k]->padded;
+    }
+    if (!in_order && grow(&t->pack, &t->pack_cap, total * es + 1))
         return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
-    for (size_t k = pl->range_base, at = 0; k < pl->range_base + pl->nranges; k++) {
+    unsigned char *packed = in_order ? m->host[0] + lo * es : t->pack;
+    for (size_t k = pl->range_base, at = 0; !in_order && k < pl->range_base + pl->nranges; k++) {
         const clopt_variable *g = p->grads[k];
         memcpy(t->pack + at * es, m->host[0] + g->offset * es, g->padded * es);
         at += g->padded;
@@ -186,10 +192,10 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     t->reduce_bytes += total * es;
     const size_t seg = ((size_t)1 << 30) / es; /* at most 1 GiB a segment: int byte counts */
     for (size_t s0 = 0; s0 < total; s0 += seg) {
-        clopt_status st = reduce_segment(m, dt, s0, total - s0 < seg ? total - s0 : seg);
+        clopt_status st = reduce_segment(m, packed, dt, s0, total - s0 < seg ? total - s0 : seg);
         if (st != CLOPT_OK) return st;
     }
-    for (size_t k = pl->range_base, at = 0; k < pl->range_base + pl->nranges; k++) {
+    for (size_t k = pl->range_base, at = 0; !in_order && k < pl->range_base + pl->nranges; k++) {
         const clopt_variable *g = p->grads[k];
         memcpy(m->host[0] + g->offset * es, t->pack + at * es, g->padded * es);
         at += g->padded;
