@@ -35,6 +35,7 @@ static const struct {
     TU_CODE(CLOPT_ERR_CORRUPT_FILE),
     TU_CODE(CLOPT_ERR_FILE_MISMATCH),
     TU_CODE(CLOPT_ERR_REPLICAS_DIVERGED),
+    TU_CODE(CLOPT_ERR_REPLICAS_MISMATCH),
 };
 #define NCODES (sizeof all_codes / sizeof *all_codes)
 
@@ -76,6 +77,7 @@ Test(status, values_are_stable_and_banded) {
     cr_assert_eq(CLOPT_ERR_IO, -80);
     cr_assert_eq(CLOPT_ERR_FILE_MISMATCH, -82);
     cr_assert_eq(CLOPT_ERR_REPLICAS_DIVERGED, -100);
+    cr_assert_eq(CLOPT_ERR_REPLICAS_MISMATCH, -101);
     for (size_t i = 1; i < NCODES; i++) cr_assert_lt(all_codes[i].code, 0, "%s", all_codes[i].name);
 }
 

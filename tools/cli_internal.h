@@ -37,6 +37,18 @@ void cli_help_bench(FILE *out);
 int cli_cmd_tune(int argc, char **argv); /* cmd_tune.c (with bench's helpers) */
 void cli_help_tune(FILE *out);
 
+/* ---- MPI (cli_mpi.c; without MPI, each fails saying so) ---- */
+
+/* Initializes MPI unless the program did (0, or -1 with a message on stderr). */
+int cli_mpi_init(int *rank, int *size);
+/* Finalizes MPI if cli_mpi_init initialized it. */
+void cli_mpi_finalize(void);
+/* clopt_strategy_create_mpi over MPI_COMM_WORLD. */
+clopt_status cli_mpi_strategy(const char *device, clopt_strategy **out);
+size_t cli_mpi_replicas_in_sync(const clopt_strategy *s);
+/* `clopt bench --mpi` (bench_mpi.c). */
+int cli_bench_mpi(int argc, char **argv);
+
 /* Is `arg` one of the help flags (-h, --help)? */
 int cli_is_help(const char *arg);
 

@@ -20,6 +20,9 @@ void cli_help_bench(FILE *out) {
           "                   [--clip none|value|norm|global] [--json] [--quiet]\n"
           "       clopt bench --steps N [...]      (memory check)\n"
           "       clopt bench --startup [--startup-runs N] [--device SPEC] [--size N] [--tensors K]\n"
+          "       mpiexec -n N clopt bench --mpi [--device SPEC] [--optimizer NAME] [--size N]\n"
+          "                   [--tensors K] [--rounds R]   (N ranks against one process, the\n"
+          "                   all-reduce's share and bytes/s against MPI_Allreduce)\n"
           "\n"
           "Times clopt's optimizer steps (clopt_optimizer_apply + clopt_finish) against a\n"
           "hand-written OpenMP C loop of the same math on host arrays of the same size, in one\n"
@@ -192,6 +195,8 @@ static void exec_with_passive_omp(char **argv) {
 }
 
 int cli_cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* under mpiexec: bench_mpi.c */
+        if (!strcmp(argv[i], "--mpi")) return cli_bench_mpi(argc, argv);
     bench_args a;
     const int p = parse_args(argc, argv, &a);
     if (p) return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;

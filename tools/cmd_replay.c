@@ -20,6 +20,7 @@ void cli_help_replay(FILE *out) {
     fputs("usage: clopt replay [--device SPEC] [--output FILE] [--max-input-mb N] CASE.json\n"
           "       clopt replay --devices SPEC,SPEC,... [--all-replicas] [--output FILE]\n"
           "                    [--max-input-mb N] CASE.json\n"
+          "       mpiexec -n N clopt replay --mpi [--device SPEC] [--output FILE] CASE.json\n"
           "\n"
           "Runs the optimizer of CASE.json over its recorded gradients and prints, as JSON,\n"
           "every variable after every step, the learning rate each step used, and the\n"
@@ -47,6 +48,9 @@ void cli_help_replay(FILE *out) {
           "                      (comma-separated specs: \"pocl:cpu:0,pocl:cpu:1\", \"host,host\")\n"
           "  --all-replicas      add to each step \"replica_variables\": every replica's\n"
           "                      variables, read from its own device\n"
+          "  --mpi               a case with \"replicas\": N on N MPI ranks (mpiexec -n N):\n"
+          "                      replica r on rank r, on its --device; rank 0 writes the\n"
+          "                      result, or every rank its own with {rank} in --output's FILE\n"
           "  -o, --output FILE   write the result to FILE instead of standard output (written\n"
           "                      only when the whole replay succeeded)\n"
           "  --max-input-mb N    refuse a case larger than N MiB (default 256; the case is\n"
@@ -73,7 +77,9 @@ typedef struct replay {
     clopt_optimizer *opt; /* replica 0's with a strategy */
     clopt_strategy *strat; /* a case with "replicas" */
     clopt_mirrored_optimizer *mopt;
-    size_t nrep;
+    size_t nrep; /* replicas in this process */
+    size_t rep0; /* the case's replica of local replica 0 (its rank with --mpi) */
+    int mpi;     /* --mpi: one replica per rank */
     int all_replicas;
     clopt_variable **rvars, **rgrads, **rstep; /* with a strategy: nrep rows of nvars */
     clopt_variable **vars, **grads, **step_grads;
@@ -185,8 +191,8 @@ static int apply_mirrored(replay *r, size_t i) {
         for (size_t j = 0; j < c->nvars; j++) {
             const size_t at = rep * c->nvars + j;
             r->rstep[at] = NULL;
-            if (!cli_case_grad(c, i, rep, j)) continue;
-            stage_gradient(r, i, rep, j);
+            if (!cli_case_grad(c, i, r->rep0 + rep, j)) continue;
+            stage_gradient(r, i, r->rep0 + rep, j);
             const cli_var *v = &c->vars[j];
             clopt_status st = clopt_variable_write(r->rgrads[at], r->stage,
                                                    v->size * clopt_dtype_size(v->dtype));
@@ -408,6 +414,14 @@ static int put_finalized(replay *r) {
     return CLI_EXIT_OK;
 }
 
+/* --output with "{rank}" over MPI: each rank's own file (the path, else `path` unchanged). */
+static const char *rank_output(const char *path, int rank, char *buf, size_t cap) {
+    const char *at = path ? strstr(path, "{rank}") : NULL;
+    if (!at) return path;
+    snprintf(buf, cap, "%.*s%d%s", (int)(at - path), path, rank, at + 6);
+    return buf;
+}
+
 static int write_output(const char *path, const cli_buf *b) {
     FILE *f = path ? fopen(path, "wb") : stdout;
     if (!f) {
@@ -430,7 +444,7 @@ static int write_output(const char *path, const cli_buf *b) {
 static int open_mirrored(replay *r, const char *device, const char *devices) {
     const cli_case *c = r->c;
     char where[256];
-    r->nrep = (size_t)c->replicas;
+    r->nrep = r->mpi ? 1 : (size_t)c->replicas;
     r->rvars = calloc(r->nrep * c->nvars, sizeof *r->rvars);
     r->rgrads = calloc(r->nrep * c->nvars, sizeof *r->rgrads);
     r->rstep = calloc(r->nrep * c->nvars, sizeof *r->rstep);
@@ -438,12 +452,20 @@ static int open_mirrored(replay *r, const char *device, const char *devices) {
         fprintf(stderr, "%s: out of memory\n", c->file);
         return CLI_EXIT_FAIL;
     }
-    clopt_status st = devices ? clopt_strategy_create(devices, &r->strat)
-                              : clopt_strategy_create_replicated(device, r->nrep, &r->strat);
+    clopt_status st = r->mpi   ? cli_mpi_strategy(device, &r->strat)
+                      : devices ? clopt_strategy_create(devices, &r->strat)
+                                : clopt_strategy_create_replicated(device, r->nrep, &r->strat);
     if (st != CLOPT_OK) {
         snprintf(where, sizeof where, "clopt replay: devices '%s'",
                  devices ? devices : device ? device : "(default)");
         return lib_fail(where, st, clopt_last_create_error());
+    }
+    if (r->mpi && cli_mpi_replicas_in_sync(r->strat) != (size_t)c->replicas) {
+        fprintf(stderr, "clopt replay: --mpi runs on %zu ranks but %s has \"replicas\": %zu "
+                        "(mpiexec -n %zu)\n",
+                cli_mpi_replicas_in_sync(r->strat), c->file, (size_t)c->replicas,
+                (size_t)c->replicas);
+        return CLI_EXIT_FAIL;
     }
     if (clopt_strategy_num_replicas(r->strat) != r->nrep) {
         fprintf(stderr, "clopt replay: --devices names %zu devices but %s has \"replicas\": %zu\n",
@@ -565,7 +587,7 @@ static int usage_error(const char *fmt, const char *arg) {
 
 int cli_cmd_replay(int argc, char **argv) {
     const char *device = NULL, *devices = NULL, *output = NULL, *file = NULL, *max_mb = NULL;
-    int options = 1, all_replicas = 0;
+    int options = 1, all_replicas = 0, mpi = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **target = NULL;
@@ -580,6 +602,10 @@ int cli_cmd_replay(int argc, char **argv) {
         }
         if (options && strcmp(a, "--all-replicas") == 0) {
             all_replicas = 1;
+            continue;
+        }
+        if (options && strcmp(a, "--mpi") == 0) {
+            mpi = 1;
             continue;
         }
         if (options && (strcmp(a, "-d") == 0 || strcmp(a, "--device") == 0)) target = &device;
@@ -602,6 +628,7 @@ int cli_cmd_replay(int argc, char **argv) {
     if (!file) return usage_error("%s", "no case file given");
     if (output && !*output) return usage_error("%s", "--output needs a file name");
     if (device && devices) return usage_error("%s", "--device and --devices exclude each other");
+    if (mpi && devices) return usage_error("%s", "--mpi takes --device (this rank's), not --devices");
 
     size_t max_bytes = (size_t)CLI_REPLAY_MAX_INPUT_MB << 20;
     if (max_mb) {
@@ -620,14 +647,27 @@ int cli_cmd_replay(int argc, char **argv) {
     cli_case c;
     int rc = cli_case_load(&c, name, text, len) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
     free(text);
+    int rank = 0, size = 1;
+    if (rc == CLI_EXIT_OK && mpi && cli_mpi_init(&rank, &size) != 0) rc = CLI_EXIT_FAIL;
+    if (rc == CLI_EXIT_OK && mpi && !c.replicas) {
+        fprintf(stderr, "clopt replay: --mpi needs a case with \"replicas\" (%s has none)\n",
+                c.file);
+        rc = CLI_EXIT_FAIL;
+    }
     if (rc == CLI_EXIT_OK) {
         replay r = {0};
         r.c = &c;
         r.all_replicas = all_replicas;
+        r.mpi = mpi;
+        r.rep0 = (size_t)rank;
         rc = replay_run(&r, device, devices);
-        if (rc == CLI_EXIT_OK) rc = write_output(output, &r.out);
-        replay_free(&r);
+        char path[4096];
+        const char *to = mpi ? rank_output(output, rank, path, sizeof path) : output;
+        /* Over MPI, without {rank} in the path only rank 0 writes. */
+        if (rc == CLI_EXIT_OK && (!mpi || to != output || rank == 0)) rc = write_output(to, &r.out);
+        replay_free(&r); /* over MPI: collective, before MPI_Finalize */
     }
+    if (mpi) cli_mpi_finalize();
     cli_case_free(&c);
     return rc;
 }

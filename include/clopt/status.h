@@ -42,7 +42,8 @@ typedef enum clopt_status {
     CLOPT_ERR_CORRUPT_FILE = -81, /* a file's contents are malformed or truncated */
     CLOPT_ERR_FILE_MISMATCH = -82, /* a well-formed file that does not fit the target */
 
-    CLOPT_ERR_REPLICAS_DIVERGED = -100 /* a strategy's replicas no longer hold the same values */
+    CLOPT_ERR_REPLICAS_DIVERGED = -100, /* a strategy's replicas no longer hold the same values */
+    CLOPT_ERR_REPLICAS_MISMATCH = -101  /* processes of a strategy disagree (config, variables) */
 } clopt_status;
 
 /* A static English sentence describing `status` ("shape mismatch"). Never NULL; unknown values

@@ -27,7 +27,8 @@
     X(CLOPT_ERR_IO, "input/output error")                                               \
     X(CLOPT_ERR_CORRUPT_FILE, "corrupt or truncated file")                              \
     X(CLOPT_ERR_FILE_MISMATCH, "file does not match the target")                        \
-    X(CLOPT_ERR_REPLICAS_DIVERGED, "replicas diverged")
+    X(CLOPT_ERR_REPLICAS_DIVERGED, "replicas diverged")                                 \
+    X(CLOPT_ERR_REPLICAS_MISMATCH, "replicas disagree")
 
 const char *clopt_status_string(clopt_status status) {
     switch (status) {

@@ -17,6 +17,31 @@ typedef struct clopt_mirrored_optimizer clopt_mirrored_optimizer;
 typedef struct clopt__dist_reducer {
     const char *name;
     clopt_status (*reduce_launch)(clopt_mirrored_optimizer *m, size_t launch);
+    /* The hooks below are for transports whose replicas live in other processes (MPI); NULL
+     * in one process. Each is a collective: every process calls it at the same point with its
+     * local outcome `st`, and every process returns the same status (the first failing
+     * process's, its message naming it), so that no process waits in a collective another
+     * has left. */
+    /* A mirrored variable was made (st) in every local replica: agree, then copy the first
+     * replica's contents to every process's (v: the local replicas' copies, NULL on failure). */
+    clopt_status (*variable_created)(clopt_strategy *s, clopt_status st, clopt_variable **v);
+    /* Build was done locally (st): agree, and check that every process has the same signature
+     * (optimizer config; names, dtypes and shapes of vars, in order). */
+    clopt_status (*built)(clopt_mirrored_optimizer *m, clopt_status st,
+                          clopt_variable *const *vars, size_t n);
+    /* apply's inputs were checked locally (st): agree on the status, on n, on whether apply
+     * builds, and on which gradients are present (grads: the first local replica's row of n;
+     * vars: apply's, or NULL). */
+    clopt_status (*inputs_agreed)(clopt_mirrored_optimizer *m, clopt_status st,
+                                  clopt_variable *const *grads, clopt_variable *const *vars,
+                                  size_t n);
+    /* apply's plans were prepared locally (st): agree, and that every process grouped its
+     * gradients alike (the launches' dtypes and element counts). */
+    clopt_status (*prepared)(clopt_mirrored_optimizer *m, clopt_status st);
+    /* LossScaleOptimizer: *finite is this process's decision; make it every process's AND. */
+    clopt_status (*finite_agreed)(clopt_mirrored_optimizer *m, clopt_status st, int *finite);
+    /* Releases the transport's state in s->transport. */
+    void (*destroy)(clopt_strategy *s);
 } clopt__dist_reducer;
 
 /* Through host memory: one read and one write per replica and launch. */
@@ -28,6 +53,9 @@ struct clopt_strategy {
     int shared; /* every replica in ctx[0] (clopt_strategy_create_replicated) */
     int check;  /* CLOPT_DIST_CHECK: compare the replicas after every step */
     const clopt__dist_reducer *reducer; /* given to every optimizer made over the strategy */
+    size_t world; /* replicas in sync over every process (0: n, one process) */
+    size_t first; /* the global index of local replica 0 */
+    void *transport; /* the reducer's own state (MPI: communicator, buffers) */
     struct clopt_mirrored_optimizer *opts; /* alive, destroyed with the strategy */
     char error[1024];
 };
@@ -48,6 +76,7 @@ struct clopt_mirrored_optimizer {
     replica_state r[MAX_REPLICAS];
     unsigned char *host[MAX_REPLICAS]; /* host staging, host_cap bytes each */
     size_t host_cap;
+    int disagreed; /* a transport's build found the processes' signatures differ: apply refuses */
     struct clopt_mirrored_optimizer *next;
 };
 

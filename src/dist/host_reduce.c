@@ -49,4 +49,5 @@ static clopt_status host_reduce(clopt_mirrored_optimizer *m, size_t i) {
     return CLOPT_OK;
 }
 
-const clopt__dist_reducer clopt__dist_host_reducer = {"host", host_reduce};
+const clopt__dist_reducer clopt__dist_host_reducer = {.name = "host",
+                                                      .reduce_launch = host_reduce};

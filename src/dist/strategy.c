@@ -124,6 +124,7 @@ clopt_status clopt_strategy_create_replicated(const char *device, size_t n,
 void clopt_strategy_destroy(clopt_strategy *s) {
     if (!s) return;
     while (s->opts) clopt_mirrored_optimizer_destroy(s->opts);
+    if (s->reducer->destroy) s->reducer->destroy(s);
     for (size_t r = 0; r < (s->shared ? 1 : s->n); r++) clopt_context_destroy(s->ctx[r]);
     free(s);
 }
@@ -137,7 +138,8 @@ clopt_context *clopt_strategy_context(const clopt_strategy *s, size_t replica) {
 const char *clopt_strategy_last_error(const clopt_strategy *s) { return s ? s->error : ""; }
 
 double clopt_strategy_loss_scale(const clopt_strategy *s) {
-    return s && s->n ? 1.0 / (double)s->n : 0.0;
+    if (!s || !s->n) return 0.0;
+    return 1.0 / (double)(s->world ? s->world : s->n);
 }
 
 clopt_status clopt_strategy_variable_create(clopt_strategy *s, const char *name,
@@ -147,15 +149,23 @@ clopt_status clopt_strategy_variable_create(clopt_strategy *s, const char *name,
     if (!out)
         return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "variable_create: out is NULL");
     clopt_variable *v[MAX_REPLICAS];
+    clopt_status st = CLOPT_OK;
     for (size_t r = 0; r < s->n; r++) {
-        clopt_status st =
-            clopt_variable_create(s->ctx[r], name, dtype, ndim, shape, init_or_NULL, &v[r]);
+        st = clopt_variable_create(s->ctx[r], name, dtype, ndim, shape, init_or_NULL, &v[r]);
         if (st != CLOPT_OK) {
             clopt__dist_fail_replica(s, r, st);
             while (r) clopt_variable_destroy(v[--r]);
-            return st;
+            break;
         }
     }
+    /* Over processes: every process learns of any failure; the first replica's contents win. */
+    if (s->reducer->variable_created) {
+        clopt_status agreed = s->reducer->variable_created(s, st, st == CLOPT_OK ? v : NULL);
+        if (agreed != CLOPT_OK && st == CLOPT_OK)
+            for (size_t r = 0; r < s->n; r++) clopt_variable_destroy(v[r]);
+        st = agreed;
+    }
+    if (st != CLOPT_OK) return st;
     memcpy(out, v, s->n * sizeof *v);
     return CLOPT_OK;
 }
@@ -261,16 +271,17 @@ clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *m,
                                             clopt_variable *const *vars, size_t n) {
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
-    if (!vars) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "build: vars is NULL");
-    for (size_t r = 1; r < s->n; r++) {
-        clopt_status st = check_row(s, vars, n, r, "build");
-        if (st != CLOPT_OK) return st;
+    clopt_status st = CLOPT_OK;
+    if (!vars) st = clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "build: vars is NULL");
+    for (size_t r = 1; st == CLOPT_OK && r < s->n; r++) st = check_row(s, vars, n, r, "build");
+    for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
+        st = clopt_optimizer_build(m->r[r].opt, vars + r * n, n);
+        if (st != CLOPT_OK) clopt__dist_fail_replica(s, r, st);
     }
-    for (size_t r = 0; r < s->n; r++) {
-        clopt_status st = clopt_optimizer_build(m->r[r].opt, vars + r * n, n);
-        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
-    }
-    return CLOPT_OK;
+    /* Over processes: every process checks that all built the same optimizer on the same
+     * variables (a signature), or fails alike. */
+    if (m->reducer->built) st = m->reducer->built(m, st, vars, n);
+    return st;
 }
 
 /* Every gradient of replica r is on replica r's context and missing where replica 0's is. */
@@ -379,23 +390,28 @@ static clopt_status ensure_scratch(clopt_mirrored_optimizer *m, size_t r) {
 static clopt_status prepare(clopt_mirrored_optimizer *m, clopt_variable *const *grads,
                             size_t nreplicas, clopt_variable *const *vars, size_t n) {
     clopt_strategy *s = m->s;
-    if (!grads) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
-    if (nreplicas != s->n)
-        return clopt__dist_fail(s, CLOPT_ERR_LENGTH_MISMATCH,
+    clopt_status st = CLOPT_OK;
+    if (!grads) st = clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
+    else if (nreplicas != s->n)
+        st = clopt__dist_fail(s, CLOPT_ERR_LENGTH_MISMATCH,
                     "apply: gradients for %zu replicas given but the strategy has %zu",
                     nreplicas, s->n);
-    clopt_status st = check_grads(s, grads, n);
+    if (st == CLOPT_OK) st = check_grads(s, grads, n);
     for (size_t r = 1; st == CLOPT_OK && vars && r < s->n; r++)
         st = check_row(s, vars, n, r, "apply");
+    /* Over processes: agree before any process goes on, so none waits on one that stopped. */
+    if (m->reducer->inputs_agreed) st = m->reducer->inputs_agreed(m, st, grads, vars, n);
     if (st == CLOPT_OK && vars && !m->r[0].opt->built)
         st = clopt_mirrored_optimizer_build(m, vars, n);
+    if (st != CLOPT_OK) return st; /* over processes, every process returns here alike */
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
         st = clopt__apply_prepare(clopt__dist_stepper(m, r), m->r[r].opt, grads + r * n,
                                   vars ? vars + r * n : NULL, n);
-        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
+        if (st != CLOPT_OK) clopt__dist_fail_replica(s, r, st);
     }
     if (st == CLOPT_OK) st = check_plans(m);
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) st = ensure_scratch(m, r);
+    if (m->reducer->prepared) st = m->reducer->prepared(m, st);
     return st;
 }
 
@@ -407,10 +423,14 @@ static clopt_status all_finite(clopt_mirrored_optimizer *m, int *finite) {
     for (size_t r = 0; r < m->s->n; r++) {
         int f;
         clopt_status st = clopt__loss_scale_finite(m->r[r].opt, &f);
-        if (st != CLOPT_OK) return clopt__dist_fail_replica(m->s, r, st);
+        if (st != CLOPT_OK) {
+            clopt__dist_fail_replica(m->s, r, st);
+            return m->reducer->finite_agreed ? m->reducer->finite_agreed(m, st, finite) : st;
+        }
         *finite &= f;
     }
-    return CLOPT_OK;
+    /* Over processes: one non-finite replica anywhere skips the step everywhere. */
+    return m->reducer->finite_agreed ? m->reducer->finite_agreed(m, CLOPT_OK, finite) : CLOPT_OK;
 }
 
 /* The stages on every replica, the all-reduce, the update on every replica. */
@@ -502,7 +522,10 @@ clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *m,
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (n == 0) return CLOPT_OK; /* as clopt_optimizer_apply: the counter does not move */
+    /* As clopt_optimizer_apply: the counter does not move (over processes, once all agree). */
+    if (n == 0)
+        return m->reducer->inputs_agreed ? m->reducer->inputs_agreed(m, CLOPT_OK, grads, vars, 0)
+                                         : CLOPT_OK;
     clopt_status st = prepare(m, grads, nreplicas, vars, n);
     if (st == CLOPT_OK) st = apply_step(m);
     if (st == CLOPT_OK && s->check) st = check_replicas(m);
