@@ -125,7 +125,8 @@ CLOPT_API clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *
  * global_clipnorm, clipvalue: over its own gradients); then the gradients are all-reduced,
  * summed in replica order r0 + r1 + ... in the variable's dtype (so a run is deterministic),
  * and every replica applies weight decay and the update alike. The all-reduce goes through host
- * memory, one read and one write per replica and launch group.
+ * memory, one read and one write per replica and launch group, or runs on the devices when the
+ * replicas share a cl_context (clopt_mirrored_optimizer_set_all_reduce); the same bits.
  *   grads: nreplicas rows of n gradients, replica-major; grads[r * n + i] is a variable of
  *     replica r's context, or NULL for a missing gradient, which must be missing on every
  *     replica.
