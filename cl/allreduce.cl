@@ -21,3 +21,18 @@ kernel void allreduce_store(global store_t *dst, ulong doff, global const real *
     if (mean) x = x / (real)replicas;
     STORE(dst, doff + i, x);
 }
+
+/* For float32 and float64 (store_t is real, so dst holds the running sum exactly as `real`):
+ * dst[doff + i] = (first ? 0 + dst[doff + i] : dst[doff + i]) + src[soff + i], divided by
+ * replicas at the last one when mean is set: the sum in place, without the accumulator. */
+kernel void allreduce_add_into(global store_t *dst, ulong doff, global const store_t *src,
+                               ulong soff, ulong n, uint first, uint last, uint replicas,
+                               uint mean) {
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    real a = LOAD(dst, doff + i);
+    if (first) a = (real)0 + a;
+    a = a + LOAD(src, soff + i);
+    if (last && mean) a = a / (real)replicas;
+    STORE(dst, doff + i, a);
+}

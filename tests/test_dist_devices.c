@@ -300,6 +300,78 @@ Test(dist_devices_pocl, bad_input_changes_nothing) {
     clopt_strategy_destroy(s);
 }
 
+/* Other dtypes: float64 sums in place in double, float16 and bfloat16 in float through the
+ * accumulator and round once, as the host; and one replica (0 + x0) through "device". */
+static void fill_dtype(clopt_variable *v, size_t r, int step) {
+    const int64_t n = clopt_variable_size(v);
+    const clopt_dtype dt = clopt_variable_dtype(v);
+    unsigned char *b = malloc((size_t)n * 8);
+    cr_assert(b);
+    for (int64_t e = 0; e < n; e++) {
+        const float x = grad_at(step, r, 4, 1, e, -1);
+        if (dt == CLOPT_FLOAT64) {
+            ((double *)b)[e] = (double)x * (1 + 1e-9 * (double)e);
+        } else if (dt == CLOPT_FLOAT16) {
+            ((_Float16 *)b)[e] = (_Float16)(x / (r == 1 ? 100.0f : 1.0f));
+        } else if (dt == CLOPT_BFLOAT16) {
+            uint32_t u;
+            memcpy(&u, &x, 4);
+            ((uint16_t *)b)[e] = (uint16_t)(u >> 16);
+        } else {
+            ((float *)b)[e] = x;
+        }
+    }
+    cr_assert(clopt_variable_write(v, b, (size_t)n * clopt_dtype_size(dt)) == CLOPT_OK);
+    free(b);
+}
+
+static void dtype_case(clopt_dtype dt, size_t n) {
+    clopt_strategy *s = strategy(DEVS[n]);
+    const int64_t len = 300;
+    clopt_variable *v[2][4], *g[2][4];
+    clopt_mirrored_optimizer *m[2];
+    for (int k = 0; k < 2; k++) {
+        S_OK(s, clopt_strategy_variable_create(s, "w", dt, 1, &len, NULL, v[k]));
+        for (size_t r = 0; r < n; r++) {
+            fill_dtype(v[k][r], 0, 9);
+            TU_OK(clopt_strategy_context(s, r),
+                  clopt_variable_create(clopt_strategy_context(s, r), "g", dt, 1, &len, NULL,
+                                        &g[k][r]));
+        }
+        S_OK(s, clopt_strategy_optimizer_from_config(s, CFG("Adam", ""), &m[k]));
+        S_OK(s, clopt_mirrored_optimizer_set_all_reduce(m[k], k ? "host" : "device"));
+    }
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < 2; k++) {
+            for (size_t r = 0; r < n; r++) fill_dtype(g[k][r], r, t);
+            S_OK(s, clopt_mirrored_optimizer_apply(m[k], g[k], n, v[k], 1));
+        }
+    for (size_t r = 0; r < n; r++) {
+        assert_same_var(v[0][r], v[1][r], "device vs host reduce", r, clopt_dtype_name(dt));
+        assert_same_var(v[0][r], v[0][0], "replica vs replica 0", r, clopt_dtype_name(dt));
+        const clopt_optimizer *a = clopt_mirrored_optimizer_replica(m[0], r),
+                              *b = clopt_mirrored_optimizer_replica(m[1], r);
+        for (size_t j = 0; j < clopt_optimizer_variable_count(a); j++) {
+            clopt_variable *x, *y;
+            const char *name;
+            cr_assert(clopt_optimizer_variable(a, j, &name, NULL, &x) == CLOPT_OK);
+            cr_assert(clopt_optimizer_variable(b, j, NULL, NULL, &y) == CLOPT_OK);
+            if (x) assert_same_var(x, y, clopt_dtype_name(dt), r, name);
+        }
+    }
+    clopt_strategy_destroy(s);
+}
+
+Test(dist_devices_pocl, float64_float16_bfloat16_and_one_replica) {
+    for (size_t n = 2; n <= 4; n += 2) {
+        dtype_case(CLOPT_FLOAT64, n);
+        dtype_case(CLOPT_FLOAT16, n);
+        dtype_case(CLOPT_BFLOAT16, n);
+    }
+    dtype_case(CLOPT_FLOAT32, 1);
+    dtype_case(CLOPT_FLOAT16, 1);
+}
+
 /* ---- checkpoints ---- */
 
 static char *tmp_path(const char *name) {

@@ -350,6 +350,11 @@ clopt_status clopt__ocl_group_copy(clopt_context *on, const void *src, size_t so
  * (cl/allreduce.cl), on ctx's queue. */
 clopt_status clopt__ocl_group_add(clopt_context *ctx, clopt_dtype dtype, void *acc,
                                   const void *src, size_t soff, size_t n, int first);
+/* float32 and float64 only: dst[doff + i] = (first ? 0 + dst[doff + i] : dst[doff + i]) +
+ * src[soff + i], divided by replicas after the last source when mean: the sum in place. */
+clopt_status clopt__ocl_group_add_into(clopt_context *ctx, clopt_dtype dtype, void *dst,
+                                       size_t doff, const void *src, size_t soff, size_t n,
+                                       int first, int last, size_t replicas, int mean);
 /* dst[doff + i] = acc[i] (divided by replicas when mean), i < n, on ctx's queue. */
 clopt_status clopt__ocl_group_store(clopt_context *ctx, clopt_dtype dtype, void *dst, size_t doff,
                                     const void *acc, size_t n, size_t replicas, int mean);

@@ -2,7 +2,8 @@
  * cl_context (src/backend/opencl/ocl_group.c): per launch group, replica 0's device gathers the
  * other replicas' processed gradients with device-to-device copies, sums them in replica order
  * (((0 + x0) + x1) + ..., in float for float32 and the 16-bit dtypes, double for float64: the
- * host reducer's arithmetic, so the same bits), and every replica copies the sum back.
+ * host reducer's arithmetic, so the same bits; float32 and float64 in place in replica 0's
+ * gradients, 16-bit dtypes through a float accumulator), and every replica copies the sum back.
  *
  * ReductionToOneDevice rather than a ring: a ring's reduce-scatter sums each chunk starting at
  * another replica (x1 + x2 + x0 for one chunk, x2 + x0 + x1 for the next), so its bits would
@@ -69,6 +70,12 @@ void clopt__dist_device_release(clopt_mirrored_optimizer *m) {
     m->dev = NULL;
 }
 
+/* float32 and float64 sum in place: their dtype is the sum's (one replica: through the
+ * accumulator, which makes the host's 0 + x0). */
+static int in_place(clopt_dtype dt, size_t n) {
+    return n > 1 && (dt == CLOPT_FLOAT32 || dt == CLOPT_FLOAT64);
+}
+
 /* Replica 0's buffers for a span of `count` elements of dtype dt. */
 static clopt_status ensure_buffers(clopt_mirrored_optimizer *m, clopt_dtype dt, size_t count) {
     clopt_context *ctx = m->r[0].opt->ctx;
@@ -87,7 +94,7 @@ static clopt_status ensure_buffers(clopt_mirrored_optimizer *m, clopt_dtype dt, 
             return clopt__dist_fail_replica(m->s, 0, CLOPT_ERR_OUT_OF_MEMORY);
     }
     if (grow) d->stage_bytes = sb;
-    if (d->acc && ab <= d->acc_bytes) return CLOPT_OK;
+    if (in_place(dt, m->s->n) || (d->acc && ab <= d->acc_bytes)) return CLOPT_OK;
     if (d->acc) ctx->ops->buffer_release(ctx, d->acc);
     d->acc = NULL;
     d->acc_bytes = 0;
@@ -130,12 +137,18 @@ static clopt_status device_reduce(clopt_mirrored_optimizer *m, size_t i) {
             st = clopt__ocl_group_copy(root, m->r[r].scratch[i], lo * es, m->dev->stage[r], 0,
                                        bytes);
     }
-    if (st == CLOPT_OK) st = clopt__ocl_group_add(root, dt, m->dev->acc, sum, lo, count, 1);
-    for (size_t r = 1; st == CLOPT_OK && r < n; r++)
-        st = clopt__ocl_group_add(root, dt, m->dev->acc, m->dev->stage[r], 0, count, 0);
-    if (st == CLOPT_OK)
-        st = clopt__ocl_group_store(root, dt, sum, lo, m->dev->acc, count, n,
-                                    m->op == CLOPT_REDUCE_MEAN);
+    const int mean = m->op == CLOPT_REDUCE_MEAN;
+    if (in_place(dt, n)) { /* the sum in replica 0's gradients: one pass per replica */
+        for (size_t r = 1; st == CLOPT_OK && r < n; r++)
+            st = clopt__ocl_group_add_into(root, dt, sum, lo, m->dev->stage[r], 0, count, r == 1,
+                                           r == n - 1, n, mean);
+    } else { /* 16-bit dtypes sum in float, as the host: through the accumulator */
+        if (st == CLOPT_OK) st = clopt__ocl_group_add(root, dt, m->dev->acc, sum, lo, count, 1);
+        for (size_t r = 1; st == CLOPT_OK && r < n; r++)
+            st = clopt__ocl_group_add(root, dt, m->dev->acc, m->dev->stage[r], 0, count, 0);
+        if (st == CLOPT_OK)
+            st = clopt__ocl_group_store(root, dt, sum, lo, m->dev->acc, count, n, mean);
+    }
     for (size_t r = 1; st == CLOPT_OK && r < n; r++) { /* broadcast */
         clopt_context *ctx = m->r[r].opt->ctx;
         st = clopt__ocl_group_wait(ctx, root);

@@ -107,3 +107,19 @@ clopt_status clopt__ocl_group_store(clopt_context *ctx, clopt_dtype dtype, void 
     const void *const val[] = {&d, &o, &a, &c, &r, &m};
     return run(ctx, p, n, 6, size, val);
 }
+
+clopt_status clopt__ocl_group_add_into(clopt_context *ctx, clopt_dtype dtype, void *dst,
+                                       size_t doff, const void *src, size_t soff, size_t n,
+                                       int first, int last, size_t replicas, int mean) {
+    clopt__ocl_program *p;
+    clopt_status st =
+        clopt__ocl_get_kernel(ctx, "allreduce.allreduce_add_into", dtype, NULL, 0, &p);
+    if (st != CLOPT_OK || n == 0) return st;
+    cl_mem d = dst, s = (cl_mem)src;
+    cl_ulong o1 = doff, o2 = soff, c = n;
+    cl_uint f = first != 0, l = last != 0, r = (cl_uint)replicas, m = mean != 0;
+    const size_t size[] = {sizeof d, sizeof o1, sizeof s, sizeof o2, sizeof c,
+                           sizeof f, sizeof l,  sizeof r, sizeof m};
+    const void *const val[] = {&d, &o1, &s, &o2, &c, &f, &l, &r, &m};
+    return run(ctx, p, n, 9, size, val);
+}
