@@ -322,11 +322,13 @@ static int bias_act(mlp *m, mlp_mem z, mlp_mem b, int rows, int cols, int relu) 
 }
 
 /* Softmax cross-entropy of logits z against labels y (rows of them) into metrics[moff..]; with
- * grads, dloss/dz (scaled by 1/rows: the batch mean) into delta[L] and its column sums into the
- * last bias gradient. The host loop sums in the kernel's order. */
-static int softmax_xent(mlp *m, mlp_mem z, mlp_mem y, int rows, int grads, int moff) {
+ * grads, dloss/dz scaled by 1/global_rows (the mean over the global batch, of which these rows
+ * are this replica's share) into delta[L] and its column sums into the last bias gradient. The
+ * host loop sums in the kernel's order. */
+static int softmax_xent(mlp *m, mlp_mem z, mlp_mem y, int rows, int global_rows, int grads,
+                        int moff) {
     const int L = m->nlayers, ncls = m->dims[L];
-    const float scale = 1.0f / (float)rows;
+    const float scale = 1.0f / (float)global_rows;
     if (m->on_device) {
         cl_uint zoff = (cl_uint)z.off, yoff = (cl_uint)y.off, r = (cl_uint)rows,
                 nc = (cl_uint)ncls, gboff = (cl_uint)m->gb[L - 1].off, mo = (cl_uint)moff;
@@ -430,10 +432,30 @@ static int forward(mlp *m, mlp_mem in, int rows) {
     return 0;
 }
 
-int mlp_forward_backward(mlp *m, int first, int rows) {
+/* A replica with no rows of the batch contributes zero gradients to the sum. */
+static int zero_grads(mlp *m) {
+    for (int i = 0; i < 2 * m->nlayers; i++) {
+        mlp_mem g = i % 2 ? m->gb[i / 2] : m->gw[i / 2];
+        const size_t n = (size_t)clopt_variable_size(m->grads[i]);
+        if (!m->on_device) {
+            memset(fptr(g), 0, n * sizeof(float));
+            if (host_copy(m, m->grads[i], g, 1)) return -1;
+            continue;
+        }
+        const float zero = 0.0f;
+        if (cl_check(clEnqueueFillBuffer(m->queue, g.mem, &zero, sizeof zero,
+                                         g.off * sizeof(float), n * sizeof(float), 0, NULL, NULL),
+                     "clEnqueueFillBuffer"))
+            return -1;
+    }
+    return 0;
+}
+
+int mlp_forward_backward(mlp *m, int first, int rows, int global_rows) {
     const int L = m->nlayers;
+    if (rows == 0) return zero_grads(m);
     if (mark(m, -1, -1) || gather(m, first, rows) || forward(m, m->act[0], rows) ||
-        softmax_xent(m, m->act[L], m->ybatch, rows, 1, MLP_TRAIN))
+        softmax_xent(m, m->act[L], m->ybatch, rows, global_rows, 1, MLP_TRAIN))
         return -1;
     for (int l = L; l >= 1; l--) {
         const size_t din = (size_t)m->dims[l - 1], dout = (size_t)m->dims[l];
@@ -480,7 +502,7 @@ int mlp_evaluate(mlp *m) {
         mlp_mem in = m->x, labels = m->y;
         in.off += (size_t)first * (size_t)d0;
         labels.off += (size_t)first;
-        if (forward(m, in, rows) || softmax_xent(m, m->act[L], labels, rows, 0, MLP_EVAL))
+        if (forward(m, in, rows) || softmax_xent(m, m->act[L], labels, rows, rows, 0, MLP_EVAL))
             return -1;
     }
     return 0;

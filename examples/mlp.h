@@ -77,9 +77,12 @@ void mlp_destroy(mlp *m);
 /* Sets the training order of the coming epoch: rows perm[0..ntrain) of the data set. */
 int mlp_set_order(mlp *m, const int *perm);
 
-/* One training step's forward and backward passes on order[first .. first + rows): the
- * gradients of the batch's mean loss land in m->grads, the batch's sums in the train metrics. */
-int mlp_forward_backward(mlp *m, int first, int rows);
+/* One training step's forward and backward passes on order[first .. first + rows), a share of
+ * a global batch of global_rows rows (all of it on one device; under data parallelism each
+ * replica's share): the gradients of the share's summed loss divided by global_rows (Keras's
+ * contract: summed over the replicas, the global batch's mean) land in m->grads, the share's
+ * sums in the train metrics. rows may be 0 (a replica with no share): zero gradients. */
+int mlp_forward_backward(mlp *m, int first, int rows, int global_rows);
 
 /* After an optimizer step: the host path reads the new weights back (no-op on a device). */
 int mlp_after_step(mlp *m);

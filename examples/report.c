@@ -120,7 +120,13 @@ int report_svg(const char *path, const run_info *run, const epoch_stats *e, int 
             width / 2);
     for (int l = 0; l <= run->nlayers; l++) fprintf(f, "%s%d", l ? "-" : "", run->dims[l]);
     fprintf(f, ", %s, batch %d, seed %d on ", run->optimizer_class, run->batch, run->seed);
-    xml_text(f, run->device);
+    if (run->devices) {
+        fprintf(f, "%d replica%s (", run->replicas, run->replicas > 1 ? "s" : "");
+        xml_text(f, run->devices);
+        fputc(')', f);
+    } else {
+        xml_text(f, run->device);
+    }
     fputs("</text>\n", f);
     const size_t loss[2] = {offsetof(epoch_stats, loss), offsetof(epoch_stats, val_loss)};
     const size_t acc[2] = {offsetof(epoch_stats, acc), offsetof(epoch_stats, val_acc)};
@@ -170,6 +176,11 @@ int report_json(const char *path, const run_info *run, const epoch_stats *e, int
     json_str(f, run->device);
     fputs(", \"backend\": ", f);
     json_str(f, run->backend);
+    fprintf(f, ", \"replicas\": %d, \"devices\": ", run->replicas);
+    if (run->devices)
+        json_str(f, run->devices);
+    else
+        fputs("null", f);
     fputs(", \"layers\": [", f);
     for (int l = 0; l <= run->nlayers; l++) fprintf(f, "%s%d", l ? ", " : "", run->dims[l]);
     fprintf(f, "], \"optimizer\": %s, \"batch\": %d, \"seed\": %d, \"train_rows\": %d, "

@@ -16,6 +16,8 @@ enum { EPOCH_STATS_FIELDS = 6 };
 /* What a run did, for the JSON and the plot's title. */
 typedef struct run_info {
     const char *device, *backend, *optimizer_json, *optimizer_class;
+    const char *devices; /* --devices, or NULL on one device */
+    int replicas;        /* 1 on one device */
     const int *dims;
     int nlayers, batch, ntrain, nheld, seed;
     long long steps;

@@ -6,7 +6,11 @@
 CASE: agreement (host and POCL agree on the first steps), resume (a run stopped mid-epoch and
 resumed ends bit for bit where an uninterrupted one does), sigint (Ctrl-C saves; resuming
 continues bit for bit), plot (the SVG and the JSON are well formed), badargs (each bad argument
-exits 2 or 1 with a message and writes nothing), synthetic (the throughput mode runs)."""
+exits 2 or 1 with a message and writes nothing), synthetic (the throughput mode runs), devices
+(host replicas agree with one host device to round-off, even and uneven shares), devices_resume
+(a data-parallel run stopped mid-epoch and resumed = uninterrupted, bit for bit; another replica
+count is refused), devices_sigint (Ctrl-C on host replicas saves; resuming is bit for bit), pocl_devices (two POCL devices reach the accuracy target, and resume bit for
+bit; needs POCL_DEVICES="pthread pthread")."""
 import gzip
 import json
 import os
@@ -86,6 +90,118 @@ def agreement(exe, work):
             fail(f"{name}: loss sums differ: {list(lh[2])} vs {list(ld[2])}")
 
 
+def largest_difference(a, b):
+    """The largest relative difference between the model weights of two checkpoints."""
+    ta, tb = model_tensors(a), model_tensors(b)
+    if sorted(ta) != sorted(tb) or len(ta) != 6:
+        fail(f"tensors differ: {sorted(ta)} vs {sorted(tb)}")
+    return max(abs(x - y) / (1e-3 + abs(x)) for k in ta for x, y in zip(ta[k][2], tb[k][2]))
+
+
+def devices(exe, work):
+    """Two and three host replicas (batch 32: shares 16+16 and 11+11+10) train as one host
+    device does, to float32 round-off: each replica's loss is divided by the global batch, so
+    the summed gradients are the batch mean's. SGD (the gradients themselves) and Adam."""
+    sgd = os.path.join(work, "sgd.json")
+    with open(sgd, "w") as f:
+        json.dump({"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9}}, f)
+    for name, extra in (("sgd", ["--config", sgd]), ("adam", [])):
+        ref = os.path.join(work, f"{name}-one.safetensors")
+        run(exe, "--device", "host", "--steps", "5", "--checkpoint", ref, "--target", "0", *extra)
+        for devs, shares in (("host,host", [80, 80]), ("host,host,host", [55, 55, 50])):
+            path = os.path.join(work, f"{name}-{devs.count(',') + 1}.safetensors")
+            js = path + ".json"
+            p = run(exe, "--devices", devs, "--steps", "5", "--checkpoint", path, "--target", "0",
+                    "--json", js, *extra)
+            n = len(shares)
+            if f"on {n} replicas" not in p.stdout or "equal on every replica" not in p.stdout:
+                fail(f"{devs}: the summary does not name the replicas:\n{p.stdout}")
+            worst = largest_difference(ref, path)
+            print(f"{name}: {devs} vs one host device after 5 steps: {worst:.3g} (relative)")
+            if worst > 2e-5:
+                fail(f"{name}: {devs} disagrees with one device by {worst}")
+            # Each replica's metric sums: its share of the 5 batches, and the loss sums add up
+            # to one device's.
+            rm = safetensors(path)["model/train/replica_metrics"]
+            rows = [rm[2][6 * r + 2] for r in range(n)]
+            loss = sum(rm[2][6 * r] for r in range(n))
+            one = safetensors(ref)["model/train/metrics"][2][0]
+            if rm[1] != [n, 6] or rows != shares or abs(loss - one) > 1e-4 * one:
+                fail(f"{devs}: replica metrics {list(rm[2])}, expected rows {shares}, loss {one}")
+            with open(js) as f:
+                j = json.load(f)
+            if j["replicas"] != n or j["devices"] != devs:
+                fail(f"{devs}: JSON says {j['replicas']} replicas on {j['devices']}")
+    # A batch smaller than the replicas: a replica with no rows adds zero gradients.
+    a, b = os.path.join(work, "b2-one.safetensors"), os.path.join(work, "b2-three.safetensors")
+    run(exe, "--device", "host", "--steps", "3", "--batch", "2", "--checkpoint", a,
+        "--target", "0", "--config", sgd)
+    run(exe, "--devices", "host,host,host", "--steps", "3", "--batch", "2", "--checkpoint", b,
+        "--target", "0", "--config", sgd)
+    worst = largest_difference(a, b)
+    if worst > 2e-5:
+        fail(f"batch 2 on 3 replicas disagrees with one device by {worst}")
+    print(f"batch 2 on 3 replicas (one with no rows) vs one device: {worst:.3g}")
+
+
+def resume_equal(exe, work, common, stop, where):
+    """A run stopped at step `stop` and resumed ends as an uninterrupted one, bit for bit."""
+    a, b = os.path.join(work, "a.safetensors"), os.path.join(work, "b.safetensors")
+    ja, jb = os.path.join(work, "a.json"), os.path.join(work, "b.json")
+    run(exe, *common, "--checkpoint", a, "--json", ja)
+    p = run(exe, *common, "--checkpoint", b, "--steps", str(stop))
+    if f"stopped (--steps) after {stop} steps" not in p.stdout:
+        fail("the stopped run did not say where it stopped:\n" + p.stdout)
+    p = run(exe, *common, "--checkpoint", b, "--resume", "--json", jb)
+    if where not in p.stdout:
+        fail("the resumed run did not say where it resumed:\n" + p.stdout)
+    (fa, ea), (fb, eb) = epochs_of(ja), epochs_of(jb)
+    if ea != eb:
+        fail(f"loss curves differ:\n{ea}\n{eb}")
+    if fa["weights_fnv1a"] != fb["weights_fnv1a"] or fa["steps"] != fb["steps"]:
+        fail(f"final weights differ: {fa['weights_fnv1a']} vs {fb['weights_fnv1a']}")
+    same_state(a, b, "checkpoints of the two runs")
+    return b, fa
+
+
+def devices_resume(exe, work):
+    """Three host replicas (uneven shares), stopped mid-epoch 2 and resumed: bit for bit, the
+    replicas' metric sums of the unfinished epoch included. A checkpoint of three replicas is
+    refused by two replicas and by one device, and is left as it was."""
+    common = ["--devices", "host,host,host", "--epochs", "3", "--target", "0"]
+    b, fa = resume_equal(exe, work, common, 70, "70 steps done (epoch 2, step 25 of 45)")
+    before = open(b, "rb").read()
+    for other in (["--devices", "host,host"], ["--device", "host"]):
+        p = run(exe, *other, "--epochs", "3", "--target", "0", "--checkpoint", b, "--resume",
+                rc=1)
+        if "CLOPT_ERR_FILE_MISMATCH" not in p.stderr or open(b, "rb").read() != before:
+            fail(f"a resume with {other} was not refused cleanly:\n{p.stderr}")
+    print("devices_resume: bit for bit, weights", fa["weights_fnv1a"])
+
+
+def pocl_devices(exe, work):
+    """Two POCL devices: the defaults reach the target (exit 0), then a stopped and resumed
+    run equals an uninterrupted one."""
+    js = os.path.join(work, "p.json")
+    p = run(exe, "--devices", "pocl:cpu:0,pocl:cpu:1", "--json", js)
+    with open(js) as f:
+        j = json.load(f)
+    acc = j["epochs"][-1]["val_accuracy"]
+    if not j["ok"] or j["replicas"] != 2 or acc < 0.97 or "on 2 replicas" not in p.stdout:
+        fail(f"two POCL devices: ok {j['ok']}, {j['replicas']} replicas, accuracy {acc}")
+    print(p.stdout)
+    common = ["--devices", "pocl:cpu:0,pocl:cpu:1", "--epochs", "2", "--target", "0"]
+    resume_equal(exe, work, common, 50, "50 steps done (epoch 2, step 5 of 45)")
+    # Batch 1: replica 1 has no rows and adds zero gradients (filled on the device).
+    a, b = os.path.join(work, "b1-host.safetensors"), os.path.join(work, "b1-pocl.safetensors")
+    for dev, path in ((["--device", "host"], a), (["--devices", "pocl:cpu:0,pocl:cpu:1"], b)):
+        run(exe, *dev, "--steps", "4", "--batch", "1", "--checkpoint", path, "--target", "0")
+    worst = largest_difference(a, b)
+    if worst > 2e-5:
+        fail(f"batch 1 on two POCL devices disagrees with one host device by {worst}")
+    print(f"pocl_devices: held-out accuracy {acc}, resume bit for bit")
+
+
 def same_state(a, b, what):
     """Every tensor of two checkpoints is equal bit for bit, but the history's clock columns."""
     ta, tb = safetensors(a), safetensors(b)
@@ -140,11 +256,11 @@ def resume(exe, work):
     print("resume: bit for bit, weights", fa["weights_fnv1a"])
 
 
-def sigint(exe, work):
+def sigint(exe, work, dev=("--device", POCL)):
     """Ctrl-C stops after the current step and saves; resuming ends where an uninterrupted run
     of as many epochs does."""
     ck = os.path.join(work, "int.safetensors")
-    p = subprocess.Popen([exe, "--device", POCL, "--epochs", "1000", "--target", "0",
+    p = subprocess.Popen([exe, *dev, "--epochs", "1000", "--target", "0",
                           "--checkpoint", ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     for line in p.stdout:
@@ -158,13 +274,18 @@ def sigint(exe, work):
     steps, epochs = int(line.split()[2]), int(line.split()[4].strip("("))
     target = epochs + 1
     jr, ju = os.path.join(work, "r.json"), os.path.join(work, "u.json")
-    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--checkpoint", ck,
-        "--resume", "--json", jr)
-    run(exe, "--device", POCL, "--epochs", str(target), "--target", "0", "--json", ju)
+    run(exe, *dev, "--epochs", str(target), "--target", "0", "--checkpoint", ck, "--resume",
+        "--json", jr)
+    run(exe, *dev, "--epochs", str(target), "--target", "0", "--json", ju)
     (fr, er), (fu, eu) = epochs_of(jr), epochs_of(ju)
     if er != eu or fr["weights_fnv1a"] != fu["weights_fnv1a"]:
         fail(f"interrupted at step {steps} and resumed != uninterrupted:\n{er}\n{eu}")
     print(f"sigint: interrupted at step {steps}, resumed to epoch {target}: bit for bit")
+
+
+def devices_sigint(exe, work):
+    """Ctrl-C on three host replicas: saved, and resumed bit for bit."""
+    sigint(exe, work, ("--devices", "host,host,host"))
 
 
 def plot(exe, work):
@@ -233,7 +354,7 @@ def badargs(exe, work):
         (["--epochs", "0"], 2, "--epochs 0"),
         (["--batch", "x"], 2, "--batch x"),
         (["--target", "1.5"], 2, "--target 1.5"),
-        (["--devices", "pocl,pocl"], 2, "distribution strategy"),
+        (["--devices", "host,host"], 2, "cannot be combined with --device"),
         (["--resume"], 2, "needs --checkpoint"),
         (["--data", missing], 1, "cannot open " + missing),
         (["--data", corrupt], 1, "not a readable gzip file"),
@@ -249,6 +370,22 @@ def badargs(exe, work):
     for args, rc, msg in cases:
         plot = [] if "--synthetic" in args else ["--plot", outs[0]]  # --synthetic takes none
         p = run(exe, "--device", POCL, *plot, "--json", outs[1], *args, rc=rc)
+        if msg not in p.stderr:
+            fail(f"{args}: stderr lacks {msg!r}:\n{p.stderr}")
+        written = [o for o in outs + [ck] if os.path.exists(o) or os.path.exists(o + ".tmp")]
+        if written:
+            fail(f"{args}: wrote {written}")
+        print(f"ok: {' '.join(args)} -> exit {rc}: {p.stderr.splitlines()[0]}")
+    # --devices: a malformed list, the same device twice, no such device, with --synthetic.
+    dcases = [
+        (["--devices", "host,,host"], 2, "spec 1 of 'host,,host' is empty"),
+        (["--devices", "host,"], 2, "is empty"),
+        (["--devices", f"{POCL},{POCL}"], 2, "name the same device"),
+        (["--devices", "host,nosuchplatform:gpu:7"], 1, "replica 1 ('nosuchplatform:gpu:7')"),
+        (["--devices", "host,host", "--synthetic", "64"], 2, "no --devices"),
+    ]
+    for args, rc, msg in dcases:
+        p = run(exe, "--checkpoint", ck, "--plot", outs[0], "--json", outs[1], *args, rc=rc)
         if msg not in p.stderr:
             fail(f"{args}: stderr lacks {msg!r}:\n{p.stderr}")
         written = [o for o in outs + [ck] if os.path.exists(o) or os.path.exists(o + ".tmp")]

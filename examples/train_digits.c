@@ -9,10 +9,14 @@
  * device. Nothing comes back to the host per step: the device sums the loss and the correct
  * predictions, which are read once per epoch. "--device host" runs the same model with C loops
  * on clopt's host backend: the reference the OpenCL run agrees with to float32 round-off.
+ * "--devices A,B" trains data-parallel through clopt's distribution strategy (clopt/distribute.h):
+ * one replica of the model per device, each taking its share of every batch; the strategy sums
+ * their gradients (through host memory: a read per replica and step) and steps every replica.
  *
- *   train_digits [--device SPEC] [--hidden N,N,...] [--epochs N] [--batch N] [--config FILE]
- *                [--seed N] [--data FILE] [--checkpoint FILE [--resume]] [--steps N]
- *                [--plot FILE.svg] [--json FILE] [--target ACC] [--synthetic WIDTH]
+ *   train_digits [--device SPEC | --devices SPEC,SPEC,...] [--hidden N,N,...] [--epochs N]
+ *                [--batch N] [--config FILE] [--seed N] [--data FILE]
+ *                [--checkpoint FILE [--resume]] [--steps N] [--plot FILE.svg] [--json FILE]
+ *                [--target ACC] [--synthetic WIDTH]
  *
  * Exit status: 0 when training ran and reached the target held-out accuracy (default 0.97; 0
  * turns the check off); 1 on an error (clopt's, OpenCL's, CLBlast's, a bad file or config) or
@@ -43,6 +47,7 @@ enum {
     DIGITS_CLASSES = 10,
     MAX_EPOCHS = 1000,    /* the history saved in checkpoints has room for this many */
     MAX_WIDTH = 1 << 16,  /* the widest layer --hidden and --synthetic take */
+    MAX_REPLICAS = 64,    /* clopt_strategy_create's limit */
     STATE_FIELDS = 4      /* train/state: seed, batch, training rows, steps done */
 };
 
@@ -52,7 +57,7 @@ static const char DEFAULT_CONFIG[] =
     "1e-07, \"amsgrad\": false}, \"registered_name\": null}";
 
 typedef struct options {
-    const char *device, *config, *data, *checkpoint, *plot, *json;
+    const char *device, *devices, *config, *data, *checkpoint, *plot, *json;
     int hidden[MLP_MAX_LAYERS], nhidden;
     int epochs, batch, seed, resume, synthetic;
     long long steps; /* stop after this many optimizer steps in all (0: no limit) */
@@ -82,11 +87,13 @@ static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: train_digits [--device SPEC] [--hidden N,N,...] [--epochs N] [--batch N]\n"
+            "usage: train_digits [--device SPEC | --devices SPEC,SPEC,...] [--hidden N,N,...]\n"
+            "                    [--epochs N] [--batch N]\n"
             "                    [--config FILE] [--seed N] [--data FILE]\n"
             "                    [--checkpoint FILE [--resume]] [--steps N] [--plot FILE.svg]\n"
             "                    [--json FILE|-] [--target ACC] [--synthetic WIDTH]\n"
-            "Trains a multilayer perceptron on the UCI digits on one device (see README.md).\n");
+            "Trains a multilayer perceptron on the UCI digits on one device, or data-parallel\n"
+            "with one replica per device of --devices (see README.md).\n");
 }
 
 static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
@@ -142,14 +149,10 @@ static int parse_args(int argc, char **argv, options *o) {
             o->resume = 1;
             continue;
         }
-        if (!strcmp(arg, "--devices"))
-            return bad_arg(arg, NULL, "data-parallel training is not available yet: it needs "
-                                      "clopt's distribution strategy, which has not landed; "
-                                      "train on one device with --device");
         static const char *const known[] = {"--device", "--hidden", "--epochs", "--batch",
                                             "--config", "--seed", "--data", "--checkpoint",
                                             "--steps", "--plot", "--json", "--target",
-                                            "--synthetic"};
+                                            "--synthetic", "--devices"};
         int k = 0;
         while (k < (int)(sizeof known / sizeof *known) && strcmp(arg, known[k])) k++;
         if (k == (int)(sizeof known / sizeof *known)) return bad_arg(arg, NULL, "unknown option");
@@ -178,10 +181,16 @@ static int parse_args(int argc, char **argv, options *o) {
             break;
         }
         case 12: bad = parse_int(val, 1, MAX_WIDTH, &o->synthetic); break;
+        case 13: o->devices = val; break;
         }
         if (bad) return bad_arg(arg, val, "out of range or not a number");
     }
     if (o->resume && !o->checkpoint) return bad_arg("--resume", NULL, "needs --checkpoint FILE");
+    if (o->devices && o->device)
+        return bad_arg("--devices", o->devices, "cannot be combined with --device: give one "
+                       "device, or one per replica");
+    if (o->devices && o->synthetic)
+        return bad_arg("--devices", o->devices, "--synthetic times one device: no --devices");
     if (o->synthetic && (o->checkpoint || o->plot))
         return bad_arg("--synthetic", NULL, "measures throughput: no --checkpoint or --plot");
     if (!o->batch) o->batch = o->synthetic ? 128 : 32;
@@ -367,14 +376,25 @@ static char *read_file(const char *path) {
 
 /* ---- the training run ---- */
 
+/* One device (--device), or one replica per device (--devices) through clopt's distribution
+ * strategy. Every replica holds a whole copy of the model, the data set and the loop's
+ * variables; the copies stay equal because every replica applies the same summed gradients. */
 typedef struct trainer {
     options *o;
     dataset *d;
-    clopt_context *ctx;
-    mlp m;
-    clopt_optimizer *opt;
+    clopt_strategy *strategy; /* --devices, else NULL */
+    int nrep;                 /* replicas: 1 without --devices */
+    int nmodels;              /* replicas whose mlp_create ran (to destroy) */
+    clopt_context *ctx[MAX_REPLICAS]; /* replica r's; ctx[0] the one device's */
+    mlp m[MAX_REPLICAS];
+    clopt_optimizer *opt;               /* --device */
+    clopt_mirrored_optimizer *mirrored; /* --devices */
     char *opt_json;
-    clopt_variable *state_var, *history_var; /* train/state, train/history */
+    /* train/state, train/history and (--devices) train/replica_metrics, per replica */
+    clopt_variable *state_var[MAX_REPLICAS], *history_var[MAX_REPLICAS];
+    clopt_variable *rmetrics_var[MAX_REPLICAS];
+    clopt_variable *grads[MAX_REPLICAS * 2 * MLP_MAX_LAYERS]; /* replica-major, for apply */
+    float rmetrics[MAX_REPLICAS * MLP_NMETRICS];
     epoch_stats history[MAX_EPOCHS];
     int epochs_done;
     long long steps;   /* optimizer steps done, resumed ones included */
@@ -384,55 +404,93 @@ typedef struct trainer {
     double setup_s;
 } trainer;
 
-static int clopt_failed(trainer *t, clopt_status st, const char *call) {
+/* Replica r's optimizer (the mirrored optimizer's copy, or the one device's). */
+static clopt_optimizer *opt_of(const trainer *t, int r) {
+    return t->mirrored ? clopt_mirrored_optimizer_replica(t->mirrored, (size_t)r) : t->opt;
+}
+
+/* A failed clopt call on replica r's context (or the strategy's, for r < 0). */
+static int clopt_failed_on(trainer *t, int r, clopt_status st, const char *call) {
     if (st == CLOPT_OK) return 0;
     fprintf(stderr, "train_digits: %s: %s: %s\n", call, clopt_status_name(st),
-            clopt_context_last_error(t->ctx));
+            r < 0 ? clopt_strategy_last_error(t->strategy) : clopt_context_last_error(t->ctx[r]));
     return -1;
 }
 
-/* The variables saved with the model: weights and biases, the metric sums, the loop state and
- * the history. */
-static size_t saved_vars(trainer *t, clopt_variable **vars) {
+static int clopt_failed(trainer *t, clopt_status st, const char *call) {
+    return clopt_failed_on(t, 0, st, call);
+}
+
+/* The variables saved with replica r's model: weights and biases, the metric sums, the loop
+ * state, the history, and with --devices every replica's metric sums. */
+static size_t saved_vars(trainer *t, int r, clopt_variable **vars) {
     size_t n = 0;
-    for (int i = 0; i < 2 * t->m.nlayers; i++) vars[n++] = t->m.vars[i];
-    vars[n++] = t->m.metrics_var;
-    vars[n++] = t->state_var;
-    vars[n++] = t->history_var;
+    for (int i = 0; i < 2 * t->m[r].nlayers; i++) vars[n++] = t->m[r].vars[i];
+    vars[n++] = t->m[r].metrics_var;
+    vars[n++] = t->state_var[r];
+    vars[n++] = t->history_var[r];
+    if (t->strategy) vars[n++] = t->rmetrics_var[r];
     return n;
 }
 
+/* Replica 0 saves: its model and optimizer (every replica's are equal), the loop's variables,
+ * and the metric sums of every replica's share of the current epoch. */
 static int save_checkpoint(trainer *t) {
     const float state[STATE_FIELDS] = {(float)t->o->seed, (float)t->o->batch,
                                        (float)t->d->ntrain, (float)t->steps};
-    clopt_variable *vars[2 * MLP_MAX_LAYERS + 3];
-    const size_t n = saved_vars(t, vars);
-    if (mlp_sync_to_vars(&t->m) ||
-        clopt_failed(t, clopt_variable_write(t->state_var, state, sizeof state),
+    clopt_variable *vars[2 * MLP_MAX_LAYERS + 4];
+    const size_t n = saved_vars(t, 0, vars);
+    if (mlp_sync_to_vars(&t->m[0]) ||
+        clopt_failed(t, clopt_variable_write(t->state_var[0], state, sizeof state),
                      "clopt_variable_write") ||
-        clopt_failed(t, clopt_variable_write(t->history_var, t->history, sizeof t->history),
+        clopt_failed(t, clopt_variable_write(t->history_var[0], t->history, sizeof t->history),
                      "clopt_variable_write"))
         return -1;
-    if (clopt_failed(t, clopt_checkpoint_save(t->opt, vars, n, t->o->checkpoint),
+    if (t->strategy) {
+        for (int r = 0; r < t->nrep; r++)
+            if (mlp_read_metrics(&t->m[r], t->rmetrics + r * MLP_NMETRICS)) return -1;
+        if (clopt_failed(t, clopt_variable_write(t->rmetrics_var[0], t->rmetrics,
+                                                 (size_t)t->nrep * MLP_NMETRICS * sizeof(float)),
+                         "clopt_variable_write"))
+            return -1;
+    }
+    if (clopt_failed(t, clopt_checkpoint_save(opt_of(t, 0), vars, n, t->o->checkpoint),
                      "clopt_checkpoint_save"))
         return -1;
     t->saved_steps = t->steps;
     return 0;
 }
 
-/* Continues from the checkpoint: the model, the optimizer, the metric sums and the position. */
+/* Continues from the checkpoint: the model, the optimizer, the metric sums and the position,
+ * loaded into every replica; each replica takes back its own metric sums. */
 static int resume(trainer *t) {
-    clopt_variable *vars[2 * MLP_MAX_LAYERS + 3];
-    const size_t n = saved_vars(t, vars);
+    for (int r = 0; r < t->nrep; r++) {
+        clopt_variable *vars[2 * MLP_MAX_LAYERS + 4];
+        const size_t n = saved_vars(t, r, vars);
+        if (clopt_failed_on(t, r, clopt_checkpoint_load(opt_of(t, r), vars, n, t->o->checkpoint),
+                            "clopt_checkpoint_load"))
+            return -1;
+    }
     float state[STATE_FIELDS];
-    if (clopt_failed(t, clopt_checkpoint_load(t->opt, vars, n, t->o->checkpoint),
-                     "clopt_checkpoint_load") ||
-        clopt_failed(t, clopt_variable_read(t->state_var, state, sizeof state),
+    if (clopt_failed(t, clopt_variable_read(t->state_var[0], state, sizeof state),
                      "clopt_variable_read") ||
-        clopt_failed(t, clopt_variable_read(t->history_var, t->history, sizeof t->history),
-                     "clopt_variable_read") ||
-        mlp_sync_from_vars(&t->m))
+        clopt_failed(t, clopt_variable_read(t->history_var[0], t->history, sizeof t->history),
+                     "clopt_variable_read"))
         return -1;
+    if (t->strategy) {
+        if (clopt_failed(t, clopt_variable_read(t->rmetrics_var[0], t->rmetrics,
+                                                (size_t)t->nrep * MLP_NMETRICS * sizeof(float)),
+                         "clopt_variable_read"))
+            return -1;
+        for (int r = 0; r < t->nrep; r++)
+            if (clopt_failed_on(t, r, clopt_variable_write(t->m[r].metrics_var,
+                                                           t->rmetrics + r * MLP_NMETRICS,
+                                                           MLP_NMETRICS * sizeof(float)),
+                                "clopt_variable_write"))
+                return -1;
+    }
+    for (int r = 0; r < t->nrep; r++)
+        if (mlp_sync_from_vars(&t->m[r])) return -1;
     if (state[0] != (float)t->o->seed || state[1] != (float)t->o->batch ||
         state[2] != (float)t->d->ntrain) {
         fprintf(stderr, "train_digits: %s was made with --seed %.0f --batch %.0f on %.0f training "
@@ -447,78 +505,167 @@ static int resume(trainer *t) {
     return 0;
 }
 
-static int setup(trainer *t) {
-    options *o = t->o;
-    const double t0 = now_s();
-    clopt_status st = clopt_context_create(o->device, &t->ctx);
+/* The one device's context, or the strategy's replicas. Returns 0, or the exit status: 2 when
+ * clopt refuses the --devices list itself (an empty spec, a device named twice). */
+static int open_devices(trainer *t) {
+    const options *o = t->o;
+    clopt_status st;
+    if (o->devices) {
+        st = clopt_strategy_create(o->devices, &t->strategy);
+        if (st != CLOPT_OK) {
+            fprintf(stderr, "train_digits: --devices %s: %s: %s\n", o->devices,
+                    clopt_status_name(st), clopt_last_create_error());
+            return st == CLOPT_ERR_INVALID_ARGUMENT ? 2 : 1;
+        }
+        t->nrep = (int)clopt_strategy_num_replicas(t->strategy);
+        for (int r = 0; r < t->nrep; r++) t->ctx[r] = clopt_strategy_context(t->strategy, (size_t)r);
+        return 0;
+    }
+    t->nrep = 1;
+    st = clopt_context_create(o->device, &t->ctx[0]);
     if (st != CLOPT_OK) {
         fprintf(stderr, "train_digits: clopt_context_create(%s): %s: %s\n",
                 o->device ? o->device : "default device", clopt_status_name(st),
                 clopt_last_create_error());
+        return 1;
+    }
+    return 0;
+}
+
+/* The optimizer from --config (or Adam): one, or a mirrored one over the replicas. */
+static int make_optimizer(trainer *t) {
+    const options *o = t->o;
+    char *cfg_file = o->config ? read_file(o->config) : NULL;
+    if (o->config && !cfg_file) return -1;
+    const char *json = cfg_file ? cfg_file : DEFAULT_CONFIG;
+    clopt_status st = t->strategy
+                          ? clopt_strategy_optimizer_from_config(t->strategy, json, &t->mirrored)
+                          : clopt_optimizer_from_config(t->ctx[0], json, &t->opt);
+    free(cfg_file);
+    if (st != CLOPT_OK) {
+        fprintf(stderr, "train_digits: %s: %s: %s\n", o->config ? o->config : "default config",
+                clopt_status_name(st),
+                t->strategy ? clopt_strategy_last_error(t->strategy)
+                            : clopt_context_last_error(t->ctx[0]));
         return -1;
     }
-    if (o->synthetic && !strcmp(clopt_context_backend_name(t->ctx), "host")) {
+    if (!strcmp(clopt_optimizer_class_name(opt_of(t, 0)), "LossScaleOptimizer")) {
+        fprintf(stderr, "train_digits: %s: a LossScaleOptimizer needs a scaled loss, which this "
+                "example does not compute; use its inner optimizer\n", o->config);
+        return -1;
+    }
+    return 0;
+}
+
+/* A variable of the loop on every replica (the same on each: mirrored). */
+static int loop_var(trainer *t, const char *name, int ndim, const int64_t *shape,
+                    clopt_variable **out) {
+    if (t->strategy)
+        return clopt_failed_on(t, -1, clopt_strategy_variable_create(t->strategy, name,
+                                                                     CLOPT_FLOAT32, ndim, shape,
+                                                                     NULL, out),
+                               "clopt_strategy_variable_create");
+    return clopt_failed(t, clopt_variable_create(t->ctx[0], name, CLOPT_FLOAT32, ndim, shape,
+                                                 NULL, out), "clopt_variable_create");
+}
+
+/* Every replica's model, the loop's variables, and the optimizer built over the models. */
+static int make_models(trainer *t, const int *dims) {
+    const options *o = t->o;
+    const int nheld = t->d->n - t->d->ntrain;
+    const int rows_cap = o->batch > nheld ? o->batch : nheld;
+    for (int r = 0; r < t->nrep; r++) {
+        t->nmodels = r + 1;
+        if (mlp_create(&t->m[r], t->ctx[r], o->nhidden + 1, dims, rows_cap, t->d->x, t->d->y,
+                       t->d->n, t->d->ntrain, (uint64_t)o->seed, o->synthetic > 0))
+            return -1;
+    }
+    const int64_t sshape[1] = {STATE_FIELDS}, hshape[2] = {MAX_EPOCHS, EPOCH_STATS_FIELDS};
+    const int64_t rshape[2] = {t->nrep, MLP_NMETRICS};
+    if (loop_var(t, "train/state", 1, sshape, t->state_var) ||
+        loop_var(t, "train/history", 2, hshape, t->history_var) ||
+        (t->strategy && loop_var(t, "train/replica_metrics", 2, rshape, t->rmetrics_var)))
+        return -1;
+    const size_t n = 2 * (size_t)t->m[0].nlayers;
+    clopt_variable *vars[MAX_REPLICAS * 2 * MLP_MAX_LAYERS];
+    for (int r = 0; r < t->nrep; r++)
+        for (size_t i = 0; i < n; i++) {
+            vars[(size_t)r * n + i] = t->m[r].vars[i];
+            t->grads[(size_t)r * n + i] = t->m[r].grads[i];
+        }
+    if (t->strategy
+            ? clopt_failed_on(t, -1, clopt_mirrored_optimizer_build(t->mirrored, vars, n),
+                              "clopt_mirrored_optimizer_build")
+            : clopt_failed(t, clopt_optimizer_build(t->opt, vars, n), "clopt_optimizer_build"))
+        return -1;
+    return clopt_failed(t, clopt_optimizer_get_config(opt_of(t, 0), &t->opt_json),
+                        "clopt_optimizer_get_config");
+}
+
+/* Replica r's share of a batch of `rows` rows: the first rows % nrep replicas take one more. */
+static int share_rows(const trainer *t, int rows, int r) {
+    return rows / t->nrep + (r < rows % t->nrep);
+}
+
+static void print_setup(const trainer *t, const int *dims) {
+    const options *o = t->o;
+    if (!t->strategy)
+        printf("clopt %s, device: %s [%s backend]\n", clopt_version_string(),
+               clopt_context_device_name(t->ctx[0]), clopt_context_backend_name(t->ctx[0]));
+    else
+        printf("clopt %s, data-parallel over %d replicas (--devices %s):\n",
+               clopt_version_string(), t->nrep, o->devices);
+    for (int r = 0; t->strategy && r < t->nrep; r++)
+        printf("  replica %d: %s [%s backend]\n", r, clopt_context_device_name(t->ctx[r]),
+               clopt_context_backend_name(t->ctx[r]));
+    printf("model: MLP ");
+    for (int l = 0; l <= t->m[0].nlayers; l++) printf("%s%d", l ? " -> " : "", dims[l]);
+    printf(" (ReLU, softmax cross-entropy), %lld parameters\n",
+           (long long)mlp_param_count(&t->m[0]));
+    printf("data: %d rows (%d for training, %d held out), batch %d", t->d->n, t->d->ntrain,
+           t->d->n - t->d->ntrain, o->batch);
+    if (t->strategy && o->batch % t->nrep)
+        printf(" (%d or %d rows per replica)", share_rows(t, o->batch, 0),
+               share_rows(t, o->batch, t->nrep - 1));
+    else if (t->strategy)
+        printf(" (%d rows per replica)", o->batch / t->nrep);
+    printf(", %d steps per epoch\n", t->steps_per_epoch);
+    printf("optimizer: %s\n", t->opt_json);
+}
+
+/* Returns 0, or the exit status. */
+static int setup(trainer *t) {
+    options *o = t->o;
+    const double t0 = now_s();
+    const int rc = open_devices(t);
+    if (rc) return rc;
+    if (o->synthetic && !strcmp(clopt_context_backend_name(t->ctx[0]), "host")) {
         fprintf(stderr, "train_digits: --synthetic times OpenCL work (profiling events): it needs "
                 "an OpenCL device, not the host backend\n");
-        return -1;
+        return 1;
     }
     int dims[MLP_MAX_LAYERS + 1];
     dims[0] = t->d->width;
     for (int i = 0; i < o->nhidden; i++) dims[i + 1] = o->hidden[i];
     dims[o->nhidden + 1] = t->d->classes;
-    const int nheld = t->d->n - t->d->ntrain;
-    const int rows_cap = o->batch > nheld ? o->batch : nheld;
-    char *cfg_file = o->config ? read_file(o->config) : NULL;
-    if (o->config && !cfg_file) return -1;
-    st = clopt_optimizer_from_config(t->ctx, cfg_file ? cfg_file : DEFAULT_CONFIG, &t->opt);
-    free(cfg_file);
-    if (st != CLOPT_OK) {
-        fprintf(stderr, "train_digits: %s: %s: %s\n", o->config ? o->config : "default config",
-                clopt_status_name(st), clopt_context_last_error(t->ctx));
-        return -1;
-    }
-    if (!strcmp(clopt_optimizer_class_name(t->opt), "LossScaleOptimizer")) {
-        fprintf(stderr, "train_digits: %s: a LossScaleOptimizer needs a scaled loss, which this "
-                "example does not compute; use its inner optimizer\n", o->config);
-        return -1;
-    }
-    if (mlp_create(&t->m, t->ctx, o->nhidden + 1, dims, rows_cap, t->d->x, t->d->y, t->d->n,
-                   t->d->ntrain, (uint64_t)o->seed, o->synthetic > 0))
-        return -1;
-    const int64_t sshape[1] = {STATE_FIELDS}, hshape[2] = {MAX_EPOCHS, EPOCH_STATS_FIELDS};
-    if (clopt_failed(t, clopt_variable_create(t->ctx, "train/state", CLOPT_FLOAT32, 1, sshape,
-                                              NULL, &t->state_var), "clopt_variable_create") ||
-        clopt_failed(t, clopt_variable_create(t->ctx, "train/history", CLOPT_FLOAT32, 2, hshape,
-                                              NULL, &t->history_var), "clopt_variable_create") ||
-        clopt_failed(t, clopt_optimizer_build(t->opt, t->m.vars, 2 * (size_t)t->m.nlayers),
-                     "clopt_optimizer_build") ||
-        clopt_failed(t, clopt_optimizer_get_config(t->opt, &t->opt_json),
-                     "clopt_optimizer_get_config"))
-        return -1;
+    if (make_optimizer(t) || make_models(t, dims)) return 1;
     t->steps_per_epoch = (t->d->ntrain + o->batch - 1) / o->batch;
     t->perm = malloc((size_t)t->d->ntrain * sizeof *t->perm);
     if (!t->perm) {
         fprintf(stderr, "train_digits: out of host memory\n");
-        return -1;
+        return 1;
     }
     /* A pass that changes no weight, so that CLBlast and the kernels compile now: setup time,
      * not the first epoch's. Before resume (below), which then restores the metric sums. */
     const int warm_rows = o->batch < t->d->ntrain ? o->batch : t->d->ntrain;
     epoch_order(t->perm, t->d->ntrain, o->seed, 0);
-    if (!o->synthetic &&
-        (mlp_set_order(&t->m, t->perm) || mlp_forward_backward(&t->m, 0, warm_rows) ||
-         mlp_evaluate(&t->m) || mlp_zero_metrics(&t->m) || mlp_finish(&t->m)))
-        return -1;
-    printf("clopt %s, device: %s [%s backend]\n", clopt_version_string(),
-           clopt_context_device_name(t->ctx), clopt_context_backend_name(t->ctx));
-    printf("model: MLP ");
-    for (int l = 0; l <= t->m.nlayers; l++) printf("%s%d", l ? " -> " : "", dims[l]);
-    printf(" (ReLU, softmax cross-entropy), %lld parameters\n",
-           (long long)mlp_param_count(&t->m));
-    printf("data: %d rows (%d for training, %d held out), batch %d, %d steps per epoch\n",
-           t->d->n, t->d->ntrain, nheld, o->batch, t->steps_per_epoch);
-    printf("optimizer: %s\n", t->opt_json);
-    if (o->resume && resume(t)) return -1;
+    for (int r = 0; r < t->nrep && !o->synthetic; r++)
+        if (mlp_set_order(&t->m[r], t->perm) ||
+            mlp_forward_backward(&t->m[r], 0, warm_rows, warm_rows) || mlp_evaluate(&t->m[r]) ||
+            mlp_zero_metrics(&t->m[r]) || mlp_finish(&t->m[r]))
+            return 1;
+    print_setup(t, dims);
+    if (o->resume && resume(t)) return 1;
     t->setup_s = now_s() - t0;
     return 0;
 }
@@ -528,23 +675,39 @@ static int batch_rows(const trainer *t, int first) {
     return t->d->ntrain - first < t->o->batch ? t->d->ntrain - first : t->o->batch;
 }
 
-/* One optimizer step on the batch at `first` of the epoch's order. */
+/* One optimizer step on the batch at `first` of the epoch's order. Each replica takes its share
+ * of the batch, in replica order, and divides its loss by the whole batch's rows (Keras's
+ * contract), so that the gradients the strategy sums are those of the batch's mean loss; all
+ * replicas' passes are queued before the step waits on any. */
 static int train_step(trainer *t, int first) {
     const int rows = batch_rows(t, first);
-    if (mlp_forward_backward(&t->m, first, rows) ||
-        clopt_failed(t, clopt_optimizer_apply(t->opt, t->m.grads, NULL, 2 * (size_t)t->m.nlayers),
-                     "clopt_optimizer_apply") ||
-        mlp_after_step(&t->m))
+    const size_t n = 2 * (size_t)t->m[0].nlayers;
+    for (int r = 0, at = first; r < t->nrep; at += share_rows(t, rows, r), r++)
+        if (mlp_forward_backward(&t->m[r], at, share_rows(t, rows, r), rows)) return -1;
+    if (t->strategy ? clopt_failed_on(t, -1,
+                                      clopt_mirrored_optimizer_apply(t->mirrored, t->grads,
+                                                                     (size_t)t->nrep, NULL, n),
+                                      "clopt_mirrored_optimizer_apply")
+                    : clopt_failed(t, clopt_optimizer_apply(t->opt, t->grads, NULL, n),
+                                   "clopt_optimizer_apply"))
         return -1;
+    for (int r = 0; r < t->nrep; r++)
+        if (mlp_after_step(&t->m[r])) return -1;
     t->steps++;
     return 0;
 }
 
-/* The end of an epoch: held-out evaluation, the one read of the metric sums, the line. */
+/* The end of an epoch: held-out evaluation (replica 0: the replicas' weights are equal), the
+ * one read of each replica's metric sums (the training sums added in replica order), the line. */
 static int finish_epoch(trainer *t, double start, int rows_trained) {
-    float met[MLP_NMETRICS];
-    if (mlp_evaluate(&t->m) || mlp_read_metrics(&t->m, met) || mlp_zero_metrics(&t->m))
-        return -1;
+    float met[MLP_NMETRICS], more[MLP_NMETRICS];
+    if (mlp_evaluate(&t->m[0]) || mlp_read_metrics(&t->m[0], met)) return -1;
+    for (int r = 1; r < t->nrep; r++) {
+        if (mlp_read_metrics(&t->m[r], more)) return -1;
+        for (int k = MLP_TRAIN; k < MLP_EVAL; k++) met[k] += more[k];
+    }
+    for (int r = 0; r < t->nrep; r++)
+        if (mlp_zero_metrics(&t->m[r])) return -1;
     const double epoch_s = now_s() - start; /* the read waited for the epoch's work */
     epoch_stats *e = &t->history[t->epochs_done];
     const float prev = t->epochs_done ? t->history[t->epochs_done - 1].seconds : 0.0f;
@@ -567,7 +730,8 @@ static int train(trainer *t) {
     while (t->epochs_done < t->o->epochs && !interrupted) {
         const double e0 = now_s();
         epoch_order(t->perm, t->d->ntrain, t->o->seed, t->epochs_done);
-        if (mlp_set_order(&t->m, t->perm)) return -1;
+        for (int r = 0; r < t->nrep; r++)
+            if (mlp_set_order(&t->m[r], t->perm)) return -1;
         int rows = 0;
         for (int s = (int)(t->steps % t->steps_per_epoch); s < t->steps_per_epoch; s++) {
             if (interrupted || (t->o->steps && t->steps >= t->o->steps)) return 0;
@@ -581,13 +745,14 @@ static int train(trainer *t) {
     return 0;
 }
 
-/* --synthetic: a warm-up step (CLBlast and the optimizer compile, the GEMMs are recorded), then
- * --steps profiled steps; prints where a step's time goes and the GEMMs' rates. */
+/* --synthetic (one device): a warm-up step (CLBlast and the optimizer compile, the GEMMs are
+ * recorded), then --steps profiled steps; prints where a step's time goes and the GEMMs'
+ * rates. */
 static int throughput(trainer *t) {
-    mlp *m = &t->m;
+    mlp *m = &t->m[0];
     epoch_order(t->perm, t->d->ntrain, t->o->seed, 0);
     if (mlp_set_order(m, t->perm) || train_step(t, 0) ||
-        clopt_failed(t, clopt_finish(t->ctx), "clopt_finish") || mlp_profile_collect(m))
+        clopt_failed(t, clopt_finish(t->ctx[0]), "clopt_finish") || mlp_profile_collect(m))
         return -1;
     mlp_profile_reset(m);
     int steps = 0;
@@ -597,11 +762,11 @@ static int throughput(trainer *t) {
         const int first = (steps % t->steps_per_epoch) * t->o->batch;
         const int rows = batch_rows(t, first);
         /* The example's queue and clopt's are ordered by waiting for each in turn. */
-        if (mlp_forward_backward(m, first, rows) || mlp_profile_collect(m)) return -1;
+        if (mlp_forward_backward(m, first, rows, rows) || mlp_profile_collect(m)) return -1;
         const double o0 = now_s();
         if (clopt_failed(t, clopt_optimizer_apply(t->opt, m->grads, NULL, 2 * (size_t)m->nlayers),
                          "clopt_optimizer_apply") ||
-            clopt_failed(t, clopt_finish(t->ctx), "clopt_finish"))
+            clopt_failed(t, clopt_finish(t->ctx[0]), "clopt_finish"))
             return -1;
         opt_s += now_s() - o0;
         t->steps++;
@@ -628,29 +793,51 @@ static int throughput(trainer *t) {
     return 0;
 }
 
+/* The final weights' hash: replica 0's, after checking every replica holds the same. */
+static int weights_hash(trainer *t, uint64_t *out) {
+    if (mlp_weights_hash(&t->m[0], out)) return -1;
+    for (int r = 1; r < t->nrep; r++) {
+        uint64_t h;
+        if (mlp_weights_hash(&t->m[r], &h)) return -1;
+        if (h != *out) {
+            fprintf(stderr, "train_digits: replica %d's weights (fnv1a %016llx) differ from "
+                    "replica 0's (%016llx)\n", r, (unsigned long long)h,
+                    (unsigned long long)*out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The summary, --plot and --json; returns the exit status. */
 static int finish(trainer *t, int failed) {
     const options *o = t->o;
-    run_info run = {.device = clopt_context_device_name(t->ctx),
-                    .backend = clopt_context_backend_name(t->ctx),
+    run_info run = {.device = clopt_context_device_name(t->ctx[0]),
+                    .backend = clopt_context_backend_name(t->ctx[0]),
+                    .devices = o->devices, .replicas = t->nrep,
                     .optimizer_json = t->opt_json,
-                    .optimizer_class = clopt_optimizer_class_name(t->opt),
-                    .dims = t->m.dims, .nlayers = t->m.nlayers, .batch = o->batch,
+                    .optimizer_class = clopt_optimizer_class_name(opt_of(t, 0)),
+                    .dims = t->m[0].dims, .nlayers = t->m[0].nlayers, .batch = o->batch,
                     .ntrain = t->d->ntrain, .nheld = t->d->n - t->d->ntrain, .seed = o->seed,
                     .steps = t->steps, .target = o->target, .interrupted = interrupted != 0};
     for (int i = 0; i < t->epochs_done && !run.reached_epoch; i++)
         if (t->history[i].val_acc >= o->target) run.reached_epoch = i + 1;
     const epoch_stats *last = t->epochs_done ? &t->history[t->epochs_done - 1] : NULL;
     const int partial = interrupted || (o->steps && t->epochs_done < o->epochs);
-    clopt_memory_stats mem;
-    if (clopt_context_memory_stats(t->ctx, &mem) == CLOPT_OK)
-        run.host_reads = (long long)mem.host_reads; /* before the hash's own reads */
-    if (!failed && mlp_weights_hash(&t->m, &run.weights_hash)) failed = 1;
+    for (int r = 0; r < t->nrep; r++) { /* before the hash's own reads */
+        clopt_memory_stats mem;
+        if (clopt_context_memory_stats(t->ctx[r], &mem) == CLOPT_OK)
+            run.host_reads += (long long)mem.host_reads;
+    }
+    if (!failed && weights_hash(t, &run.weights_hash)) failed = 1;
     if (!failed && o->synthetic == 0) {
         if (o->checkpoint && t->steps != t->saved_steps && save_checkpoint(t)) failed = 1;
-        printf("%s after %lld steps (%d epochs) in %.2f s of training (setup %.2f s)\n",
-               interrupted ? "interrupted" : partial ? "stopped (--steps)" : "trained", t->steps,
-               t->epochs_done, last ? last->seconds : 0.0f, t->setup_s);
+        printf("%s after %lld steps (%d epochs)", interrupted ? "interrupted"
+                                                  : partial ? "stopped (--steps)" : "trained",
+               t->steps, t->epochs_done);
+        if (t->strategy) printf(" on %d replica%s", t->nrep, t->nrep > 1 ? "s" : "");
+        printf(" in %.2f s of training (setup %.2f s)\n", last ? last->seconds : 0.0f,
+               t->setup_s);
         if (interrupted)
             printf("%s\n", o->checkpoint ? "checkpoint saved: continue with --resume"
                                          : "no --checkpoint: nothing saved");
@@ -668,7 +855,8 @@ static int finish(trainer *t, int failed) {
                        run.reached_epoch, t->history[run.reached_epoch - 1].seconds);
             printf("\n");
         }
-        printf("weights fnv1a %016llx\n", (unsigned long long)run.weights_hash);
+        printf("weights fnv1a %016llx%s\n", (unsigned long long)run.weights_hash,
+               t->strategy ? " (equal on every replica)" : "");
     }
     run.ok = !failed;
     if (o->plot && report_svg(o->plot, &run, t->history, t->epochs_done)) failed = 1;
@@ -689,7 +877,10 @@ int main(int argc, char **argv) {
     if (o.synthetic ? make_synthetic(o.synthetic, 4 * o.batch, (uint64_t)o.seed, &d)
                     : load_digits(o.data, &d) || split(&d))
         rc = 1;
-    if (rc < 0 && setup(&t)) rc = 1;
+    if (rc < 0) {
+        const int bad = setup(&t);
+        if (bad) rc = bad;
+    }
     if (rc < 0) {
         struct sigaction sa = {0};
         sa.sa_handler = on_sigint;
@@ -699,11 +890,15 @@ int main(int argc, char **argv) {
         const int failed = o.synthetic ? throughput(&t) != 0 : train(&t) != 0;
         rc = finish(&t, failed);
     }
-    if (t.ctx) mlp_destroy(&t.m);
+    for (int r = 0; r < t.nmodels; r++) mlp_destroy(&t.m[r]);
     free(t.perm);
     clopt_free(t.opt_json);
     clopt_optimizer_destroy(t.opt);
-    clopt_context_destroy(t.ctx);
+    clopt_mirrored_optimizer_destroy(t.mirrored);
+    if (t.strategy)
+        clopt_strategy_destroy(t.strategy); /* its contexts too */
+    else
+        clopt_context_destroy(t.ctx[0]);
     free(d.x);
     free(d.y);
     return rc;
