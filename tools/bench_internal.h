@@ -104,7 +104,7 @@ typedef struct bench_args {
     const char *device;
     const char *optimizer; /* NULL: all */
     size_t size, tensors;  /* 0: the two default shapes */
-    int rounds;
+    int rounds, rounds_set;
     clopt_dtype dtype;
     int json, quiet;
     int clip;
@@ -112,6 +112,7 @@ typedef struct bench_args {
     int startup, startup_runs;
     int startup_child;
     double load_before; /* the 1-minute load average when the timing started */
+    const char *devices; /* --devices: the mirrored step over these (bench_devices.c) */
 } bench_args;
 
 /* ---- the clopt side and shared helpers (bench_common.c) ---- */
@@ -182,6 +183,8 @@ int bench_run_steps(const bench_args *a, const bench_opt *only, size_t shapes[][
 int bench_startup_child(const bench_args *a, const bench_opt *o, size_t n,
                         size_t tensors);                      /* bench_startup.c */
 int bench_run_startup(const bench_args *a, const bench_opt *o, size_t n, size_t tensors);
+int bench_run_devices(const bench_args *a, const bench_opt *only, size_t shapes[][2],
+                      size_t nshapes);                        /* bench_devices.c */
 int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds,
                    clopt_dtype dtype, int quiet);             /* bench_muon.c */
 

@@ -23,6 +23,7 @@ void cli_help_bench(FILE *out) {
           "       mpiexec -n N clopt bench --mpi [--device SPEC] [--optimizer NAME] [--size N]\n"
           "                   [--tensors K] [--rounds R]   (N ranks against one process, the\n"
           "                   all-reduce's share and bytes/s against MPI_Allreduce)\n"
+          "       clopt bench --devices SPEC,SPEC,... [--optimizer NAME] [--size N] [--tensors K]\n"
           "\n"
           "Times clopt's optimizer steps (clopt_optimizer_apply + clopt_finish) against a\n"
           "hand-written OpenMP C loop of the same math on host arrays of the same size, in one\n"
@@ -50,6 +51,13 @@ void cli_help_bench(FILE *out) {
           "                      (--optimizer to change), first with empty kernel caches\n"
           "                      (CLOPT_CACHE_DIR and POCL_CACHE_DIR in a new temporary\n"
           "                      directory), then warm (default 5 runs, --startup-runs)\n"
+          "  --devices SPECS     instead: the step with one replica per device of the\n"
+          "                      comma-separated list (clopt_strategy_create) against the\n"
+          "                      same step on the first device alone, interleaved (Adam by\n"
+          "                      default, rounds default 5); then the all-reduce's share of\n"
+          "                      the step (timed with every queue finished around it) and\n"
+          "                      its GB/s (bytes reduced, once each) against a plain copy of\n"
+          "                      the same bytes between the first two devices\n"
           "\n"
           "Variables are rows x cols matrices (2^24: 4096 x 4096; 4096: 64 x 64) of random\n"
           "values in [-1, 1], gradients too; the C loops use OpenMP's default thread count\n"
@@ -107,7 +115,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         }
         static const char *const valued[] = {"--device", "--optimizer", "--size",
                                              "--tensors", "--rounds", "--dtype",
-                                             "--clip", "--steps", "--startup-runs"};
+                                             "--clip", "--steps", "--startup-runs",
+                                             "--devices"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(o, valued[k]);
         if (!known) {
@@ -122,6 +131,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         long x = 0;
         if (!strcmp(o, "--device")) {
             a->device = v;
+        } else if (!strcmp(o, "--devices")) {
+            a->devices = v;
         } else if (!strcmp(o, "--optimizer")) {
             a->optimizer = strcasecmp(v, "all") ? v : NULL;
         } else if (!strcmp(o, "--size")) {
@@ -133,6 +144,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         } else if (!strcmp(o, "--rounds")) {
             if (parse_count(o, v, 1, &x)) return -1;
             a->rounds = (int)x;
+            a->rounds_set = 1;
         } else if (!strcmp(o, "--steps")) {
             if (parse_count(o, v, 1, &x)) return -1;
             a->steps = x;
@@ -228,6 +240,16 @@ int cli_cmd_bench(int argc, char **argv) {
             k = shapes[0][1];
         }
         return a.startup_child ? bench_startup_child(&a, o, n, k) : bench_run_startup(&a, o, n, k);
+    }
+    if (a.devices) {
+        if (a.json || a.steps > 0 || a.device || (only && !only->f32)) {
+            fputs("clopt bench: --devices takes --optimizer (an element-wise one), --size, "
+                  "--tensors, --rounds, --clip and --quiet\n",
+                  stderr);
+            return CLI_EXIT_USAGE;
+        }
+        if (!a.rounds_set) a.rounds = 5;
+        return bench_run_devices(&a, only, shapes, nshapes);
     }
     if (only && !only->f32 && a.steps <= 0) { /* Muon: against the GEMM rate (bench_muon.c) */
         if (a.json || a.clip) {

@@ -125,7 +125,8 @@ CLOPT_API clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *
  * global_clipnorm, clipvalue: over its own gradients); then the gradients are all-reduced,
  * summed in replica order r0 + r1 + ... in the variable's dtype (so a run is deterministic),
  * and every replica applies weight decay and the update alike. The all-reduce goes through host
- * memory, one read and one write per replica and launch group.
+ * memory, one read and one write per replica and launch group, or runs on the devices when the
+ * replicas share a cl_context (clopt_mirrored_optimizer_set_all_reduce); the same bits.
  *   grads: nreplicas rows of n gradients, replica-major; grads[r * n + i] is a variable of
  *     replica r's context, or NULL for a missing gradient, which must be missing on every
  *     replica.
@@ -144,6 +145,75 @@ CLOPT_API clopt_status clopt_mirrored_optimizer_apply(clopt_mirrored_optimizer *
                                                       clopt_variable *const *grads,
                                                       size_t nreplicas,
                                                       clopt_variable *const *vars, size_t n);
+
+/* ---- The all-reduce's transport, its counters, and checkpoints (since v0.3) ---- */
+
+/* Replicas of clopt_strategy_create on one OpenCL platform share one cl_context (each keeps its
+ * own device and queue), unless the environment variable CLOPT_DIST_SHARE is "0" when the
+ * strategy is made. When every replica is in that one shared context, the all-reduce runs on the
+ * devices ("device"): device-to-device copies of each launch group's gradients to replica 0's
+ * device, a sum kernel in replica order in the same float arithmetic as the host reducer (so
+ * the bits are the same), and copies back to every replica. Otherwise it goes through host
+ * memory ("host"). */
+
+/* Chooses the all-reduce of a mirrored optimizer: "host", "device" (every replica's context
+ * must be in one shared cl_context) or "auto" (the strategy's choice, the default). Both give
+ * the same bits.
+ * Returns CLOPT_OK, CLOPT_ERR_INVALID_ARGUMENT (NULL, or another name) or CLOPT_ERR_UNSUPPORTED
+ * ("device" where the replicas do not share a cl_context); on failure nothing changes.
+ * Since v0.3. */
+CLOPT_API clopt_status clopt_mirrored_optimizer_set_all_reduce(clopt_mirrored_optimizer *m,
+                                                               const char *how);
+
+/* The name of the all-reduce in use: "host" or "device" ("" for NULL). Since v0.3. */
+CLOPT_API const char *clopt_mirrored_optimizer_all_reduce(const clopt_mirrored_optimizer *m);
+
+/* Counters of a mirrored optimizer's all-reduces since it was made or its timing last set. */
+typedef struct clopt_all_reduce_stats {
+    uint64_t steps;    /* steps that reduced (not those that only accumulated, or were skipped) */
+    uint64_t launches; /* launch groups reduced */
+    uint64_t bytes;    /* gradient bytes reduced, each counted once (not once per replica) */
+    double seconds;    /* wall time of the reduces, with timing on; else 0 */
+} clopt_all_reduce_stats;
+
+/* Timing on: every step finishes every replica's queue before and after its all-reduce and adds
+ * the time between to the counters (slower: for benchmarks). Resets the counters.
+ * Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (NULL). Since v0.3. */
+CLOPT_API clopt_status clopt_mirrored_optimizer_set_all_reduce_timing(clopt_mirrored_optimizer *m,
+                                                                      int on);
+
+/* The counters. Returns CLOPT_OK or CLOPT_ERR_INVALID_ARGUMENT (NULL). Since v0.3. */
+CLOPT_API clopt_status clopt_mirrored_optimizer_all_reduce_stats(const clopt_mirrored_optimizer *m,
+                                                                 clopt_all_reduce_stats *out);
+
+/* Saves a training state as clopt_checkpoint_save does (one safetensors file, written
+ * atomically: a temporary file, then a rename), from replica 0: its optimizer state and its
+ * copies of the model variables, which every replica holds bitwise alike (the gradient
+ * accumulators, each replica's own, are saved as replica 0's).
+ *   vars: NULL (n 0: the optimizer only) or num_replicas rows of n model variables,
+ *     replica-major as clopt_mirrored_optimizer_build takes them; only row 0 is read.
+ * Returns what clopt_checkpoint_save returns (CLOPT_ERR_INVALID_ARGUMENT for NULL m or path);
+ * the message is in clopt_strategy_last_error. Since v0.3. */
+CLOPT_API clopt_status clopt_mirrored_optimizer_checkpoint_save(clopt_mirrored_optimizer *m,
+                                                                clopt_variable *const *vars,
+                                                                size_t n, const char *path);
+
+/* Loads a file of clopt_mirrored_optimizer_checkpoint_save (or clopt_checkpoint_save) into every
+ * replica: slots, iteration count, learning rate, loss scale and, with vars, the model
+ * variables; every replica gets the same bits (the gradient accumulators too: the file's).
+ *   vars: as for the save; every row is written and must name the same variables (names,
+ *     dtypes, shapes) as row 0, row r in replica r's context.
+ * Every row is checked, and the file read and checked against replica 0 (all of
+ * clopt_checkpoint_load's checks), before anything changes: a bad file, or one that does not fit,
+ * changes no replica. The other replicas then load the same file; only a device error or a file
+ * replaced in between can fail there (the replicas may then differ: load again).
+ * Returns what clopt_checkpoint_load returns (CLOPT_ERR_INVALID_ARGUMENT for NULL m or path, a
+ * NULL variable or a row that differs; CLOPT_ERR_CONTEXT_MISMATCH for a variable of another
+ * replica's context); the message, naming the replica, is in clopt_strategy_last_error.
+ * Since v0.3. */
+CLOPT_API clopt_status clopt_mirrored_optimizer_checkpoint_load(clopt_mirrored_optimizer *m,
+                                                                clopt_variable *const *vars,
+                                                                size_t n, const char *path);
 
 #ifdef __cplusplus
 }

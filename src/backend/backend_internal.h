@@ -340,4 +340,32 @@ void clopt__mem_read(clopt_context *ctx);
 /* Where a variable lives: its context, its arena buffer and its byte offset in it (interop). */
 clopt_context *clopt__variable_place(const clopt_variable *v, void **buf, size_t *off_bytes);
 
+/* ---- A replica group on one OpenCL platform (ocl_group.c; used by src/dist/device_reduce.c) ---- */
+
+/* Makes the n OpenCL contexts ctx[] (fresh: no buffer or program made yet; one platform,
+ * distinct devices) share one cl_context over their devices, each with its own device and a new
+ * in-order queue. n < 2: nothing to do. On failure nothing changes (message on ctx[0] or the
+ * culprit). */
+clopt_status clopt__ocl_group_share(clopt_context *const *ctx, size_t n);
+/* Whether a and b are OpenCL contexts over one cl_context. */
+int clopt__ocl_group_same(const clopt_context *a, const clopt_context *b);
+/* What `on`'s queue runs next waits for everything enqueued on `after`'s so far. */
+clopt_status clopt__ocl_group_wait(clopt_context *on, clopt_context *after);
+/* A copy of bytes from src (at soff bytes) to dst (at doff), buffers of the shared context,
+ * enqueued on `on`'s queue. */
+clopt_status clopt__ocl_group_copy(clopt_context *on, const void *src, size_t soff, void *dst,
+                                   size_t doff, size_t bytes);
+/* acc[i] = (first ? 0 : acc[i]) + src[soff + i], i < n, acc in the dtype's real
+ * (cl/allreduce.cl), on ctx's queue. */
+clopt_status clopt__ocl_group_add(clopt_context *ctx, clopt_dtype dtype, void *acc,
+                                  const void *src, size_t soff, size_t n, int first);
+/* float32 and float64 only: dst[doff + i] = (first ? 0 + dst[doff + i] : dst[doff + i]) +
+ * src[soff + i], divided by replicas after the last source when mean: the sum in place. */
+clopt_status clopt__ocl_group_add_into(clopt_context *ctx, clopt_dtype dtype, void *dst,
+                                       size_t doff, const void *src, size_t soff, size_t n,
+                                       int first, int last, size_t replicas, int mean);
+/* dst[doff + i] = acc[i] (divided by replicas when mean), i < n, on ctx's queue. */
+clopt_status clopt__ocl_group_store(clopt_context *ctx, clopt_dtype dtype, void *dst, size_t doff,
+                                    const void *acc, size_t n, size_t replicas, int mean);
+
 #endif

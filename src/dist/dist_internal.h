@@ -78,7 +78,26 @@ struct clopt_mirrored_optimizer {
     size_t host_cap;
     int disagreed; /* a transport's build found the processes' signatures differ: apply refuses */
     struct clopt_mirrored_optimizer *next;
+    /* The device reducer's buffers on replica 0's device (device_reduce.c), the counters
+     * (all_reduce.c) and whether steps time their reduce. */
+    struct clopt__dist_device *dev;
+    clopt_all_reduce_stats stats;
+    int timing;
 };
+
+/* Within one shared cl_context (src/backend/opencl/ocl_group.c): copies to replica 0's device,
+ * the sum there, copies back (device_reduce.c). */
+extern const clopt__dist_reducer clopt__dist_device_reducer;
+/* After clopt_strategy_create opened the replicas: unless CLOPT_DIST_SHARE is "0", replicas on
+ * one OpenCL platform share a cl_context, and the device reducer is the strategy's when that
+ * holds every replica (device_reduce.c). A platform that refuses keeps separate contexts. */
+void clopt__dist_device_setup(clopt_strategy *s);
+/* Whether every replica is in one shared cl_context (the device reducer can run). */
+int clopt__dist_device_usable(const clopt_strategy *s);
+/* Frees the device reducer's buffers of m (with m). */
+void clopt__dist_device_release(clopt_mirrored_optimizer *m);
+/* Every launch group through m's reducer, counted (and timed: all_reduce.c). */
+clopt_status clopt__dist_all_reduce(clopt_mirrored_optimizer *m);
 
 /* Formats the strategy's error message and returns st. */
 clopt_status clopt__dist_fail(clopt_strategy *s, clopt_status st, const char *fmt, ...)

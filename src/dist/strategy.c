@@ -96,6 +96,7 @@ clopt_status clopt_strategy_create(const char *devices, clopt_strategy **out) {
         clopt_strategy_destroy(s);
         return st;
     }
+    clopt__dist_device_setup(s);
     *out = s;
     return CLOPT_OK;
 }
@@ -223,6 +224,7 @@ void clopt_mirrored_optimizer_destroy(clopt_mirrored_optimizer *m) {
         clopt_optimizer_destroy(p->opt);
         free(m->host[r]);
     }
+    clopt__dist_device_release(m);
     free(m);
 }
 
@@ -443,8 +445,7 @@ static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request 
         if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
     }
     if (done) return CLOPT_OK; /* a step that only accumulated, on every replica alike */
-    for (size_t i = 0; i < clopt__dist_stepper(m, 0)->plan.nlaunches; i++)
-        if ((st = m->reducer->reduce_launch(m, i)) != CLOPT_OK) return st;
+    if ((st = clopt__dist_all_reduce(m)) != CLOPT_OK) return st;
     for (size_t r = 0; r < s->n; r++)
         if ((st = clopt__apply_run_shared(clopt__dist_stepper(m, r), m->r[r].scratch)) != CLOPT_OK)
             return clopt__dist_fail_replica(s, r, st);

@@ -183,17 +183,28 @@ static void cache_store(const char *dir, const char *path, uint64_t key, const u
     if (!ok || rename(tmp, path) != 0) remove(tmp);
 }
 
+/* The binary of p for dev; a program of a context shared by several devices (ocl_group.c) has
+ * one entry per device of the context, of which only dev's is built. */
 static unsigned char *program_binary(cl_program p, cl_device_id dev, size_t *size) {
-    (void)dev;
-    size_t sz = 0;
-    if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof sz, &sz, NULL) != CL_SUCCESS || !sz)
+    cl_uint n = 0;
+    if (clGetProgramInfo(p, CL_PROGRAM_NUM_DEVICES, sizeof n, &n, NULL) != CL_SUCCESS || !n ||
+        n > 64)
         return NULL;
-    unsigned char *bin = malloc(sz);
-    if (bin && clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS) {
+    cl_device_id devs[64];
+    size_t sz[64];
+    unsigned char *bins[64] = {0};
+    cl_uint at = 0;
+    if (clGetProgramInfo(p, CL_PROGRAM_DEVICES, n * sizeof *devs, devs, NULL) != CL_SUCCESS ||
+        clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, n * sizeof *sz, sz, NULL) != CL_SUCCESS)
+        return NULL;
+    while (at < n && devs[at] != dev) at++;
+    if (at == n || !sz[at]) return NULL;
+    unsigned char *bin = bins[at] = malloc(sz[at]);
+    if (bin && clGetProgramInfo(p, CL_PROGRAM_BINARIES, n * sizeof *bins, bins, NULL) != CL_SUCCESS) {
         free(bin);
         return NULL;
     }
-    *size = sz;
+    *size = sz[at];
     return bin;
 }
 
