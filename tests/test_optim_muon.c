@@ -493,6 +493,35 @@ Test(muon_host, keras_should_use_adamw) {
         "output_dense/kernel"));
 }
 
+/* exclude_layers patterns that stack three repetition operators ("k+++", Python's "multiple
+ * repeat") are refused before glibc's regcomp sees them (a fuzzer's "k+++...+" of 100 signs made
+ * it take gigabytes); "a+?" (lazy) and "a++" (possessive) stay valid, as in Python. */
+Test(muon_host, stacked_repetitions_refused) {
+    clopt_context *ctx;
+    cr_assert_eq(clopt_context_create("host", &ctx), CLOPT_OK);
+    char json[512], run[120];
+    memset(run, '+', sizeof run - 1);
+    run[sizeof run - 1] = '\0';
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"Muon\", \"config\": {\"exclude_layers\": [\"ok\", "
+             "\"k%ser\"]}}",
+             run);
+    clopt_optimizer *o = NULL;
+    cr_assert_eq(clopt_optimizer_from_config(ctx, json, &o), CLOPT_ERR_BAD_VALUE);
+    cr_assert_null(o);
+    cr_assert(strstr(clopt_context_last_error(ctx), "'exclude_layers' entry 1"),
+              "%s", clopt_context_last_error(ctx));
+    cr_assert_eq(clopt_optimizer_from_config(
+                     ctx, "{\"class_name\": \"Muon\", \"config\": {\"exclude_layers\": "
+                          "[\"a+++\"]}}", &o), CLOPT_ERR_BAD_VALUE);
+    const char *valid = "{\"class_name\": \"Muon\", \"config\": {\"exclude_layers\": "
+                        "[\"de+?nse\", \"x++\", \"[+*?]+\", \"a\\\\+\\\\+\\\\+\"]}}";
+    cr_assert_eq(clopt_optimizer_from_config(ctx, valid, &o), CLOPT_OK, "%s",
+                 clopt_context_last_error(ctx));
+    clopt_optimizer_destroy(o);
+    clopt_context_destroy(ctx);
+}
+
 /* test_config (run_class_serialization_test): Muon(learning_rate=0.5, epsilon=1e-5) survives
  * get_config / from_config; and the keys come in Keras's order with Keras's defaults. */
 Test(muon_host, keras_config) {

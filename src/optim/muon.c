@@ -157,10 +157,10 @@ static clopt_status validate(clopt_optimizer *o) {
     json_array_foreach(o->hp_list[EXCLUDE_LAYERS], i, e) {
         regex_t re;
         const char *pat = json_string_value(e);
-        if (regcomp(&re, pat, REG_EXTENDED | REG_NOSUB) != 0)
+        if (clopt__regcomp(&re, pat) != 0)
             return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
                                "Muon config: 'exclude_layers' entry %zu ('%s') is not a valid "
-                               "POSIX extended regular expression",
+                               "POSIX extended regular expression (or stacks repetitions)",
                                i, pat);
         regfree(&re);
     }
@@ -184,7 +184,7 @@ static int adamw_path(const clopt_optimizer *o, const clopt_variable *v) {
     json_t *e;
     json_array_foreach(o->hp_list[EXCLUDE_LAYERS], i, e) {
         regex_t re;
-        if (regcomp(&re, json_string_value(e), REG_EXTENDED | REG_NOSUB) != 0) continue;
+        if (clopt__regcomp(&re, json_string_value(e)) != 0) continue;
         const int hit = regexec(&re, v->name, 0, NULL, 0) == 0;
         regfree(&re);
         if (hit) return 1;

@@ -2,6 +2,7 @@
 #ifndef CLOPT_OPTIM_INTERNAL_H
 #define CLOPT_OPTIM_INTERNAL_H
 
+#include <regex.h>
 #include <jansson.h>
 #include <math.h>
 #include "clopt/optimizer.h"
@@ -378,6 +379,12 @@ clopt__optvar *clopt__optimizer_entry(const clopt_optimizer *o, size_t index,
 /* Checks a variable list: non-empty, no NULL, same context, no duplicates. */
 clopt_status clopt__optimizer_check_vars(clopt_optimizer *o, clopt_variable *const *vars,
                                          size_t n, const char *fn);
+
+/* regcomp (POSIX extended, no sub-matches) of a Keras name pattern; nonzero when the pattern is
+ * invalid or stacks three repetition operators in a row ("a+++"): Python's re refuses those
+ * ("multiple repeat"; "a+?" and "a++" it takes) and glibc's regcomp can take gigabytes on long
+ * runs of them. */
+int clopt__regcomp(regex_t *re, const char *pattern);
 
 /* Keras's gradient_accumulation_steps (0: off) and the iteration count divided by it. */
 static inline int64_t clopt__accumulation_steps(const clopt_optimizer *o) {

@@ -6,6 +6,39 @@
 #include "optim_internal.h"
 #include "schedule_internal.h"
 
+/* Three repetition operators in a row, outside brackets and escapes. */
+static int stacks_repetitions(const char *p) {
+    int after_rep = 0; /* repetition operators just before p */
+    for (; *p; p++) {
+        if (*p == '\\') {
+            after_rep = 0;
+            if (!*++p) break;
+            continue;
+        }
+        if (*p == '[') { /* skip a bracket expression: ']' first is a member */
+            p += p[1] == '^';
+            p += p[1] == ']';
+            while (p[1] && p[1] != ']') p++;
+            if (p[1]) p++;
+            after_rep = 0;
+            continue;
+        }
+        const int rep = *p == '*' || *p == '+' || *p == '?' || *p == '{';
+        if (rep && after_rep == 2) return 1;
+        if (*p == '{') {
+            while (p[1] && p[1] != '}') p++;
+            if (p[1]) p++;
+        }
+        after_rep = rep ? after_rep + 1 : 0;
+    }
+    return 0;
+}
+
+int clopt__regcomp(regex_t *re, const char *pattern) {
+    if (stacks_repetitions(pattern)) return REG_BADRPT;
+    return regcomp(re, pattern, REG_EXTENDED | REG_NOSUB);
+}
+
 /* Frees Keras variable-list entries from `keep` on. */
 static void optvars_free(clopt_optimizer *o, size_t keep) {
     for (size_t i = keep; i < o->noptvars; i++) {
@@ -292,7 +325,7 @@ static clopt_status layout_slots(clopt_optimizer *o) {
 static int decay_excluded_by_name(const clopt_optimizer *o, const clopt_variable *v) {
     for (size_t i = 0; i < o->ndecay_exclude_names; i++) {
         regex_t re;
-        if (regcomp(&re, o->decay_exclude_names[i], REG_EXTENDED | REG_NOSUB) != 0) continue;
+        if (clopt__regcomp(&re, o->decay_exclude_names[i]) != 0) continue;
         int hit = regexec(&re, v->name, 0, NULL, 0) == 0;
         regfree(&re);
         if (hit) return 1;
@@ -466,7 +499,7 @@ clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *o,
                            "exclude_from_weight_decay: a list with entries is NULL");
     for (size_t i = 0; i < nnames; i++) {
         regex_t re;
-        if (!names[i] || regcomp(&re, names[i], REG_EXTENDED | REG_NOSUB) != 0)
+        if (!names[i] || clopt__regcomp(&re, names[i]) != 0)
             return clopt__fail(o->ctx, CLOPT_ERR_BAD_VALUE,
                                "exclude_from_weight_decay: name pattern %zu ('%s') is not a valid "
                                "regular expression",
