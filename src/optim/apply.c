@@ -83,12 +83,6 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                                   size_t n) {
     clopt_context *ctx = o->ctx;
     if (!grads) return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT, "apply: grads is NULL");
-    size_t dead = clopt__handles_first_dead((const void *const *)grads, n);
-    if (dead < n) /* read nothing of it: its memory is freed */
-        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
-                           "apply: gradient %zu was destroyed (or its context was); nothing was "
-                           "changed",
-                           dead);
     clopt_status st;
     /* A schedule's hyperparameters are checked when parsed; a finite one may still overflow at
      * some step (ExponentialDecay with a large rate): refuse that step rather than train on it. */
@@ -98,16 +92,24 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                            "was changed",
                            clopt__schedule_class_name(o->schedule), clopt__learning_rate(o),
                            (long long)o->iterations);
+    if (!vars && !o->built)
+        return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,
+                           "apply: gradients given without variables, but the optimizer is "
+                           "not built; call clopt_optimizer_build first");
+    if (!vars && n != o->nvars)
+        return clopt__fail(ctx, CLOPT_ERR_LENGTH_MISMATCH,
+                           "apply: %zu gradients given but the optimizer tracks %zu "
+                           "variables; they must match one to one",
+                           n, o->nvars);
+    /* Only now read grads' handles: without vars, n is the caller's claim, checked above. */
+    const size_t dead = clopt__handles_first_dead((const void *const *)grads, n);
+    if (dead < n) /* read nothing of it: its memory is freed */
+        return clopt__fail(ctx, CLOPT_ERR_INVALID_ARGUMENT,
+                           "apply: gradient %zu was destroyed (or its context was); nothing was "
+                           "changed",
+                           dead);
     if (!vars) {
-        if (!o->built)
-            return clopt__fail(ctx, CLOPT_ERR_NOT_BUILT,
-                               "apply: gradients given without variables, but the optimizer is "
-                               "not built; call clopt_optimizer_build first");
-        if (n != o->nvars)
-            return clopt__fail(ctx, CLOPT_ERR_LENGTH_MISMATCH,
-                               "apply: %zu gradients given but the optimizer tracks %zu "
-                               "variables; they must match one to one",
-                               n, o->nvars);
+        /* the built list, checked at build */
     } else if (o->built && n == o->nvars && memcmp(vars, o->vars, n * sizeof *vars) == 0) {
         /* The built list itself, in built order, as a training loop passes it every step: it
          * was checked at build (no NULL, no duplicate, this context). Skipping check_vars,
