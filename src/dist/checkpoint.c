@@ -1,7 +1,6 @@
 /* Checkpoints of a mirrored optimizer (include/clopt/distribute.h): replica 0 writes, through
  * clopt_checkpoint_save (atomic); a load is checked on replica 0 first, then written to every
  * replica, so that a bad file changes none. */
-#include <string.h>
 #include "clopt/checkpoint.h"
 #include "dist_internal.h"
 
@@ -13,7 +12,7 @@ static clopt_status check_rows(clopt_strategy *s, clopt_variable *const *vars, s
                                 what, n);
     for (size_t r = 0; r < s->n; r++) {
         for (size_t i = 0; i < n; i++) {
-            const clopt_variable *a = vars[i], *b = vars[r * n + i];
+            const clopt_variable *b = vars[r * n + i];
             if (!b)
                 return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
                                         "%s: variable %zu of replica %zu is NULL", what, i, r);
@@ -22,12 +21,9 @@ static clopt_status check_rows(clopt_strategy *s, clopt_variable *const *vars, s
                             "%s: variable %zu ('%s') of replica %zu is not in replica %zu's "
                             "context",
                             what, i, b->name, r, r);
-            if (strcmp(a->name, b->name) != 0 || a->dtype != b->dtype || !clopt__same_shape(a, b))
-                return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
-                            "%s: variable %zu is '%s' on replica %zu but '%s' on replica 0 "
-                            "(names, dtypes and shapes must agree)",
-                            what, i, b->name, r, a->name);
         }
+        clopt_status st = clopt__dist_check_row(s, vars, n, r, CLOPT_ERR_INVALID_ARGUMENT, what);
+        if (st != CLOPT_OK) return st;
     }
     return CLOPT_OK;
 }
