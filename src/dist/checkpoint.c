@@ -4,9 +4,11 @@
 #include "clopt/checkpoint.h"
 #include "dist_internal.h"
 
-/* Every row of vars names row 0's variables, row r in replica r's context. */
-static clopt_status check_rows(clopt_strategy *s, clopt_variable *const *vars, size_t n,
-                               const char *what) {
+/* A path is given and every row of vars names row 0's variables, row r in replica r's
+ * context. */
+static clopt_status check_input(clopt_strategy *s, clopt_variable *const *vars, size_t n,
+                                const char *path, const char *what) {
+    if (!path) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", what);
     if (!vars && n)
         return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "%s: vars is NULL, n is %zu",
                                 what, n);
@@ -34,9 +36,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_save(clopt_mirrored_optimizer *
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (!path)
-        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "checkpoint_save: path is NULL");
-    clopt_status st = check_rows(s, vars, n, "checkpoint_save");
+    clopt_status st = check_input(s, vars, n, path, "checkpoint_save");
     if (st != CLOPT_OK) return st;
     st = clopt_checkpoint_save(m->r[0].opt, vars, n, path);
     return st == CLOPT_OK ? CLOPT_OK : clopt__dist_fail_replica(s, 0, st);
@@ -48,9 +48,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_load(clopt_mirrored_optimizer *
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (!path)
-        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "checkpoint_load: path is NULL");
-    clopt_status st = check_rows(s, vars, n, "checkpoint_load");
+    clopt_status st = check_input(s, vars, n, path, "checkpoint_load");
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++)
         if (!m->r[r].opt->built)
             st = clopt__dist_fail(s, CLOPT_ERR_NOT_BUILT,
