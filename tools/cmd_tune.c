@@ -423,11 +423,11 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
                best ? w[j].ns[best] : w[j].def_ns, 1 / r, 100 * w[j].noise);
     }
     printf("\nparameters: block_chunks %d, max_blocks %d, form %s, item_blocks %d (%s)\n"
-           "written to %s\n",
+           "%s %s\n",
            cand[best].block_chunks, cand[best].max_blocks, form_name(cand[best].form),
            cand[best].item_blocks,
            best ? "tuned" : "no candidate beat the defaults beyond the noise: defaults kept",
-           path);
+           rc ? "NOT written (see the error above):" : "written to", path);
     return rc ? 1 : 0;
 }
 

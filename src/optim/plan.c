@@ -67,7 +67,7 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
 
 /* A run: segments of one launch that lie end to end in the variable, gradient and slot buffers
  * alike and share their weight-decay real, merged into one segment (the first one's index). A
- * launch whose kernel reads no per-variable data but the segment reals (clopt__plan_runs_fit)
+ * launch whose kernel reads no per-variable data but the segment reals (stages.c, runs_fit)
  * goes over the runs: 10,000 variables of 256 elements laid out in order are one run of a few
  * hundred blocks instead of 10,000 one-chunk blocks, each of which costs its work-item a
  * dependent load of its entry before its loop can start (BENCHMARKS.md, "Many tiny variables").
@@ -87,12 +87,11 @@ static size_t layout_runs(const clopt__segment *segs, clopt__plan_launch *ls, si
         const size_t first = blocks;
         l->run_base = nr;
         for (size_t k = l->range_base; k < l->range_base + l->nranges; k++) {
-            clopt__segment *r = &runs[nr - 1];
-            if (nr > l->run_base && continues(r, &segs[k], decay)) {
-                r->count += segs[k].count;
+            if (nr > l->run_base && continues(&runs[nr - 1], &segs[k], decay)) {
+                runs[nr - 1].count += segs[k].count;
                 continue;
             }
-            if (nr > l->run_base) blocks += clopt__segment_blocks(r);
+            if (nr > l->run_base) blocks += clopt__segment_blocks(&runs[nr - 1]);
             runs[nr] = segs[k];
             runs[nr++].block = (uint32_t)blocks;
         }
@@ -112,10 +111,11 @@ static uint32_t block_chunks(const clopt_kernel_params *kp, size_t total) {
     return (uint32_t)(b > bc ? b : bc);
 }
 
-/* Builds `p` for the pairs, uploading its segment table and, after its n entries, its runs. Rebuilt only when the pattern
- * changes. Device memory: at most 64 bytes per variable for the segments and runs, and `pbytes` per block for the
- * partials (at most CLOPT__MAX_BLOCKS blocks plus one per variable; a one-entry placeholder when
- * no step uses them: kernel arguments stay valid buffers). */
+/* Builds `p` for the pairs, uploading its segment table and, after its n entries, its runs.
+ * Rebuilt only when the pattern changes. Device memory: at most 64 bytes per variable for the
+ * segments and runs, and `pbytes` per block for the partials (at most CLOPT__MAX_BLOCKS blocks
+ * plus one per variable; a one-entry placeholder when no step uses them: kernel arguments stay
+ * valid buffers). */
 clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
                                clopt_variable *const *grads, size_t n, size_t pbytes) {
     clopt_context *ctx = o->ctx;
