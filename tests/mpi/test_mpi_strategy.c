@@ -682,3 +682,114 @@ Test(mpi, several_local_replicas_bad_input) {
     cr_assert(memcmp(x, y, sizeof x) == 0, "rank %d: local replicas differ", rank_);
     clopt_strategy_destroy(s);
 }
+
+/* ---- a device failure in the middle of a step (CLOPT__DIST_FAULT_TEST, tests only) ---- */
+
+/* A strategy whose last global replica fails at `stage`; SGD with momentum built on a and b,
+ * one step taken; *before is the shared state then. */
+static clopt_strategy *faulty(const char *stage, clopt_mirrored_optimizer **m, clopt_variable **v,
+                              clopt_variable **g, uint64_t *before) {
+    char f[64];
+    snprintf(f, sizeof f, "%s:%d", stage, size_ - 1);
+    setenv("CLOPT__DIST_FAULT_TEST", f, 1);
+    clopt_strategy *s = mpi_strategy();
+    unsetenv("CLOPT__DIST_FAULT_TEST");
+    make_vars(s, v);
+    *m = mirrored(s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1, "
+                     "\"momentum\": 0.5}}");
+    for (size_t i = 0; i < NV; i++) {
+        g[i] = tu_var_f32(clopt_strategy_context(s, 0), "g", sizes[i], NULL);
+        fill_grad(g[i], 0, (size_t)rank_, i, 0);
+    }
+    S_OK(s, clopt_mirrored_optimizer_build(*m, v, NV));
+    *before = shared_state(*m, v);
+    return s;
+}
+
+/* Before the exchange (the local stages, reading the gradients back): every rank fails with the
+ * failing rank's status, no variable, slot or counter moved anywhere. */
+Test(mpi, device_failure_before_exchange_fails_every_rank) {
+    const char *const stages[] = {"local", "read"};
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", size_ - 1);
+    for (size_t k = 0; k < 2; k++) {
+        clopt_mirrored_optimizer *m;
+        clopt_variable *v[NV], *g[NV];
+        uint64_t before;
+        clopt_strategy *s = faulty(stages[k], &m, v, g, &before);
+        clopt_status st = clopt_mirrored_optimizer_apply(m, g, 1, v, NV);
+        assert_failed_alike(s, st, CLOPT_ERR_OPENCL, who);
+        cr_assert(strstr(clopt_strategy_last_error(s), "fault injected"), "%s",
+                  clopt_strategy_last_error(s));
+        cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 0, "rank %d, %s", rank_, stages[k]);
+        cr_assert_eq(shared_state(m, v), before, "rank %d changed (%s)", rank_, stages[k]);
+        clopt_strategy_destroy(s);
+    }
+}
+
+/* After the exchange (writing the sums back, the update): every rank returns
+ * CLOPT_ERR_REPLICAS_DIVERGED naming the rank; the failing rank did not step, the others did;
+ * a broadcast from rank 0 makes them one again. */
+Test(mpi, device_failure_after_exchange_reports_divergence) {
+    const char *const stages[] = {"write", "shared"};
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", size_ - 1);
+    for (size_t k = 0; k < 2; k++) {
+        clopt_mirrored_optimizer *m;
+        clopt_variable *v[NV], *g[NV];
+        uint64_t before;
+        clopt_strategy *s = faulty(stages[k], &m, v, g, &before);
+        clopt_status st = clopt_mirrored_optimizer_apply(m, g, 1, v, NV);
+        assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, who);
+        cr_assert(strstr(clopt_strategy_last_error(s), "after the all-reduce's exchange"), "%s",
+                  clopt_strategy_last_error(s));
+        const int failed = rank_ == size_ - 1;
+        if (!strcmp(stages[k], "write")) /* "shared" fails after its own update ran */
+            cr_assert_eq(clopt_mirrored_optimizer_iterations(m), failed ? 0 : 1, "rank %d",
+                         rank_);
+        if (size_ > 1) {
+            S_OK(s, clopt_mirrored_optimizer_broadcast(m));
+            assert_same_on_every_rank(shared_state(m, v), "state after the broadcast");
+            cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 1);
+        }
+        clopt_strategy_destroy(s);
+    }
+}
+
+/* ---- CLOPT_DIST_CHECK across ranks ---- */
+
+Test(mpi, dist_check_compares_ranks) {
+    if (rank_ == 0) setenv("CLOPT_DIST_CHECK", "1", 1); /* one rank's setting is every rank's */
+    clopt_strategy *s = local_strategy(2);
+    unsetenv("CLOPT_DIST_CHECK");
+    clopt_variable *v[2 * NV], *g[2 * NV];
+    make_vars(s, v);
+    clopt_mirrored_optimizer *m =
+        mirrored(s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1}}");
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < NV; i++) {
+            g[l * NV + i] = tu_var_f32(clopt_strategy_context(s, l), "g", sizes[i], NULL);
+            fill_grad(g[l * NV + i], 0, l, i, 0);
+        }
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, NV));
+    /* The last rank's variable b changes behind the strategy's back (both its replicas, so
+     * that only the ranks differ): the next step fails on every rank, naming it. */
+    float x[300];
+    for (int e = 0; e < 300; e++) x[e] = 3.0f;
+    if (rank_ == size_ - 1 && size_ > 1)
+        for (size_t l = 0; l < 2; l++)
+            cr_assert(clopt_variable_write(v[l * NV + 1], x, sizeof x) == CLOPT_OK);
+    clopt_status st = clopt_mirrored_optimizer_apply(m, g, 2, v, NV);
+    if (size_ > 1) {
+        char who[64];
+        snprintf(who, sizeof who, "rank %d's 'b' differs from rank 0's", size_ - 1);
+        assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, who);
+    } else {
+        cr_assert_eq(st, CLOPT_OK);
+    }
+    /* Within one rank: its second replica's a changed: named as that rank's replica. */
+    if (rank_ == 0) cr_assert(clopt_variable_write(v[NV], x, 5 * sizeof *x) == CLOPT_OK);
+    st = clopt_mirrored_optimizer_apply(m, g, 2, v, NV);
+    assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, "rank 0: apply: replica 1's");
+    clopt_strategy_destroy(s);
+}
