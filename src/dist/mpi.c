@@ -19,9 +19,9 @@ typedef struct mpi_state {
     int rank, size;
     int *nloc, *base; /* per rank: its local replicas, the global index of its first */
     size_t world, kmax; /* replicas over every rank; the most one rank holds */
-    unsigned char *pack, *recv, *sum, *send; /* local replicas packed; my share of every
-                                              * replica; its sum; the shares by destination */
-    size_t pack_cap, recv_cap, sum_cap, send_cap;
+    unsigned char *pack, *recv, *send; /* local replicas packed; my share of the other ranks'
+                                        * replicas; the shares by destination */
+    size_t pack_cap, recv_cap, send_cap;
     struct vote *votes; /* size entries: the last gather */
     double reduce_s;       /* time in mpi_reduce, for clopt_strategy_mpi_reduce_stats */
     uint64_t reduce_bytes; /* bytes of gradients it reduced (one replica's) */
@@ -104,68 +104,87 @@ static int grow(unsigned char **b, size_t *cap, size_t need) {
     return 0;
 }
 
-/* The sum of my share of one segment: cnt elements from each of the world's replicas, in
- * global replica order, as host_reduce.c sums replicas (float for every dtype but float64;
- * MEAN divides after). */
-static void sum_share(const mpi_state *t, clopt_dtype dt, size_t cnt, clopt_reduction op) {
+/* The sum of my share of one segment: cnt elements of each of the world's replicas (src[g]:
+ * global replica g's), in global replica order, as host_reduce.c sums replicas (float for
+ * every dtype but float64; MEAN divides after), into dst, which may be one of the sources: each
+ * block of elements is summed aside, then stored. */
+static void sum_share(const mpi_state *t, clopt_dtype dt, const unsigned char *const *src,
+                      unsigned char *dst, size_t cnt, clopt_reduction op) {
+    enum { BLOCK = 1024 };
     const size_t W = t->world;
-    if (dt == CLOPT_FLOAT32) { /* the same sums, replica by replica over the share (vectorizes) */
-        float *sum = (float *)(void *)t->sum;
-        const float *x = (const float *)(const void *)t->recv;
-        for (size_t e = 0; e < cnt; e++) sum[e] = 0.0f + x[e];
-        for (size_t k = 1; k < W; k++)
-            for (size_t e = 0; e < cnt; e++) sum[e] += x[k * cnt + e];
-        if (op == CLOPT_REDUCE_MEAN)
-            for (size_t e = 0; e < cnt; e++) sum[e] /= (float)W;
+    if (dt == CLOPT_FLOAT32) { /* the same sums, replica by replica over a block (vectorizes) */
+        float acc[BLOCK];
+        for (size_t b = 0; b < cnt; b += BLOCK) {
+            const size_t nb = cnt - b < BLOCK ? cnt - b : BLOCK;
+            const float *x = (const float *)(const void *)src[0] + b;
+            for (size_t e = 0; e < nb; e++) acc[e] = 0.0f + x[e];
+            for (size_t k = 1; k < W; k++) {
+                x = (const float *)(const void *)src[k] + b;
+                for (size_t e = 0; e < nb; e++) acc[e] += x[e];
+            }
+            if (op == CLOPT_REDUCE_MEAN)
+                for (size_t e = 0; e < nb; e++) acc[e] /= (float)W;
+            memcpy(dst + b * sizeof *acc, acc, nb * sizeof *acc);
+        }
         return;
     }
-    for (size_t e = 0; e < cnt; e++) {
+    for (size_t e = 0; e < cnt; e++) { /* element by element: all read before dst is written */
         double sum = 0;
         float sumf = 0;
         for (size_t k = 0; k < W; k++) {
-            const double x = clopt__elem_load(t->recv, dt, k * cnt + e);
+            const double x = clopt__elem_load(src[k], dt, e);
             sum += x;
             sumf += (float)x;
         }
         if (dt != CLOPT_FLOAT64) sum = sumf;
         if (op == CLOPT_REDUCE_MEAN)
             sum = dt == CLOPT_FLOAT64 ? sum / (double)W : (double)(sumf / (float)W);
-        clopt__elem_store(t->sum, dt, e, sum);
+        clopt__elem_store(dst, dt, e, sum);
     }
 }
 
 /* The all-reduce of elements [s0, s0 + len) of the packed launch (row[l]: local replica l's),
- * into row[0]: rank j sums the j-th share of every replica's elements (each rank sends each of
- * its replicas' shares, so rank j receives them in global replica order), then every rank
- * gathers every share. Buffers were sized by reduce_launch. */
+ * into row[0]: rank j sums the j-th share of every replica's elements (each rank sends the
+ * other ranks each of its replicas' shares, so rank j receives them in global replica order;
+ * its own replicas' shares it reads in place), into row[0] itself, then every rank gathers
+ * every share (MPI_IN_PLACE: no copy of its own). Buffers were sized by reduce_launch. */
 static clopt_status reduce_segment(clopt_mirrored_optimizer *m, unsigned char *const *row,
                                    clopt_dtype dt, size_t s0, size_t len) {
     mpi_state *t = state_of(m->s);
     const size_t es = clopt_dtype_size(dt), P = (size_t)t->size, n = m->s->n;
     int counts[t->size], displs[t->size], scounts[t->size], sdispls[t->size];
     int rcounts[t->size], rdispls[t->size];
+    size_t my_at = 0;
     for (size_t j = 0, at = 0; j < P; j++) {
         const size_t cnt = len / P + (j < len % P);
+        const int self = j == (size_t)t->rank;
+        if (self) my_at = at;
         counts[j] = (int)(cnt * es);
         displs[j] = (int)(at * es);
-        scounts[j] = (int)(n * cnt * es);
+        scounts[j] = self ? 0 : (int)(n * cnt * es);
         sdispls[j] = (int)(n * at * es);
-        for (size_t l = 0; n > 1 && l < n; l++) /* by destination: its share of each replica */
+        for (size_t l = 0; n > 1 && !self && l < n; l++) /* by destination: each replica's share */
             memcpy(t->send + (n * at + l * cnt) * es, row[l] + (s0 + at) * es, cnt * es);
         at += cnt;
     }
     const size_t mine = (size_t)counts[t->rank] / es;
+    const unsigned char *src[t->world];
     for (size_t k = 0; k < P; k++) {
-        rcounts[k] = (int)((size_t)t->nloc[k] * mine * es);
+        const int self = k == (size_t)t->rank;
+        rcounts[k] = self ? 0 : (int)((size_t)t->nloc[k] * mine * es);
         rdispls[k] = (int)((size_t)t->base[k] * mine * es);
+        for (int l = 0; l < t->nloc[k]; l++) {
+            const size_t g = (size_t)(t->base[k] + l);
+            src[g] = self ? row[l] + (s0 + my_at) * es : t->recv + g * mine * es;
+        }
     }
     unsigned char *seg = row[0] + s0 * es;
     if (MPI_Alltoallv(n > 1 ? t->send : seg, scounts, sdispls, MPI_BYTE, t->recv, rcounts,
                       rdispls, MPI_BYTE, t->comm) != MPI_SUCCESS)
         return clopt__dist_fail(m->s, CLOPT_ERR_IO, "rank %d: MPI_Alltoallv failed", t->rank);
-    sum_share(t, dt, mine, m->op);
-    if (MPI_Allgatherv(t->sum, (int)(mine * es), MPI_BYTE, seg, counts, displs, MPI_BYTE,
-                       t->comm) != MPI_SUCCESS)
+    sum_share(t, dt, src, seg + my_at * es, mine, m->op);
+    if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, seg, counts, displs, MPI_BYTE, t->comm) !=
+        MPI_SUCCESS)
         return clopt__dist_fail(m->s, CLOPT_ERR_IO, "rank %d: MPI_Allgatherv failed", t->rank);
     return CLOPT_OK;
 }
@@ -191,7 +210,6 @@ static int reserve(mpi_state *t, size_t n, size_t total, size_t es) {
     const size_t seg = segment_elems(t, es), len = total < seg ? total : seg;
     const size_t mine = len / (size_t)t->size + 1;
     return grow(&t->recv, &t->recv_cap, t->world * mine * es + 1) ||
-           grow(&t->sum, &t->sum_cap, mine * es + 1) ||
            grow(&t->pack, &t->pack_cap, n * total * es + 1) ||
            (n > 1 && grow(&t->send, &t->send_cap, n * len * es + 1));
 }
@@ -220,12 +238,13 @@ static void repack(const clopt__plan *p, size_t i, unsigned char *host, unsigned
     }
 }
 
-/* Launch i's processed gradients of every local replica, read from its device (every rank
- * agrees that all could before any exchanges: a device failure here fails every rank alike),
- * packed in the launch's pair order (so a rank whose arena places them elsewhere still agrees;
- * no copy when they already lie so), reduced in segments, and written back to every local
- * replica. A failure writing back is after the exchange: it is held in m->late (the remaining
- * launches' collectives still run) and the step's end agrees on it. */
+/* Launch i's processed gradients of every local replica in host memory: a host replica's
+ * scratch itself (no copy), another's read from its device into its staging (every rank agrees
+ * that all could before any exchanges: a device failure here fails every rank alike); packed in
+ * the launch's pair order (so a rank whose arena places them elsewhere still agrees; no copy
+ * when they already lie so), reduced in segments into the first replica's, and given to every
+ * local replica. A failure writing back is after the exchange: it is held in m->late (the
+ * remaining launches' collectives still run) and the step's end agrees on it. */
 static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     clopt_strategy *s = m->s;
     mpi_state *t = state_of(s);
@@ -237,14 +256,18 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     size_t total = 0, lo[MAX_REPLICAS], hi[MAX_REPLICAS];
     for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++)
         total += p0->grads[k]->padded;
+    unsigned char *mem[MAX_REPLICAS]; /* replica r's launch block, host-addressable */
+    int direct[MAX_REPLICAS];         /* mem[r] is the replica's own (host) scratch */
     clopt_status st = CLOPT_OK;
     if (reserve(t, n, total, es))
         st = clopt__dist_fail(s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
     for (size_t r = 0; st == CLOPT_OK && r < n; r++) {
         clopt_context *ctx = m->r[r].opt->ctx;
         clopt__dist_launch_span(&clopt__dist_stepper(m, r)->plan, i, &lo[r], &hi[r]);
-        if (ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es, m->host[r] + lo[r] * es,
-                           (hi[r] - lo[r]) * es) != CLOPT_OK)
+        direct[r] = ctx->ops == &clopt__host_backend;
+        mem[r] = direct[r] ? (unsigned char *)m->r[r].scratch[i] : m->host[r];
+        if (!direct[r] && ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es,
+                                         mem[r] + lo[r] * es, (hi[r] - lo[r]) * es) != CLOPT_OK)
             st = clopt__dist_fail_replica(s, r, CLOPT_ERR_OPENCL);
         else st = clopt__dist_fault(s, CLOPT__FAULT_READ, r);
     }
@@ -254,8 +277,8 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     for (size_t r = 0; r < n; r++) {
         const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
         ordered[r] = in_pair_order(p, i, lo[r]);
-        row[r] = ordered[r] ? m->host[r] + lo[r] * es : t->pack + r * total * es;
-        if (!ordered[r]) repack(p, i, m->host[r], row[r], es, 1);
+        row[r] = ordered[r] ? mem[r] + lo[r] * es : t->pack + r * total * es;
+        if (!ordered[r]) repack(p, i, mem[r], row[r], es, 1);
     }
     t->reduce_bytes += total * es;
     const size_t seg = segment_elems(t, es);
@@ -264,16 +287,14 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
         if (st != CLOPT_OK) return st;
     }
     /* row[0] holds the sum: every local replica takes it, at its own offsets. */
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && m->late == CLOPT_OK; r++) {
         clopt_context *ctx = m->r[r].opt->ctx;
-        const unsigned char *from = row[0];
-        if (!ordered[r]) {
-            repack(&clopt__dist_stepper(m, r)->plan, i, m->host[r], row[0], es, 0);
-            from = m->host[r] + lo[r] * es;
-        }
-        if (m->late != CLOPT_OK) continue; /* this replica's step is lost already */
-        if (ctx->ops->write(ctx, m->r[r].scratch[i], lo[r] * es, from, (hi[r] - lo[r]) * es) !=
-            CLOPT_OK)
+        unsigned char *block = mem[r] + lo[r] * es;
+        if (!ordered[r]) repack(&clopt__dist_stepper(m, r)->plan, i, mem[r], row[0], es, 0);
+        else if (direct[r] && block != row[0]) memcpy(block, row[0], total * es);
+        if (!direct[r] && ctx->ops->write(ctx, m->r[r].scratch[i], lo[r] * es,
+                                          ordered[r] ? row[0] : block,
+                                          (hi[r] - lo[r]) * es) != CLOPT_OK)
             m->late = clopt__dist_fail_replica(s, r, CLOPT_ERR_OPENCL);
         else m->late = clopt__dist_fault(s, CLOPT__FAULT_WRITE, r);
     }
@@ -556,7 +577,6 @@ static void mpi_destroy(clopt_strategy *s) {
     if (!finalized) MPI_Comm_free(&t->comm);
     free(t->pack);
     free(t->recv);
-    free(t->sum);
     free(t->send);
     free(t->nloc);
     free(t->votes);
