@@ -41,7 +41,7 @@ static void variables_reserve_chunks(const char *dev) {
     cr_assert_eq(m.device_buffers, 1);
     cr_assert_eq(m.device_bytes, m.arena_bytes);
     cr_assert_eq(m.peak_device_bytes, m.device_bytes);
-    /* Arena ranges are whole chunks of the widest dtype: 256 * 8 bytes. */
+    /* Arena ranges are whole chunks of their dtype: 4 x 256 x 4 bytes, then 256 x 8. */
     cr_assert_eq(m.arena_used_bytes, 2048 * 2 + 2048, "used %llu",
                  (unsigned long long)m.arena_used_bytes);
     clopt_variable_destroy(a);

@@ -448,6 +448,9 @@ Test(dist_devices_pocl, checkpoint_bad_input_changes_nothing) {
     rows[NV + 1] = a.v[NV + 2]; /* another variable of replica 1 */
     cr_assert_eq(clopt_mirrored_optimizer_checkpoint_load(a.m, rows, NV, good),
                  CLOPT_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(clopt_strategy_last_error(s), "checkpoint_load: variable 1 is '"),
+              "%s", clopt_strategy_last_error(s));
+    cr_assert(strstr(clopt_strategy_last_error(s), "on replica 1 but '"));
     cr_assert_eq(clopt_mirrored_optimizer_checkpoint_load(a.m, a.v, NV, NULL),
                  CLOPT_ERR_INVALID_ARGUMENT);
     cr_assert_eq(clopt_mirrored_optimizer_checkpoint_load(NULL, a.v, NV, good),

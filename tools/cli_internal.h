@@ -9,6 +9,7 @@
  *   cli_json.c     JSON text in and out: NaN/Infinity tokens, numbers that round-trip
  *   cli_buf.c      a growable text buffer
  *   cli_dtype.c    conversions between doubles and the four element types
+ *   tune_db.c      writing the tuning database (cmd_tune.c, tune_gemm.c)
  *
  * Exit statuses: 0 success, 1 bad input or a failure while running, 2 bad usage. */
 #ifndef CLOPT_CLI_INTERNAL_H
@@ -111,6 +112,20 @@ void cli_store(void *buf, clopt_dtype dtype, size_t i, double x);
 double cli_load(const void *buf, clopt_dtype dtype, size_t i);
 /* Appends element i as JSON number text in the dtype's round-trip format. */
 void cli_put_element(cli_buf *b, const void *buf, clopt_dtype dtype, size_t i);
+
+/* ---- the tuning database (tune_db.c) ---- */
+
+struct clopt_device_identity; /* clopt/experimental.h */
+
+/* mkdir -p of the file's directory; a failure shows when the file is written. */
+void cli_make_parents(const char *path);
+/* Adds the entry of the device + driver `id` ("vendor", "type", "device", "driver", then the
+ * keys of `fields`) to the tuning database at `path`, or starts one, and writes it through a
+ * temporary file renamed over `path`. It replaces that device + driver's entry of the same
+ * kind: a GEMM entry when `fields` has a "gemm" key, else a kernel-parameter entry; the other
+ * kind's stays. An existing file that is not a database is not overwritten. Takes `fields`'s
+ * reference. 0, or -1 after a message on stderr. */
+int cli_tune_db_put(const char *path, const struct clopt_device_identity *id, json_t *fields);
 
 /* ---- replay cases (replay_case.c) ---- */
 

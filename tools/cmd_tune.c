@@ -10,8 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "clopt/experimental.h"
 #include "bench_internal.h"
 #include "tune_gemm.h"
@@ -328,53 +326,6 @@ static size_t choose(const kw *w, size_t nw, size_t ncand, double *gain) {
     return best;
 }
 
-/* Replaces the device + driver entry of the database at `path` (or starts one) and writes it
- * through a temporary file. An unreadable existing file is not overwritten. */
-static int write_db(const char *path, const clopt_device_identity *id,
-                    const clopt_kernel_params *p, json_t *measured) {
-    json_error_t err;
-    json_t *root = NULL;
-    if (access(path, F_OK) == 0) {
-        root = json_load_file(path, 0, &err);
-        if (!root || !json_is_object(root) || !json_is_array(json_object_get(root, "entries"))) {
-            fprintf(stderr, "clopt tune: %s is not a tuning database; not overwriting it\n", path);
-            json_decref(root);
-            json_decref(measured);
-            return -1;
-        }
-    } else {
-        root = json_pack("{s:i, s:[]}", "clopt_tuning", 1, "entries");
-    }
-    json_t *entries = json_object_get(root, "entries");
-    for (size_t i = json_array_size(entries); i-- > 0;) {
-        json_t *e = json_array_get(entries, i);
-        const char *d = json_string_value(json_object_get(e, "device"));
-        const char *v = json_string_value(json_object_get(e, "driver"));
-        if (d && v && strcmp(d, id->device) == 0 && strcmp(v, id->driver) == 0 &&
-            !json_object_get(e, "gemm")) /* GEMM entries: tune_gemm.c's */
-            json_array_remove(entries, i);
-    }
-    json_array_append_new(
-        entries, json_pack("{s:s, s:s, s:s, s:s, s:{s:i, s:i, s:s, s:i}, s:o}", "vendor",
-                           id->vendor, "type", id->type, "device", id->device, "driver",
-                           id->driver, "params", "block_chunks", p->block_chunks, "max_blocks",
-                           p->max_blocks, "form", form_name(p->form), "item_blocks",
-                           p->item_blocks, "measured", measured));
-    char *tmp = malloc(strlen(path) + 32);
-    int rc = -1;
-    if (tmp) {
-        sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-        rc = json_dump_file(root, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0 ? 0 : -1;
-        if (rc) {
-            remove(tmp);
-            fprintf(stderr, "clopt tune: cannot write %s\n", path);
-        }
-    }
-    free(tmp);
-    json_decref(root);
-    return rc;
-}
-
 static int show(clopt_context *ctx) {
     clopt_kernel_params p;
     const char *origin;
@@ -435,7 +386,12 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
         timed += j == nw;
     }
     json_object_set(doc, "measured", measured);
-    const int rc = write_db(path, &id, &cand[best], measured);
+    const int rc = cli_tune_db_put(
+        path, &id,
+        json_pack("{s:{s:i, s:i, s:s, s:i}, s:o}", "params", "block_chunks",
+                  cand[best].block_chunks, "max_blocks", cand[best].max_blocks, "form",
+                  form_name(cand[best].form), "item_blocks", cand[best].item_blocks,
+                  "measured", measured));
     if (a->json) {
         json_object_set_new(doc, "device", json_string(id.device));
         json_object_set_new(doc, "database", json_string(path));
@@ -467,24 +423,12 @@ static int tune(clopt_context *ctx, const tune_args *a, const char *path) {
                best ? w[j].ns[best] : w[j].def_ns, 1 / r, 100 * w[j].noise);
     }
     printf("\nparameters: block_chunks %d, max_blocks %d, form %s, item_blocks %d (%s)\n"
-           "written to %s\n",
+           "%s %s\n",
            cand[best].block_chunks, cand[best].max_blocks, form_name(cand[best].form),
            cand[best].item_blocks,
            best ? "tuned" : "no candidate beat the defaults beyond the noise: defaults kept",
-           path);
+           rc ? "NOT written (see the error above):" : "written to", path);
     return rc ? 1 : 0;
-}
-
-/* mkdir -p of the file's directory; a failure shows when the file is written. */
-static void make_parents(const char *path) {
-    char *d = strdup(path);
-    for (char *p = d ? d + 1 : NULL; p && *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(d, 0755);
-            *p = '/';
-        }
-    free(d);
 }
 
 int cli_cmd_tune(int argc, char **argv) {
@@ -507,7 +451,7 @@ int cli_cmd_tune(int argc, char **argv) {
                         "or no cache directory)\n");
         rc = 2;
     } else {
-        make_parents(path); /* the cache directory may not exist yet */
+        cli_make_parents(path); /* the cache directory may not exist yet */
         rc = tune(ctx, &a, path);
     }
     clopt_context_destroy(ctx);

@@ -17,11 +17,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "clopt/experimental.h"
+#include "cli_internal.h"
 
 #define MAX_NAMES 32
 #define MAX_RUNS 4
@@ -322,65 +322,6 @@ static int run_tuner(const gemm_args *a, gemm_run *r, int platform, int device, 
 
 /* ---- the database ---- */
 
-static void make_parents(const char *path) {
-    char *d = malloc(strlen(path) + 1);
-    if (d) strcpy(d, path);
-    for (char *p = d ? d + 1 : NULL; p && *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(d, 0755);
-            *p = '/';
-        }
-    free(d);
-}
-
-/* Replaces the device + driver GEMM entry of the database (or starts one); written through a
- * temporary file. An existing file that is not a database is not overwritten. */
-static int write_db(const char *path, const clopt_device_identity *id, json_t *gemm,
-                    json_t *measured) {
-    json_error_t err;
-    json_t *root;
-    if (access(path, F_OK) == 0) {
-        root = json_load_file(path, 0, &err);
-        if (!json_is_object(root) || !json_is_array(json_object_get(root, "entries"))) {
-            fprintf(stderr, "clopt tune: %s is not a tuning database; not overwriting it\n", path);
-            json_decref(root);
-            json_decref(gemm);
-            json_decref(measured);
-            return -1;
-        }
-    } else {
-        root = json_pack("{s:i, s:[]}", "clopt_tuning", 1, "entries");
-    }
-    json_t *entries = json_object_get(root, "entries");
-    for (size_t i = json_array_size(entries); i-- > 0;) {
-        json_t *e = json_array_get(entries, i);
-        const char *d = json_string_value(json_object_get(e, "device"));
-        const char *v = json_string_value(json_object_get(e, "driver"));
-        if (json_object_get(e, "gemm") && d && v && strcmp(d, id->device) == 0 &&
-            strcmp(v, id->driver) == 0)
-            json_array_remove(entries, i);
-    }
-    json_array_append_new(entries, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "vendor",
-                                             id->vendor, "type", id->type, "device", id->device,
-                                             "driver", id->driver, "gemm", gemm, "measured",
-                                             measured));
-    make_parents(path);
-    char *tmp = malloc(strlen(path) + 32);
-    int rc = -1;
-    if (tmp) {
-        sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-        rc = json_dump_file(root, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0 ? 0 : -1;
-        if (rc) {
-            remove(tmp);
-            fprintf(stderr, "clopt tune: cannot write %s\n", path);
-        }
-    }
-    free(tmp);
-    json_decref(root);
-    return rc;
-}
-
 static json_t *run_params(const gemm_run *r) {
     json_t *p = json_object();
     for (size_t j = 0; j < r->nparams; j++)
@@ -472,7 +413,11 @@ static int tune(clopt_context *ctx, const gemm_args *a, const char *path) {
                                 r->best_ms));
     }
     int rc = 1;
-    if (json_array_size(gemm)) rc = write_db(path, &id, gemm, measured) ? 1 : 0;
+    if (json_array_size(gemm)) {
+        cli_make_parents(path);
+        rc = cli_tune_db_put(path, &id,
+                             json_pack("{s:o, s:o}", "gemm", gemm, "measured", measured)) ? 1 : 0;
+    }
     else {
         json_decref(gemm);
         json_decref(measured);

@@ -113,22 +113,26 @@ int clopt__handle_live(const void *h);
 /* The index of the first of h[0..n) that is neither NULL nor live, or n if none (one lock: a
  * step checks its gradients with it). */
 size_t clopt__handles_first_dead(const void *const *h, size_t n);
+/* How many handles were removed so far. While it stays the same no handle was freed, so no
+ * address checked earlier can have been reused by another object: a step whose handles are
+ * those an earlier step checked need not check them again (apply.c). */
+uint64_t clopt__handles_epoch(void);
 
-/* Arena: reserves `elems` elements of `dtype` (rounded to whole chunks, zero-filled). A dedicated
- * block is made for one owner and freed when its last range is. */
-clopt_status clopt__arena_alloc(clopt_context *ctx, size_t bytes, int dedicated,
+/* Arena: reserves `bytes` (zero-filled) at an offset that is a multiple of `align` (a shared
+ * block's first fit; a dedicated block is made for one owner, at offset 0, and freed when its
+ * last range is). */
+clopt_status clopt__arena_alloc(clopt_context *ctx, size_t bytes, size_t align, int dedicated,
                                 clopt__arena_block **block, size_t *off_bytes);
 void clopt__arena_free(clopt_context *ctx, clopt__arena_block *block, size_t off_bytes,
                        size_t bytes);
 
-/* Arena ranges are multiples of this many bytes: a whole number of chunks of the widest dtype,
- * so every variable's element offset is a multiple of CLOPT__CHUNK whatever its dtype. */
-#define CLOPT__ALIGN_BYTES (CLOPT__CHUNK * 8)
-
-/* Bytes reserved for `n` elements of `esize` bytes. */
+/* A variable's arena range: whole chunks of its dtype, at an offset of whole chunks of its
+ * dtype, so that its element offset is a multiple of CLOPT__CHUNK and variables of one dtype
+ * created one after another lie end to end (a plan's runs, src/optim/plan.c). */
+static inline size_t clopt__chunk_bytes(size_t esize) { return (size_t)CLOPT__CHUNK * esize; }
 static inline size_t clopt__pad_bytes(size_t n, size_t esize) {
-    size_t b = n * esize;
-    return (b + CLOPT__ALIGN_BYTES - 1) / CLOPT__ALIGN_BYTES * CLOPT__ALIGN_BYTES;
+    const size_t b = n * esize, c = clopt__chunk_bytes(esize);
+    return (b + c - 1) / c * c;
 }
 
 /* Makes a variable that views `count` elements at `offset` (elements) of an existing block

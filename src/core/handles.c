@@ -12,6 +12,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const void **slots; /* open addressing, linear probing; NULL empty */
 static size_t cap, used;   /* used: live entries and tombstones */
+static uint64_t removals;  /* handles removed so far: clopt__handles_epoch */
 
 static size_t slot_of(const void *h, size_t n) {
     uint64_t x = (uint64_t)(uintptr_t)h;
@@ -63,7 +64,10 @@ int clopt__handle_add(const void *h) {
 void clopt__handle_remove(const void *h) {
     pthread_mutex_lock(&lock);
     long i = find(h);
-    if (i >= 0 && slots[i] == h) slots[i] = TOMBSTONE;
+    if (i >= 0 && slots[i] == h) {
+        slots[i] = TOMBSTONE;
+        removals++;
+    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -86,4 +90,11 @@ size_t clopt__handles_first_dead(const void *const *h, size_t n) {
     }
     pthread_mutex_unlock(&lock);
     return i;
+}
+
+uint64_t clopt__handles_epoch(void) {
+    pthread_mutex_lock(&lock);
+    const uint64_t e = removals;
+    pthread_mutex_unlock(&lock);
+    return e;
 }

@@ -103,7 +103,7 @@ clopt_status clopt_variable_create(clopt_context *ctx, const char *name, clopt_d
     size_t esize = clopt_dtype_size(dtype);
     size_t bytes = clopt__pad_bytes((size_t)v->size, esize);
     size_t off = 0;
-    st = clopt__arena_alloc(ctx, bytes, 0, &v->block, &off);
+    st = clopt__arena_alloc(ctx, bytes, clopt__chunk_bytes(esize), 0, &v->block, &off);
     v->offset = off / esize;
     v->padded = bytes / esize;
     if (st == CLOPT_ERR_OUT_OF_MEMORY) /* the backend's message does not name the variable */

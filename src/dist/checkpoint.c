@@ -1,19 +1,20 @@
 /* Checkpoints of a mirrored optimizer (include/clopt/distribute.h): replica 0 writes, through
  * clopt_checkpoint_save (atomic); a load is checked on replica 0 first, then written to every
  * replica, so that a bad file changes none. */
-#include <string.h>
 #include "clopt/checkpoint.h"
 #include "dist_internal.h"
 
-/* Every row of vars names row 0's variables, row r in replica r's context. */
-static clopt_status check_rows(clopt_strategy *s, clopt_variable *const *vars, size_t n,
-                               const char *what) {
+/* A path is given and every row of vars names row 0's variables, row r in replica r's
+ * context. */
+static clopt_status check_input(clopt_strategy *s, clopt_variable *const *vars, size_t n,
+                                const char *path, const char *what) {
+    if (!path) return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "%s: path is NULL", what);
     if (!vars && n)
         return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "%s: vars is NULL, n is %zu",
                                 what, n);
     for (size_t r = 0; r < s->n; r++) {
         for (size_t i = 0; i < n; i++) {
-            const clopt_variable *a = vars[i], *b = vars[r * n + i];
+            const clopt_variable *b = vars[r * n + i];
             if (!b)
                 return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
                                         "%s: variable %zu of replica %zu is NULL", what, i, r);
@@ -22,12 +23,9 @@ static clopt_status check_rows(clopt_strategy *s, clopt_variable *const *vars, s
                             "%s: variable %zu ('%s') of replica %zu is not in replica %zu's "
                             "context",
                             what, i, b->name, r, r);
-            if (strcmp(a->name, b->name) != 0 || a->dtype != b->dtype || !clopt__same_shape(a, b))
-                return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
-                            "%s: variable %zu is '%s' on replica %zu but '%s' on replica 0 "
-                            "(names, dtypes and shapes must agree)",
-                            what, i, b->name, r, a->name);
         }
+        clopt_status st = clopt__dist_check_row(s, vars, n, r, CLOPT_ERR_INVALID_ARGUMENT, what);
+        if (st != CLOPT_OK) return st;
     }
     return CLOPT_OK;
 }
@@ -38,9 +36,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_save(clopt_mirrored_optimizer *
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (!path)
-        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "checkpoint_save: path is NULL");
-    clopt_status st = check_rows(s, vars, n, "checkpoint_save");
+    clopt_status st = check_input(s, vars, n, path, "checkpoint_save");
     if (st != CLOPT_OK) return st;
     st = clopt_checkpoint_save(m->r[0].opt, vars, n, path);
     return st == CLOPT_OK ? CLOPT_OK : clopt__dist_fail_replica(s, 0, st);
@@ -52,9 +48,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_load(clopt_mirrored_optimizer *
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (!path)
-        return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "checkpoint_load: path is NULL");
-    clopt_status st = check_rows(s, vars, n, "checkpoint_load");
+    clopt_status st = check_input(s, vars, n, path, "checkpoint_load");
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++)
         if (!m->r[r].opt->built)
             st = clopt__dist_fail(s, CLOPT_ERR_NOT_BUILT,

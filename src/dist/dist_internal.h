@@ -133,6 +133,12 @@ clopt_status clopt__dist_fail(clopt_strategy *s, clopt_status st, const char *fm
 clopt_status clopt__dist_fail_replica(clopt_strategy *s, size_t r, clopt_status st);
 /* The optimizer whose stages run on replica r: a LossScaleOptimizer's inner one, else itself. */
 clopt_optimizer *clopt__dist_stepper(const clopt_mirrored_optimizer *m, size_t r);
+/* Row r of the replica-major list vars (n a row) names row 0's variables: the same names,
+ * dtypes and shapes, in order. NULL entries are passed over (the callers' own checks name
+ * them). A difference fails with `st` and a message that starts with `what` and names the
+ * variable and both replicas. Shared by build and apply (strategy.c) and the checkpoints. */
+clopt_status clopt__dist_check_row(clopt_strategy *s, clopt_variable *const *vars, size_t n,
+                                   size_t r, clopt_status st, const char *what);
 /* The elements [*lo, *hi) of launch i's gradient block that its pairs cover (padded). */
 void clopt__dist_launch_span(const clopt__plan *p, size_t i, size_t *lo, size_t *hi);
 

@@ -274,14 +274,14 @@ clopt_optimizer *clopt__dist_stepper(const clopt_mirrored_optimizer *m, size_t r
     return in ? in : m->r[r].opt;
 }
 
-/* Row r of a replica-major list names the same variables as row 0 (name, dtype, shape). */
-static clopt_status check_row(clopt_strategy *s, clopt_variable *const *vars, size_t n,
-                              size_t r, const char *what) {
+/* dist_internal.h; also the checkpoints' (checkpoint.c). */
+clopt_status clopt__dist_check_row(clopt_strategy *s, clopt_variable *const *vars, size_t n,
+                                   size_t r, clopt_status st, const char *what) {
     for (size_t i = 0; i < n; i++) {
         const clopt_variable *a = vars[i], *b = vars[r * n + i];
         if (!a || !b) continue; /* the replica's own checks name it */
         if (strcmp(a->name, b->name) != 0 || a->dtype != b->dtype || !clopt__same_shape(a, b))
-            return clopt__dist_fail(s, CLOPT_ERR_SHAPE_MISMATCH,
+            return clopt__dist_fail(s, st,
                         "%s: variable %zu is '%s' on replica %zu but '%s' on replica 0 (names, "
                         "dtypes and shapes must agree)",
                         what, i, b->name, r, a->name);
@@ -295,7 +295,8 @@ clopt_status clopt_mirrored_optimizer_build(clopt_mirrored_optimizer *m,
     clopt_strategy *s = m->s;
     clopt_status st = CLOPT_OK;
     if (!vars) st = clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT, "build: vars is NULL");
-    for (size_t r = 1; st == CLOPT_OK && r < s->n; r++) st = check_row(s, vars, n, r, "build");
+    for (size_t r = 1; st == CLOPT_OK && r < s->n; r++)
+        st = clopt__dist_check_row(s, vars, n, r, CLOPT_ERR_SHAPE_MISMATCH, "build");
     for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
         st = clopt_optimizer_build(m->r[r].opt, vars + r * n, n);
         if (st != CLOPT_OK) clopt__dist_fail_replica(s, r, st);
@@ -420,7 +421,7 @@ static clopt_status prepare(clopt_mirrored_optimizer *m, clopt_variable *const *
                     nreplicas, s->n);
     if (st == CLOPT_OK) st = check_grads(s, grads, n);
     for (size_t r = 1; st == CLOPT_OK && vars && r < s->n; r++)
-        st = check_row(s, vars, n, r, "apply");
+        st = clopt__dist_check_row(s, vars, n, r, CLOPT_ERR_SHAPE_MISMATCH, "apply");
     /* Over processes: agree before any process goes on, so none waits on one that stopped. */
     if (m->reducer->inputs_agreed) st = m->reducer->inputs_agreed(m, st, grads, vars, n);
     if (st == CLOPT_OK && vars && !m->r[0].opt->built)

@@ -78,6 +78,19 @@ static clopt_status check_before_build(clopt_optimizer *o, clopt_variable *const
     return CLOPT_OK;
 }
 
+/* Whether this step's pairs are the last step's, which were checked and planned: the built list
+ * (vars NULL or it, in order) with the same gradients, and no handle freed since (so none of
+ * them can be another object at the same address). Then the step costs O(n) memcmp rather
+ * than n handle lookups and pair checks, a quarter of a 10,000-variable step's host time. */
+static int same_step(const clopt_optimizer *o, clopt_variable *const *grads,
+                     clopt_variable *const *vars, size_t n) {
+    const clopt__plan *p = &o->plan;
+    return o->built && p->whole && p->n == n && n == o->nvars &&
+           p->epoch == clopt__handles_epoch() &&
+           (!vars || memcmp(vars, o->vars, n * sizeof *vars) == 0) &&
+           memcmp(grads, p->grads, n * sizeof *grads) == 0;
+}
+
 clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                                   clopt_variable *const *grads, clopt_variable *const *vars,
                                   size_t n) {
@@ -101,6 +114,8 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
                            "apply: %zu gradients given but the optimizer tracks %zu "
                            "variables; they must match one to one",
                            n, o->nvars);
+    if (same_step(o, grads, vars, n)) return CLOPT_OK;
+    const uint64_t epoch = clopt__handles_epoch(); /* before the checks it vouches for */
     /* Only now read grads' handles: without vars, n is the caller's claim, checked above. */
     const size_t dead = clopt__handles_first_dead((const void *const *)grads, n);
     if (dead < n) /* read nothing of it: its memory is freed */
@@ -128,6 +143,7 @@ clopt_status clopt__apply_prepare(clopt_optimizer *o, clopt_optimizer *builder,
     if (!clopt__plan_matches(&o->plan, idx, kept, m) &&
         (st = clopt__plan_build(o, &o->plan, idx, kept, m, clopt__partials_bytes(o))) != CLOPT_OK)
         return st;
+    o->plan.epoch = epoch;
     return CLOPT_OK;
 }
 

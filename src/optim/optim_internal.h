@@ -283,6 +283,8 @@ struct clopt__plan_launch {
     clopt__arena_block *var_block, *grad_block;
     size_t nblocks;             /* blocks of its segments: its units of work */
     size_t range_base, nranges; /* its segments (one per variable) in the plan's table */
+    size_t run_base, nruns;     /* its runs (plan.c, layout_runs): at plan.n + run_base */
+    size_t nrun_blocks;         /* blocks of its runs */
 };
 
 struct clopt__plan {
@@ -291,10 +293,16 @@ struct clopt__plan {
     clopt_variable **grads; /* NULL entries: the variable itself (passes without gradients) */
     clopt__plan_launch *launches;
     size_t nlaunches;
-    void *ranges_buf;    /* backend buffer of clopt__segment: one per pair, launch by launch */
+    void *ranges_buf;    /* backend buffer of clopt__segment: one per pair, launch by launch,
+                          * then the runs of the launches' segments */
     void *partials_buf;  /* 16 bytes per block (two reals: clopt__launch.aux_buf), 8 for norm
                           * clipping alone, one entry when no step uses them */
     size_t ranges_cap, partials_cap; /* entries */
+    /* apply's pairs were checked at handle epoch `epoch` (clopt__handles_epoch), and they are
+     * the built list in order (`whole`): a step with the same lists at that epoch skips the
+     * checks (apply.c, same_step). */
+    uint64_t epoch;
+    int whole;
 };
 
 /* What a wrapper asks of one step of the optimizer it wraps (LossScaleOptimizer): gradients
@@ -341,6 +349,7 @@ struct clopt_optimizer {
     int slot_base;        /* pipeline slot kinds before the class's */
     int slot_ema, slot_acc; /* their kinds, -1 if absent */
     unsigned char *no_decay; /* per built variable: excluded from weight decay */
+    double *decay_real;      /* per built variable: its segment's decay real (host copy) */
     char **decay_exclude_names; /* regular expressions (Keras var_names) */
     size_t ndecay_exclude_names;
     clopt_variable **pending_no_decay; /* excluded by identity (kept across build) */

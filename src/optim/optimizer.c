@@ -77,6 +77,8 @@ static void unbuild(clopt_optimizer *o) {
     free(o->scratch_idx);
     free(o->scratch_grads);
     free(o->no_decay);
+    free(o->decay_real);
+    o->decay_real = NULL;
     o->vars = NULL;
     o->slot_off = NULL;
     o->scratch_idx = NULL;
@@ -295,7 +297,8 @@ static clopt_status layout_slots(clopt_optimizer *o) {
         if (o->nkinds == 0) continue;
         g->stride = g->used;
         size_t esize = clopt_dtype_size((clopt_dtype)d), off;
-        st = clopt__arena_alloc(ctx, g->stride * (size_t)o->nkinds * esize, 1, &g->block, &off);
+        st = clopt__arena_alloc(ctx, g->stride * (size_t)o->nkinds * esize, esize, 1, &g->block,
+                                    &off);
         if (st != CLOPT_OK) return st;
         for (int k = 0; k < o->nkinds; k++) {
             if (o->kinds[k].init == 0.0 || copy_slot(o, k)) continue;
@@ -342,6 +345,7 @@ clopt_status clopt__write_decay_flags(clopt_optimizer *o) {
         double flag = (o->no_decay[i] || decay_excluded_by_name(o, v)) ? 0.0
                       : o->cls->decay_rate                             ? o->cls->decay_rate(o, i)
                                                                        : 1.0;
+        o->decay_real[i] = flag;
         clopt_status st = ctx->ops->fill(ctx, o->groups[v->dtype].seg_buf,
                                          clopt__real_dtype(v->dtype), 2 * i + 1, 1, flag);
         if (st != CLOPT_OK) return st;
@@ -400,7 +404,9 @@ clopt_status clopt__optimizer_build_begin(clopt_optimizer *o, clopt_variable *co
     o->scratch_idx = malloc(n * sizeof *o->scratch_idx);
     o->scratch_grads = malloc(n * sizeof *o->scratch_grads);
     o->no_decay = calloc(n, 1);
-    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads || !o->no_decay)
+    o->decay_real = calloc(n, sizeof *o->decay_real);
+    if (!o->vars || !o->slot_off || !o->scratch_idx || !o->scratch_grads || !o->no_decay ||
+        !o->decay_real)
         return clopt__fail(o->ctx, CLOPT_ERR_OUT_OF_MEMORY, "build: out of host memory");
     memcpy(o->vars, vars, n * sizeof *vars);
     o->nvars = n;
@@ -528,7 +534,10 @@ clopt_status clopt_optimizer_exclude_from_weight_decay(clopt_optimizer *o,
     for (size_t i = 0; i < nvars; i++) o->pending_no_decay[o->npending_no_decay++] = vars[i];
     if (!o->built) return CLOPT_OK;
     clopt__apply_pending_no_decay(o);
-    return clopt__write_decay_flags(o);
+    clopt_status st = clopt__write_decay_flags(o);
+    /* The plans' runs join variables by their decay reals: lay them out again. */
+    o->plan.n = 0;
+    return st == CLOPT_OK ? clopt__all_plan_build(o) : st;
 }
 
 void clopt__apply_pending_no_decay(clopt_optimizer *o) {

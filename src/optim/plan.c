@@ -39,7 +39,7 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
         if (done[i]) continue;
         const clopt_variable *vi = o->vars[idx[i]], *gi = grads[i] ? grads[i] : vi;
         clopt__plan_launch *l = &ls[nl++];
-        *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, 0, nr, 0};
+        *l = (clopt__plan_launch){vi->dtype, vi->block, gi->block, 0, nr, 0, 0, 0, 0};
         const size_t first = blocks;
         for (size_t j = i; j < n; j++) {
             const clopt_variable *v = o->vars[idx[j]], *g = grads[j] ? grads[j] : v;
@@ -65,6 +65,43 @@ static size_t layout(const clopt_optimizer *o, const size_t *idx, clopt_variable
     return nl;
 }
 
+/* A run: segments of one launch that lie end to end in the variable, gradient and slot buffers
+ * alike and share their weight-decay real, merged into one segment (the first one's index). A
+ * launch whose kernel reads no per-variable data but the segment reals (stages.c, runs_fit)
+ * goes over the runs: 10,000 variables of 256 elements laid out in order are one run of a few
+ * hundred blocks instead of 10,000 one-chunk blocks, each of which costs its work-item a
+ * dependent load of its entry before its loop can start (BENCHMARKS.md, "Many tiny variables").
+ * Every element is updated by the same statements either way, so the bits are the same. */
+static int continues(const clopt__segment *r, const clopt__segment *s, const double *decay) {
+    return s->var == r->var + r->count && s->grad == r->grad + r->count &&
+           s->slot == r->slot + r->count && decay[s->index] == decay[r->index];
+}
+
+/* Writes the runs of every launch's segments to runs (at most n entries), numbering their
+ * blocks on across the plan as layout() does; returns the runs in all. */
+static size_t layout_runs(const clopt__segment *segs, clopt__plan_launch *ls, size_t nl,
+                          const double *decay, clopt__segment *runs) {
+    size_t nr = 0, blocks = 0;
+    for (size_t i = 0; i < nl; i++) {
+        clopt__plan_launch *l = &ls[i];
+        const size_t first = blocks;
+        l->run_base = nr;
+        for (size_t k = l->range_base; k < l->range_base + l->nranges; k++) {
+            if (nr > l->run_base && continues(&runs[nr - 1], &segs[k], decay)) {
+                runs[nr - 1].count += segs[k].count;
+                continue;
+            }
+            if (nr > l->run_base) blocks += clopt__segment_blocks(&runs[nr - 1]);
+            runs[nr] = segs[k];
+            runs[nr++].block = (uint32_t)blocks;
+        }
+        if (nr > l->run_base) blocks += clopt__segment_blocks(&runs[nr - 1]);
+        l->nruns = nr - l->run_base;
+        l->nrun_blocks = blocks - first;
+    }
+    return nr;
+}
+
 /* Chunks per block for `total` chunks: the optimizer's kernel parameters (block_chunks,
  * max_blocks; built-in defaults CLOPT__BLOCK_CHUNKS, CLOPT__MAX_BLOCKS in backend_internal.h).
  * The kernels read it from the segment table, so host and device cannot disagree. */
@@ -74,16 +111,17 @@ static uint32_t block_chunks(const clopt_kernel_params *kp, size_t total) {
     return (uint32_t)(b > bc ? b : bc);
 }
 
-/* Builds `p` for the pairs, uploading its segment table. Rebuilt only when the pattern
- * changes. Device memory: 32 bytes per variable for the segments, and `pbytes` per block for the
- * partials (at most CLOPT__MAX_BLOCKS blocks plus one per variable; a one-entry placeholder when
- * no step uses them: kernel arguments stay valid buffers). */
+/* Builds `p` for the pairs, uploading its segment table and, after its n entries, its runs.
+ * Rebuilt only when the pattern changes. Device memory: at most 64 bytes per variable for the
+ * segments and runs, and `pbytes` per block for the partials (at most CLOPT__MAX_BLOCKS blocks
+ * plus one per variable; a one-entry placeholder when no step uses them: kernel arguments stay
+ * valid buffers). */
 clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t *idx,
                                clopt_variable *const *grads, size_t n, size_t pbytes) {
     clopt_context *ctx = o->ctx;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += chunks_of(o->vars[idx[i]]);
-    clopt__segment *segs = malloc((n ? n : 1) * sizeof *segs);
+    clopt__segment *segs = malloc((n ? 2 * n : 1) * sizeof *segs); /* segments, then runs */
     clopt__plan_launch *ls = malloc((n ? n : 1) * sizeof *ls);
     size_t *nidx = malloc((n ? n : 1) * sizeof *nidx);
     clopt_variable **ngrads = malloc((n ? n : 1) * sizeof *ngrads);
@@ -101,11 +139,13 @@ clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
     }
     size_t nblocks;
     size_t nl = layout(o, idx, grads, n, block_chunks(&o->kparams, total), segs, ls, done, &nblocks);
-    if ((st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n, sizeof *segs)) ||
+    const size_t nruns = layout_runs(segs, ls, nl, o->decay_real, segs + n);
+    if ((st = ensure_buffer(ctx, &p->ranges_buf, &p->ranges_cap, n + nruns, sizeof *segs)) ||
         (st = ensure_buffer(ctx, &p->partials_buf, &p->partials_cap, pbytes ? nblocks : 0,
                             pbytes ? pbytes : 16)))
         goto out;
-    if (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, segs, n * sizeof *segs))) goto out;
+    if (n && (st = ctx->ops->write(ctx, p->ranges_buf, 0, segs, (n + nruns) * sizeof *segs)))
+        goto out;
     memcpy(nidx, idx, n * sizeof *idx);
     memcpy(ngrads, grads, n * sizeof *grads);
     free(p->var_index);
@@ -116,6 +156,8 @@ clopt_status clopt__plan_build(clopt_optimizer *o, clopt__plan *p, const size_t 
     p->launches = ls;
     p->nlaunches = nl;
     p->n = n;
+    p->whole = n == o->nvars;
+    for (size_t i = 0; p->whole && i < n; i++) p->whole = p->var_index[i] == i;
     nidx = NULL;
     ngrads = NULL;
     ls = NULL;

@@ -132,6 +132,23 @@ static clopt__launch make_launch(const clopt_optimizer *o, const clopt__plan *p,
     return l;
 }
 
+/* Whether launch l of o may go over its plan launch's runs instead of its segments (plan.c,
+ * layout_runs): its kernel reads no per-variable data but the segment reals, and those are alike
+ * along a run (decay reals by construction; clip factors unless norm clipping is per variable).
+ * A class's statistics or passes of its own work per variable. */
+static int runs_fit(const clopt_optimizer *o, const clopt__launch *l) {
+    double c;
+    int global;
+    if (o->cls->run_launch || o->cls->stats_kernel) return 0;
+    return l->clip != 1 || (clip_mode(o, &c, &global) == 1 && global);
+}
+
+static void over_runs(const clopt__plan *p, const clopt__plan_launch *pl, clopt__launch *l) {
+    l->table_base = p->n + pl->run_base;
+    l->ntable = pl->nruns;
+    l->nunits = pl->nrun_blocks;
+}
+
 static clopt__launch step_launch(const step *s, const clopt__plan_launch *pl, int kind) {
     clopt__launch l = make_launch(s->o, s->p, pl, s->req, s->accum_update, s->lr, kind);
     if (s->reduced) { /* the gradients went through their stages before the all-reduce */
@@ -148,6 +165,7 @@ static clopt_status run_pass(const step *s, const clopt__plan *p, const char *ke
                              int kind) {
     for (size_t i = 0; i < p->nlaunches; i++) {
         clopt__launch l = make_launch(s->o, p, &p->launches[i], s->req, 0, s->lr, kind);
+        if (runs_fit(s->o, &l)) over_runs(p, &p->launches[i], &l);
         l.kernel = kernel;
         l.scalars[0] = c0;
         clopt_status st = s->o->ctx->ops->update(s->o->ctx, &l);
@@ -249,6 +267,7 @@ static clopt_status update(const step *s) {
         }
         if (o->cls->stats_kernel && (st = run_stats(o, p, &p->launches[i], &l, 0)) != CLOPT_OK)
             return st;
+        if (runs_fit(o, &l)) over_runs(p, &p->launches[i], &l);
         if ((st = o->ctx->ops->update(o->ctx, &l)) != CLOPT_OK) return st;
     }
     return s->accum_update ? reset_absent_accumulators(o) : CLOPT_OK;
@@ -308,6 +327,7 @@ clopt_status clopt__apply_run_local(clopt_optimizer *o, const clopt__step_reques
     clopt_status st = clip_factors(&s);
     for (size_t i = 0; i < s.p->nlaunches && st == CLOPT_OK; i++) {
         clopt__launch l = step_launch(&s, &s.p->launches[i], CLOPT__STEP_UPDATE);
+        if (runs_fit(o, &l)) over_runs(s.p, &s.p->launches[i], &l);
         l.kernel = "pipeline.grad";
         l.var_buf = out[i];
         st = o->ctx->ops->update(o->ctx, &l);
@@ -360,6 +380,7 @@ clopt_status clopt__run_finite_check(clopt_optimizer *o, void *flag_buf, int res
     for (size_t i = 0; st == CLOPT_OK && i < o->plan.nlaunches; i++) {
         clopt__launch l = make_launch(o, &o->plan, &o->plan.launches[i], NULL, 0, 0.0,
                                       CLOPT__STEP_UPDATE);
+        if (runs_fit(o, &l)) over_runs(&o->plan, &o->plan.launches[i], &l);
         l.kernel = "pipeline.finite";
         l.seg_buf = flag_buf;
         st = o->ctx->ops->update(o->ctx, &l);
