@@ -60,7 +60,9 @@ static void slowest(double *t, int n) {
 /* One process, one device: rank 0 times the plain step (the others wait). */
 static int single(const mpi_args *a, size_t per, float *buf, double *out) {
     clopt_context *ctx = NULL;
-    clopt_status st = clopt_context_create(a->device, &ctx);
+    char dev[256]; /* the first device of a --device list */
+    if (a->device) snprintf(dev, sizeof dev, "%.*s", (int)strcspn(a->device, ","), a->device);
+    clopt_status st = clopt_context_create(a->device ? dev : NULL, &ctx);
     if (st != CLOPT_OK) return fail("context", st, clopt_last_create_error());
     const size_t k = (size_t)a->tensors;
     clopt_variable **v = calloc(2 * k, sizeof *v), **g = v + k;
@@ -99,16 +101,22 @@ static int distributed(const mpi_args *a, size_t per, float *buf, dist_result *r
     if (st != CLOPT_OK) return fail("strategy", st, clopt_last_create_error());
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    clopt_context *ctx = clopt_strategy_context(s, 0);
-    const size_t k = (size_t)a->tensors;
-    clopt_variable **v = calloc(2 * k, sizeof *v), **g = v + k;
+    /* L local replicas (a --device list): rows of k variables and gradients each. */
+    const size_t k = (size_t)a->tensors, L = clopt_strategy_num_replicas(s);
+    const size_t first = clopt_strategy_first_replica(s);
+    clopt_variable **v = calloc(2 * L * k, sizeof *v), **g = v + L * k, *row[64];
     clopt_mirrored_optimizer *m = NULL;
     const int64_t shape = (int64_t)per;
     for (size_t i = 0; st == CLOPT_OK && i < k; i++) {
         fill(buf, per, (unsigned)i);
-        st = clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &shape, buf, &v[i]);
-        fill(buf, per, (unsigned)(i + k + 7919 * (unsigned)rank)); /* each rank its gradients */
-        if (st == CLOPT_OK) st = clopt_variable_create(ctx, "g", CLOPT_FLOAT32, 1, &shape, buf, &g[i]);
+        st = clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &shape, buf, row);
+        for (size_t l = 0; st == CLOPT_OK && l < L; l++) {
+            v[l * k + i] = row[l];
+            /* each replica its own gradients */
+            fill(buf, per, (unsigned)(i + k + 7919 * (first + l)));
+            st = clopt_variable_create(clopt_strategy_context(s, l), "g", CLOPT_FLOAT32, 1,
+                                       &shape, buf, &g[l * k + i]);
+        }
     }
     if (st == CLOPT_OK) st = clopt_strategy_optimizer_from_config(s, config(a->optimizer), &m);
     const int R = a->rounds;
@@ -118,8 +126,9 @@ static int distributed(const mpi_args *a, size_t per, float *buf, dist_result *r
         MPI_Barrier(MPI_COMM_WORLD);
         clopt_strategy_mpi_reduce_stats(s, &s0, &b0);
         const double t0 = MPI_Wtime();
-        st = clopt_mirrored_optimizer_apply(m, g, 1, v, k);
-        if (st == CLOPT_OK) st = clopt_finish(ctx);
+        st = clopt_mirrored_optimizer_apply(m, g, L, v, k);
+        for (size_t l = 0; st == CLOPT_OK && l < L; l++)
+            st = clopt_finish(clopt_strategy_context(s, l));
         const double t1 = MPI_Wtime();
         clopt_strategy_mpi_reduce_stats(s, &s1, &b1);
         if (r >= 0) t[r] = t1 - t0, red[r] = s1 - s0;

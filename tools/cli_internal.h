@@ -47,6 +47,8 @@ void cli_mpi_finalize(void);
 /* clopt_strategy_create_mpi over MPI_COMM_WORLD. */
 clopt_status cli_mpi_strategy(const char *device, clopt_strategy **out);
 size_t cli_mpi_replicas_in_sync(const clopt_strategy *s);
+/* The global index of this rank's first replica (0 without MPI). */
+size_t cli_mpi_first_replica(const clopt_strategy *s);
 /* `clopt bench --mpi` (bench_mpi.c). */
 int cli_bench_mpi(int argc, char **argv);
 

@@ -37,6 +37,8 @@ size_t cli_mpi_replicas_in_sync(const clopt_strategy *s) {
     return clopt_strategy_num_replicas_in_sync(s);
 }
 
+size_t cli_mpi_first_replica(const clopt_strategy *s) { return clopt_strategy_first_replica(s); }
+
 #else
 
 int cli_mpi_init(int *rank, int *size) {
@@ -56,5 +58,10 @@ clopt_status cli_mpi_strategy(const char *device, clopt_strategy **out) {
 }
 
 size_t cli_mpi_replicas_in_sync(const clopt_strategy *s) { return clopt_strategy_num_replicas(s); }
+
+size_t cli_mpi_first_replica(const clopt_strategy *s) {
+    (void)s;
+    return 0;
+}
 
 #endif

@@ -49,8 +49,10 @@ void cli_help_replay(FILE *out) {
           "  --all-replicas      add to each step \"replica_variables\": every replica's\n"
           "                      variables, read from its own device\n"
           "  --mpi               a case with \"replicas\": N on N MPI ranks (mpiexec -n N):\n"
-          "                      replica r on rank r, on its --device; rank 0 writes the\n"
-          "                      result, or every rank its own with {rank} in --output's FILE\n"
+          "                      replica r on rank r, on its --device; a list there\n"
+          "                      (\"host,host\") gives the rank several replicas, numbered\n"
+          "                      rank by rank. Rank 0 writes the result (its first\n"
+          "                      replica's), or every rank its own with {rank} in FILE\n"
           "  -o, --output FILE   write the result to FILE instead of standard output (written\n"
           "                      only when the whole replay succeeded)\n"
           "  --max-input-mb N    refuse a case larger than N MiB (default 256; the case is\n"
@@ -444,32 +446,36 @@ static int write_output(const char *path, const cli_buf *b) {
 static int open_mirrored(replay *r, const char *device, const char *devices) {
     const cli_case *c = r->c;
     char where[256];
-    r->nrep = r->mpi ? 1 : (size_t)c->replicas;
-    r->rvars = calloc(r->nrep * c->nvars, sizeof *r->rvars);
-    r->rgrads = calloc(r->nrep * c->nvars, sizeof *r->rgrads);
-    r->rstep = calloc(r->nrep * c->nvars, sizeof *r->rstep);
-    if (!r->rvars || !r->rgrads || !r->rstep) {
-        fprintf(stderr, "%s: out of memory\n", c->file);
-        return CLI_EXIT_FAIL;
-    }
     clopt_status st = r->mpi   ? cli_mpi_strategy(device, &r->strat)
                       : devices ? clopt_strategy_create(devices, &r->strat)
-                                : clopt_strategy_create_replicated(device, r->nrep, &r->strat);
+                                : clopt_strategy_create_replicated(device, (size_t)c->replicas,
+                                                                   &r->strat);
     if (st != CLOPT_OK) {
         snprintf(where, sizeof where, "clopt replay: devices '%s'",
                  devices ? devices : device ? device : "(default)");
         return lib_fail(where, st, clopt_last_create_error());
     }
+    /* Over MPI this rank's replicas: one per device of its --device list, global replicas
+     * rank-major from its first. */
+    r->nrep = clopt_strategy_num_replicas(r->strat);
+    if (r->mpi) r->rep0 = cli_mpi_first_replica(r->strat);
     if (r->mpi && cli_mpi_replicas_in_sync(r->strat) != (size_t)c->replicas) {
-        fprintf(stderr, "clopt replay: --mpi runs on %zu ranks but %s has \"replicas\": %zu "
-                        "(mpiexec -n %zu)\n",
+        fprintf(stderr, "clopt replay: --mpi runs %zu replicas over the ranks but %s has "
+                        "\"replicas\": %zu (mpiexec -n %zu, one device each)\n",
                 cli_mpi_replicas_in_sync(r->strat), c->file, (size_t)c->replicas,
                 (size_t)c->replicas);
         return CLI_EXIT_FAIL;
     }
-    if (clopt_strategy_num_replicas(r->strat) != r->nrep) {
+    if (!r->mpi && r->nrep != (size_t)c->replicas) {
         fprintf(stderr, "clopt replay: --devices names %zu devices but %s has \"replicas\": %zu\n",
-                clopt_strategy_num_replicas(r->strat), c->file, r->nrep);
+                r->nrep, c->file, (size_t)c->replicas);
+        return CLI_EXIT_FAIL;
+    }
+    r->rvars = calloc(r->nrep * c->nvars, sizeof *r->rvars);
+    r->rgrads = calloc(r->nrep * c->nvars, sizeof *r->rgrads);
+    r->rstep = calloc(r->nrep * c->nvars, sizeof *r->rstep);
+    if (!r->rvars || !r->rgrads || !r->rstep) {
+        fprintf(stderr, "%s: out of memory\n", c->file);
         return CLI_EXIT_FAIL;
     }
     r->ctx = clopt_strategy_context(r->strat, 0);

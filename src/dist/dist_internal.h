@@ -40,6 +40,18 @@ typedef struct clopt__dist_reducer {
     clopt_status (*prepared)(clopt_mirrored_optimizer *m, clopt_status st);
     /* LossScaleOptimizer: *finite is this process's decision; make it every process's AND. */
     clopt_status (*finite_agreed)(clopt_mirrored_optimizer *m, clopt_status st, int *finite);
+    /* A step's stages ran locally (st): agree, so that a device failure on one process fails
+     * every process alike. exchanged: 0 after the local stages, before any exchange (nothing
+     * was shared: every process returns the failing one's status); 1 at the step's end, after
+     * the exchange and the update (a failure there left the processes' replicas different:
+     * every process returns CLOPT_ERR_REPLICAS_DIVERGED). */
+    clopt_status (*step_agreed)(clopt_mirrored_optimizer *m, clopt_status st, int exchanged);
+    /* CLOPT_DIST_CHECK: this process's replicas agreed among themselves (st) and hash[k] is
+     * the checksum of its first replica's k-th checked variable (names[k]; hash has room for
+     * 2k entries, the second k the hook's): compare every process's, failing alike with
+     * CLOPT_ERR_REPLICAS_DIVERGED naming a rank and the variable. */
+    clopt_status (*checked)(clopt_mirrored_optimizer *m, clopt_status st, uint64_t *hash,
+                            const char *const *names, size_t k);
     /* Releases the transport's state in s->transport. */
     void (*destroy)(clopt_strategy *s);
 } clopt__dist_reducer;
@@ -56,6 +68,8 @@ struct clopt_strategy {
     size_t world; /* replicas in sync over every process (0: n, one process) */
     size_t first; /* the global index of local replica 0 */
     void *transport; /* the reducer's own state (MPI: communicator, buffers) */
+    int fault;           /* tests only: CLOPT__DIST_FAULT_TEST's stage (clopt__dist_fault) */
+    size_t fault_replica; /* and the global replica it fails */
     struct clopt_mirrored_optimizer *opts; /* alive, destroyed with the strategy */
     char error[1024];
 };
@@ -77,6 +91,9 @@ struct clopt_mirrored_optimizer {
     unsigned char *host[MAX_REPLICAS]; /* host staging, host_cap bytes each */
     size_t host_cap;
     int disagreed; /* a transport's build found the processes' signatures differ: apply refuses */
+    /* A reducer's failure after its exchange (writing the reduced gradients back), held so
+     * that the step's remaining collectives still run; the step ends on it (step_agreed). */
+    clopt_status late;
     struct clopt_mirrored_optimizer *next;
     /* The device reducer's buffers on replica 0's device (device_reduce.c), the counters
      * (all_reduce.c) and whether steps time their reduce. */
@@ -98,6 +115,16 @@ int clopt__dist_device_usable(const clopt_strategy *s);
 void clopt__dist_device_release(clopt_mirrored_optimizer *m);
 /* Every launch group through m's reducer, counted (and timed: all_reduce.c). */
 clopt_status clopt__dist_all_reduce(clopt_mirrored_optimizer *m);
+
+/* Test-only fault injection (tests/mpi): CLOPT__DIST_FAULT_TEST="STAGE:R", read when the
+ * strategy is made, makes global replica R fail with CLOPT_ERR_OPENCL at STAGE: "local" (after
+ * its stages, before the reduce), "read" (reading its gradients for the reduce), "write"
+ * (writing the reduced ones back) or "shared" (after its update). Not a user setting. */
+enum { CLOPT__FAULT_NONE, CLOPT__FAULT_LOCAL, CLOPT__FAULT_READ, CLOPT__FAULT_WRITE,
+       CLOPT__FAULT_SHARED };
+/* CLOPT_ERR_OPENCL (with s's error saying so) when local replica r of s fails at `stage`,
+ * else CLOPT_OK. */
+clopt_status clopt__dist_fault(clopt_strategy *s, int stage, size_t r);
 
 /* Formats the strategy's error message and returns st. */
 clopt_status clopt__dist_fail(clopt_strategy *s, clopt_status st, const char *fmt, ...)

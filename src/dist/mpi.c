@@ -17,11 +17,14 @@
 typedef struct mpi_state {
     MPI_Comm comm;
     int rank, size;
-    unsigned char *pack, *recv, *sum; /* the launch packed; my share of every rank; its sum */
-    size_t pack_cap, recv_cap, sum_cap;
+    int *nloc, *base; /* per rank: its local replicas, the global index of its first */
+    size_t world, kmax; /* replicas over every rank; the most one rank holds */
+    unsigned char *pack, *recv, *send; /* local replicas packed; my share of the other ranks'
+                                        * replicas; the shares by destination */
+    size_t pack_cap, recv_cap, send_cap;
     struct vote *votes; /* size entries: the last gather */
     double reduce_s;       /* time in mpi_reduce, for clopt_strategy_mpi_reduce_stats */
-    uint64_t reduce_bytes; /* bytes of gradients it reduced (each rank's) */
+    uint64_t reduce_bytes; /* bytes of gradients it reduced (one replica's) */
 } mpi_state;
 
 /* One rank's outcome of a local step: its status and message, and two values every rank must
@@ -32,6 +35,14 @@ typedef struct vote {
     uint64_t a, b;
     char msg[488];
 } vote;
+
+/* FNV-1a over n bytes. */
+static uint64_t fnv_bytes(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
 
 /* Copies a message into a vote, cut to fit. */
 static void put_msg(vote *v, const char *msg) {
@@ -93,67 +104,91 @@ static int grow(unsigned char **b, size_t *cap, size_t need) {
     return 0;
 }
 
-/* The sum of my share of one segment: cnt elements from each of the ranks, in rank order, as
- * host_reduce.c sums replicas (float for every dtype but float64; MEAN divides after). */
-static void sum_share(const mpi_state *t, clopt_dtype dt, size_t cnt, clopt_reduction op) {
-    if (dt == CLOPT_FLOAT32) { /* the same sums, rank by rank over the share (vectorizes) */
-        float *sum = (float *)(void *)t->sum;
-        const float *x = (const float *)(const void *)t->recv;
-        for (size_t e = 0; e < cnt; e++) sum[e] = 0.0f + x[e];
-        for (int k = 1; k < t->size; k++)
-            for (size_t e = 0; e < cnt; e++) sum[e] += x[(size_t)k * cnt + e];
-        if (op == CLOPT_REDUCE_MEAN)
-            for (size_t e = 0; e < cnt; e++) sum[e] /= (float)t->size;
+/* The sum of my share of one segment: cnt elements of each of the world's replicas (src[g]:
+ * global replica g's), in global replica order, as host_reduce.c sums replicas (float for
+ * every dtype but float64; MEAN divides after), into dst, which may be one of the sources: each
+ * block of elements is summed aside, then stored. */
+static void sum_share(const mpi_state *t, clopt_dtype dt, const unsigned char *const *src,
+                      unsigned char *dst, size_t cnt, clopt_reduction op) {
+    enum { BLOCK = 1024 };
+    const size_t W = t->world;
+    if (dt == CLOPT_FLOAT32) { /* the same sums, replica by replica over a block (vectorizes) */
+        float acc[BLOCK];
+        for (size_t b = 0; b < cnt; b += BLOCK) {
+            const size_t nb = cnt - b < BLOCK ? cnt - b : BLOCK;
+            const float *x = (const float *)(const void *)src[0] + b;
+            for (size_t e = 0; e < nb; e++) acc[e] = 0.0f + x[e];
+            for (size_t k = 1; k < W; k++) {
+                x = (const float *)(const void *)src[k] + b;
+                for (size_t e = 0; e < nb; e++) acc[e] += x[e];
+            }
+            if (op == CLOPT_REDUCE_MEAN)
+                for (size_t e = 0; e < nb; e++) acc[e] /= (float)W;
+            memcpy(dst + b * sizeof *acc, acc, nb * sizeof *acc);
+        }
         return;
     }
-    for (size_t e = 0; e < cnt; e++) {
+    for (size_t e = 0; e < cnt; e++) { /* element by element: all read before dst is written */
         double sum = 0;
         float sumf = 0;
-        for (int k = 0; k < t->size; k++) {
-            const double x = clopt__elem_load(t->recv, dt, (size_t)k * cnt + e);
+        for (size_t k = 0; k < W; k++) {
+            const double x = clopt__elem_load(src[k], dt, e);
             sum += x;
             sumf += (float)x;
         }
         if (dt != CLOPT_FLOAT64) sum = sumf;
         if (op == CLOPT_REDUCE_MEAN)
-            sum = dt == CLOPT_FLOAT64 ? sum / (double)t->size
-                                      : (double)(sumf / (float)t->size);
-        clopt__elem_store(t->sum, dt, e, sum);
+            sum = dt == CLOPT_FLOAT64 ? sum / (double)W : (double)(sumf / (float)W);
+        clopt__elem_store(dst, dt, e, sum);
     }
 }
 
-/* The all-reduce of elements [s0, s0 + len) of the packed launch, in place: rank j sums the
- * j-th share of every rank's elements, then every rank gathers every share. */
-static clopt_status reduce_segment(clopt_mirrored_optimizer *m, unsigned char *packed,
+/* The all-reduce of elements [s0, s0 + len) of the packed launch (row[l]: local replica l's),
+ * into row[0]: rank j sums the j-th share of every replica's elements (each rank sends the
+ * other ranks each of its replicas' shares, so rank j receives them in global replica order;
+ * its own replicas' shares it reads in place), into row[0] itself, then every rank gathers
+ * every share (MPI_IN_PLACE: no copy of its own). Buffers were sized by reduce_launch. */
+static clopt_status reduce_segment(clopt_mirrored_optimizer *m, unsigned char *const *row,
                                    clopt_dtype dt, size_t s0, size_t len) {
     mpi_state *t = state_of(m->s);
-    const size_t es = clopt_dtype_size(dt), P = (size_t)t->size;
-    int counts[t->size], displs[t->size], rcounts[t->size], rdispls[t->size];
+    const size_t es = clopt_dtype_size(dt), P = (size_t)t->size, n = m->s->n;
+    int counts[t->size], displs[t->size], scounts[t->size], sdispls[t->size];
+    int rcounts[t->size], rdispls[t->size];
+    size_t my_at = 0;
     for (size_t j = 0, at = 0; j < P; j++) {
         const size_t cnt = len / P + (j < len % P);
+        const int self = j == (size_t)t->rank;
+        if (self) my_at = at;
         counts[j] = (int)(cnt * es);
         displs[j] = (int)(at * es);
+        scounts[j] = self ? 0 : (int)(n * cnt * es);
+        sdispls[j] = (int)(n * at * es);
+        for (size_t l = 0; n > 1 && !self && l < n; l++) /* by destination: each replica's share */
+            memcpy(t->send + (n * at + l * cnt) * es, row[l] + (s0 + at) * es, cnt * es);
         at += cnt;
     }
     const size_t mine = (size_t)counts[t->rank] / es;
-    if (grow(&t->recv, &t->recv_cap, P * mine * es + 1) || grow(&t->sum, &t->sum_cap, mine * es + 1))
-        return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
-    for (size_t k = 0; k < P; k++) rcounts[k] = (int)(mine * es), rdispls[k] = (int)(k * mine * es);
-    unsigned char *seg = packed + s0 * es;
-    if (MPI_Alltoallv(seg, counts, displs, MPI_BYTE, t->recv, rcounts, rdispls, MPI_BYTE,
-                      t->comm) != MPI_SUCCESS)
+    const unsigned char *src[t->world];
+    for (size_t k = 0; k < P; k++) {
+        const int self = k == (size_t)t->rank;
+        rcounts[k] = self ? 0 : (int)((size_t)t->nloc[k] * mine * es);
+        rdispls[k] = (int)((size_t)t->base[k] * mine * es);
+        for (int l = 0; l < t->nloc[k]; l++) {
+            const size_t g = (size_t)(t->base[k] + l);
+            src[g] = self ? row[l] + (s0 + my_at) * es : t->recv + g * mine * es;
+        }
+    }
+    unsigned char *seg = row[0] + s0 * es;
+    if (MPI_Alltoallv(n > 1 ? t->send : seg, scounts, sdispls, MPI_BYTE, t->recv, rcounts,
+                      rdispls, MPI_BYTE, t->comm) != MPI_SUCCESS)
         return clopt__dist_fail(m->s, CLOPT_ERR_IO, "rank %d: MPI_Alltoallv failed", t->rank);
-    sum_share(t, dt, mine, m->op);
-    if (MPI_Allgatherv(t->sum, (int)(mine * es), MPI_BYTE, seg, counts, displs, MPI_BYTE,
-                       t->comm) != MPI_SUCCESS)
+    sum_share(t, dt, src, seg + my_at * es, mine, m->op);
+    if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, seg, counts, displs, MPI_BYTE, t->comm) !=
+        MPI_SUCCESS)
         return clopt__dist_fail(m->s, CLOPT_ERR_IO, "rank %d: MPI_Allgatherv failed", t->rank);
     return CLOPT_OK;
 }
 
-/* Launch i's processed gradients, read from the device, packed (each pair's padded elements in
- * the launch's pair order, so a rank whose arena places them elsewhere still agrees; no copy
- * when they already lie so), reduced in segments whose byte counts fit MPI's int, unpacked and
- * written back. */
 static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i);
 
 static clopt_status mpi_reduce(clopt_mirrored_optimizer *m, size_t i) {
@@ -164,45 +199,105 @@ static clopt_status mpi_reduce(clopt_mirrored_optimizer *m, size_t i) {
     return st;
 }
 
-static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
-    mpi_state *t = state_of(m->s);
-    clopt_context *ctx = m->r[0].opt->ctx;
-    const clopt__plan *p = &clopt__dist_stepper(m, 0)->plan;
+/* The elements of one segment at most: byte counts of every rank's shares fit MPI's int. */
+static size_t segment_elems(const mpi_state *t, size_t es) {
+    return ((size_t)1 << 30) / (es * t->kmax);
+}
+
+/* Buffers for launch i's exchange (total elements a replica), or -1: grown before the ranks
+ * agree, so that no rank leaves for want of memory while the others wait in the exchange. */
+static int reserve(mpi_state *t, size_t n, size_t total, size_t es) {
+    const size_t seg = segment_elems(t, es), len = total < seg ? total : seg;
+    const size_t mine = len / (size_t)t->size + 1;
+    return grow(&t->recv, &t->recv_cap, t->world * mine * es + 1) ||
+           grow(&t->pack, &t->pack_cap, n * total * es + 1) ||
+           (n > 1 && grow(&t->send, &t->send_cap, n * len * es + 1));
+}
+
+/* Whether local replica r's pairs of launch i lie back to back in pair order from lo. */
+static int in_pair_order(const clopt__plan *p, size_t i, size_t lo) {
     const clopt__plan_launch *pl = &p->launches[i];
+    size_t at = lo;
+    for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++) {
+        if (p->grads[k]->offset != at) return 0;
+        at += p->grads[k]->padded;
+    }
+    return 1;
+}
+
+/* Copies launch i's pairs between replica staging `host` (at their offsets in plan p) and a
+ * packed row (in pair order); to_row says which way. */
+static void repack(const clopt__plan *p, size_t i, unsigned char *host, unsigned char *row,
+                   size_t es, int to_row) {
+    const clopt__plan_launch *pl = &p->launches[i];
+    for (size_t k = pl->range_base, at = 0; k < pl->range_base + pl->nranges; k++) {
+        const clopt_variable *g = p->grads[k];
+        if (to_row) memcpy(row + at * es, host + g->offset * es, g->padded * es);
+        else memcpy(host + g->offset * es, row + at * es, g->padded * es);
+        at += g->padded;
+    }
+}
+
+/* Launch i's processed gradients of every local replica in host memory: a host replica's
+ * scratch itself (no copy), another's read from its device into its staging (every rank agrees
+ * that all could before any exchanges: a device failure here fails every rank alike); packed in
+ * the launch's pair order (so a rank whose arena places them elsewhere still agrees; no copy
+ * when they already lie so), reduced in segments into the first replica's, and given to every
+ * local replica. A failure writing back is after the exchange: it is held in m->late (the
+ * remaining launches' collectives still run) and the step's end agrees on it. */
+static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
+    clopt_strategy *s = m->s;
+    mpi_state *t = state_of(s);
+    const size_t n = s->n;
+    const clopt__plan *p0 = &clopt__dist_stepper(m, 0)->plan;
+    const clopt__plan_launch *pl = &p0->launches[i];
     const clopt_dtype dt = pl->dtype;
     const size_t es = clopt_dtype_size(dt);
-    size_t lo, hi, total = 0;
-    clopt__dist_launch_span(p, i, &lo, &hi);
-    if (ctx->ops->read(ctx, m->r[0].scratch[i], lo * es, m->host[0] + lo * es, (hi - lo) * es) !=
-        CLOPT_OK)
-        return clopt__dist_fail_replica(m->s, 0, CLOPT_ERR_OPENCL);
-    int in_order = 1; /* the pairs lie back to back in pair order: reduce the staging as is */
-    for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++) {
-        in_order &= p->grads[k]->offset == lo + total;
-        total += p->grads[k]->padded;
+    size_t total = 0, lo[MAX_REPLICAS], hi[MAX_REPLICAS];
+    for (size_t k = pl->range_base; k < pl->range_base + pl->nranges; k++)
+        total += p0->grads[k]->padded;
+    unsigned char *mem[MAX_REPLICAS]; /* replica r's launch block, host-addressable */
+    int direct[MAX_REPLICAS];         /* mem[r] is the replica's own (host) scratch */
+    clopt_status st = CLOPT_OK;
+    if (reserve(t, n, total, es))
+        st = clopt__dist_fail(s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
+    for (size_t r = 0; st == CLOPT_OK && r < n; r++) {
+        clopt_context *ctx = m->r[r].opt->ctx;
+        clopt__dist_launch_span(&clopt__dist_stepper(m, r)->plan, i, &lo[r], &hi[r]);
+        direct[r] = ctx->ops == &clopt__host_backend;
+        mem[r] = direct[r] ? (unsigned char *)m->r[r].scratch[i] : m->host[r];
+        if (!direct[r] && ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es,
+                                         mem[r] + lo[r] * es, (hi[r] - lo[r]) * es) != CLOPT_OK)
+            st = clopt__dist_fail_replica(s, r, CLOPT_ERR_OPENCL);
+        else st = clopt__dist_fault(s, CLOPT__FAULT_READ, r);
     }
-    if (!in_order && grow(&t->pack, &t->pack_cap, total * es + 1))
-        return clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
-    unsigned char *packed = in_order ? m->host[0] + lo * es : t->pack;
-    for (size_t k = pl->range_base, at = 0; !in_order && k < pl->range_base + pl->nranges; k++) {
-        const clopt_variable *g = p->grads[k];
-        memcpy(t->pack + at * es, m->host[0] + g->offset * es, g->padded * es);
-        at += g->padded;
+    if ((st = agree(s, st, 0, 0, 0, NULL)) != CLOPT_OK) return st;
+    unsigned char *row[MAX_REPLICAS];
+    int ordered[MAX_REPLICAS];
+    for (size_t r = 0; r < n; r++) {
+        const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
+        ordered[r] = in_pair_order(p, i, lo[r]);
+        row[r] = ordered[r] ? mem[r] + lo[r] * es : t->pack + r * total * es;
+        if (!ordered[r]) repack(p, i, mem[r], row[r], es, 1);
     }
     t->reduce_bytes += total * es;
-    const size_t seg = ((size_t)1 << 30) / es; /* at most 1 GiB a segment: int byte counts */
+    const size_t seg = segment_elems(t, es);
     for (size_t s0 = 0; s0 < total; s0 += seg) {
-        clopt_status st = reduce_segment(m, packed, dt, s0, total - s0 < seg ? total - s0 : seg);
+        st = reduce_segment(m, row, dt, s0, total - s0 < seg ? total - s0 : seg);
         if (st != CLOPT_OK) return st;
     }
-    for (size_t k = pl->range_base, at = 0; !in_order && k < pl->range_base + pl->nranges; k++) {
-        const clopt_variable *g = p->grads[k];
-        memcpy(m->host[0] + g->offset * es, t->pack + at * es, g->padded * es);
-        at += g->padded;
+    /* row[0] holds the sum: every local replica takes it, at its own offsets. */
+    for (size_t r = 0; r < n && m->late == CLOPT_OK; r++) {
+        clopt_context *ctx = m->r[r].opt->ctx;
+        unsigned char *block = mem[r] + lo[r] * es;
+        if (!ordered[r]) repack(&clopt__dist_stepper(m, r)->plan, i, mem[r], row[0], es, 0);
+        else if (direct[r] && block != row[0]) memcpy(block, row[0], total * es);
+        if (!direct[r] && ctx->ops->write(ctx, m->r[r].scratch[i], lo[r] * es,
+                                          ordered[r] ? row[0] : block,
+                                          (hi[r] - lo[r]) * es) != CLOPT_OK)
+            m->late = clopt__dist_fail_replica(s, r, CLOPT_ERR_OPENCL);
+        else m->late = clopt__dist_fault(s, CLOPT__FAULT_WRITE, r);
     }
-    if (ctx->ops->write(ctx, m->r[0].scratch[i], lo * es, m->host[0] + lo * es, (hi - lo) * es) !=
-        CLOPT_OK)
-        return clopt__dist_fail_replica(m->s, 0, CLOPT_ERR_OPENCL);
     return CLOPT_OK;
 }
 
@@ -216,22 +311,24 @@ static clopt_status var_fail(clopt_strategy *s, const clopt_variable *v, clopt_s
                                                           : clopt_context_last_error(v->ctx));
 }
 
-/* Rank 0's bytes of v to every rank's v (sizes agreed before): every rank learns whether rank
- * 0 could read before any waits for the data, and whether every rank could write. */
-static clopt_status bcast_variable(clopt_strategy *s, clopt_variable *v) {
+/* Rank 0's bytes of v[0] to every local copy v[0..nv) on every rank (sizes agreed before):
+ * every rank learns whether rank 0 could read before any waits for the data, and whether
+ * every rank could write. */
+static clopt_status bcast_variable(clopt_strategy *s, clopt_variable *const *v, size_t nv) {
     const mpi_state *t = state_of(s);
-    const size_t bytes = (size_t)clopt_variable_size(v) * clopt_dtype_size(v->dtype);
+    const size_t bytes = (size_t)clopt_variable_size(v[0]) * clopt_dtype_size(v[0]->dtype);
     const size_t piece = (size_t)1 << 30; /* MPI's counts are int */
     unsigned char *b = malloc(bytes ? bytes : 1);
     clopt_status st = b ? CLOPT_OK : CLOPT_ERR_OUT_OF_MEMORY;
-    if (st == CLOPT_OK && t->rank == 0) st = clopt_variable_read(v, b, bytes);
-    if (st != CLOPT_OK) var_fail(s, v, st, "reading");
+    if (st == CLOPT_OK && t->rank == 0) st = clopt_variable_read(v[0], b, bytes);
+    if (st != CLOPT_OK) var_fail(s, v[0], st, "reading");
     if ((st = agree(s, st, 0, 0, 0, NULL)) == CLOPT_OK) {
         for (size_t at = 0; at < bytes; at += piece)
             MPI_Bcast(b + at, (int)(bytes - at < piece ? bytes - at : piece), MPI_BYTE, 0,
                       t->comm);
-        if (t->rank != 0 && (st = clopt_variable_write(v, b, bytes)) != CLOPT_OK)
-            var_fail(s, v, st, "writing");
+        for (size_t l = t->rank == 0; st == CLOPT_OK && l < nv; l++)
+            if ((st = clopt_variable_write(v[l], b, bytes)) != CLOPT_OK)
+                var_fail(s, v[l], st, "writing");
         st = agree(s, st, 0, 0, 0, NULL);
     }
     free(b);
@@ -257,7 +354,7 @@ static clopt_status mpi_variable_created(clopt_strategy *s, clopt_status st, clo
                       clopt_dtype_name((clopt_dtype)all[0].b));
             break;
         }
-    return st == CLOPT_OK ? bcast_variable(s, v[0]) : st;
+    return st == CLOPT_OK ? bcast_variable(s, v, s->n) : st;
 }
 
 /* ---- the build signature ---- */
@@ -429,6 +526,49 @@ static clopt_status mpi_finite_agreed(clopt_mirrored_optimizer *m, clopt_status 
     return CLOPT_OK;
 }
 
+static clopt_status mpi_step_agreed(clopt_mirrored_optimizer *m, clopt_status st,
+                                    int exchanged) {
+    clopt_strategy *s = m->s;
+    st = agree(s, st, 0, 0, 0, NULL);
+    if (st == CLOPT_OK || !exchanged) return st;
+    char why[sizeof s->error];
+    snprintf(why, sizeof why, "%s", s->error);
+    return clopt__dist_fail(s, CLOPT_ERR_REPLICAS_DIVERGED,
+                "apply: %s (%s), after the all-reduce's exchange: the other replicas took the "
+                "step, so the replicas now differ; restore them from rank 0 "
+                "(clopt_mirrored_optimizer_broadcast) or from a checkpoint "
+                "(clopt_mirrored_optimizer_checkpoint_load_mpi)",
+                why, clopt_status_name(st));
+}
+
+static clopt_status mpi_checked(clopt_mirrored_optimizer *m, clopt_status st, uint64_t *hash,
+                                const char *const *names, size_t k) {
+    clopt_strategy *s = m->s;
+    const mpi_state *t = state_of(s);
+    const uint64_t h = st == CLOPT_OK ? fnv_bytes(hash, k * sizeof *hash) : 0;
+    const vote *all = NULL;
+    if ((st = agree(s, st, 0, h, k, &all)) != CLOPT_OK) return st;
+    int rank = 0; /* the first rank whose checksums differ from rank 0's */
+    for (int j = 1; !rank && j < t->size; j++)
+        if (all[j].a != all[0].a || all[j].b != all[0].b) rank = j;
+    if (!rank) return CLOPT_OK;
+    if (all[rank].b != all[0].b) /* the build signatures agreed: should not happen */
+        return clopt__dist_fail(s, CLOPT_ERR_REPLICAS_DIVERGED,
+                    "apply: rank %d checks %llu variables but rank 0 %llu (CLOPT_DIST_CHECK)",
+                    rank, (unsigned long long)all[rank].b, (unsigned long long)all[0].b);
+    /* Every rank saw the same votes: all take part in naming the variable. */
+    uint64_t *rank0 = hash + k, at = k;
+    memcpy(rank0, hash, k * sizeof *hash);
+    MPI_Bcast(rank0, (int)k, MPI_UINT64_T, 0, t->comm);
+    if (t->rank == rank)
+        for (at = 0; at < k && hash[at] == rank0[at];) at++;
+    MPI_Bcast(&at, 1, MPI_UINT64_T, rank, t->comm);
+    return clopt__dist_fail(s, CLOPT_ERR_REPLICAS_DIVERGED,
+                "apply: rank %d's '%s' differs from rank 0's after step %lld (CLOPT_DIST_CHECK)",
+                rank, at < k ? names[at] : "(a variable)",
+                (long long)clopt_optimizer_iterations(m->r[0].opt));
+}
+
 static void mpi_destroy(clopt_strategy *s) {
     mpi_state *t = state_of(s);
     if (!t) return;
@@ -437,7 +577,8 @@ static void mpi_destroy(clopt_strategy *s) {
     if (!finalized) MPI_Comm_free(&t->comm);
     free(t->pack);
     free(t->recv);
-    free(t->sum);
+    free(t->send);
+    free(t->nloc);
     free(t->votes);
     free(t);
     s->transport = NULL;
@@ -451,20 +592,34 @@ static const clopt__dist_reducer mpi_reducer = {
     .inputs_agreed = mpi_inputs_agreed,
     .prepared = mpi_prepared,
     .finite_agreed = mpi_finite_agreed,
+    .step_agreed = mpi_step_agreed,
+    .checked = mpi_checked,
     .destroy = mpi_destroy,
 };
 
 /* ---- the public calls ---- */
 
-/* This rank's strategy on local_device, or a status with clopt_last_create_error's message. */
+/* This rank's strategy on local_device (a list: several local replicas), or a status with
+ * clopt_last_create_error's message. */
 static clopt_status open_local(const char *local_device, clopt_strategy **s) {
-    if (local_device && strchr(local_device, ',')) {
-        clopt__create_fail("clopt_strategy_create_mpi: '%s' names several devices; give one "
-                           "device per rank", local_device);
-        return CLOPT_ERR_INVALID_ARGUMENT;
-    }
     return local_device ? clopt_strategy_create(local_device, s)
                         : clopt_strategy_create_replicated(NULL, 1, s);
+}
+
+/* Every rank's local replica count (votes' a) and CLOPT_DIST_CHECK (any rank's: every rank
+ * must run its collective alike) into t and s. */
+static void lay_out(mpi_state *t, clopt_strategy *s, const vote *all) {
+    t->world = 0;
+    t->kmax = 1;
+    for (int k = 0; k < t->size; k++) {
+        t->nloc[k] = (int)all[k].a;
+        t->base[k] = (int)t->world;
+        t->world += all[k].a;
+        if (all[k].a > t->kmax) t->kmax = all[k].a;
+        s->check |= all[k].flag;
+    }
+    s->world = t->world;
+    s->first = (size_t)t->base[t->rank];
 }
 
 clopt_status clopt_strategy_create_mpi(MPI_Comm comm, const char *local_device,
@@ -486,7 +641,8 @@ clopt_status clopt_strategy_create_mpi(MPI_Comm comm, const char *local_device,
     MPI_Comm_size(dup, &size);
     mpi_state *t = calloc(1, sizeof *t);
     vote *all = t ? calloc((size_t)size, sizeof *all) : NULL;
-    if (!all) { /* a few bytes a rank: without them this rank cannot even tell the others */
+    int *nloc = all ? calloc(2 * (size_t)size, sizeof *nloc) : NULL;
+    if (!nloc) { /* a few bytes a rank: without them this rank cannot even tell the others */
         fprintf(stderr, "clopt_strategy_create_mpi: rank %d: out of memory\n", rank);
         MPI_Abort(comm, 1);
     }
@@ -500,6 +656,8 @@ clopt_status clopt_strategy_create_mpi(MPI_Comm comm, const char *local_device,
     vote mine;
     memset(&mine, 0, sizeof mine);
     mine.st = st;
+    mine.a = s ? s->n : 0;
+    mine.flag = s ? s->check : 0;
     put_msg(&mine, clopt_last_create_error());
     MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, dup);
     const int bad = first_failure(all, size);
@@ -508,6 +666,7 @@ clopt_status clopt_strategy_create_mpi(MPI_Comm comm, const char *local_device,
         char why[sizeof mine.msg];
         snprintf(why, sizeof why, "%s", all[bad].msg);
         clopt__create_fail("clopt_strategy_create_mpi: rank %d: %s", bad, why);
+        free(nloc);
         free(all);
         free(t);
         clopt_strategy_destroy(s);
@@ -518,10 +677,11 @@ clopt_status clopt_strategy_create_mpi(MPI_Comm comm, const char *local_device,
     t->comm = dup;
     t->rank = rank;
     t->size = size;
+    t->nloc = nloc;
+    t->base = nloc + size;
+    lay_out(t, s, all);
     s->transport = t;
     s->reducer = &mpi_reducer;
-    s->world = (size_t)size;
-    s->first = (size_t)rank;
     *out = s;
     return CLOPT_OK;
 }
@@ -540,14 +700,19 @@ clopt_status clopt_strategy_mpi_reduce_stats(const clopt_strategy *s, double *se
     return CLOPT_OK;
 }
 
-/* The variables the optimizer was built on (the inner optimizer's for a wrapper). */
+/* The variables the optimizer was built on (the inner optimizer's for a wrapper), then the
+ * optimizer's own, from rank 0's first replica to every local replica of every rank. */
 static clopt_status bcast_state(clopt_mirrored_optimizer *m) {
     clopt_strategy *s = m->s;
     clopt_optimizer *o = m->r[0].opt;
     const clopt_optimizer *in = clopt__dist_stepper(m, 0);
     const size_t count = clopt_optimizer_variable_count(o);
     clopt_status st = CLOPT_OK;
-    for (size_t i = 0; st == CLOPT_OK && i < in->nvars; i++) st = bcast_variable(s, in->vars[i]);
+    for (size_t i = 0; st == CLOPT_OK && i < in->nvars; i++) {
+        clopt_variable *row[MAX_REPLICAS];
+        for (size_t r = 0; r < s->n; r++) row[r] = clopt__dist_stepper(m, r)->vars[i];
+        st = bcast_variable(s, row, s->n);
+    }
     for (size_t k = 0; st == CLOPT_OK && k < count; k++) {
         clopt_variable *v = NULL;
         clopt_optimizer_variable(o, k, NULL, NULL, &v);
@@ -559,8 +724,9 @@ static clopt_status bcast_state(clopt_mirrored_optimizer *m) {
         if (st != CLOPT_OK) clopt__dist_fail_replica(s, 0, st);
         if ((st = agree(s, st, 0, 0, 0, NULL)) == CLOPT_OK) {
             MPI_Bcast(b, (int)len, MPI_DOUBLE, 0, state_of(s)->comm);
-            if (state_of(s)->rank != 0) st = clopt_optimizer_variable_write(o, k, b, len);
-            if (st != CLOPT_OK) clopt__dist_fail_replica(s, 0, st);
+            for (size_t r = state_of(s)->rank == 0; st == CLOPT_OK && r < s->n; r++)
+                if ((st = clopt_optimizer_variable_write(m->r[r].opt, k, b, len)) != CLOPT_OK)
+                    clopt__dist_fail_replica(s, r, st);
             st = agree(s, st, 0, 0, 0, NULL);
         }
         free(b);
@@ -613,7 +779,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_load_mpi(clopt_mirrored_optimiz
     if (!m) return CLOPT_ERR_INVALID_ARGUMENT;
     clopt_strategy *s = m->s;
     s->error[0] = '\0';
-    if (!state_of(s) || s->n != 1)
+    if (!state_of(s))
         return clopt__dist_fail(s, CLOPT_ERR_INVALID_ARGUMENT,
                                 "checkpoint_load_mpi: not an MPI strategy");
     clopt_status st = CLOPT_OK;
@@ -622,7 +788,7 @@ clopt_status clopt_mirrored_optimizer_checkpoint_load_mpi(clopt_mirrored_optimiz
         if (st != CLOPT_OK) clopt__dist_fail_replica(s, 0, st);
     }
     if ((st = agree(s, st, 0, n, 0, NULL)) != CLOPT_OK) return st;
-    for (size_t i = 0; st == CLOPT_OK && i < n; i++) st = bcast_variable(s, vars[i]);
+    for (size_t i = 0; st == CLOPT_OK && i < n; i++) st = bcast_variable(s, &vars[i], 1);
     return st == CLOPT_OK ? clopt_mirrored_optimizer_broadcast(m) : st;
 }
 

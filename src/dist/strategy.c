@@ -58,11 +58,31 @@ static clopt_status open_replica(clopt_strategy *s, const char *spec) {
     return CLOPT_OK;
 }
 
+/* CLOPT__DIST_FAULT_TEST (tests only, dist_internal.h): "STAGE:R" into s. */
+static void read_fault(clopt_strategy *s) {
+    static const char *const stages[] = {"", "local", "read", "write", "shared"};
+    const char *f = getenv("CLOPT__DIST_FAULT_TEST");
+    const char *colon = f ? strchr(f, ':') : NULL;
+    for (int k = 1; colon && k < (int)(sizeof stages / sizeof *stages); k++)
+        if (strlen(stages[k]) == (size_t)(colon - f) && !strncmp(f, stages[k], (size_t)(colon - f))) {
+            s->fault = k;
+            s->fault_replica = (size_t)strtoul(colon + 1, NULL, 10);
+        }
+}
+
+clopt_status clopt__dist_fault(clopt_strategy *s, int stage, size_t r) {
+    if (s->fault != stage || s->first + r != s->fault_replica) return CLOPT_OK;
+    return clopt__dist_fail(s, CLOPT_ERR_OPENCL,
+                            "replica %zu (%s): fault injected at stage %d (CLOPT__DIST_FAULT_TEST)",
+                            r, clopt_context_device_name(s->ctx[r]), stage);
+}
+
 static clopt_strategy *new_strategy(void) {
     clopt_strategy *s = calloc(1, sizeof *s);
     const char *check = getenv("CLOPT_DIST_CHECK");
     if (s) s->check = check && *check && strcmp(check, "0") != 0;
     if (s) s->reducer = &clopt__dist_host_reducer;
+    if (s) read_fault(s);
     return s;
 }
 
@@ -436,21 +456,30 @@ static clopt_status all_finite(clopt_mirrored_optimizer *m, int *finite) {
     return m->reducer->finite_agreed ? m->reducer->finite_agreed(m, CLOPT_OK, finite) : CLOPT_OK;
 }
 
-/* The stages on every replica, the all-reduce, the update on every replica. */
+/* The stages on every replica, the all-reduce, the update on every replica. Over processes
+ * (step_agreed), a failure in the local stages fails every process before any exchange; one
+ * after it (writing back, the update) is agreed at the end, the replicas then differing. */
 static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request *req) {
     clopt_strategy *s = m->s;
-    clopt_status st;
+    clopt_status st = CLOPT_OK;
     int done = 0;
-    for (size_t r = 0; r < s->n; r++) {
+    for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
         st = clopt__apply_run_local(clopt__dist_stepper(m, r), req, m->r[r].scratch, &done);
-        if (st != CLOPT_OK) return clopt__dist_fail_replica(s, r, st);
+        st = st != CLOPT_OK ? clopt__dist_fail_replica(s, r, st)
+                            : clopt__dist_fault(s, CLOPT__FAULT_LOCAL, r);
     }
-    if (done) return CLOPT_OK; /* a step that only accumulated, on every replica alike */
+    if (m->reducer->step_agreed) st = m->reducer->step_agreed(m, st, 0);
+    if (st != CLOPT_OK || done) return st; /* done: a step that only accumulated, everywhere */
+    m->late = CLOPT_OK;
     if ((st = clopt__dist_all_reduce(m)) != CLOPT_OK) return st;
-    for (size_t r = 0; r < s->n; r++)
-        if ((st = clopt__apply_run_shared(clopt__dist_stepper(m, r), m->r[r].scratch)) != CLOPT_OK)
-            return clopt__dist_fail_replica(s, r, st);
-    return CLOPT_OK;
+    st = m->late;
+    for (size_t r = 0; st == CLOPT_OK && r < s->n; r++) {
+        st = clopt__apply_run_shared(clopt__dist_stepper(m, r), m->r[r].scratch);
+        st = st != CLOPT_OK ? clopt__dist_fail_replica(s, r, st)
+                            : clopt__dist_fault(s, CLOPT__FAULT_SHARED, r);
+    }
+    if (m->reducer->step_agreed) st = m->reducer->step_agreed(m, st, 1);
+    return st;
 }
 
 /* FNV-1a over a variable's bytes; *st on a failed read. */
@@ -468,42 +497,62 @@ static uint64_t checksum(const clopt_variable *v, clopt_status *st) {
     return h;
 }
 
+/* Compares replica r's copy v of a checked variable with replica 0's checksum h0. */
+static clopt_status check_one(clopt_mirrored_optimizer *m, size_t r, const clopt_variable *v,
+                              uint64_t h0, const char *what, const char *name) {
+    clopt_status st = CLOPT_OK;
+    if (checksum(v, &st) != h0 && st == CLOPT_OK)
+        return clopt__dist_fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
+                    "apply: replica %zu's %s'%s' differs from replica 0's after step %lld "
+                    "(CLOPT_DIST_CHECK)",
+                    r, what, name, (long long)clopt_optimizer_iterations(m->r[0].opt));
+    return st == CLOPT_OK ? CLOPT_OK
+                          : clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read "
+                                                       "'%s'", name);
+}
+
 /* CLOPT_DIST_CHECK: every replica's variables and slots (but its own gradient accumulators)
- * against replica 0's, by checksum. */
+ * against replica 0's, by checksum; over processes, replica 0's checksums against rank 0's. */
 static clopt_status check_replicas(clopt_mirrored_optimizer *m) {
-    const clopt_optimizer *o0 = m->r[0].opt;
-    for (size_t k = 0; k < clopt_optimizer_variable_count(o0); k++) {
+    const clopt_optimizer *o0 = m->r[0].opt, *in0 = clopt__dist_stepper(m, 0);
+    const size_t count = clopt_optimizer_variable_count(o0), cap = count + in0->nvars + 1;
+    uint64_t *hash = malloc(2 * cap * sizeof *hash); /* the second half: the reducer's */
+    const char **names = malloc(cap * sizeof *names);
+    clopt_status st = hash && names ? CLOPT_OK
+                                    : clopt__dist_fail(m->s, CLOPT_ERR_OUT_OF_MEMORY,
+                                                       "apply: CLOPT_DIST_CHECK: out of memory");
+    size_t k = 0;
+    for (size_t j = 0; st == CLOPT_OK && j < count; j++) {
         const char *name;
         clopt_variable *v0;
-        clopt_status st = clopt_optimizer_variable(o0, k, &name, NULL, &v0);
-        if (st != CLOPT_OK || !v0 || strstr(name, "_gradient_accumulator")) continue;
+        if (clopt_optimizer_variable(o0, j, &name, NULL, &v0) != CLOPT_OK || !v0 ||
+            strstr(name, "_gradient_accumulator"))
+            continue;
         const uint64_t h0 = checksum(v0, &st);
+        if (st != CLOPT_OK)
+            st = clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read '%s'", name);
         for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++) {
             clopt_variable *v;
-            clopt_optimizer_variable(m->r[r].opt, k, NULL, NULL, &v);
-            if (checksum(v, &st) != h0 && st == CLOPT_OK)
-                return clopt__dist_fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
-                            "apply: replica %zu's '%s' differs from replica 0's after step "
-                            "%lld (CLOPT_DIST_CHECK)",
-                            r, name, (long long)clopt_optimizer_iterations(o0));
+            clopt_optimizer_variable(m->r[r].opt, j, NULL, NULL, &v);
+            st = check_one(m, r, v, h0, "", name);
         }
-        if (st != CLOPT_OK)
-            return clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read '%s'", name);
+        names[k] = name;
+        hash[k++] = h0;
     }
-    const clopt_optimizer *in0 = clopt__dist_stepper(m, 0);
-    for (size_t i = 0; i < in0->nvars; i++) {
-        clopt_status st = CLOPT_OK;
+    for (size_t i = 0; st == CLOPT_OK && i < in0->nvars; i++) {
         const uint64_t h0 = checksum(in0->vars[i], &st);
-        for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++)
-            if (checksum(clopt__dist_stepper(m, r)->vars[i], &st) != h0 && st == CLOPT_OK)
-                return clopt__dist_fail(m->s, CLOPT_ERR_REPLICAS_DIVERGED,
-                            "apply: replica %zu's variable '%s' differs from replica 0's after "
-                            "step %lld (CLOPT_DIST_CHECK)",
-                            r, in0->vars[i]->name, (long long)clopt_optimizer_iterations(o0));
         if (st != CLOPT_OK)
-            return clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read a variable");
+            st = clopt__dist_fail(m->s, st, "apply: CLOPT_DIST_CHECK could not read a variable");
+        for (size_t r = 1; st == CLOPT_OK && r < m->s->n; r++)
+            st = check_one(m, r, clopt__dist_stepper(m, r)->vars[i], h0, "variable ",
+                           in0->vars[i]->name);
+        names[k] = in0->vars[i]->name;
+        hash[k++] = h0;
     }
-    return CLOPT_OK;
+    if (m->reducer->checked) st = m->reducer->checked(m, st, hash, names, k);
+    free(hash);
+    free(names);
+    return st;
 }
 
 /* One step: the base class's, or a LossScaleOptimizer's around it. */

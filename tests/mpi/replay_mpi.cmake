@@ -22,6 +22,24 @@ foreach(r RANGE ${last})
     message(FATAL_ERROR "rank ${r}'s output differs from the one-process replay")
   endif()
 endforeach()
+# Two replicas on each rank (--device host,host): N/2 ranks, the same output.
+math(EXPR half "${N} / 2")
+math(EXPR even "${N} % 2")
+if(even EQUAL 0)
+  execute_process(COMMAND ${MPIEXEC} -n ${half} --oversubscribe ${TOOL} replay --mpi
+                          --device host,host --output ${OUT}/${name}.two{rank}.json ${CASE}
+                  RESULT_VARIABLE rc TIMEOUT 100)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "mpiexec -n ${half} clopt replay --mpi --device host,host failed (${rc})")
+  endif()
+  math(EXPR last "${half} - 1")
+  foreach(r RANGE ${last})
+    file(READ ${OUT}/${name}.two${r}.json got)
+    if(NOT got STREQUAL want)
+      message(FATAL_ERROR "rank ${r} (two replicas)'s output differs from the one-process replay")
+    endif()
+  endforeach()
+endif()
 # A case whose replicas are not the ranks: refused on every rank, no hang.
 math(EXPR wrong "${N} + 1")
 execute_process(COMMAND ${MPIEXEC} -n ${wrong} --oversubscribe ${TOOL} replay --mpi --device host

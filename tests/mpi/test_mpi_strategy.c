@@ -493,9 +493,303 @@ Test(mpi, bad_device_on_one_rank_fails_every_rank) {
     char who[32];
     snprintf(who, sizeof who, "rank %d", size_ - 1);
     cr_assert(strstr(clopt_last_create_error(), who), "%s", clopt_last_create_error());
-    cr_assert_eq(clopt_strategy_create_mpi(MPI_COMM_WORLD, "host,host", &s),
-                 CLOPT_ERR_INVALID_ARGUMENT);
     cr_assert_eq(clopt_strategy_create_mpi(MPI_COMM_NULL, "host", &s), CLOPT_ERR_INVALID_ARGUMENT);
     cr_assert_eq(clopt_strategy_create_mpi(MPI_COMM_WORLD, "host", NULL),
                  CLOPT_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- several local replicas per rank: global replicas rank-major ---- */
+
+static size_t two_each(int r) {
+    (void)r;
+    return 2;
+}
+
+static size_t one_or_two(int r) { return 1 + (size_t)(r % 2); }
+
+/* This rank's device list of k replicas: the test device k times (POCL's CPU devices 0..k-1:
+ * one device may hold one replica). */
+static void local_spec(size_t k, char *spec, size_t cap) {
+    const int pocl = strncmp(device(), "pocl:cpu:", 9) == 0;
+    size_t len = 0;
+    spec[0] = '\0';
+    for (size_t l = 0; l < k; l++) {
+        if (pocl) len += (size_t)snprintf(spec + len, cap - len, "%spocl:cpu:%zu", l ? "," : "", l);
+        else len += (size_t)snprintf(spec + len, cap - len, "%s%s", l ? "," : "", device());
+    }
+}
+
+static clopt_strategy *local_strategy(size_t k) {
+    char spec[512];
+    local_spec(k, spec, sizeof spec);
+    clopt_strategy *s = NULL;
+    clopt_status st = clopt_strategy_create_mpi(MPI_COMM_WORLD, spec, &s);
+    cr_assert(st == CLOPT_OK, "rank %d: create_mpi('%s'): %s: %s", rank_, spec,
+              clopt_status_name(st), clopt_last_create_error());
+    return s;
+}
+
+/* This rank's first global replica and the world's count under layout kof. */
+static size_t layout(size_t (*kof)(int), size_t *world) {
+    size_t first = 0, w = 0;
+    for (int r = 0; r < size_; r++) {
+        if (r == rank_) first = w;
+        w += kof(r);
+    }
+    *world = w;
+    return first;
+}
+
+/* parity() with kof(rank) local replicas on each rank, against the world's replicas in one
+ * process: every local replica bitwise equal to the reference's. */
+static void parity_local(const char *cfg, int steps, int inf_step, size_t (*kof)(int)) {
+    size_t W;
+    const size_t first = layout(kof, &W), L = kof(rank_);
+    clopt_strategy *s = local_strategy(L), *one = NULL;
+    cr_assert(clopt_strategy_create_replicated(device(), W, &one) == CLOPT_OK);
+    cr_assert_eq(clopt_strategy_num_replicas(s), L);
+    cr_assert_eq(clopt_strategy_num_replicas_in_sync(s), W);
+    cr_assert_eq(clopt_strategy_first_replica(s), first);
+    cr_assert_float_eq(clopt_strategy_loss_scale(s), 1.0 / (double)W, 0);
+    clopt_variable *v[64 * NV], *rv[64 * NV], *g[64 * NV], *rg[64 * NV];
+    make_vars(s, v);
+    make_vars(one, rv);
+    clopt_mirrored_optimizer *m = mirrored(s, cfg), *ref = mirrored(one, cfg);
+    for (size_t i = 0; i < NV; i++) {
+        for (size_t l = 0; l < L; l++)
+            g[l * NV + i] = tu_var_f32(clopt_strategy_context(s, l), "g", sizes[i], NULL);
+        for (size_t r = 0; r < W; r++)
+            rg[r * NV + i] = tu_var_f32(clopt_strategy_context(one, 0), "g", sizes[i], NULL);
+    }
+    for (int t = 0; t < steps; t++) {
+        for (size_t i = 0; i < NV; i++) {
+            for (size_t l = 0; l < L; l++)
+                fill_grad(g[l * NV + i], t, first + l, i, t == inf_step && first + l == W - 1);
+            for (size_t r = 0; r < W; r++)
+                fill_grad(rg[r * NV + i], t, r, i, t == inf_step && r == W - 1);
+        }
+        S_OK(s, clopt_mirrored_optimizer_apply(m, g, L, v, NV));
+        S_OK(one, clopt_mirrored_optimizer_apply(ref, rg, W, rv, NV));
+        cr_assert_eq(clopt_mirrored_optimizer_iterations(m),
+                     clopt_mirrored_optimizer_iterations(ref));
+        float x[300], y[300];
+        for (size_t l = 0; l < L; l++) {
+            for (size_t i = 0; i < NV; i++) {
+                read_all(v[l * NV + i], x);
+                read_all(rv[i], y);
+                cr_assert(memcmp(x, y, (size_t)sizes[i] * sizeof *x) == 0,
+                          "rank %d replica %zu of %zu, %s, step %d: variable %zu differs from one "
+                          "process's", rank_, first + l, W, cfg, t, i);
+            }
+            const clopt_optimizer *o = clopt_mirrored_optimizer_replica(m, l);
+            assert_optvars_equal(o, clopt_mirrored_optimizer_replica(ref, 0), cfg, t, 0);
+            assert_optvars_equal(o, clopt_mirrored_optimizer_replica(ref, first + l), cfg, t, 1);
+        }
+        assert_same_on_every_rank(shared_state(m, v), "variables and slots");
+    }
+    clopt_strategy_destroy(one);
+    clopt_strategy_destroy(s);
+}
+
+static const char *const lso_inf =
+    "{\"class_name\": \"LossScaleOptimizer\", \"config\": {\"inner_optimizer\": "
+    "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.5}}, "
+    "\"initial_scale\": 4.0, \"dynamic_growth_steps\": 1000}}";
+
+Test(mpi, several_local_replicas_bitwise) {
+    size_t (*const layouts[])(int) = {two_each, one_or_two};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t c = 0; c < sizeof order_cases / sizeof *order_cases; c++)
+            parity_local(order_cases[c], 4, -1, layouts[k]);
+        parity_local(every_optimizer[1], 3, -1, layouts[k]); /* Adam, amsgrad */
+        parity_local(lso_inf, 4, 1, layouts[k]);              /* an inf on the last replica */
+    }
+}
+
+/* Keras's golden test with two replicas on each rank: Keras's numbers on one rank (2
+ * replicas), v - 0.5 * W * g over W replicas in general. */
+Test(mpi, several_local_keras_golden) {
+    size_t W;
+    const size_t first = layout(two_each, &W);
+    clopt_strategy *s = local_strategy(2);
+    const float init[4] = {1, 2, 3, 4}, grad[4] = {1, 6, 7, 2};
+    const int64_t n = 4;
+    clopt_variable *v[2], *g[2];
+    S_OK(s, clopt_strategy_variable_create(s, "v", CLOPT_FLOAT32, 1, &n, init, v));
+    for (size_t l = 0; l < 2; l++) g[l] = tu_var_f32(clopt_strategy_context(s, l), "g", 4, grad);
+    clopt_mirrored_optimizer *m = mirrored(
+        s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.5, \"momentum\": 0.06}}");
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, 1));
+    cr_assert_eq(first, 2 * (size_t)rank_);
+    for (size_t l = 0; l < 2; l++) {
+        float x[4];
+        read_all(v[l], x);
+        for (int i = 0; i < 4; i++) {
+            const float want = init[i] - 0.5f * (float)W * grad[i];
+            cr_assert_eq(x[i], want, "rank %d replica %zu [%d]: %g, want %g", rank_, l, i, x[i],
+                         want);
+        }
+        if (W == 2) {
+            const float keras[4] = {0, -4, -4, 2};
+            cr_assert(memcmp(x, keras, sizeof x) == 0, "not Keras's [0, -4, -4, 2]");
+        }
+        if (l == 0) assert_same_on_every_rank(fnv(14695981039346656037ull, x, sizeof x), "v");
+    }
+    clopt_strategy_destroy(s);
+}
+
+Test(mpi, several_local_replicas_bad_input) {
+    const int last = rank_ == size_ - 1;
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", size_ - 1);
+    /* The same device twice within the last rank: refused on every rank. */
+    clopt_strategy *s = NULL;
+    clopt_status st = clopt_strategy_create_mpi(
+        MPI_COMM_WORLD, last ? "pocl:cpu:0,pocl:cpu:0" : "host", &s);
+    cr_assert_eq(st, CLOPT_ERR_INVALID_ARGUMENT, "rank %d: %s: %s", rank_, clopt_status_name(st),
+                 clopt_last_create_error());
+    cr_assert_null(s);
+    cr_assert(strstr(clopt_last_create_error(), who) &&
+                  strstr(clopt_last_create_error(), "same device"),
+              "rank %d: %s", rank_, clopt_last_create_error());
+    /* A gradient of another local replica's device (the last rank's rows swapped). */
+    s = local_strategy(2);
+    clopt_variable *v[2 * NV], *g[2 * NV], *step[2 * NV];
+    make_vars(s, v);
+    clopt_mirrored_optimizer *m =
+        mirrored(s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1}}");
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < NV; i++) {
+            g[l * NV + i] = tu_var_f32(clopt_strategy_context(s, l), "g", sizes[i], NULL);
+            fill_grad(g[l * NV + i], 0, l, i, 0);
+            step[l * NV + i] = g[l * NV + i];
+        }
+    S_OK(s, clopt_mirrored_optimizer_build(m, v, NV));
+    const uint64_t before = shared_state(m, v);
+    if (last) step[NV + 1] = g[1]; /* replica 1's gradient 1 lives on replica 0's context */
+    st = clopt_mirrored_optimizer_apply(m, step, 2, v, NV);
+    assert_failed_alike(s, st, CLOPT_ERR_CONTEXT_MISMATCH, who);
+    cr_assert(strstr(clopt_strategy_last_error(s), "belongs to replica 0"), "%s",
+              clopt_strategy_last_error(s));
+    /* One row only where the rank holds two. */
+    st = clopt_mirrored_optimizer_apply(m, g, last ? 1 : 2, v, NV);
+    assert_failed_alike(s, st, CLOPT_ERR_LENGTH_MISMATCH, who);
+    cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 0);
+    cr_assert_eq(shared_state(m, v), before, "rank %d changed", rank_);
+    float x[5], y[5];
+    read_all(v[0], x);
+    read_all(v[NV], y);
+    cr_assert(memcmp(x, y, sizeof x) == 0, "rank %d: local replicas differ", rank_);
+    clopt_strategy_destroy(s);
+}
+
+/* ---- a device failure in the middle of a step (CLOPT__DIST_FAULT_TEST, tests only) ---- */
+
+/* A strategy whose last global replica fails at `stage`; SGD with momentum built on a and b,
+ * one step taken; *before is the shared state then. */
+static clopt_strategy *faulty(const char *stage, clopt_mirrored_optimizer **m, clopt_variable **v,
+                              clopt_variable **g, uint64_t *before) {
+    char f[64];
+    snprintf(f, sizeof f, "%s:%d", stage, size_ - 1);
+    setenv("CLOPT__DIST_FAULT_TEST", f, 1);
+    clopt_strategy *s = mpi_strategy();
+    unsetenv("CLOPT__DIST_FAULT_TEST");
+    make_vars(s, v);
+    *m = mirrored(s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1, "
+                     "\"momentum\": 0.5}}");
+    for (size_t i = 0; i < NV; i++) {
+        g[i] = tu_var_f32(clopt_strategy_context(s, 0), "g", sizes[i], NULL);
+        fill_grad(g[i], 0, (size_t)rank_, i, 0);
+    }
+    S_OK(s, clopt_mirrored_optimizer_build(*m, v, NV));
+    *before = shared_state(*m, v);
+    return s;
+}
+
+/* Before the exchange (the local stages, reading the gradients back): every rank fails with the
+ * failing rank's status, no variable, slot or counter moved anywhere. */
+Test(mpi, device_failure_before_exchange_fails_every_rank) {
+    const char *const stages[] = {"local", "read"};
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", size_ - 1);
+    for (size_t k = 0; k < 2; k++) {
+        clopt_mirrored_optimizer *m;
+        clopt_variable *v[NV], *g[NV];
+        uint64_t before;
+        clopt_strategy *s = faulty(stages[k], &m, v, g, &before);
+        clopt_status st = clopt_mirrored_optimizer_apply(m, g, 1, v, NV);
+        assert_failed_alike(s, st, CLOPT_ERR_OPENCL, who);
+        cr_assert(strstr(clopt_strategy_last_error(s), "fault injected"), "%s",
+                  clopt_strategy_last_error(s));
+        cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 0, "rank %d, %s", rank_, stages[k]);
+        cr_assert_eq(shared_state(m, v), before, "rank %d changed (%s)", rank_, stages[k]);
+        clopt_strategy_destroy(s);
+    }
+}
+
+/* After the exchange (writing the sums back, the update): every rank returns
+ * CLOPT_ERR_REPLICAS_DIVERGED naming the rank; the failing rank did not step, the others did;
+ * a broadcast from rank 0 makes them one again. */
+Test(mpi, device_failure_after_exchange_reports_divergence) {
+    const char *const stages[] = {"write", "shared"};
+    char who[32];
+    snprintf(who, sizeof who, "rank %d", size_ - 1);
+    for (size_t k = 0; k < 2; k++) {
+        clopt_mirrored_optimizer *m;
+        clopt_variable *v[NV], *g[NV];
+        uint64_t before;
+        clopt_strategy *s = faulty(stages[k], &m, v, g, &before);
+        clopt_status st = clopt_mirrored_optimizer_apply(m, g, 1, v, NV);
+        assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, who);
+        cr_assert(strstr(clopt_strategy_last_error(s), "after the all-reduce's exchange"), "%s",
+                  clopt_strategy_last_error(s));
+        const int failed = rank_ == size_ - 1;
+        if (!strcmp(stages[k], "write")) /* "shared" fails after its own update ran */
+            cr_assert_eq(clopt_mirrored_optimizer_iterations(m), failed ? 0 : 1, "rank %d",
+                         rank_);
+        if (size_ > 1) {
+            S_OK(s, clopt_mirrored_optimizer_broadcast(m));
+            assert_same_on_every_rank(shared_state(m, v), "state after the broadcast");
+            cr_assert_eq(clopt_mirrored_optimizer_iterations(m), 1);
+        }
+        clopt_strategy_destroy(s);
+    }
+}
+
+/* ---- CLOPT_DIST_CHECK across ranks ---- */
+
+Test(mpi, dist_check_compares_ranks) {
+    if (rank_ == 0) setenv("CLOPT_DIST_CHECK", "1", 1); /* one rank's setting is every rank's */
+    clopt_strategy *s = local_strategy(2);
+    unsetenv("CLOPT_DIST_CHECK");
+    clopt_variable *v[2 * NV], *g[2 * NV];
+    make_vars(s, v);
+    clopt_mirrored_optimizer *m =
+        mirrored(s, "{\"class_name\": \"SGD\", \"config\": {\"learning_rate\": 0.1}}");
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < NV; i++) {
+            g[l * NV + i] = tu_var_f32(clopt_strategy_context(s, l), "g", sizes[i], NULL);
+            fill_grad(g[l * NV + i], 0, l, i, 0);
+        }
+    S_OK(s, clopt_mirrored_optimizer_apply(m, g, 2, v, NV));
+    /* The last rank's variable b changes behind the strategy's back (both its replicas, so
+     * that only the ranks differ): the next step fails on every rank, naming it. */
+    float x[300];
+    for (int e = 0; e < 300; e++) x[e] = 3.0f;
+    if (rank_ == size_ - 1 && size_ > 1)
+        for (size_t l = 0; l < 2; l++)
+            cr_assert(clopt_variable_write(v[l * NV + 1], x, sizeof x) == CLOPT_OK);
+    clopt_status st = clopt_mirrored_optimizer_apply(m, g, 2, v, NV);
+    if (size_ > 1) {
+        char who[64];
+        snprintf(who, sizeof who, "rank %d's 'b' differs from rank 0's", size_ - 1);
+        assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, who);
+    } else {
+        cr_assert_eq(st, CLOPT_OK);
+    }
+    /* Within one rank: its second replica's a changed: named as that rank's replica. */
+    if (rank_ == 0) cr_assert(clopt_variable_write(v[NV], x, 5 * sizeof *x) == CLOPT_OK);
+    st = clopt_mirrored_optimizer_apply(m, g, 2, v, NV);
+    assert_failed_alike(s, st, CLOPT_ERR_REPLICAS_DIVERGED, "rank 0: apply: replica 1's");
+    clopt_strategy_destroy(s);
 }
