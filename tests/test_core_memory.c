@@ -5,6 +5,7 @@
  * Large buffers on POCL come from fresh pages (ocl_buffer_create): they must still read back as
  * zeros. */
 #include "clopt/experimental.h"
+#include "core/core_internal.h" /* struct clopt_variable: the arena offset */
 #include "test_util.h"
 
 TU_SUITE(memory_host);
@@ -199,5 +200,61 @@ Test(memory_pocl, large_buffers_read_zero) {
     }
     free(slot);
     free(ones);
+    clopt_context_destroy(ctx);
+}
+
+/* The arena under churn: variables of mixed dtypes and sizes created and destroyed at random in
+ * small blocks (CLOPT_ARENA_MB=1), each filled with its own bytes. After every operation every
+ * live variable still holds its bytes (no two ranges overlap, a reused gap does not clobber a
+ * neighbour) and the arena's used bytes are the live ranges' sizes: whole chunks of each one's
+ * dtype (256 x 2, 4 or 8 bytes). */
+Test(memory_host, arena_churn_keeps_every_value) {
+    setenv("CLOPT_ARENA_MB", "1", 1);
+    clopt_context *ctx = tu_context(TU_HOST);
+    unsetenv("CLOPT_ARENA_MB");
+    enum { LIVE = 48, OPS = 600 };
+    const clopt_dtype dts[4] = {CLOPT_FLOAT32, CLOPT_FLOAT64, CLOPT_FLOAT16, CLOPT_BFLOAT16};
+    clopt_variable *v[LIVE] = {0};
+    unsigned char *want[LIVE] = {0};
+    size_t nbytes[LIVE] = {0}, padded[LIVE] = {0};
+    uint64_t rng = 12345, blocks = 0;
+    for (int op = 0; op < OPS; op++) {
+        const size_t k = (size_t)(tu_rand_u64(&rng) % LIVE);
+        if (v[k]) {
+            clopt_variable_destroy(v[k]);
+            free(want[k]);
+            v[k] = NULL;
+            want[k] = NULL;
+        } else {
+            const clopt_dtype d = dts[tu_rand_u64(&rng) % 4];
+            const int64_t n = 1 + (int64_t)(tu_rand_u64(&rng) % 20000);
+            const size_t es = clopt_dtype_size(d), chunk = 256 * es;
+            nbytes[k] = (size_t)n * es;
+            padded[k] = (nbytes[k] + chunk - 1) / chunk * chunk;
+            want[k] = malloc(nbytes[k]);
+            cr_assert(want[k]);
+            for (size_t b = 0; b < nbytes[k]; b++) want[k][b] = (unsigned char)(op * 31 + b * 7);
+            v[k] = tu_var(ctx, "churn", d, 1, &n, want[k]);
+            cr_assert_eq(v[k]->offset % CLOPT__CHUNK, 0, "op %d: offset %zu is not whole chunks",
+                         op, v[k]->offset);
+        }
+        size_t used = 0;
+        for (size_t j = 0; j < LIVE; j++) {
+            if (!v[j]) continue;
+            used += padded[j];
+            size_t got_n;
+            unsigned char *got = tu_read_bytes(v[j], &got_n);
+            cr_assert_eq(got_n, nbytes[j]);
+            cr_assert(memcmp(got, want[j], got_n) == 0, "op %d: variable %zu lost its bytes", op,
+                      j);
+            free(got);
+        }
+        const clopt_memory_stats m = stats(ctx);
+        blocks = m.arena_blocks > blocks ? m.arena_blocks : blocks;
+        cr_assert_eq(m.arena_used_bytes, used, "op %d: arena uses %llu bytes, live ranges %zu", op,
+                     (unsigned long long)m.arena_used_bytes, used);
+    }
+    cr_assert(blocks >= 2, "the churn stayed in one block: it tested no first fit across blocks");
+    for (size_t j = 0; j < LIVE; j++) free(want[j]);
     clopt_context_destroy(ctx);
 }

@@ -64,7 +64,8 @@ static void read_fault(clopt_strategy *s) {
     const char *f = getenv("CLOPT__DIST_FAULT_TEST");
     const char *colon = f ? strchr(f, ':') : NULL;
     for (int k = 1; colon && k < (int)(sizeof stages / sizeof *stages); k++)
-        if (strlen(stages[k]) == (size_t)(colon - f) && !strncmp(f, stages[k], (size_t)(colon - f))) {
+        if (strlen(stages[k]) == (size_t)(colon - f) &&
+            !strncmp(f, stages[k], (size_t)(colon - f))) {
             s->fault = k;
             s->fault_replica = (size_t)strtoul(colon + 1, NULL, 10);
         }
