@@ -118,6 +118,8 @@ typedef struct bench_args {
     int startup_child;
     double load_before; /* the 1-minute load average when the timing started */
     const char *devices; /* --devices: the mirrored step over these (bench_devices.c) */
+    int gemm_pair;       /* --gemm-pair: Muon, tuned GEMMs against CLBlast's own (bench_gemm_pair.c) */
+    const char *db;      /* --db: the tuning database (sets CLOPT_TUNING_DB) */
 } bench_args;
 
 /* ---- the clopt side and shared helpers (bench_common.c) ---- */
@@ -192,5 +194,7 @@ int bench_run_devices(const bench_args *a, const bench_opt *only, size_t shapes[
                       size_t nshapes);                        /* bench_devices.c */
 int cli_bench_muon(const char *device, size_t size, size_t tensors, int rounds,
                    clopt_dtype dtype, int quiet);             /* bench_muon.c */
+int cli_bench_gemm_pair(const char *devices, size_t size, size_t tensors, int rounds,
+                        clopt_dtype dtype, int quiet);        /* bench_gemm_pair.c */
 
 #endif

@@ -25,6 +25,8 @@ void cli_help_bench(FILE *out) {
           "                   all-reduce's share and bytes/s against MPI_Allreduce; --device\n"
           "                   a list, \"host,host\": several replicas on each rank)\n"
           "       clopt bench --devices SPEC,SPEC,... [--optimizer NAME] [--size N] [--tensors K]\n"
+          "       clopt bench --optimizer Muon --gemm-pair [--devices TUNED,DEFAULT] [--db FILE]\n"
+          "                   [--size N] [--tensors K] [--rounds R] [--dtype D]\n"
           "\n"
           "Times clopt's optimizer steps (clopt_optimizer_apply + clopt_finish) against a\n"
           "hand-written OpenMP C loop of the same math on host arrays of the same size, in one\n"
@@ -43,6 +45,7 @@ void cli_help_bench(FILE *out) {
           "                      global (global_clipnorm 1)\n"
           "  --json              one JSON document on stdout instead of the table\n"
           "  --quiet             no progress line on stderr\n"
+          "  --db FILE           the tuning database to use (sets CLOPT_TUNING_DB; off: none)\n"
           "  --steps N           instead of timing: run N clopt steps and check that device\n"
           "                      memory and the number of buffers do not change (no step\n"
           "                      allocates); reports memory after build against variables +\n"
@@ -71,7 +74,15 @@ void cli_help_bench(FILE *out) {
           "its step on --tensors K (default 64) variables of --size/K elements (default\n"
           "256 x 256) against one Newton-Schulz iteration's three products as single GEMMs\n"
           "and as batched GEMMs on the same device (CLBlast on OpenCL), interleaved; prints\n"
-          "ns per element and GFLOP/s (per iteration 4*m*m*n + 2*m^3 for m x n, m <= n).\n",
+          "ns per element and GFLOP/s (per iteration 4*m*m*n + 2*m^3 for m x n, m <= n).\n"
+          "--gemm-pair instead: Muon's step with the tuning database's CLBlast GEMM\n"
+          "parameters (clopt tune --gemm) on the first device of --devices against the same\n"
+          "step with CLBlast's own on the second (default pocl:cpu:0,pocl:cpu:1, which needs\n"
+          "POCL_DEVICES=\"pthread pthread\"; CLBlast keeps parameters per device for the\n"
+          "whole process, so one device cannot run both), on the same values (checked to\n"
+          "agree), alternating round by round (default 16 variables of 256 x 256, 5 rounds);\n"
+          "prints both medians and the paired ratio. Exit status 1 when the first device has\n"
+          "no tuned GEMM parameters in force or the results disagree.\n",
           out);
 }
 
@@ -106,6 +117,10 @@ static int parse_args(int argc, char **argv, bench_args *a) {
             a->quiet = 1;
             continue;
         }
+        if (!strcmp(o, "--gemm-pair")) {
+            a->gemm_pair = 1;
+            continue;
+        }
         if (!strcmp(o, "--startup")) {
             a->startup = 1;
             continue;
@@ -117,7 +132,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         static const char *const valued[] = {"--device", "--optimizer", "--size",
                                              "--tensors", "--rounds", "--dtype",
                                              "--clip", "--steps", "--startup-runs",
-                                             "--devices"};
+                                             "--devices", "--db"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(o, valued[k]);
         if (!known) {
@@ -134,6 +149,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
             a->device = v;
         } else if (!strcmp(o, "--devices")) {
             a->devices = v;
+        } else if (!strcmp(o, "--db")) {
+            a->db = v;
         } else if (!strcmp(o, "--optimizer")) {
             a->optimizer = strcasecmp(v, "all") ? v : NULL;
         } else if (!strcmp(o, "--size")) {
@@ -213,6 +230,10 @@ int cli_cmd_bench(int argc, char **argv) {
     bench_args a;
     const int p = parse_args(argc, argv, &a);
     if (p) return p > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (a.db && setenv("CLOPT_TUNING_DB", a.db, 1) != 0) {
+        fprintf(stderr, "clopt bench: --db: cannot set CLOPT_TUNING_DB\n");
+        return CLI_EXIT_FAIL;
+    }
     exec_with_passive_omp(argv);
     if (bench_register_adabelief() != 0) {
         fprintf(stderr, "clopt bench: registering AdaBelief: %s\n", clopt_class_last_error());
@@ -241,6 +262,17 @@ int cli_cmd_bench(int argc, char **argv) {
             k = shapes[0][1];
         }
         return a.startup_child ? bench_startup_child(&a, o, n, k) : bench_run_startup(&a, o, n, k);
+    }
+    if (a.gemm_pair) { /* Muon, tuned GEMMs against CLBlast's own (bench_gemm_pair.c) */
+        if (!only || strcasecmp(only->name, "Muon") || a.json || a.clip || a.steps > 0 ||
+            a.startup || a.device) {
+            fputs("clopt bench: --gemm-pair takes --optimizer Muon, --devices, --db, --size, "
+                  "--tensors, --rounds, --dtype and --quiet\n",
+                  stderr);
+            return CLI_EXIT_USAGE;
+        }
+        if (!a.rounds_set) a.rounds = 5;
+        return cli_bench_gemm_pair(a.devices, a.size, a.tensors, a.rounds, a.dtype, a.quiet);
     }
     if (a.devices) {
         if (a.json || a.steps > 0 || a.device || (only && !only->f32)) {

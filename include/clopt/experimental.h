@@ -118,6 +118,16 @@ CLOPT_API char *clopt_tuning_db_path(void);
 CLOPT_API clopt_status clopt_context_gemm_params(clopt_context *ctx, const char **params,
                                                  const char **origin);
 
+/* Makes the context skip the tuning database's GEMM entries: it hands CLBlast nothing, so its
+ * GEMMs run with the parameters CLBlast holds for the device (its own defaults, unless another
+ * context on the same cl_device_id handed it an entry: CLBlast keys overrides by device, for the
+ * whole process). Call before building an optimizer that multiplies matrices and before
+ * clopt_context_gemm_params (which then reports "" and says why). `clopt bench --gemm-pair`
+ * uses it for its untuned side, on a second device. Returns CLOPT_OK (also when called again),
+ * CLOPT_ERR_INVALID_ARGUMENT (NULL), CLOPT_ERR_BAD_STATE (the entry was already looked up and
+ * handed to CLBlast, which cannot take it back; nothing changes) or CLOPT_ERR_OUT_OF_MEMORY. */
+CLOPT_API clopt_status clopt_context_gemm_keep_defaults(clopt_context *ctx);
+
 #ifdef __cplusplus
 }
 #endif

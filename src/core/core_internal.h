@@ -67,7 +67,7 @@ struct clopt_context {
     clopt_kernel_params kparams;
     char *kparams_origin;
     /* CLBlast's GEMM parameters from the tuning database (tuning_gemm.c): 0 not looked up yet,
-     * 1 looked up and handed to the backend. gemm_params: "Kernel/precision: NAME=V ...; ..."
+     * 1 looked up and handed to the backend, 2 skipped (clopt_context_gemm_keep_defaults). gemm_params: "Kernel/precision: NAME=V ...; ..."
      * ("" when none); gemm_origin: the entry, or why none. */
     int gemm_state;
     char *gemm_params, *gemm_origin;

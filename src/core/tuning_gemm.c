@@ -180,3 +180,25 @@ clopt_status clopt_context_gemm_params(clopt_context *ctx, const char **params,
     if (origin) *origin = ctx->gemm_origin ? ctx->gemm_origin : "(out of memory)";
     return CLOPT_OK;
 }
+
+clopt_status clopt_context_gemm_keep_defaults(clopt_context *ctx) {
+    if (!ctx) return CLOPT_ERR_INVALID_ARGUMENT;
+    if (ctx->gemm_state == 2) return CLOPT_OK;
+    if (ctx->gemm_state)
+        return clopt__fail(ctx, CLOPT_ERR_BAD_STATE,
+                           "clopt_context_gemm_keep_defaults: the context's GEMM parameters were "
+                           "already looked up (%s); CLBlast cannot take them back",
+                           ctx->gemm_origin ? ctx->gemm_origin : "?");
+    char *params = clopt__strdup("");
+    char *origin = clopt__strdup("CLBlast's own parameters (the tuning database's GEMM entries "
+                                 "skipped: clopt_context_gemm_keep_defaults)");
+    if (!params || !origin) {
+        free(params);
+        free(origin);
+        return clopt__fail(ctx, CLOPT_ERR_OUT_OF_MEMORY, "clopt_context_gemm_keep_defaults");
+    }
+    ctx->gemm_state = 2;
+    ctx->gemm_params = params;
+    ctx->gemm_origin = origin;
+    return CLOPT_OK;
+}
