@@ -166,6 +166,34 @@ Test(tuning_gemm, host_does_not_apply_and_null_arguments_refused) {
     clopt_context_destroy(ctx);
 }
 
+/* clopt_context_gemm_keep_defaults: the entry is skipped and said so; once the entry was looked
+ * up it cannot be skipped (CLBlast cannot take parameters back) and nothing changes. */
+Test(tuning_gemm, keep_defaults_skips_the_entry) {
+    user_db(HEAD G2 "]}");
+    cr_assert_eq(clopt_context_gemm_keep_defaults(NULL), CLOPT_ERR_INVALID_ARGUMENT);
+    clopt_context *ctx = tu_context(TU_HOST);
+    const char *p, *o;
+    TU_OK(ctx, clopt_context_gemm_keep_defaults(ctx));
+    TU_OK(ctx, clopt_context_gemm_keep_defaults(ctx)); /* again: still skipped */
+    TU_OK(ctx, clopt_context_gemm_params(ctx, &p, &o));
+    cr_assert_str_eq(p, "");
+    cr_assert(strstr(o, "CLBlast's own parameters") && strstr(o, "keep_defaults"), "%s", o);
+    clopt_context_destroy(ctx);
+
+    ctx = tu_context(TU_HOST);
+    TU_OK(ctx, clopt_context_gemm_params(ctx, &p, &o));
+    cr_assert(strstr(p, "WGD=16"), "%s", p);
+    cr_assert_eq(clopt_context_gemm_keep_defaults(ctx), CLOPT_ERR_BAD_STATE);
+    cr_assert(strstr(clopt_context_last_error(ctx), "already looked up"), "%s",
+              clopt_context_last_error(ctx));
+    const char *p2, *o2;
+    TU_OK(ctx, clopt_context_gemm_params(ctx, &p2, &o2));
+    cr_assert_str_eq(p2, p);
+    cr_assert_str_eq(o2, o);
+    clopt_context_destroy(ctx);
+    remove(db_path);
+}
+
 /* ---- POCL: Muon under tuned CLBlast parameters agrees with the host ---- */
 
 #define NVAR 4
@@ -231,3 +259,52 @@ static void tuned_muon(int min_indirect) {
  * product by the (tuned) direct one. */
 Test(tuning_gemm_pocl, tuned_indirect_muon_matches_host) { tuned_muon(1); }
 Test(tuning_gemm_pocl, tuned_direct_muon_matches_host) { tuned_muon(4096); }
+
+/* ---- two POCL devices of one name (POCL_DEVICES="pthread pthread", tests/CMakeLists.txt) ----
+ * CLBlast keys parameter overrides by cl_device_id (its DatabaseCache), which `clopt bench
+ * --gemm-pair` relies on: an impossible XgemmDirect set (256 x 256 work-items, more than POCL's
+ * 4096) handed to CLBlast for pocl:cpu:0 makes Muon fail there, while pocl:cpu:1 (same name, the
+ * entry skipped by clopt_context_gemm_keep_defaults) runs CLBlast's own and agrees with the host. */
+Test(tuning_gemm_pocl_two_devices, an_entry_stays_on_its_device) {
+    clopt_context *c0 = tu_context("pocl:cpu:0");
+    clopt_device_identity id;
+    TU_OK(c0, clopt_context_device_identity(c0, &id));
+    char text[4096];
+    snprintf(text, sizeof text,
+             HEAD "{\"device\": \"%s\", \"gemm\": [{\"kernel\": \"XgemmDirect\", \"precision\": "
+                  "32, \"params\": {\"WGD\": 256, \"MDIMCD\": 256, \"NDIMCD\": 256, \"MDIMAD\": "
+                  "256, \"NDIMBD\": 256, \"KWID\": 2, \"VWMD\": 1, \"VWND\": 1, \"PADA\": 1, "
+                  "\"PADB\": 1}}, {\"kernel\": \"GemmRoutine\", \"precision\": 32, \"params\": "
+                  "{\"XGEMM_MIN_INDIRECT_SIZE\": 4096}}]}]}",
+             id.device);
+    user_db(text);
+    clopt_context *c1 = tu_context("pocl:cpu:1");
+    TU_OK(c1, clopt_context_gemm_keep_defaults(c1));
+    const char *p, *o;
+    TU_OK(c0, clopt_context_gemm_params(c0, &p, &o)); /* handed to CLBlast for device 0 */
+    cr_assert(strstr(p, "WGD=256") && !strstr(o, "not applied"), "%s (%s)", p, o);
+
+    const int64_t shape[2] = {48, 80};
+    double x[48 * 80];
+    for (size_t j = 0; j < 48 * 80; j++) x[j] = sin(0.37 * (double)j);
+    clopt_variable *w = tu_var_from_f64(c0, "dense/kernel", CLOPT_FLOAT32, 2, shape, x);
+    clopt_variable *g = tu_var_from_f64(c0, "g", CLOPT_FLOAT32, 2, shape, x);
+    clopt_optimizer *m = tu_optimizer(
+        c0, "{\"class_name\": \"Muon\", \"config\": {\"learning_rate\": 0.1}}");
+    clopt_status st = clopt_optimizer_apply(m, &g, &w, 1);
+    if (st == CLOPT_OK) st = clopt_finish(c0);
+    cr_assert_neq(st, CLOPT_OK, "the impossible set ran on pocl:cpu:0");
+    cr_assert(strstr(clopt_context_last_error(c0), "CLBlast"), "%s", clopt_context_last_error(c0));
+
+    clopt_context *host = tu_context(TU_HOST);
+    clopt_variable *got[NVAR], *want[NVAR];
+    muon_steps(c1, got);
+    muon_steps(host, want);
+    TU_OK(c1, clopt_context_gemm_params(c1, &p, &o));
+    cr_assert_str_eq(p, "");
+    for (int i = 0; i < NVAR; i++) tu_assert_vars_close(got[i], want[i], "pocl:cpu:1");
+    clopt_context_destroy(c0);
+    clopt_context_destroy(c1);
+    clopt_context_destroy(host);
+    remove(db_path);
+}
