@@ -1,7 +1,8 @@
 /* `clopt bench`'s parts (tool-internal): the options, the C loops' side (bench_cloop.c), the
  * clopt side and shared helpers (bench_common.c), one JSON writer (bench_json.c) and one file per
  * mode: timing (bench_timed.c), --steps (bench_steps.c), --startup (bench_startup.c), Muon
- * (bench_muon.c). cmd_bench.c parses the options and runs the mode. */
+ * (bench_muon.c), Muon with tuned GEMMs against CLBlast's own (bench_gemm_pair.c). cmd_bench.c
+ * parses the options and runs the mode. */
 #ifndef CLOPT_BENCH_INTERNAL_H
 #define CLOPT_BENCH_INTERNAL_H
 
