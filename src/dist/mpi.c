@@ -36,14 +36,6 @@ typedef struct vote {
     char msg[488];
 } vote;
 
-/* FNV-1a over n bytes. */
-static uint64_t fnv_bytes(const void *p, size_t n) {
-    const unsigned char *b = p;
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Copies a message into a vote, cut to fit. */
 static void put_msg(vote *v, const char *msg) {
     size_t n = strlen(msg);
@@ -204,13 +196,14 @@ static size_t segment_elems(const mpi_state *t, size_t es) {
     return ((size_t)1 << 30) / (es * t->kmax);
 }
 
-/* Buffers for launch i's exchange (total elements a replica), or -1: grown before the ranks
- * agree, so that no rank leaves for want of memory while the others wait in the exchange. */
-static int reserve(mpi_state *t, size_t n, size_t total, size_t es) {
+/* Buffers for launch i's exchange (total elements a replica; packed: some replica's pairs are
+ * not in pair order and need the packing buffer), or -1: grown before the ranks agree, so that
+ * no rank leaves for want of memory while the others wait in the exchange. */
+static int reserve(mpi_state *t, size_t n, size_t total, size_t es, int packed) {
     const size_t seg = segment_elems(t, es), len = total < seg ? total : seg;
     const size_t mine = len / (size_t)t->size + 1;
     return grow(&t->recv, &t->recv_cap, t->world * mine * es + 1) ||
-           grow(&t->pack, &t->pack_cap, n * total * es + 1) ||
+           (packed && grow(&t->pack, &t->pack_cap, n * total * es + 1)) ||
            (n > 1 && grow(&t->send, &t->send_cap, n * len * es + 1));
 }
 
@@ -258,12 +251,18 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
         total += p0->grads[k]->padded;
     unsigned char *mem[MAX_REPLICAS]; /* replica r's launch block, host-addressable */
     int direct[MAX_REPLICAS];         /* mem[r] is the replica's own (host) scratch */
+    int ordered[MAX_REPLICAS], packed = 0; /* the pairs lie in pair order (else: repack) */
+    for (size_t r = 0; r < n; r++) {
+        const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
+        clopt__dist_launch_span(p, i, &lo[r], &hi[r]);
+        ordered[r] = in_pair_order(p, i, lo[r]);
+        packed |= !ordered[r];
+    }
     clopt_status st = CLOPT_OK;
-    if (reserve(t, n, total, es))
+    if (reserve(t, n, total, es, packed))
         st = clopt__dist_fail(s, CLOPT_ERR_OUT_OF_MEMORY, "rank %d: out of memory", t->rank);
     for (size_t r = 0; st == CLOPT_OK && r < n; r++) {
         clopt_context *ctx = m->r[r].opt->ctx;
-        clopt__dist_launch_span(&clopt__dist_stepper(m, r)->plan, i, &lo[r], &hi[r]);
         direct[r] = ctx->ops == &clopt__host_backend;
         mem[r] = direct[r] ? (unsigned char *)m->r[r].scratch[i] : m->host[r];
         if (!direct[r] && ctx->ops->read(ctx, m->r[r].scratch[i], lo[r] * es,
@@ -273,12 +272,9 @@ static clopt_status reduce_launch(clopt_mirrored_optimizer *m, size_t i) {
     }
     if ((st = agree(s, st, 0, 0, 0, NULL)) != CLOPT_OK) return st;
     unsigned char *row[MAX_REPLICAS];
-    int ordered[MAX_REPLICAS];
     for (size_t r = 0; r < n; r++) {
-        const clopt__plan *p = &clopt__dist_stepper(m, r)->plan;
-        ordered[r] = in_pair_order(p, i, lo[r]);
         row[r] = ordered[r] ? mem[r] + lo[r] * es : t->pack + r * total * es;
-        if (!ordered[r]) repack(p, i, mem[r], row[r], es, 1);
+        if (!ordered[r]) repack(&clopt__dist_stepper(m, r)->plan, i, mem[r], row[r], es, 1);
     }
     t->reduce_bytes += total * es;
     const size_t seg = segment_elems(t, es);
@@ -545,7 +541,7 @@ static clopt_status mpi_checked(clopt_mirrored_optimizer *m, clopt_status st, ui
                                 const char *const *names, size_t k) {
     clopt_strategy *s = m->s;
     const mpi_state *t = state_of(s);
-    const uint64_t h = st == CLOPT_OK ? fnv_bytes(hash, k * sizeof *hash) : 0;
+    const uint64_t h = st == CLOPT_OK ? clopt__hash64(CLOPT__HASH_INIT, hash, k * sizeof *hash) : 0;
     const vote *all = NULL;
     if ((st = agree(s, st, 0, h, k, &all)) != CLOPT_OK) return st;
     int rank = 0; /* the first rank whose checksums differ from rank 0's */

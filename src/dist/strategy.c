@@ -487,13 +487,12 @@ static clopt_status step(clopt_mirrored_optimizer *m, const clopt__step_request 
 static uint64_t checksum(const clopt_variable *v, clopt_status *st) {
     const size_t n = (size_t)clopt_variable_size(v) * clopt_dtype_size(v->dtype);
     unsigned char *b = malloc(n ? n : 1);
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = CLOPT__HASH_INIT;
     if (!b) {
         *st = CLOPT_ERR_OUT_OF_MEMORY;
         return 0;
     }
-    if ((*st = clopt_variable_read(v, b, n)) == CLOPT_OK)
-        for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    if ((*st = clopt_variable_read(v, b, n)) == CLOPT_OK) h = clopt__hash64(h, b, n);
     free(b);
     return h;
 }

@@ -80,8 +80,8 @@ static clopt_status check_before_build(clopt_optimizer *o, clopt_variable *const
 
 /* Whether this step's pairs are the last step's, which were checked and planned: the built list
  * (vars NULL or it, in order) with the same gradients, and no handle freed since (so none of
- * them can be another object at the same address). Then the step costs O(n) memcmp rather
- * than n handle lookups and pair checks, a quarter of a 10,000-variable step's host time. */
+ * them can be another object at the same address). Then the step costs two memcmp of n
+ * pointers rather than n handle lookups and pair checks. */
 static int same_step(const clopt_optimizer *o, clopt_variable *const *grads,
                      clopt_variable *const *vars, size_t n) {
     const clopt__plan *p = &o->plan;
